@@ -1,0 +1,73 @@
+"""Shared fixtures: people, a server profile, mailboxes and a helper to run management commands."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+
+from tracking.actions import check_add_mailbox, check_add_profile, do_set_personal_options
+from tracking.models import EmailServerProfile, Mailbox
+
+CORPORA = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora"
+
+
+class CommandResult:
+    def __init__(self, out: str, err: str) -> None:
+        self.out = out
+        self.err = err
+
+    def json_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+
+def run_command(*args: str) -> CommandResult:
+    out, err = io.StringIO(), io.StringIO()
+    call_command(*args, stdout=out, stderr=err)
+    return CommandResult(out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def cmd() -> Callable[..., CommandResult]:
+    return run_command
+
+
+@pytest.fixture
+def exchange_profile(db: None) -> EmailServerProfile:
+    return check_add_profile("exchange", "exchange_ews", endpoint="https://mail.example.com/EWS/Exchange.asmx")
+
+
+@pytest.fixture
+def imap_profile(db: None) -> EmailServerProfile:
+    return check_add_profile("imap", "imap", endpoint="imaps://mail.example.com:993")
+
+
+def make_mailbox(address: str, username: str, profile: EmailServerProfile, track: int = 1) -> Mailbox:
+    mailbox = check_add_mailbox(address, profile_name=profile.name, username=username, create_user=True, approve=True)
+    assert mailbox.user is not None
+    do_set_personal_options(mailbox.user, track=track)
+    return mailbox
+
+
+@pytest.fixture
+def alice(exchange_profile: EmailServerProfile) -> Mailbox:
+    """alice@contoso.com, a user mailbox on Exchange, Track option 1 (the default)."""
+    return make_mailbox("alice@contoso.com", "alice", exchange_profile)
+
+
+@pytest.fixture
+def bob(exchange_profile: EmailServerProfile) -> Mailbox:
+    """bob@contoso.com, a second user mailbox on Exchange, Track option 1."""
+    return make_mailbox("bob@contoso.com", "bob", exchange_profile)
+
+
+@pytest.fixture
+def alice_user(alice: Mailbox) -> User:
+    assert isinstance(alice.user, User)
+    return alice.user

@@ -1,0 +1,500 @@
+"""Every state change of SyncAdmin: named, atomic, audited where DOMAIN asks for it.
+
+`do_*` performs a change that its caller has validated; `check_*` validates as well and raises
+ActionError (a message meant for the person who asked) without changing anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser
+from django.db import transaction
+from django.db.models import F
+
+from tracking.choices import (
+    Approval,
+    AuthMethod,
+    Folder,
+    Outcome,
+    ProfileKind,
+    RecordKind,
+    ScanSource,
+    ScanStatus,
+    TrackOption,
+)
+from tracking.decisions import DecisionResult, OrgRules, format_tracking_token
+from tracking.messages import ParsedMessage, normalize_address
+from tracking.models import (
+    AuditEvent,
+    CrmRecord,
+    Decision,
+    EmailHash,
+    EmailServerProfile,
+    FolderSyncState,
+    Mailbox,
+    OrgSettings,
+    PersonalOptions,
+    Queue,
+    ScanRun,
+    TrackedEmail,
+)
+from tracking.orgsettings import SettingError, SettingValue, spec_for
+
+
+class ActionError(Exception):
+    """A request that cannot be carried out; the message says why, in words for the requester."""
+
+
+def _actor_label(acting_user: AbstractUser | None, actor_label: str) -> str:
+    return acting_user.get_username() if acting_user is not None else actor_label
+
+
+def _audit(action: str, target: str, old: object, new: object, *, acting_user: AbstractUser | None, actor_label: str) -> None:
+    AuditEvent.objects.create(
+        actor=acting_user,
+        actor_label=_actor_label(acting_user, actor_label),
+        action=action,
+        target=target,
+        old_value="" if old is None else str(old),
+        new_value="" if new is None else str(new),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Org settings and personal options
+# ---------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def check_set_org_setting(
+    name: str, raw_value: str, *, acting_user: AbstractUser | None = None, actor_label: str = "cli"
+) -> tuple[SettingValue, SettingValue]:
+    """Validate and store one org setting; returns (old, new). Raises ActionError, changing nothing."""
+    try:
+        spec = spec_for(name)
+        value = spec.parse(raw_value)
+    except SettingError as exc:
+        raise ActionError(str(exc)) from None
+    org = OrgSettings.objects.select_for_update().get_or_create(pk=1)[0]
+    old: SettingValue = getattr(org, spec.field)
+    if old != value:
+        setattr(org, spec.field, value)
+        org.save(update_fields=[spec.field])
+        _audit("orgsetting_changed", spec.name, spec.format(old), spec.format(value), acting_user=acting_user, actor_label=actor_label)
+    return old, value
+
+
+def personal_options_of(user: AbstractUser) -> PersonalOptions:
+    return PersonalOptions.objects.get_or_create(user=user)[0]
+
+
+@transaction.atomic
+def do_set_personal_options(
+    user: AbstractUser,
+    *,
+    track: int | None = None,
+    auto_create: str | None = None,
+    allow_send_on_behalf: bool | None = None,
+    acting_user: AbstractUser | None = None,
+    actor_label: str = "cli",
+) -> PersonalOptions:
+    options = PersonalOptions.objects.select_for_update().get_or_create(user=user)[0]
+    changes = {"track": track, "auto_create": auto_create, "allow_send_on_behalf": allow_send_on_behalf}
+    changed = []
+    for attr, value in changes.items():
+        if value is None or getattr(options, attr) == value:
+            continue
+        _audit(
+            "personal_options_changed", f"{user.get_username()}.{attr}", getattr(options, attr), value,
+            acting_user=acting_user, actor_label=actor_label,
+        )
+        setattr(options, attr, value)
+        changed.append(attr)
+    if changed:
+        options.save(update_fields=changed)
+    return options
+
+
+@transaction.atomic
+def do_reserve_tracking_token(user: AbstractUser, rules: OrgRules) -> str:
+    """The next tracking token of a user (for mail sent from SyncAdmin); the counter wraps to 0."""
+    options = PersonalOptions.objects.select_for_update().get_or_create(user=user)[0]
+    token = format_tracking_token(rules, user.pk, options.next_tracking_number)
+    options.next_tracking_number = (options.next_tracking_number + 1) % (10**rules.tracking_token_counter_digits)
+    options.save(update_fields=["next_tracking_number"])
+    return token
+
+
+# ---------------------------------------------------------------------------------------------
+# Profiles, queues and mailboxes
+# ---------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def check_add_profile(
+    name: str,
+    kind: str,
+    *,
+    endpoint: str = "",
+    auth_method: str = AuthMethod.NONE,
+    username: str = "",
+    tenant_id: str = "",
+    client_id: str = "",
+    secret: str = "",
+    ca_bundle: str = "",
+    use_impersonation: bool = False,
+    process_emails_received_after: datetime | None = None,
+    max_concurrent_connections: int = 10,
+    acting_user: AbstractUser | None = None,
+    actor_label: str = "cli",
+) -> EmailServerProfile:
+    if kind not in ProfileKind.values:
+        raise ActionError(f"unknown profile kind {kind!r}; use one of {', '.join(ProfileKind.values)}")
+    if auth_method not in AuthMethod.values:
+        raise ActionError(f"unknown auth method {auth_method!r}; use one of {', '.join(AuthMethod.values)}")
+    if not 1 <= max_concurrent_connections <= 300:
+        raise ActionError("max concurrent connections must be from 1 to 300")
+    if EmailServerProfile.objects.filter(name=name).exists():
+        raise ActionError(f"a server profile named {name!r} already exists")
+    profile = EmailServerProfile(
+        name=name, kind=kind, endpoint=endpoint, auth_method=auth_method, username=username, tenant_id=tenant_id,
+        client_id=client_id, ca_bundle=ca_bundle, use_impersonation=use_impersonation,
+        process_emails_received_after=process_emails_received_after,
+        max_concurrent_connections=max_concurrent_connections,
+    )
+    profile.set_secret(secret)
+    profile.save()
+    _audit("profile_added", name, None, kind, acting_user=acting_user, actor_label=actor_label)
+    return profile
+
+
+@transaction.atomic
+def check_add_mailbox(
+    address: str,
+    *,
+    profile_name: str,
+    username: str | None = None,
+    create_user: bool = False,
+    queue_name: str | None = None,
+    approve: bool = False,
+    track: int | None = None,
+    acting_user: AbstractUser | None = None,
+    actor_label: str = "cli",
+) -> Mailbox:
+    email = normalize_address(address)
+    if email is None:
+        raise ActionError(f"{address!r} is not an email address")
+    if (username is None) == (queue_name is None):
+        raise ActionError("a mailbox belongs to exactly one user or one queue")
+    if track is not None and track not in TrackOption.values:
+        raise ActionError("track must be 0–4")
+    profile = EmailServerProfile.objects.filter(name=profile_name).first()
+    if profile is None:
+        raise ActionError(f"no server profile named {profile_name!r}; add it with 'profile add'")
+    if Mailbox.objects.filter(email_address=email).exists():
+        raise ActionError(f"a mailbox for {email} already exists")
+    mailbox = Mailbox(email_address=email, profile=profile, approval=Approval.APPROVED if approve else Approval.PENDING)
+    if username is not None:
+        User = get_user_model()
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            if not create_user:
+                raise ActionError(f"no user named {username!r}; pass --create-user to create one")
+            user = User.objects.create_user(username=username, email=email)
+        elif Mailbox.objects.filter(user=user).exists():
+            raise ActionError(f"user {username!r} already has a mailbox")
+        if not user.email:
+            user.email = email
+            user.save(update_fields=["email"])
+        mailbox.user = user
+        if track is not None:
+            do_set_personal_options(user, track=track, acting_user=acting_user, actor_label=actor_label)
+    else:
+        assert queue_name is not None
+        queue, created = Queue.objects.get_or_create(name=queue_name, defaults={"email": email})
+        if not created and Mailbox.objects.filter(queue=queue).exists():
+            raise ActionError(f"queue {queue_name!r} already has a mailbox")
+        if track is not None and queue.track != track:
+            queue.track = track
+            queue.save(update_fields=["track"])
+        mailbox.queue = queue
+    mailbox.save()
+    _audit("mailbox_added", email, None, f"profile={profile.name}", acting_user=acting_user, actor_label=actor_label)
+    if approve:
+        _audit("mailbox_approved", email, Approval.PENDING, Approval.APPROVED, acting_user=acting_user, actor_label=actor_label)
+    return mailbox
+
+
+# ---------------------------------------------------------------------------------------------
+# CRM directory import
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+
+
+_TRUE_WORDS = {"", "1", "true", "yes", "active"}
+_FALSE_WORDS = {"0", "false", "no", "inactive"}
+
+
+@transaction.atomic
+def check_import_records(kind: str, text: str) -> ImportReport:
+    """Create or update CRM records from CSV (header name,email[,email2,email3,owner,kind,active]).
+
+    A row is matched to an existing record of the same kind by name and primary email; a bad row
+    is rejected with its line number and reason, and the good rows are still imported.
+    """
+    if kind not in RecordKind.values:
+        raise ActionError(f"unknown record kind {kind!r}; use one of {', '.join(RecordKind.values)}")
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing = {"name", "email"} - set(header)
+    if missing:
+        raise ActionError(f"the CSV header must have name and email (missing: {', '.join(sorted(missing))})")
+    unknown = set(header) - {"name", "email", "email2", "email3", "owner", "kind", "active"}
+    if unknown:
+        raise ActionError(f"unknown CSV column(s): {', '.join(sorted(unknown))}")
+    reader.fieldnames = header
+    User = get_user_model()
+    owners = {u.get_username(): u for u in User.objects.all()}
+    report = ImportReport()
+    for row in reader:
+        line = reader.line_num
+        values = {k: (v or "").strip() for k, v in row.items() if k is not None}
+        name = values.get("name", "")
+        if not name:
+            report.rejected.append((line, "name is empty"))
+            continue
+        emails = []
+        bad = None
+        for col in ("email", "email2", "email3"):
+            raw = values.get(col, "")
+            if not raw:
+                continue
+            addr = normalize_address(raw)
+            if addr is None:
+                bad = f"{col} {raw!r} is not an email address"
+                break
+            emails.append(addr)
+        if bad:
+            report.rejected.append((line, bad))
+            continue
+        if not emails:
+            report.rejected.append((line, "email is empty"))
+            continue
+        owner = None
+        if values.get("owner"):
+            owner = owners.get(values["owner"])
+            if owner is None:
+                report.rejected.append((line, f"owner {values['owner']!r} is not a user"))
+                continue
+        active_word = values.get("active", "").lower()
+        if active_word not in _TRUE_WORDS | _FALSE_WORDS:
+            report.rejected.append((line, f"active {values['active']!r} is not true/false"))
+            continue
+        other_kind = values.get("kind", "")
+        if other_kind and kind != RecordKind.OTHER:
+            report.rejected.append((line, "the kind column is only for 'other' records"))
+            continue
+        fields = {
+            "email1": emails[0],
+            "email2": emails[1] if len(emails) > 1 else "",
+            "email3": emails[2] if len(emails) > 2 else "",
+            "owner": owner,
+            "active": active_word not in _FALSE_WORDS,
+            "other_kind": other_kind,
+        }
+        existing = CrmRecord.objects.filter(kind=kind, name=name, email1=emails[0]).first()
+        if existing is None:
+            CrmRecord.objects.create(kind=kind, name=name, **fields)
+            report.created += 1
+        else:
+            for attr, value in fields.items():
+                setattr(existing, attr, value)
+            existing.save(update_fields=list(fields))
+            report.updated += 1
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Scans: runs, page commits, watermark
+# ---------------------------------------------------------------------------------------------
+
+
+def do_start_scan_run(mailbox: Mailbox, folder: str, *, source: str = ScanSource.SCAN, now: datetime) -> ScanRun:
+    return ScanRun.objects.create(mailbox=mailbox, folder=folder, source=source, status=ScanStatus.RUNNING, started_at=now)
+
+
+@transaction.atomic
+def do_finish_scan_run(run: ScanRun, *, now: datetime, error: str = "") -> None:
+    """Close a run; a successful run moves the folder's pending watermark onto the mailbox."""
+    run.status = ScanStatus.FAILED if error else ScanStatus.SUCCEEDED
+    run.finished_at = now
+    run.error = error
+    run.save(update_fields=["status", "finished_at", "error"])
+    if error:
+        return
+    state = FolderSyncState.objects.filter(mailbox_id=run.mailbox_id, folder=run.folder).first()
+    if state is None or state.pending_watermark is None:
+        return
+    mailbox = Mailbox.objects.select_for_update().get(pk=run.mailbox_id)
+    if mailbox.process_emails_received_after is None or state.pending_watermark > mailbox.process_emails_received_after:
+        mailbox.process_emails_received_after = state.pending_watermark
+        mailbox.save(update_fields=["process_emails_received_after"])
+    state.pending_watermark = None
+    state.save(update_fields=["pending_watermark", "updated_at"])
+
+
+def _accepting_fields(res: DecisionResult) -> dict[str, object]:
+    a = res.accepting
+    if a is None:
+        return {"accepting_kind": "", "accepting_id": None, "accepting_name": "", "accepting_email": ""}
+    return {"accepting_kind": a.kind, "accepting_id": a.id, "accepting_name": a.name, "accepting_email": a.email}
+
+
+@transaction.atomic
+def do_commit_page(
+    mailbox: Mailbox,
+    folder: str,
+    results: Sequence[DecisionResult],
+    *,
+    scan_run: ScanRun | None,
+    now: datetime,
+    sync_state: str | None = None,
+) -> list[Decision]:
+    """Write one page: auto-created records, TrackedEmails, hashes, Decisions, counts, sync state.
+
+    One transaction, so a crash loses at most the page in flight; the unique constraints on
+    Decision and TrackedEmail turn a replayed page into an IntegrityError, never a duplicate.
+    """
+    # Auto-created senders, one per address even if several messages asked.
+    wanted = {r.auto_create.address: r.auto_create for r in results if r.auto_create is not None}
+    if wanted:
+        CrmRecord.objects.bulk_create(
+            [CrmRecord(kind=a.kind, name=a.name[:300], email1=a.address, owner_id=a.owner_user_id) for a in wanted.values()]
+        )
+
+    # TrackedEmails; provisional keys (negative, in-batch) map to the ids just created.
+    positions = [
+        pos for pos, r in enumerate(results) if r.outcome == Outcome.TRACKED and isinstance(r.message, ParsedMessage)
+    ]
+    tracked_results = [results[pos] for pos in positions]
+    emails: list[TrackedEmail] = []
+    for res in tracked_results:
+        msg = res.message
+        assert isinstance(msg, ParsedMessage)
+        parent = res.correlated
+        emails.append(
+            TrackedEmail(
+                message_id=msg.message_id,
+                direction=res.direction,
+                subject=msg.subject,
+                sender=msg.sender.address if msg.sender else "",
+                sender_name=(msg.sender.name if msg.sender else "")[:300],
+                recipients=[[h, a.address] for h, a in msg.recipients],
+                sent_at=msg.sent_at,
+                in_reply_to=" ".join(msg.in_reply_to),
+                references=" ".join(msg.references),
+                conversation_index=msg.conversation_index,
+                tracking_token=res.tracking_token,
+                regarding_id=res.regarding.id if res.regarding else None,
+                owner_id=res.owner_user_id,
+                receiving_mailbox=mailbox,
+                correlation_method=res.correlation_method or "",
+                correlated_email_id=parent.key if parent is not None and parent.key > 0 else None,
+                **_accepting_fields(res),  # type: ignore[arg-type]
+            )
+        )
+    TrackedEmail.objects.bulk_create(emails)
+    by_position = {-(pos + 1): e for pos, e in zip(positions, emails, strict=True)}
+    late_links = []
+    for res, email in zip(tracked_results, emails, strict=True):
+        if res.correlated is not None and res.correlated.key < 0:
+            email.correlated_email_id = by_position[res.correlated.key].pk
+            late_links.append(email)
+    if late_links:
+        TrackedEmail.objects.bulk_update(late_links, ["correlated_email"])
+    EmailHash.objects.bulk_create(
+        [
+            EmailHash(tracked_email=email, kind=kind, value=value)
+            for res, email in zip(tracked_results, emails, strict=True)
+            for kind, values in ((EmailHash.SUBJECT, res.subject_hashes), (EmailHash.ADDRESS, res.address_hashes))
+            for value in values
+        ]
+    )
+
+    decisions = []
+    for pos, res in enumerate(results):
+        msg = res.message
+        linked: TrackedEmail | None = by_position.get(-(pos + 1))
+        linked_id = linked.pk if linked is not None else (res.existing.key if res.existing and res.existing.key > 0 else None)
+        if linked is None and res.existing is not None and res.existing.key < 0:
+            linked_id = by_position[res.existing.key].pk
+        sender = msg.sender.address if isinstance(msg, ParsedMessage) and msg.sender else getattr(msg, "sender", "")
+        decisions.append(
+            Decision(
+                mailbox=mailbox,
+                folder=folder,
+                scan_run=scan_run,
+                provider_item_id=msg.provider_item_id[:500],
+                message_id=msg.message_id,
+                message_id_synthetic=isinstance(msg, ParsedMessage) and msg.message_id_synthetic,
+                subject=msg.subject,
+                sender=str(sender)[:320],
+                received_at=msg.received_at,
+                direction=res.direction,
+                outcome=res.outcome,
+                reason=res.reason,
+                correlation_method=res.correlation_method or "",
+                correlated_message_id=res.correlated.message_id if res.correlated else "",
+                regarding_id=res.regarding.id if res.regarding else None,
+                tracked_email_id=linked_id,
+                trace=[s.as_json() for s in res.trace],
+                decided_at=now,
+                **_accepting_fields(res),  # type: ignore[arg-type]
+            )
+        )
+    Decision.objects.bulk_create(decisions)
+
+    if scan_run is not None:
+        counts = {o.value: 0 for o in Outcome}
+        for res in results:
+            counts[res.outcome] += 1
+        ScanRun.objects.filter(pk=scan_run.pk).update(
+            tracked=F("tracked") + counts[Outcome.TRACKED],
+            already_tracked=F("already_tracked") + counts[Outcome.ALREADY_TRACKED],
+            not_tracked=F("not_tracked") + counts[Outcome.NOT_TRACKED],
+            failed=F("failed") + counts[Outcome.FAILED],
+            items_done=F("items_done") + len(results),
+        )
+
+    received = [r.message.received_at for r in results if r.message.received_at is not None]
+    if received or sync_state is not None:
+        state, _ = FolderSyncState.objects.select_for_update().get_or_create(mailbox=mailbox, folder=folder)
+        update = ["updated_at"]
+        if received and (state.pending_watermark is None or max(received) > state.pending_watermark):
+            state.pending_watermark = max(received)
+            update.append("pending_watermark")
+        if sync_state is not None:
+            state.state = sync_state
+            update.append("state")
+        state.save(update_fields=update)
+    return decisions
+
+
+def check_folder(folder: str) -> str:
+    if folder not in Folder.values:
+        raise ActionError(f"unknown folder {folder!r}; use one of {', '.join(Folder.values)}")
+    return folder
+
+

@@ -1,0 +1,130 @@
+"""Django admin registrations: for superusers; decisions and audit rows are read-only here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+
+from tracking.models import (
+    Alert,
+    AuditEvent,
+    CrmRecord,
+    Decision,
+    EmailServerProfile,
+    ExclusionEntry,
+    FolderSyncState,
+    FolderTrackingRule,
+    Mailbox,
+    OrgSettings,
+    PersonalOptions,
+    Queue,
+    ScanRun,
+    TrackedEmail,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
+    secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only: leave empty to keep the stored secret.",
+    )
+
+    class Meta:
+        model = EmailServerProfile
+        exclude = ("secret_encrypted",)
+
+
+@admin.register(EmailServerProfile)
+class EmailServerProfileAdmin(admin.ModelAdmin[EmailServerProfile]):
+    form = ProfileForm
+    list_display = ("name", "kind", "endpoint", "auth_method", "secret_state")
+
+    @admin.display(description="secret")
+    def secret_state(self, obj: EmailServerProfile) -> str:
+        return "set" if obj.has_secret else "not set"
+
+    def save_model(self, request: HttpRequest, obj: EmailServerProfile, form: Any, change: bool) -> None:
+        if form.cleaned_data.get("secret"):
+            obj.set_secret(form.cleaned_data["secret"])
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Mailbox)
+class MailboxAdmin(admin.ModelAdmin[Mailbox]):
+    list_display = ("email_address", "user", "queue", "profile", "approval", "enabled", "incoming_status", "next_run_at")
+    list_filter = ("approval", "enabled", "incoming_status", "profile")
+    search_fields = ("email_address",)
+
+
+@admin.register(Queue)
+class QueueAdmin(admin.ModelAdmin[Queue]):
+    list_display = ("name", "email", "track", "active")
+
+
+@admin.register(CrmRecord)
+class CrmRecordAdmin(admin.ModelAdmin[CrmRecord]):
+    list_display = ("name", "kind", "other_kind", "email1", "owner", "active")
+    list_filter = ("kind", "active")
+    search_fields = ("name", "email1", "email2", "email3")
+
+
+@admin.register(OrgSettings)
+class OrgSettingsAdmin(admin.ModelAdmin[OrgSettings]):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not OrgSettings.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(PersonalOptions)
+class PersonalOptionsAdmin(admin.ModelAdmin[PersonalOptions]):
+    list_display = ("user", "track", "auto_create")
+
+
+@admin.register(TrackedEmail)
+class TrackedEmailAdmin(ReadOnlyAdmin):
+    list_display = ("subject", "direction", "sender", "correlation_method", "regarding", "created_at")
+    list_filter = ("direction", "correlation_method")
+    search_fields = ("message_id", "subject", "sender")
+
+
+@admin.register(Decision)
+class DecisionAdmin(ReadOnlyAdmin):
+    list_display = ("decided_at", "mailbox", "folder", "subject", "sender", "outcome", "reason", "correlation_method")
+    list_filter = ("outcome", "reason", "folder", "correlation_method")
+    search_fields = ("message_id", "subject", "sender")
+    list_select_related = ("mailbox",)
+
+
+@admin.register(ScanRun)
+class ScanRunAdmin(ReadOnlyAdmin):
+    list_display = ("mailbox", "folder", "source", "status", "started_at", "tracked", "not_tracked", "failed")
+    list_filter = ("status", "source")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "actor_label", "action", "target", "old_value", "new_value")
+    list_filter = ("action",)
+
+
+admin.site.register(Alert, ReadOnlyAdmin)
+admin.site.register(FolderSyncState, ReadOnlyAdmin)
+admin.site.register(FolderTrackingRule)
+admin.site.register(ExclusionEntry)

@@ -1,0 +1,227 @@
+"""Batch loaders: the only place the engine's data comes from.
+
+`load_context` reads everything the rules need for a whole page of messages with a fixed number
+of queries, however many messages, recipients or CRM records there are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from itertools import islice
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser
+from django.db.models import Q
+from django.db.models.functions import Lower
+
+from tracking.choices import EntityKind, Folder, TrackOption
+from tracking.decisions import (
+    DecisionContext,
+    Entity,
+    MailboxInfo,
+    OrgRules,
+    RecordRef,
+    TrackedRef,
+    conversation_index_ancestors,
+    message_address_hashes,
+    tracking_tokens_in,
+)
+from tracking.messages import ParsedMessage, ParseFailure
+from tracking.models import (
+    CrmRecord,
+    EmailHash,
+    ExclusionEntry,
+    FolderTrackingRule,
+    Mailbox,
+    OrgSettings,
+    PersonalOptions,
+    Queue,
+    TrackedEmail,
+)
+from tracking.orgsettings import ORG_SETTINGS
+
+# Keeps each IN (...) list under SQLite's bound-parameter limit; a page of 100 ordinary messages
+# needs one chunk, so the query count stays constant per page.
+IN_CHUNK = 2000
+
+
+def _chunks(values: Iterable[str], size: int = IN_CHUNK) -> Iterable[list[str]]:
+    it = iter(sorted(set(values)))
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def load_rules(org: OrgSettings | None = None) -> OrgRules:
+    org = org or OrgSettings.load()
+    return OrgRules.from_values({spec.field: getattr(org, spec.field) for spec in ORG_SETTINGS})
+
+
+def user_entity(user: AbstractUser, options: PersonalOptions | None, *, has_mailbox: bool) -> Entity:
+    return Entity(
+        kind=EntityKind.USER,
+        id=user.pk,
+        name=user.get_full_name() or user.get_username(),
+        email=(user.email or "").lower(),
+        active=user.is_active,
+        created=user.date_joined,
+        has_mailbox=has_mailbox,
+        track=options.track if options else TrackOption.RESPONSES,
+        auto_create=options.auto_create if options else "off",
+    )
+
+
+def queue_entity(queue: Queue, *, has_mailbox: bool) -> Entity:
+    return Entity(
+        kind=EntityKind.QUEUE, id=queue.pk, name=queue.name, email=queue.email, active=queue.active,
+        created=queue.created_at, has_mailbox=has_mailbox, track=queue.track,
+    )
+
+
+def record_entity(record: CrmRecord, email: str) -> Entity:
+    return Entity(
+        kind=EntityKind(record.kind), id=record.pk, name=record.name, email=email, active=record.active,
+        owner_id=record.owner_id, created=record.created_at, other_kind=record.other_kind,
+    )
+
+
+def mailbox_for_scan(mailbox_id: int) -> Mailbox:
+    return Mailbox.objects.select_related("user__personal_options", "queue", "profile").get(pk=mailbox_id)
+
+
+def _options_of(user: AbstractUser) -> PersonalOptions | None:
+    try:
+        return user.personal_options  # type: ignore[attr-defined, no-any-return]
+    except PersonalOptions.DoesNotExist:
+        return None
+
+
+def mailbox_owner(mailbox: Mailbox) -> Entity:
+    if mailbox.user is not None:
+        return user_entity(mailbox.user, _options_of(mailbox.user), has_mailbox=True)
+    assert mailbox.queue is not None
+    return queue_entity(mailbox.queue, has_mailbox=True)
+
+
+def watermark_of(mailbox: Mailbox) -> datetime | None:
+    """max(profile, mailbox) 'process emails received after' (DOMAIN §3.5)."""
+    marks = [m for m in (mailbox.profile.process_emails_received_after, mailbox.process_emails_received_after) if m]
+    return max(marks) if marks else None
+
+
+def load_entities(addresses: Iterable[str]) -> dict[str, list[Entity]]:
+    """Every user, queue and CRM record having one of these addresses, keyed by lower-case address."""
+    found: dict[str, list[Entity]] = {}
+    User = get_user_model()
+    for chunk in _chunks(addresses):
+        wanted = set(chunk)
+        users = (
+            User.objects.annotate(email_lower=Lower("email"))
+            .filter(Q(email_lower__in=chunk) | Q(mailbox__email_address__in=chunk))
+            .select_related("personal_options", "mailbox")
+        )
+        for user in users:
+            has_mailbox = hasattr(user, "mailbox")
+            entity = user_entity(user, _options_of(user), has_mailbox=has_mailbox)
+            own = {entity.email} | ({user.mailbox.email_address} if has_mailbox else set())  # type: ignore[attr-defined]
+            for address in own & wanted:
+                found.setdefault(address, []).append(entity)
+        queues = Queue.objects.filter(Q(email__in=chunk) | Q(mailbox__email_address__in=chunk)).select_related("mailbox")
+        for queue in queues:
+            has_mailbox = hasattr(queue, "mailbox")
+            entity = queue_entity(queue, has_mailbox=has_mailbox)
+            own = {queue.email} | ({queue.mailbox.email_address} if has_mailbox else set())
+            for address in own & wanted:
+                found.setdefault(address, []).append(entity)
+        records = CrmRecord.objects.filter(Q(email1__in=chunk) | Q(email2__in=chunk) | Q(email3__in=chunk))
+        for record in records:
+            for address in set(record.emails) & wanted:
+                found.setdefault(address, []).append(record_entity(record, address))
+    return found
+
+
+def _regarding(email: TrackedEmail) -> RecordRef | None:
+    r = email.regarding
+    return RecordRef(r.pk, r.kind, r.name) if r is not None else None
+
+
+def tracked_ref(email: TrackedEmail, hashes: Sequence[EmailHash] = ()) -> TrackedRef:
+    return TrackedRef(
+        key=email.pk,
+        message_id=email.message_id,
+        direction=email.direction,
+        regarding=_regarding(email),
+        conversation_index=email.conversation_index,
+        tracking_token=email.tracking_token,
+        subject_hashes=frozenset(h.value for h in hashes if h.kind == EmailHash.SUBJECT),
+        address_hashes=frozenset(h.value for h in hashes if h.kind == EmailHash.ADDRESS),
+    )
+
+
+def load_context(
+    mailbox: Mailbox,
+    folder: str,
+    messages: Sequence[ParsedMessage | ParseFailure],
+    *,
+    rules: OrgRules | None = None,
+    watermark: datetime | None = None,
+    use_watermark_override: bool = False,
+) -> DecisionContext:
+    """Load, for one page, all data the engine may consult; the query count does not grow with the page."""
+    rules = rules or load_rules()
+    parsed = [m for m in messages if isinstance(m, ParsedMessage)]
+    owner = mailbox_owner(mailbox)
+
+    exclusions = ExclusionEntry.objects.filter(Q(user__isnull=True) | Q(user_id=mailbox.user_id)).values_list(
+        "pattern", "user_id"
+    )
+    org_ex = frozenset(p.lower() for p, uid in exclusions if uid is None)
+    own_ex = frozenset(p.lower() for p, uid in exclusions if uid is not None)
+
+    info = MailboxInfo(
+        id=mailbox.pk,
+        address=mailbox.email_address,
+        owner=owner,
+        is_exchange=mailbox.profile.is_exchange,
+        watermark=watermark if use_watermark_override else watermark_of(mailbox),
+        owner_exclusions=own_ex,
+    )
+    ctx = DecisionContext(rules=rules, mailbox=info, folder=folder, org_exclusions=org_ex)
+
+    addresses = {a.address for m in parsed for _, a in m.recipients} | {m.sender.address for m in parsed if m.sender}
+    ctx.entities_by_address = load_entities(addresses)
+
+    ids = {m.message_id for m in parsed} | {i for m in parsed for i in m.in_reply_to}
+    tracked = TrackedEmail.objects.select_related("regarding").order_by("pk")
+    for chunk in _chunks(ids):
+        for email in tracked.filter(message_id__in=chunk):
+            ctx.tracked_by_message_id.setdefault(email.message_id, []).append(tracked_ref(email))
+
+    if rules.use_tracking_tokens:
+        tokens = {t for m in parsed for t in tracking_tokens_in(m.subject)}
+        if tokens:
+            for email in tracked.filter(tracking_token__in=sorted(tokens)):
+                ctx.tracked_by_token.setdefault((email.tracking_token or "").upper(), tracked_ref(email))
+
+    if rules.email_correlation_enabled and not rules.ignore_headers_for_correlation:
+        prefixes = {p for m in parsed for p in conversation_index_ancestors(m.conversation_index)}
+        for chunk in _chunks(prefixes):
+            for email in tracked.filter(conversation_index__in=chunk):
+                ctx.tracked_by_conversation_index.setdefault(email.conversation_index, tracked_ref(email))
+
+    if rules.enable_smart_matching and parsed:
+        hashes = sorted({h for m in parsed for h in message_address_hashes(m, rules)})
+        candidate_ids = set(
+            EmailHash.objects.filter(kind=EmailHash.ADDRESS, value__in=hashes).values_list("tracked_email_id", flat=True)
+        )
+        if candidate_ids:
+            for email in tracked.filter(pk__in=candidate_ids).prefetch_related("hashes"):
+                ctx.smart_candidates.append(tracked_ref(email, list(email.hashes.all())))
+
+    if folder not in (Folder.INBOX, Folder.SENT_ITEMS):
+        rule = FolderTrackingRule.objects.select_related("regarding").filter(mailbox=mailbox, folder=folder).first()
+        if rule is not None:
+            ctx.is_folder_rule = True
+            r = rule.regarding
+            ctx.folder_rule_regarding = RecordRef(r.pk, r.kind, r.name) if r else None
+    return ctx

@@ -1,0 +1,35 @@
+"""Argument helpers shared by the commands that take a mailbox, a folder and a regarding record."""
+
+from __future__ import annotations
+
+from django.core.management.base import CommandError
+
+from tracking.choices import RecordKind
+from tracking.context import mailbox_for_scan
+from tracking.decisions import DecisionResult, RecordRef
+from tracking.models import CrmRecord, Mailbox
+
+
+def get_mailbox(address: str) -> Mailbox:
+    mailbox = Mailbox.objects.filter(email_address=address.strip().lower()).first()
+    if mailbox is None:
+        raise CommandError(f"no mailbox {address!r}; add it with 'mailbox add'")
+    return mailbox_for_scan(mailbox.pk)
+
+
+def get_regarding(spec: str) -> RecordRef:
+    kind, sep, name = spec.partition(":")
+    if not sep or kind not in RecordKind.values or not name:
+        raise CommandError(f"--regarding {spec!r}: use KIND:NAME with KIND one of {', '.join(RecordKind.values)}")
+    matches = list(CrmRecord.objects.filter(kind=kind, name=name)[:2])
+    if not matches:
+        raise CommandError(f"--regarding {spec!r}: no {kind} named {name!r}")
+    if len(matches) > 1:
+        raise CommandError(f"--regarding {spec!r}: several {kind} records are named {name!r}")
+    return RecordRef(matches[0].pk, kind, name)
+
+
+def trace_lines(res: DecisionResult) -> list[str]:
+    lines = [f"{res.message_id}  {res.outcome.value}/{res.reason.value}"]
+    lines += [f"  {s.check}: {s.result} — {s.detail}" for s in res.trace]
+    return lines

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from tracking.actions import ActionError, check_add_mailbox
+from tracking.models import Mailbox
+
+
+def parse_track(raw: str) -> int:
+    if raw not in {"0", "1", "2", "3", "4"}:
+        raise CommandError(f"--track {raw!r}: use 0–4")
+    return int(raw)
+
+
+class Command(BaseCommand):
+    help = "Manage mailboxes (one per user or per queue)."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True, metavar="{add,list}")
+        add = sub.add_parser("add", help="add a mailbox for a user or a queue")
+        add.add_argument("address")
+        owner = add.add_mutually_exclusive_group(required=True)
+        owner.add_argument("--user", metavar="USERNAME")
+        owner.add_argument("--queue", metavar="NAME", help="the queue is created when it does not exist yet")
+        add.add_argument("--create-user", action="store_true", help="create the user when it does not exist")
+        add.add_argument("--profile", required=True, metavar="NAME")
+        add.add_argument("--approve", action="store_true", help="approve the mailbox's email address now")
+        add.add_argument("--track", help="the owner's Track option, 0–4")
+        sub.add_parser("list", help="list mailboxes")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["action"] == "list":
+            for m in Mailbox.objects.select_related("user", "queue", "profile").order_by("email_address"):
+                owner = f"user {m.user.get_username()}" if m.user else f"queue {m.queue}"
+                self.stdout.write(
+                    f"{m.email_address}\t{owner}\t{m.profile.name}\tapproval={m.approval}\t"
+                    f"enabled={'yes' if m.enabled else 'no'}\tincoming={m.incoming_status}"
+                )
+            return
+        if options["create_user"] and not options["user"]:
+            raise CommandError("--create-user goes with --user")
+        try:
+            mailbox = check_add_mailbox(
+                options["address"],
+                profile_name=options["profile"],
+                username=options["user"],
+                create_user=options["create_user"],
+                queue_name=options["queue"],
+                approve=options["approve"],
+                track=parse_track(options["track"]) if options["track"] is not None else None,
+            )
+        except ActionError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"added mailbox {mailbox.email_address} (approval: {mailbox.approval})")

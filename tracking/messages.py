@@ -1,0 +1,267 @@
+"""ParsedMessage, the one form in which the engine sees a message, and the parser that makes it.
+
+Parsing never raises on bad mail: what can be read is read, each problem is noted in
+`defects`, and only input with nothing to identify it becomes a `ParseFailure`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import email
+import email.header
+import email.utils
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import Message
+
+SUBJECT_MAX = 2000  # longer subjects (seen in fuzzing: 1 MB) are cut; the cut is noted as a defect
+MESSAGE_ID_MAX = 998
+SYNTHETIC_DOMAIN = "synthetic.syncadmin.invalid"
+_ID_RE = re.compile(r"<([^<>\s]+)>")
+_CONTROL_RE = re.compile(r"[\x00\ud800-\udfff]")
+_WS_RE = re.compile(r"\s+")
+_IDENTIFYING_HEADERS = ("from", "to", "cc", "subject", "date", "message-id", "sender")
+
+
+@dataclass(frozen=True)
+class Address:
+    """An email address as found in a header: lower-cased address, decoded display name."""
+
+    address: str
+    name: str = ""
+
+    def label(self) -> str:
+        return f"{self.name} <{self.address}>" if self.name else self.address
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    provider_item_id: str
+    message_id: str
+    message_id_synthetic: bool
+    subject: str
+    sender: Address | None
+    to: tuple[Address, ...] = ()
+    cc: tuple[Address, ...] = ()
+    bcc: tuple[Address, ...] = ()
+    sent_at: datetime | None = None
+    received_at: datetime | None = None
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    conversation_index: str = ""  # hex; Exchange's ConversationIndex or the Thread-Index header
+    defects: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def recipients(self) -> tuple[tuple[str, Address], ...]:
+        """To, then Cc, then Bcc, each tagged with its field."""
+        return (
+            tuple(("to", a) for a in self.to) + tuple(("cc", a) for a in self.cc) + tuple(("bcc", a) for a in self.bcc)
+        )
+
+
+@dataclass(frozen=True)
+class ParseFailure:
+    """Input that could not be read as a message at all; becomes a failed/unparseable decision."""
+
+    provider_item_id: str
+    message_id: str
+    error: str
+    received_at: datetime | None = None
+    subject: str = ""
+    sender: str = ""
+    fetch_failed: bool = False  # the source could not fetch it (reason fetch_error), rather than parse it
+
+
+def clean_text(value: str) -> str:
+    """Drop NUL and lone surrogates: PostgreSQL text and JSON refuse them."""
+    return _CONTROL_RE.sub("", value)
+
+
+def _decode_bytes(chunk: bytes, charset: str | None) -> str:
+    for candidate in (charset, "utf-8"):
+        if not candidate:
+            continue
+        try:
+            codecs.lookup(candidate)
+        except LookupError:
+            continue
+        return chunk.decode(candidate, errors="replace")
+    return chunk.decode("latin-1")
+
+
+def decode_header_value(value: object) -> str:
+    """Decode RFC 2047 words and stray 8-bit bytes of one header into text; never raises."""
+    if value is None:
+        return ""
+    if isinstance(value, email.header.Header):
+        raw = str(value.encode())  # re-encoded as RFC 2047 so decode_header can split it again
+    else:
+        raw = str(value)
+    # The compat32 parser keeps undecodable 8-bit header bytes as surrogates; most such mail is UTF-8.
+    if _CONTROL_RE.search(raw):
+        raw = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    try:
+        parts = email.header.decode_header(raw)
+    except (ValueError, AssertionError, LookupError):
+        return clean_text(_WS_RE.sub(" ", raw)).strip()
+    out: list[str] = []
+    for chunk, charset in parts:
+        out.append(chunk if isinstance(chunk, str) else _decode_bytes(chunk, charset))
+    # decode_header drops the space between an encoded word and plain text only on the str path.
+    text = "".join(out) if all(isinstance(c, bytes) for c, _ in parts) else " ".join(o.strip() for o in out)
+    return clean_text(_WS_RE.sub(" ", text)).strip()
+
+
+def normalize_address(raw: str) -> str | None:
+    """Lower-case an address and keep it only if it has a local part and a domain."""
+    address = clean_text(raw).strip().strip("<>\"' ").lower()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or " " in address:
+        return None
+    return address
+
+
+def parse_addresses(values: Sequence[str], defects: list[str], header: str) -> tuple[Address, ...]:
+    found: list[Address] = []
+    seen: set[str] = set()
+    for name, addr in email.utils.getaddresses([str(v) for v in values]):
+        if not addr and not name:
+            continue
+        address = normalize_address(addr)
+        if address is None:
+            defects.append(f"{header}: ignored {clean_text(addr or name)[:80]!r}, not an email address")
+            continue
+        if address in seen:
+            continue
+        seen.add(address)
+        found.append(Address(address, decode_header_value(name).strip("\"' ")))
+    return tuple(found)
+
+
+def parse_message_ids(value: object) -> tuple[str, ...]:
+    text = clean_text(str(value or ""))
+    return tuple(dict.fromkeys(f"<{m}>" for m in _ID_RE.findall(text) if len(m) + 2 <= MESSAGE_ID_MAX))
+
+
+def normalize_message_id(value: object) -> str:
+    text = clean_text(str(value or "")).strip()
+    ids = parse_message_ids(text)
+    if ids:
+        return ids[0]
+    bare = _WS_RE.sub("", text).strip("<>")
+    if not bare:
+        return ""
+    candidate = f"<{bare}>"
+    if len(candidate) > MESSAGE_ID_MAX:
+        return f"<{hashlib.sha256(candidate.encode()).hexdigest()}@long-id.{SYNTHETIC_DOMAIN}>"
+    return candidate
+
+
+def synthetic_message_id(
+    sender: str, date: datetime | None, subject: str, recipients: Iterable[str]
+) -> str:
+    """A stable Message-ID for mail that has none (DOMAIN §7), so rescans stay idempotent."""
+    material = "\n".join([sender, date.isoformat() if date else "", subject, ",".join(sorted(recipients))])
+    return f"<{hashlib.sha256(material.encode('utf-8', 'replace')).hexdigest()[:40]}@{SYNTHETIC_DOMAIN}>"
+
+
+def parse_date(value: object, defects: list[str]) -> datetime | None:
+    if not value:
+        return None
+    text = decode_header_value(value)
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        defects.append(f"Date: unreadable {text[:60]!r}")
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def parse_conversation_index(value: object, defects: list[str]) -> str:
+    text = clean_text(str(value or "")).strip()
+    if not text:
+        return ""
+    try:
+        raw = base64.b64decode(_WS_RE.sub("", text), validate=True)
+    except (binascii.Error, ValueError):
+        defects.append("Thread-Index: not base64, ignored")
+        return ""
+    if len(raw) < 22:
+        defects.append("Thread-Index: shorter than 22 bytes, ignored")
+        return ""
+    return raw.hex()
+
+
+def _headers(msg: Message, name: str) -> list[str]:
+    return [str(v) for v in (msg.get_all(name) or [])]
+
+
+def parse_message(
+    raw: bytes, *, provider_item_id: str = "", received_at: datetime | None = None
+) -> ParsedMessage | ParseFailure:
+    """Parse RFC 5322 bytes; see the module docstring for what counts as unparseable."""
+    fallback_id = f"<{hashlib.sha256(raw).hexdigest()[:40]}@unparseable.{SYNTHETIC_DOMAIN}>"
+    if not raw.strip():
+        return ParseFailure(provider_item_id, fallback_id, "the message is empty", received_at)
+    try:
+        msg = email.message_from_bytes(raw)
+        present = {k.lower() for k in msg}
+    except Exception as exc:  # the stdlib parser is meant not to raise; a bug there must not stop a scan
+        return ParseFailure(provider_item_id, fallback_id, f"{type(exc).__name__}: {exc}", received_at)
+    if not present.intersection(_IDENTIFYING_HEADERS):
+        detail = "; ".join(type(d).__name__ for d in msg.defects) or "no header fields found"
+        return ParseFailure(
+            provider_item_id,
+            fallback_id,
+            f"no From, To, Subject, Date or Message-ID header could be read ({detail})",
+            received_at,
+        )
+    try:
+        return _build(msg, provider_item_id, received_at)
+    except Exception as exc:  # same reasoning: one odd message becomes a failed decision, not a dead scan
+        return ParseFailure(provider_item_id, fallback_id, f"{type(exc).__name__}: {exc}", received_at)
+
+
+def _build(msg: Message, provider_item_id: str, received_at: datetime | None) -> ParsedMessage:
+    defects: list[str] = [type(d).__name__ for d in msg.defects]
+    subject = decode_header_value(msg.get("Subject"))
+    if len(subject) > SUBJECT_MAX:
+        defects.append(f"Subject: {len(subject)} characters, cut to {SUBJECT_MAX}")
+        subject = subject[:SUBJECT_MAX]
+    senders = parse_addresses(_headers(msg, "From") or _headers(msg, "Sender"), defects, "From")
+    to = parse_addresses(_headers(msg, "To"), defects, "To")
+    cc = parse_addresses(_headers(msg, "Cc"), defects, "Cc")
+    bcc = parse_addresses(_headers(msg, "Bcc"), defects, "Bcc")
+    sent_at = parse_date(msg.get("Date"), defects)
+    sender = senders[0] if senders else None
+    message_id = normalize_message_id(msg.get("Message-ID"))
+    synthetic = not message_id
+    if synthetic:
+        message_id = synthetic_message_id(
+            sender.address if sender else "", sent_at, subject, [a.address for a in to + cc + bcc]
+        )
+    return ParsedMessage(
+        provider_item_id=provider_item_id,
+        message_id=message_id,
+        message_id_synthetic=synthetic,
+        subject=subject,
+        sender=sender,
+        to=to,
+        cc=cc,
+        bcc=bcc,
+        sent_at=sent_at,
+        received_at=received_at or sent_at,
+        in_reply_to=parse_message_ids(msg.get("In-Reply-To")),
+        references=parse_message_ids(" ".join(_headers(msg, "References"))),
+        conversation_index=parse_conversation_index(msg.get("Thread-Index"), defects),
+        defects=tuple(defects),
+    )

@@ -1,0 +1,25 @@
+"""SyncAdmin's stored things (DOMAIN §2)."""
+
+from tracking.models.activity import Decision, EmailHash, ScanRun, TrackedEmail
+from tracking.models.audit import AuditEvent
+from tracking.models.directory import CrmRecord, ExclusionEntry, Queue
+from tracking.models.mailboxes import Alert, EmailServerProfile, FolderSyncState, FolderTrackingRule, Mailbox
+from tracking.models.options import OrgSettings, PersonalOptions
+
+__all__ = [
+    "Alert",
+    "AuditEvent",
+    "CrmRecord",
+    "Decision",
+    "EmailHash",
+    "EmailServerProfile",
+    "ExclusionEntry",
+    "FolderSyncState",
+    "FolderTrackingRule",
+    "Mailbox",
+    "OrgSettings",
+    "PersonalOptions",
+    "Queue",
+    "ScanRun",
+    "TrackedEmail",
+]

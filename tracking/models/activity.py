@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from tracking.choices import CorrelationMethod, Direction, EntityKind, Outcome, Reason, ScanSource, ScanStatus
+
+MESSAGE_ID_MAX = 998  # RFC 5322 line limit; longer ids are replaced by a hash when parsed
+
+
+class TrackedEmail(models.Model):
+    """The CRM email activity created when a message is tracked (DOMAIN §2, §7)."""
+
+    message_id = models.CharField(max_length=MESSAGE_ID_MAX)
+    direction = models.CharField(max_length=10, choices=Direction.choices)
+    subject = models.TextField(blank=True)
+    sender = models.CharField(max_length=320, blank=True)
+    sender_name = models.CharField(max_length=300, blank=True)
+    recipients = models.JSONField(default=list, blank=True, help_text='[["to", "a@example.com"], ...]')
+    sent_at = models.DateTimeField(null=True, blank=True)
+    in_reply_to = models.TextField(blank=True)
+    references = models.TextField(blank=True)
+    conversation_index = models.CharField(max_length=2000, blank=True, help_text="Hex of the ConversationIndex.")
+    tracking_token = models.CharField(max_length=40, null=True, blank=True)
+    regarding = models.ForeignKey(
+        "tracking.CrmRecord", null=True, blank=True, on_delete=models.SET_NULL, related_name="emails"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="tracked_emails"
+    )
+    accepting_kind = models.CharField(max_length=10, choices=EntityKind.choices, blank=True)
+    accepting_id = models.BigIntegerField(null=True, blank=True)
+    accepting_name = models.CharField(max_length=300, blank=True)
+    accepting_email = models.CharField(max_length=320, blank=True)
+    receiving_mailbox = models.ForeignKey(
+        "tracking.Mailbox", null=True, blank=True, on_delete=models.SET_NULL, related_name="tracked_emails"
+    )
+    correlation_method = models.CharField(max_length=20, choices=CorrelationMethod.choices, blank=True)
+    correlated_email = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="correlated_replies"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # With TrackEmailsBetweenUsersAsTwoActivities an internal message has one row per direction.
+            models.UniqueConstraint(fields=["message_id", "direction"], name="trackedemail_unique_message_direction")
+        ]
+        indexes = [
+            models.Index(fields=["tracking_token"], name="tracked_token"),
+            models.Index(fields=["conversation_index"], name="tracked_conversation_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject[:60]} ({self.direction})"
+
+
+class EmailHash(models.Model):
+    """Subject-word and address hashes of a tracked email, for smart matching (DOMAIN §5 step 4)."""
+
+    SUBJECT = "s"
+    ADDRESS = "a"
+
+    tracked_email = models.ForeignKey(TrackedEmail, on_delete=models.CASCADE, related_name="hashes")
+    kind = models.CharField(max_length=1, choices=[(SUBJECT, "subject"), (ADDRESS, "address")])
+    value = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["kind", "value"], name="emailhash_lookup")]
+
+
+class ScanRun(models.Model):
+    """One scan of one mailbox folder (or one ingest), with its counts per outcome."""
+
+    mailbox = models.ForeignKey("tracking.Mailbox", on_delete=models.CASCADE, related_name="scan_runs")
+    folder = models.CharField(max_length=255)
+    source = models.CharField(max_length=10, choices=ScanSource.choices, default=ScanSource.SCAN)
+    status = models.CharField(max_length=10, choices=ScanStatus.choices, default=ScanStatus.QUEUED)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    job_id = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    note = models.CharField(max_length=200, blank=True, help_text="Why a scan was skipped, in words.")
+    tracked = models.PositiveIntegerField(default=0)
+    already_tracked = models.PositiveIntegerField(default=0)
+    not_tracked = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    items_done = models.PositiveIntegerField(default=0)
+    items_total = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["mailbox", "-queued_at"], name="scanrun_mailbox_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox} {self.folder} {self.status}"
+
+
+class Decision(models.Model):
+    """Why one message was or was not tracked. Append-only: written once, never edited."""
+
+    mailbox = models.ForeignKey("tracking.Mailbox", on_delete=models.CASCADE, related_name="decisions")
+    folder = models.CharField(max_length=255)
+    scan_run = models.ForeignKey(ScanRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions")
+    provider_item_id = models.CharField(max_length=500, blank=True)
+    message_id = models.CharField(max_length=MESSAGE_ID_MAX)
+    message_id_synthetic = models.BooleanField(default=False)
+    subject = models.TextField(blank=True)
+    sender = models.CharField(max_length=320, blank=True)
+    received_at = models.DateTimeField(null=True, blank=True)
+    direction = models.CharField(max_length=10, choices=Direction.choices)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    reason = models.CharField(max_length=32, choices=Reason.choices)
+    accepting_kind = models.CharField(max_length=10, choices=EntityKind.choices, blank=True)
+    accepting_id = models.BigIntegerField(null=True, blank=True)
+    accepting_name = models.CharField(max_length=300, blank=True)
+    accepting_email = models.CharField(max_length=320, blank=True)
+    correlation_method = models.CharField(max_length=20, choices=CorrelationMethod.choices, blank=True)
+    correlated_message_id = models.CharField(max_length=MESSAGE_ID_MAX, blank=True)
+    regarding = models.ForeignKey("tracking.CrmRecord", null=True, blank=True, on_delete=models.SET_NULL)
+    tracked_email = models.ForeignKey(
+        TrackedEmail, null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions"
+    )
+    trace = models.JSONField(default=list)
+    decided_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "folder", "message_id"], name="decision_unique_message")
+        ]
+        # The decision log pages by id (keyset) under each filter, newest first.
+        indexes = [
+            models.Index(fields=["mailbox", "-id"], name="decision_mailbox"),
+            models.Index(fields=["outcome", "reason", "-id"], name="decision_outcome"),
+            models.Index(fields=["correlation_method", "-id"], name="decision_correlation"),
+            models.Index(fields=["received_at"], name="decision_received"),
+            models.Index(fields=["message_id"], name="decision_message_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id}: {self.outcome}/{self.reason}"

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from tracking import crypto
+from tracking.choices import (
+    EXCHANGE_KINDS,
+    AlertLevel,
+    Approval,
+    AuthMethod,
+    IncomingMethod,
+    MailboxStatus,
+    ProfileKind,
+)
+
+
+class EmailServerProfile(models.Model):
+    """How to reach a mail server; the secret is stored encrypted and never shown back."""
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20, choices=ProfileKind.choices)
+    endpoint = models.CharField(
+        max_length=500, blank=True, help_text="EWS/Graph URL, imap(s)://host:port, or a directory for 'local'."
+    )
+    auth_method = models.CharField(max_length=10, choices=AuthMethod.choices, default=AuthMethod.NONE)
+    username = models.CharField(max_length=320, blank=True)
+    tenant_id = models.CharField(max_length=100, blank=True)
+    client_id = models.CharField(max_length=100, blank=True)
+    secret_encrypted = models.TextField(blank=True, editable=False)
+    ca_bundle = models.CharField(max_length=500, blank=True, help_text="CA file for servers with an internal CA.")
+    use_impersonation = models.BooleanField(default=False)
+    process_emails_received_after = models.DateTimeField(null=True, blank=True)
+    max_concurrent_connections = models.PositiveSmallIntegerField(
+        default=10, validators=[MinValueValidator(1), MaxValueValidator(300)]
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(max_concurrent_connections__gte=1, max_concurrent_connections__lte=300),
+                name="profile_connections_range",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_exchange(self) -> bool:
+        return self.kind in EXCHANGE_KINDS
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.secret_encrypted)
+
+    def set_secret(self, plaintext: str) -> None:
+        self.secret_encrypted = crypto.encrypt(plaintext) if plaintext else ""
+
+    def get_secret(self) -> str:
+        return crypto.decrypt(self.secret_encrypted) if self.secret_encrypted else ""
+
+
+class Mailbox(models.Model):
+    """One per user or per queue: what to scan, whether it may be scanned, and how the last scan went."""
+
+    email_address = models.CharField(max_length=320, unique=True, help_text="Stored lower-case.")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="mailbox"
+    )
+    queue = models.OneToOneField("tracking.Queue", null=True, blank=True, on_delete=models.CASCADE, related_name="mailbox")
+    profile = models.ForeignKey(EmailServerProfile, on_delete=models.PROTECT, related_name="mailboxes")
+    incoming_method = models.CharField(
+        max_length=20, choices=IncomingMethod.choices, default=IncomingMethod.SERVER_SIDE_SYNC
+    )
+    approval = models.CharField(max_length=10, choices=Approval.choices, default=Approval.PENDING)
+    enabled = models.BooleanField(default=False)
+    incoming_status = models.CharField(max_length=10, choices=MailboxStatus.choices, default=MailboxStatus.NOT_RUN)
+    process_emails_received_after = models.DateTimeField(
+        null=True, blank=True, help_text="Watermark: only messages received after it are evaluated."
+    )
+    last_sync_started_at = models.DateTimeField(null=True, blank=True)
+    last_sync_succeeded_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    transient_failure_count = models.PositiveIntegerField(default=0)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "mailboxes"
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(user__isnull=False, queue__isnull=True) | models.Q(user__isnull=True, queue__isnull=False)),
+                name="mailbox_user_xor_queue",
+            )
+        ]
+        indexes = [models.Index(fields=["enabled", "next_run_at"], name="mailbox_due")]
+
+    def __str__(self) -> str:
+        return self.email_address
+
+    @property
+    def is_queue(self) -> bool:
+        return self.queue_id is not None
+
+
+class FolderSyncState(models.Model):
+    """The opaque incremental-sync token of one mailbox folder, plus the watermark of the sync in flight."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="sync_states")
+    folder = models.CharField(max_length=255)
+    state = models.TextField(blank=True)
+    pending_watermark = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["mailbox", "folder"], name="syncstate_unique_folder")]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox} / {self.folder}"
+
+
+class FolderTrackingRule(models.Model):
+    """An Inbox sub-folder whose messages are all tracked, with an optional regarding record."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="folder_rules")
+    folder = models.CharField(max_length=255)
+    regarding = models.ForeignKey("tracking.CrmRecord", null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["mailbox", "folder"], name="folderrule_unique_folder")]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox}: {self.folder}"
+
+
+class Alert(models.Model):
+    mailbox = models.ForeignKey(Mailbox, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
+    level = models.CharField(max_length=12, choices=AlertLevel.choices)
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["mailbox", "-created_at"], name="alert_mailbox_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.level}: {self.message[:60]}"

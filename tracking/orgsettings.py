@@ -1,0 +1,171 @@
+"""The organisation settings of DOMAIN §11: names, types, ranges, defaults and parsing.
+
+The `OrgSettings` model stores them as one typed row; this registry is what the `orgsettings`
+command, the settings page and validation read, so each name is spelled in exactly one place.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+SettingType = Literal["bool", "int", "text", "regex"]
+SettingValue = bool | int | str
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+class SettingError(ValueError):
+    """A setting name or value that is refused; the message names the setting and what it accepts."""
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    name: str
+    field: str
+    type: SettingType
+    default: SettingValue
+    description: str
+    minimum: int | None = None
+    maximum: int | None = None
+
+    def accepts(self) -> str:
+        if self.type == "bool":
+            return "true/false, 1/0 or yes/no"
+        if self.type == "int":
+            if self.maximum is None:
+                return f"an integer ≥ {self.minimum}"
+            return f"an integer from {self.minimum} to {self.maximum}"
+        if self.type == "text":
+            return f"text of {self.minimum} to {self.maximum} characters"
+        return "a valid regular expression"
+
+    def parse(self, raw: str) -> SettingValue:
+        """Turn command-line or form text into a typed value, or raise SettingError."""
+        refused = SettingError(f"{self.name}: {raw!r} is not valid; it accepts {self.accepts()}")
+        if self.type == "bool":
+            word = raw.strip().lower()
+            if word in _TRUE:
+                return True
+            if word in _FALSE:
+                return False
+            raise refused
+        if self.type == "int":
+            try:
+                number = int(raw.strip())
+            except ValueError:
+                raise refused from None
+            if (self.minimum is not None and number < self.minimum) or (
+                self.maximum is not None and number > self.maximum
+            ):
+                raise refused
+            return number
+        if self.type == "text":
+            assert self.minimum is not None and self.maximum is not None
+            if not (self.minimum <= len(raw) <= self.maximum) or raw != raw.strip():
+                raise refused
+            return raw
+        try:
+            re.compile(raw)
+        except re.error as exc:
+            raise SettingError(f"{self.name}: {raw!r} is not a valid regular expression ({exc})") from None
+        return raw
+
+    def format(self, value: SettingValue) -> str:
+        if self.type == "bool":
+            return "true" if value else "false"
+        return str(value)
+
+
+def _bool(name: str, field: str, default: bool, description: str) -> SettingSpec:
+    return SettingSpec(name, field, "bool", default, description)
+
+
+def _int(name: str, field: str, default: int, lo: int, hi: int | None, description: str) -> SettingSpec:
+    return SettingSpec(name, field, "int", default, description, lo, hi)
+
+
+DEFAULT_HASH_FILTER_KEYWORDS = r"^[\s]*([\w]+\s?:[\s]*)+"
+
+ORG_SETTINGS: tuple[SettingSpec, ...] = (
+    _bool("AutoTrackSentFolderItems", "auto_track_sent_folder_items", False,
+          "Scan Sent Items of Exchange mailboxes and track them with each owner's Track option."),
+    _int("SSSForceFilteringMethodForUserMailboxes", "force_filtering_method", -1, -1, 4,
+         "Override every user mailbox's Track option (0–4); -1 leaves each user's own option."),
+    _bool("UseFilteringMethodOfSyncingMailboxOnlyForCorrelation", "syncing_mailbox_only", False,
+          "Only the syncing mailbox's owner may accept a message; other recipients are ignored."),
+    _bool("EmailCorrelationEnabled", "email_correlation_enabled", True,
+          "Correlate by In-Reply-To and conversation index."),
+    _bool("IgnoreConversationIndexAndInReplyToForCorrelation", "ignore_headers_for_correlation", False,
+          "Skip In-Reply-To and conversation-index correlation (tokens and smart matching still apply)."),
+    _bool("DoNotCorrelateForwardedEmailsAsReplies", "do_not_correlate_forwards", False,
+          "A forwarded message (FW:/Fwd: subject) does not correlate by In-Reply-To."),
+    _bool("UseTrackingTokens", "use_tracking_tokens", True,
+          "Correlate by the tracking token in the subject."),
+    SettingSpec("TrackingPrefix", "tracking_prefix", "text", "CRM",
+                "Prefix of tracking tokens; tokens with earlier prefixes stay recognised.", 1, 20),
+    _int("TrackingTokenIdBase", "tracking_token_id_base", 0, 0, None,
+         "Number added to each user's index in tracking tokens."),
+    _int("TrackingTokenIdDigits", "tracking_token_id_digits", 3, 1, 9,
+         "Digits for the user number in tracking tokens."),
+    _int("TrackingTokenCounterDigits", "tracking_token_counter_digits", 3, 1, 9,
+         "Digits for the per-user counter in tracking tokens (wraps to 0)."),
+    _bool("EnableSmartMatching", "enable_smart_matching", False,
+          "Correlate by subject and address hashes (may give false positives)."),
+    SettingSpec("HashFilterKeywords", "hash_filter_keywords", "regex", DEFAULT_HASH_FILTER_KEYWORDS,
+                "Regular expression removed from subjects before hashing (strips RE:, FW:)."),
+    _int("HashMaxCount", "hash_max_count", 20, 1, 100,
+         "Maximum number of subject words and addresses hashed."),
+    _int("HashDeltaSubjectCount", "hash_delta_subject_count", 0, 0, None,
+         "How many subject hashes may differ for a smart match."),
+    _int("HashMinAddressCount", "hash_min_address_count", 2, 1, None,
+         "How many address hashes must be shared for a smart match."),
+    _bool("TrackEmailsBetweenUsersAsTwoActivities", "two_activities_for_internal", True,
+          "Internal mail may be tracked once outgoing (sender) and once incoming (recipient)."),
+    _bool("AutoCreateContactOnPromote", "auto_create_on_promote", True,
+          "Create a contact or lead for an unresolved sender when the accepting user asks for it."),
+    _bool("UnresolveSenderInCaseOfMultipleMatch", "unresolve_sender_if_multiple", False,
+          "Leave the sender unresolved when it matches two or more records."),
+    _bool("UnresolveEmailAddressIfMultipleMatch", "unresolve_recipient_if_multiple", False,
+          "Leave a To/Cc/Bcc address unresolved when it matches two or more records."),
+    _bool("ResolveForInactiveEntities", "resolve_inactive", False,
+          "Resolve addresses to inactive records too (never to disabled users)."),
+    _bool("HideTrackAllOption", "hide_track_all_option", False,
+          "Hide 'All email messages' in Personal Options (stored values are kept)."),
+    _bool("HideEmailAutoTrackOptions", "hide_auto_track_options", False,
+          "Hide the automatic Track options 2 and 3 in Personal Options (stored values are kept)."),
+    _bool("RequireApprovalForUserEmail", "require_approval_user", True,
+          "User mailboxes are scanned only once their email is approved."),
+    _bool("RequireApprovalForQueueEmail", "require_approval_queue", True,
+          "Queue mailboxes are scanned only once their email is approved."),
+    _bool("IsFolderBasedTrackingEnabled", "folder_tracking_enabled", True,
+          "Users may map Inbox sub-folders to records (Exchange mailboxes only)."),
+    _int("MaxFolderBasedTrackingMappings", "max_folder_mappings", 25, 1, 100,
+         "Most folder tracking rules a user may have."),
+    _int("MailboxPollIntervalMinutes", "poll_interval_minutes", 5, 1, 1440,
+         "Minutes between the end of one scan cycle and the next."),
+    _int("TransientFailureRetryLimit", "transient_retry_limit", 10, 0, 100,
+         "Transient failures retried before a mailbox is disabled."),
+    _int("TransientFailureRetryMinutes", "transient_retry_minutes", 5, 1, 1440,
+         "Minutes between retries after a transient failure (or the server's back-off, if longer)."),
+    _int("MaximumSubjectLengthOnMailServer", "max_subject_length", 255, 255, 400,
+         "Longest subject, tracking token included, written to the mail server."),
+)
+
+SETTINGS_BY_NAME: dict[str, SettingSpec] = {spec.name.lower(): spec for spec in ORG_SETTINGS}
+
+
+def spec_for(name: str) -> SettingSpec:
+    """Find a setting by name (case-insensitive, as the OrgDBOrgSettings tool is)."""
+    try:
+        return SETTINGS_BY_NAME[name.strip().lower()]
+    except KeyError:
+        raise SettingError(
+            f"unknown setting {name!r}; run 'orgsettings list' for the {len(ORG_SETTINGS)} names"
+        ) from None
+
+
+def default_of(name: str) -> SettingValue:
+    return spec_for(name).default

@@ -1,0 +1,161 @@
+"""The one line a message travels: parse → load context → decide → commit page.
+
+`ingest`, `explain`, scans and manual tracking all come through here; `explain_message` stops
+before the commit. No second code path decides anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import IntegrityError
+
+from tracking.actions import do_commit_page
+from tracking.context import load_context, load_rules
+from tracking.decisions import DecisionResult, ManualTracking, decide, decide_batch
+from tracking.messages import ParsedMessage, ParseFailure, parse_message
+from tracking.models import Decision, Mailbox, ScanRun
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 100
+COMMIT_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class RawItem:
+    """A message as a source hands it over: provider id, RFC 5322 bytes, received time if known."""
+
+    provider_item_id: str
+    data: bytes
+    received_at: datetime | None = None
+
+
+Item = RawItem | ParsedMessage | ParseFailure
+
+
+@dataclass(frozen=True)
+class Processed:
+    decision: Decision
+    new: bool  # False when the decision already existed (a rescan or re-ingest)
+
+
+def parse_item(item: Item) -> ParsedMessage | ParseFailure:
+    if isinstance(item, RawItem):
+        return parse_message(item.data, provider_item_id=item.provider_item_id, received_at=item.received_at)
+    return item
+
+
+def pages(items: Iterable[Item], size: int = PAGE_SIZE) -> Iterator[list[Item]]:
+    page: list[Item] = []
+    for item in items:
+        page.append(item)
+        if len(page) >= size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def process_page(
+    mailbox: Mailbox,
+    folder: str,
+    items: Sequence[Item],
+    *,
+    scan_run: ScanRun | None,
+    now: datetime,
+    manual: ManualTracking | None = None,
+    sync_state: str | None = None,
+    watermark: datetime | None = None,
+) -> list[Processed]:
+    """Decide and commit one page; messages already decided in this mailbox folder are returned as they are.
+
+    `watermark` is the one the scan started with, so that a page committed earlier in the same
+    scan (which moves the pending watermark) does not turn later, older messages away.
+    """
+    parsed = [parse_item(i) for i in items]
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        existing = {
+            d.message_id: d
+            for d in Decision.objects.select_related("regarding").filter(
+                mailbox=mailbox, folder=folder, message_id__in=sorted({m.message_id for m in parsed})
+            )
+        }
+        fresh: list[ParsedMessage | ParseFailure] = []
+        seen: set[str] = set()
+        for m in parsed:
+            if m.message_id not in existing and m.message_id not in seen:
+                seen.add(m.message_id)
+                fresh.append(m)
+        ctx = load_context(mailbox, folder, fresh, watermark=watermark, use_watermark_override=True)
+        results = decide_batch(fresh, ctx, manual=manual)
+        try:
+            created = do_commit_page(mailbox, folder, results, scan_run=scan_run, now=now, sync_state=sync_state)
+            break
+        except IntegrityError:
+            # Another worker tracked or decided one of these messages since we loaded the context;
+            # deciding again against fresh data makes it already_tracked (or an existing decision).
+            if attempt == COMMIT_ATTEMPTS:
+                raise
+            log.info("page commit of %s/%s raced with another writer; retrying (%d)", mailbox, folder, attempt)
+    by_id = {d.message_id: d for d in created}
+    out = []
+    emitted: set[str] = set()
+    for m in parsed:
+        if m.message_id in existing:
+            out.append(Processed(existing[m.message_id], new=False))
+        elif m.message_id in emitted:
+            out.append(Processed(by_id[m.message_id], new=False))  # the same message twice in one page
+        else:
+            emitted.add(m.message_id)
+            out.append(Processed(by_id[m.message_id], new=True))
+    return out
+
+
+def explain_message(mailbox: Mailbox, folder: str, item: Item) -> DecisionResult:
+    """The decision a scan would make for this message now, with its trace; writes nothing."""
+    msg = parse_item(item)
+    ctx = load_context(mailbox, folder, [msg], rules=load_rules())
+    return decide(msg, ctx)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON (the keys are a public interface: see README "Command line")
+# ---------------------------------------------------------------------------------------------
+
+
+def result_as_json(res: DecisionResult) -> dict[str, object]:
+    a = res.accepting
+    return {
+        "message_id": res.message_id,
+        "folder": res.folder,
+        "outcome": res.outcome.value,
+        "reason": res.reason.value,
+        "accepting_entity": {"kind": str(a.kind), "name": a.name, "email": a.email} if a else None,
+        "correlation_method": res.correlation_method.value if res.correlation_method else None,
+        "correlated_message_id": res.correlated.message_id if res.correlated else None,
+        "regarding": {"kind": res.regarding.kind, "name": res.regarding.name} if res.regarding else None,
+        "direction": res.direction.value,
+        "trace": [s.as_json() for s in res.trace],
+    }
+
+
+def decision_as_json(d: Decision, *, new: bool) -> dict[str, object]:
+    return {
+        "message_id": d.message_id,
+        "folder": d.folder,
+        "outcome": d.outcome,
+        "reason": d.reason,
+        "accepting_entity": (
+            {"kind": d.accepting_kind, "name": d.accepting_name, "email": d.accepting_email} if d.accepting_kind else None
+        ),
+        "correlation_method": d.correlation_method or None,
+        "correlated_message_id": d.correlated_message_id or None,
+        "regarding": {"kind": d.regarding.kind, "name": d.regarding.name} if d.regarding else None,
+        "direction": d.direction,
+        "new": new,
+        "trace": d.trace,
+    }
