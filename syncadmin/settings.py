@@ -24,7 +24,9 @@ if not SECRET_KEY:
 # Comma-separated Fernet keys, newest first; older keys still decrypt (see docs on key rotation).
 SYNCADMIN_ENCRYPTION_KEY = envsecret("SYNCADMIN_ENCRYPTION_KEY") or ""
 
-ALLOWED_HOSTS = [h.strip() for h in envstr("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
+ALLOWED_HOSTS = [
+    h.strip() for h in envstr("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",

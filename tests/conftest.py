@@ -40,7 +40,9 @@ def cmd() -> Callable[..., CommandResult]:
 
 @pytest.fixture
 def exchange_profile(db: None) -> EmailServerProfile:
-    return check_add_profile("exchange", "exchange_ews", endpoint="https://mail.example.com/EWS/Exchange.asmx")
+    return check_add_profile(
+        "exchange", "exchange_ews", endpoint="https://mail.example.com/EWS/Exchange.asmx"
+    )
 
 
 @pytest.fixture
@@ -49,7 +51,9 @@ def imap_profile(db: None) -> EmailServerProfile:
 
 
 def make_mailbox(address: str, username: str, profile: EmailServerProfile, track: int = 1) -> Mailbox:
-    mailbox = check_add_mailbox(address, profile_name=profile.name, username=username, create_user=True, approve=True)
+    mailbox = check_add_mailbox(
+        address, profile_name=profile.name, username=username, create_user=True, approve=True
+    )
     assert mailbox.user is not None
     do_set_personal_options(mailbox.user, track=track)
     return mailbox

@@ -6,7 +6,11 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 # A fixed Fernet key so that tests can encrypt and decrypt; never used outside the tests.
 os.environ.setdefault("SYNCADMIN_ENCRYPTION_KEY", "l6hVwQ1l0hZNMRqzCUjprJ6Or7i1yOeFPKy_Fn9FwcY=")
 
-from syncadmin.settings import *  # noqa: E402,F403
+from syncadmin.settings import *  # noqa: F403
 
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only; production keeps the default
-RQ_QUEUES = {"default": {"URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"), "DEFAULT_TIMEOUT": 60}}
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.MD5PasswordHasher"
+]  # speed only; production keeps the default
+RQ_QUEUES = {
+    "default": {"URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"), "DEFAULT_TIMEOUT": 60}
+}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 
@@ -51,11 +51,13 @@ class ActionError(Exception):
     """A request that cannot be carried out; the message says why, in words for the requester."""
 
 
-def _actor_label(acting_user: AbstractUser | None, actor_label: str) -> str:
+def _actor_label(acting_user: User | None, actor_label: str) -> str:
     return acting_user.get_username() if acting_user is not None else actor_label
 
 
-def _audit(action: str, target: str, old: object, new: object, *, acting_user: AbstractUser | None, actor_label: str) -> None:
+def _audit(
+    action: str, target: str, old: object, new: object, *, acting_user: User | None, actor_label: str
+) -> None:
     AuditEvent.objects.create(
         actor=acting_user,
         actor_label=_actor_label(acting_user, actor_label),
@@ -73,7 +75,7 @@ def _audit(action: str, target: str, old: object, new: object, *, acting_user: A
 
 @transaction.atomic
 def check_set_org_setting(
-    name: str, raw_value: str, *, acting_user: AbstractUser | None = None, actor_label: str = "cli"
+    name: str, raw_value: str, *, acting_user: User | None = None, actor_label: str = "cli"
 ) -> tuple[SettingValue, SettingValue]:
     """Validate and store one org setting; returns (old, new). Raises ActionError, changing nothing."""
     try:
@@ -86,22 +88,29 @@ def check_set_org_setting(
     if old != value:
         setattr(org, spec.field, value)
         org.save(update_fields=[spec.field])
-        _audit("orgsetting_changed", spec.name, spec.format(old), spec.format(value), acting_user=acting_user, actor_label=actor_label)
+        _audit(
+            "orgsetting_changed",
+            spec.name,
+            spec.format(old),
+            spec.format(value),
+            acting_user=acting_user,
+            actor_label=actor_label,
+        )
     return old, value
 
 
-def personal_options_of(user: AbstractUser) -> PersonalOptions:
+def personal_options_of(user: User) -> PersonalOptions:
     return PersonalOptions.objects.get_or_create(user=user)[0]
 
 
 @transaction.atomic
 def do_set_personal_options(
-    user: AbstractUser,
+    user: User,
     *,
     track: int | None = None,
     auto_create: str | None = None,
     allow_send_on_behalf: bool | None = None,
-    acting_user: AbstractUser | None = None,
+    acting_user: User | None = None,
     actor_label: str = "cli",
 ) -> PersonalOptions:
     options = PersonalOptions.objects.select_for_update().get_or_create(user=user)[0]
@@ -111,8 +120,12 @@ def do_set_personal_options(
         if value is None or getattr(options, attr) == value:
             continue
         _audit(
-            "personal_options_changed", f"{user.get_username()}.{attr}", getattr(options, attr), value,
-            acting_user=acting_user, actor_label=actor_label,
+            "personal_options_changed",
+            f"{user.get_username()}.{attr}",
+            getattr(options, attr),
+            value,
+            acting_user=acting_user,
+            actor_label=actor_label,
         )
         setattr(options, attr, value)
         changed.append(attr)
@@ -122,11 +135,13 @@ def do_set_personal_options(
 
 
 @transaction.atomic
-def do_reserve_tracking_token(user: AbstractUser, rules: OrgRules) -> str:
+def do_reserve_tracking_token(user: User, rules: OrgRules) -> str:
     """The next tracking token of a user (for mail sent from SyncAdmin); the counter wraps to 0."""
     options = PersonalOptions.objects.select_for_update().get_or_create(user=user)[0]
     token = format_tracking_token(rules, user.pk, options.next_tracking_number)
-    options.next_tracking_number = (options.next_tracking_number + 1) % (10**rules.tracking_token_counter_digits)
+    options.next_tracking_number = (options.next_tracking_number + 1) % (
+        10**rules.tracking_token_counter_digits
+    )
     options.save(update_fields=["next_tracking_number"])
     return token
 
@@ -151,7 +166,7 @@ def check_add_profile(
     use_impersonation: bool = False,
     process_emails_received_after: datetime | None = None,
     max_concurrent_connections: int = 10,
-    acting_user: AbstractUser | None = None,
+    acting_user: User | None = None,
     actor_label: str = "cli",
 ) -> EmailServerProfile:
     if kind not in ProfileKind.values:
@@ -163,8 +178,15 @@ def check_add_profile(
     if EmailServerProfile.objects.filter(name=name).exists():
         raise ActionError(f"a server profile named {name!r} already exists")
     profile = EmailServerProfile(
-        name=name, kind=kind, endpoint=endpoint, auth_method=auth_method, username=username, tenant_id=tenant_id,
-        client_id=client_id, ca_bundle=ca_bundle, use_impersonation=use_impersonation,
+        name=name,
+        kind=kind,
+        endpoint=endpoint,
+        auth_method=auth_method,
+        username=username,
+        tenant_id=tenant_id,
+        client_id=client_id,
+        ca_bundle=ca_bundle,
+        use_impersonation=use_impersonation,
         process_emails_received_after=process_emails_received_after,
         max_concurrent_connections=max_concurrent_connections,
     )
@@ -184,7 +206,7 @@ def check_add_mailbox(
     queue_name: str | None = None,
     approve: bool = False,
     track: int | None = None,
-    acting_user: AbstractUser | None = None,
+    acting_user: User | None = None,
     actor_label: str = "cli",
 ) -> Mailbox:
     email = normalize_address(address)
@@ -199,7 +221,9 @@ def check_add_mailbox(
         raise ActionError(f"no server profile named {profile_name!r}; add it with 'profile add'")
     if Mailbox.objects.filter(email_address=email).exists():
         raise ActionError(f"a mailbox for {email} already exists")
-    mailbox = Mailbox(email_address=email, profile=profile, approval=Approval.APPROVED if approve else Approval.PENDING)
+    mailbox = Mailbox(
+        email_address=email, profile=profile, approval=Approval.APPROVED if approve else Approval.PENDING
+    )
     if username is not None:
         User = get_user_model()
         user = User.objects.filter(username=username).first()
@@ -225,9 +249,23 @@ def check_add_mailbox(
             queue.save(update_fields=["track"])
         mailbox.queue = queue
     mailbox.save()
-    _audit("mailbox_added", email, None, f"profile={profile.name}", acting_user=acting_user, actor_label=actor_label)
+    _audit(
+        "mailbox_added",
+        email,
+        None,
+        f"profile={profile.name}",
+        acting_user=acting_user,
+        actor_label=actor_label,
+    )
     if approve:
-        _audit("mailbox_approved", email, Approval.PENDING, Approval.APPROVED, acting_user=acting_user, actor_label=actor_label)
+        _audit(
+            "mailbox_approved",
+            email,
+            Approval.PENDING,
+            Approval.APPROVED,
+            acting_user=acting_user,
+            actor_label=actor_label,
+        )
     return mailbox
 
 
@@ -331,35 +369,46 @@ def check_import_records(kind: str, text: str) -> ImportReport:
 # ---------------------------------------------------------------------------------------------
 
 
-def do_start_scan_run(mailbox: Mailbox, folder: str, *, source: str = ScanSource.SCAN, now: datetime) -> ScanRun:
-    return ScanRun.objects.create(mailbox=mailbox, folder=folder, source=source, status=ScanStatus.RUNNING, started_at=now)
+def do_start_scan_run(
+    mailbox: Mailbox, folder: str, *, source: str = ScanSource.SCAN, now: datetime
+) -> ScanRun:
+    return ScanRun.objects.create(
+        mailbox=mailbox, folder=folder, source=source, status=ScanStatus.RUNNING, started_at=now
+    )
 
 
 @transaction.atomic
 def do_finish_scan_run(run: ScanRun, *, now: datetime, error: str = "") -> None:
-    """Close a run; a successful run moves the folder's pending watermark onto the mailbox."""
+    """Close a run; a successful run makes the folder's pending watermark its watermark."""
     run.status = ScanStatus.FAILED if error else ScanStatus.SUCCEEDED
     run.finished_at = now
     run.error = error
     run.save(update_fields=["status", "finished_at", "error"])
     if error:
         return
-    state = FolderSyncState.objects.filter(mailbox_id=run.mailbox_id, folder=run.folder).first()
+    state = (
+        FolderSyncState.objects.select_for_update()
+        .filter(mailbox_id=run.mailbox_id, folder=run.folder)
+        .first()
+    )
     if state is None or state.pending_watermark is None:
         return
-    mailbox = Mailbox.objects.select_for_update().get(pk=run.mailbox_id)
-    if mailbox.process_emails_received_after is None or state.pending_watermark > mailbox.process_emails_received_after:
-        mailbox.process_emails_received_after = state.pending_watermark
-        mailbox.save(update_fields=["process_emails_received_after"])
+    if state.watermark is None or state.pending_watermark > state.watermark:
+        state.watermark = state.pending_watermark
     state.pending_watermark = None
-    state.save(update_fields=["pending_watermark", "updated_at"])
+    state.save(update_fields=["watermark", "pending_watermark", "updated_at"])
 
 
 def _accepting_fields(res: DecisionResult) -> dict[str, object]:
     a = res.accepting
     if a is None:
         return {"accepting_kind": "", "accepting_id": None, "accepting_name": "", "accepting_email": ""}
-    return {"accepting_kind": a.kind, "accepting_id": a.id, "accepting_name": a.name, "accepting_email": a.email}
+    return {
+        "accepting_kind": a.kind,
+        "accepting_id": a.id,
+        "accepting_name": a.name,
+        "accepting_email": a.email,
+    }
 
 
 @transaction.atomic
@@ -381,12 +430,17 @@ def do_commit_page(
     wanted = {r.auto_create.address: r.auto_create for r in results if r.auto_create is not None}
     if wanted:
         CrmRecord.objects.bulk_create(
-            [CrmRecord(kind=a.kind, name=a.name[:300], email1=a.address, owner_id=a.owner_user_id) for a in wanted.values()]
+            [
+                CrmRecord(kind=a.kind, name=a.name[:300], email1=a.address, owner_id=a.owner_user_id)
+                for a in wanted.values()
+            ]
         )
 
     # TrackedEmails; provisional keys (negative, in-batch) map to the ids just created.
     positions = [
-        pos for pos, r in enumerate(results) if r.outcome == Outcome.TRACKED and isinstance(r.message, ParsedMessage)
+        pos
+        for pos, r in enumerate(results)
+        if r.outcome == Outcome.TRACKED and isinstance(r.message, ParsedMessage)
     ]
     tracked_results = [results[pos] for pos in positions]
     emails: list[TrackedEmail] = []
@@ -406,13 +460,13 @@ def do_commit_page(
                 in_reply_to=" ".join(msg.in_reply_to),
                 references=" ".join(msg.references),
                 conversation_index=msg.conversation_index,
-                tracking_token=res.tracking_token,
+                tracking_token=res.tracking_token or "",
                 regarding_id=res.regarding.id if res.regarding else None,
                 owner_id=res.owner_user_id,
                 receiving_mailbox=mailbox,
                 correlation_method=res.correlation_method or "",
                 correlated_email_id=parent.key if parent is not None and parent.key > 0 else None,
-                **_accepting_fields(res),  # type: ignore[arg-type]
+                **_accepting_fields(res),
             )
         )
     TrackedEmail.objects.bulk_create(emails)
@@ -428,7 +482,10 @@ def do_commit_page(
         [
             EmailHash(tracked_email=email, kind=kind, value=value)
             for res, email in zip(tracked_results, emails, strict=True)
-            for kind, values in ((EmailHash.SUBJECT, res.subject_hashes), (EmailHash.ADDRESS, res.address_hashes))
+            for kind, values in (
+                (EmailHash.SUBJECT, res.subject_hashes),
+                (EmailHash.ADDRESS, res.address_hashes),
+            )
             for value in values
         ]
     )
@@ -437,10 +494,18 @@ def do_commit_page(
     for pos, res in enumerate(results):
         msg = res.message
         linked: TrackedEmail | None = by_position.get(-(pos + 1))
-        linked_id = linked.pk if linked is not None else (res.existing.key if res.existing and res.existing.key > 0 else None)
+        linked_id = (
+            linked.pk
+            if linked is not None
+            else (res.existing.key if res.existing and res.existing.key > 0 else None)
+        )
         if linked is None and res.existing is not None and res.existing.key < 0:
             linked_id = by_position[res.existing.key].pk
-        sender = msg.sender.address if isinstance(msg, ParsedMessage) and msg.sender else getattr(msg, "sender", "")
+        sender = (
+            msg.sender.address
+            if isinstance(msg, ParsedMessage) and msg.sender
+            else getattr(msg, "sender", "")
+        )
         decisions.append(
             Decision(
                 mailbox=mailbox,
@@ -461,7 +526,7 @@ def do_commit_page(
                 tracked_email_id=linked_id,
                 trace=[s.as_json() for s in res.trace],
                 decided_at=now,
-                **_accepting_fields(res),  # type: ignore[arg-type]
+                **_accepting_fields(res),
             )
         )
     Decision.objects.bulk_create(decisions)
@@ -496,5 +561,3 @@ def check_folder(folder: str) -> str:
     if folder not in Folder.values:
         raise ActionError(f"unknown folder {folder!r}; use one of {', '.join(Folder.values)}")
     return folder
-
-

@@ -26,7 +26,7 @@ from tracking.models import (
 )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -37,7 +37,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
 
-class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
+class ProfileForm(forms.ModelForm):
     secret = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False),
@@ -46,7 +46,19 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
 
     class Meta:
         model = EmailServerProfile
-        exclude = ("secret_encrypted",)
+        fields = (
+            "name",
+            "kind",
+            "endpoint",
+            "auth_method",
+            "username",
+            "tenant_id",
+            "client_id",
+            "ca_bundle",
+            "use_impersonation",
+            "process_emails_received_after",
+            "max_concurrent_connections",
+        )
 
 
 @admin.register(EmailServerProfile)
@@ -66,7 +78,16 @@ class EmailServerProfileAdmin(admin.ModelAdmin[EmailServerProfile]):
 
 @admin.register(Mailbox)
 class MailboxAdmin(admin.ModelAdmin[Mailbox]):
-    list_display = ("email_address", "user", "queue", "profile", "approval", "enabled", "incoming_status", "next_run_at")
+    list_display = (
+        "email_address",
+        "user",
+        "queue",
+        "profile",
+        "approval",
+        "enabled",
+        "incoming_status",
+        "next_run_at",
+    )
     list_filter = ("approval", "enabled", "incoming_status", "profile")
     search_fields = ("email_address",)
 
@@ -106,7 +127,16 @@ class TrackedEmailAdmin(ReadOnlyAdmin):
 
 @admin.register(Decision)
 class DecisionAdmin(ReadOnlyAdmin):
-    list_display = ("decided_at", "mailbox", "folder", "subject", "sender", "outcome", "reason", "correlation_method")
+    list_display = (
+        "decided_at",
+        "mailbox",
+        "folder",
+        "subject",
+        "sender",
+        "outcome",
+        "reason",
+        "correlation_method",
+    )
     list_filter = ("outcome", "reason", "folder", "correlation_method")
     search_fields = ("message_id", "subject", "sender")
     list_select_related = ("mailbox",)

@@ -11,7 +11,7 @@ from datetime import datetime
 from itertools import islice
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.db.models import Q
 from django.db.models.functions import Lower
 
@@ -32,6 +32,7 @@ from tracking.models import (
     CrmRecord,
     EmailHash,
     ExclusionEntry,
+    FolderSyncState,
     FolderTrackingRule,
     Mailbox,
     OrgSettings,
@@ -57,7 +58,7 @@ def load_rules(org: OrgSettings | None = None) -> OrgRules:
     return OrgRules.from_values({spec.field: getattr(org, spec.field) for spec in ORG_SETTINGS})
 
 
-def user_entity(user: AbstractUser, options: PersonalOptions | None, *, has_mailbox: bool) -> Entity:
+def user_entity(user: User, options: PersonalOptions | None, *, has_mailbox: bool) -> Entity:
     return Entity(
         kind=EntityKind.USER,
         id=user.pk,
@@ -73,15 +74,27 @@ def user_entity(user: AbstractUser, options: PersonalOptions | None, *, has_mail
 
 def queue_entity(queue: Queue, *, has_mailbox: bool) -> Entity:
     return Entity(
-        kind=EntityKind.QUEUE, id=queue.pk, name=queue.name, email=queue.email, active=queue.active,
-        created=queue.created_at, has_mailbox=has_mailbox, track=queue.track,
+        kind=EntityKind.QUEUE,
+        id=queue.pk,
+        name=queue.name,
+        email=queue.email,
+        active=queue.active,
+        created=queue.created_at,
+        has_mailbox=has_mailbox,
+        track=queue.track,
     )
 
 
 def record_entity(record: CrmRecord, email: str) -> Entity:
     return Entity(
-        kind=EntityKind(record.kind), id=record.pk, name=record.name, email=email, active=record.active,
-        owner_id=record.owner_id, created=record.created_at, other_kind=record.other_kind,
+        kind=EntityKind(record.kind),
+        id=record.pk,
+        name=record.name,
+        email=email,
+        active=record.active,
+        owner_id=record.owner_id,
+        created=record.created_at,
+        other_kind=record.other_kind,
     )
 
 
@@ -89,9 +102,9 @@ def mailbox_for_scan(mailbox_id: int) -> Mailbox:
     return Mailbox.objects.select_related("user__personal_options", "queue", "profile").get(pk=mailbox_id)
 
 
-def _options_of(user: AbstractUser) -> PersonalOptions | None:
+def _options_of(user: User) -> PersonalOptions | None:
     try:
-        return user.personal_options  # type: ignore[attr-defined, no-any-return]
+        return user.personal_options
     except PersonalOptions.DoesNotExist:
         return None
 
@@ -103,9 +116,22 @@ def mailbox_owner(mailbox: Mailbox) -> Entity:
     return queue_entity(mailbox.queue, has_mailbox=True)
 
 
-def watermark_of(mailbox: Mailbox) -> datetime | None:
-    """max(profile, mailbox) 'process emails received after' (DOMAIN §3.5)."""
-    marks = [m for m in (mailbox.profile.process_emails_received_after, mailbox.process_emails_received_after) if m]
+def watermark_of(mailbox: Mailbox, folder: str) -> datetime | None:
+    """The later of the profile's and mailbox's 'process emails received after' and the folder's progress."""
+    advanced = (
+        FolderSyncState.objects.filter(mailbox=mailbox, folder=folder)
+        .values_list("watermark", flat=True)
+        .first()
+    )
+    marks = [
+        m
+        for m in (
+            mailbox.profile.process_emails_received_after,
+            mailbox.process_emails_received_after,
+            advanced,
+        )
+        if m
+    ]
     return max(marks) if marks else None
 
 
@@ -123,10 +149,12 @@ def load_entities(addresses: Iterable[str]) -> dict[str, list[Entity]]:
         for user in users:
             has_mailbox = hasattr(user, "mailbox")
             entity = user_entity(user, _options_of(user), has_mailbox=has_mailbox)
-            own = {entity.email} | ({user.mailbox.email_address} if has_mailbox else set())  # type: ignore[attr-defined]
+            own = {entity.email} | ({user.mailbox.email_address} if has_mailbox else set())
             for address in own & wanted:
                 found.setdefault(address, []).append(entity)
-        queues = Queue.objects.filter(Q(email__in=chunk) | Q(mailbox__email_address__in=chunk)).select_related("mailbox")
+        queues = Queue.objects.filter(
+            Q(email__in=chunk) | Q(mailbox__email_address__in=chunk)
+        ).select_related("mailbox")
         for queue in queues:
             has_mailbox = hasattr(queue, "mailbox")
             entity = queue_entity(queue, has_mailbox=has_mailbox)
@@ -135,7 +163,7 @@ def load_entities(addresses: Iterable[str]) -> dict[str, list[Entity]]:
                 found.setdefault(address, []).append(entity)
         records = CrmRecord.objects.filter(Q(email1__in=chunk) | Q(email2__in=chunk) | Q(email3__in=chunk))
         for record in records:
-            for address in set(record.emails) & wanted:
+            for address in set(record.addresses) & wanted:
                 found.setdefault(address, []).append(record_entity(record, address))
     return found
 
@@ -152,7 +180,7 @@ def tracked_ref(email: TrackedEmail, hashes: Sequence[EmailHash] = ()) -> Tracke
         direction=email.direction,
         regarding=_regarding(email),
         conversation_index=email.conversation_index,
-        tracking_token=email.tracking_token,
+        tracking_token=email.tracking_token or None,
         subject_hashes=frozenset(h.value for h in hashes if h.kind == EmailHash.SUBJECT),
         address_hashes=frozenset(h.value for h in hashes if h.kind == EmailHash.ADDRESS),
     )
@@ -183,12 +211,14 @@ def load_context(
         address=mailbox.email_address,
         owner=owner,
         is_exchange=mailbox.profile.is_exchange,
-        watermark=watermark if use_watermark_override else watermark_of(mailbox),
+        watermark=watermark if use_watermark_override else watermark_of(mailbox, folder),
         owner_exclusions=own_ex,
     )
     ctx = DecisionContext(rules=rules, mailbox=info, folder=folder, org_exclusions=org_ex)
 
-    addresses = {a.address for m in parsed for _, a in m.recipients} | {m.sender.address for m in parsed if m.sender}
+    addresses = {a.address for m in parsed for _, a in m.recipients} | {
+        m.sender.address for m in parsed if m.sender
+    }
     ctx.entities_by_address = load_entities(addresses)
 
     ids = {m.message_id for m in parsed} | {i for m in parsed for i in m.in_reply_to}
@@ -212,14 +242,20 @@ def load_context(
     if rules.enable_smart_matching and parsed:
         hashes = sorted({h for m in parsed for h in message_address_hashes(m, rules)})
         candidate_ids = set(
-            EmailHash.objects.filter(kind=EmailHash.ADDRESS, value__in=hashes).values_list("tracked_email_id", flat=True)
+            EmailHash.objects.filter(kind=EmailHash.ADDRESS, value__in=hashes).values_list(
+                "tracked_email_id", flat=True
+            )
         )
         if candidate_ids:
             for email in tracked.filter(pk__in=candidate_ids).prefetch_related("hashes"):
                 ctx.smart_candidates.append(tracked_ref(email, list(email.hashes.all())))
 
     if folder not in (Folder.INBOX, Folder.SENT_ITEMS):
-        rule = FolderTrackingRule.objects.select_related("regarding").filter(mailbox=mailbox, folder=folder).first()
+        rule = (
+            FolderTrackingRule.objects.select_related("regarding")
+            .filter(mailbox=mailbox, folder=folder)
+            .first()
+        )
         if rule is not None:
             ctx.is_folder_rule = True
             r = rule.regarding

@@ -112,7 +112,11 @@ class Entity:
 
     def label(self) -> str:
         kind = self.other_kind or EntityKind(self.kind).label
-        return f"{kind} {self.name!r} <{self.email}> (#{self.id})" if self.id > 0 else f"new {kind} <{self.email}>"
+        return (
+            f"{kind} {self.name!r} <{self.email}> (#{self.id})"
+            if self.id > 0
+            else f"new {kind} <{self.email}>"
+        )
 
 
 @dataclass(frozen=True)
@@ -229,6 +233,17 @@ class DecisionResult:
         return self.message.message_id
 
 
+@dataclass(frozen=True)
+class _Correlation:
+    """What correlation found, carried onto the result of a tracked message."""
+
+    method: CorrelationMethod | None = None
+    parent: TrackedRef | None = None
+    new_token: str | None = None
+    subject_hashes: frozenset[int] = frozenset()
+    address_hashes: frozenset[int] = frozenset()
+
+
 class _Trace:
     def __init__(self) -> None:
         self.steps: list[TraceStep] = []
@@ -278,7 +293,9 @@ def conversation_index_ancestors(conversation_index: str) -> list[str]:
 
 
 def _hash(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=8).digest(), "big") >> 1
+    return (
+        int.from_bytes(hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=8).digest(), "big") >> 1
+    )
 
 
 def subject_hashes(subject: str, rules: OrgRules) -> frozenset[int]:
@@ -324,9 +341,15 @@ def resolve_sender(address: str, ctx: DecisionContext) -> tuple[Entity | None, s
     if not matches:
         return None, f"{address} matches no user, queue or record"
     if len(matches) > MAX_SENDER_MATCHES:
-        return None, f"{address} matches {len(matches)} records (more than {MAX_SENDER_MATCHES}): left unresolved"
+        return (
+            None,
+            f"{address} matches {len(matches)} records (more than {MAX_SENDER_MATCHES}): left unresolved",
+        )
     if len(matches) >= 2 and ctx.rules.unresolve_sender_if_multiple:
-        return None, f"{address} matches {len(matches)} records: unresolved (UnresolveSenderInCaseOfMultipleMatch)"
+        return (
+            None,
+            f"{address} matches {len(matches)} records: unresolved (UnresolveSenderInCaseOfMultipleMatch)",
+        )
     owner = ctx.mailbox.owner
     owner_user = owner.id if owner.kind == EntityKind.USER else None
 
@@ -336,7 +359,11 @@ def resolve_sender(address: str, ctx: DecisionContext) -> tuple[Entity | None, s
         return (owned, SENDER_KIND_PRIORITY[e.kind], created, abs(e.id))
 
     best = min(matches, key=rank)
-    why = "only match" if len(matches) == 1 else f"best of {len(matches)}: owner's records, then kind, then oldest"
+    why = (
+        "only match"
+        if len(matches) == 1
+        else f"best of {len(matches)}: owner's records, then kind, then oldest"
+    )
     return best, f"{address} → {best.label()} ({why})"
 
 
@@ -373,7 +400,9 @@ def correlate(
         trace.add("correlation: in_reply_to", "no match", "the message has no In-Reply-To header")
     elif rules.do_not_correlate_forwards and FORWARD_SUBJECT_RE.match(msg.subject):
         trace.add(
-            "correlation: in_reply_to", "skipped", "subject starts with a forward prefix (DoNotCorrelateForwardedEmailsAsReplies)"
+            "correlation: in_reply_to",
+            "skipped",
+            "subject starts with a forward prefix (DoNotCorrelateForwardedEmailsAsReplies)",
         )
     else:
         for parent_id in msg.in_reply_to:
@@ -382,7 +411,9 @@ def correlate(
                 parent = hits[0]
                 trace.add("correlation: in_reply_to", "match", f"In-Reply-To {parent_id} is a tracked email")
                 return CorrelationMethod.IN_REPLY_TO, parent
-        trace.add("correlation: in_reply_to", "no match", f"In-Reply-To {', '.join(msg.in_reply_to)} is not tracked")
+        trace.add(
+            "correlation: in_reply_to", "no match", f"In-Reply-To {', '.join(msg.in_reply_to)} is not tracked"
+        )
 
     # 2. Tracking token
     tokens = tracking_tokens_in(msg.subject)
@@ -396,7 +427,9 @@ def correlate(
             if hit is not None:
                 trace.add("correlation: tracking_token", "match", f"token {token} belongs to a tracked email")
                 return CorrelationMethod.TRACKING_TOKEN, hit
-        trace.add("correlation: tracking_token", "no match", f"token {', '.join(tokens)} is not on a tracked email")
+        trace.add(
+            "correlation: tracking_token", "no match", f"token {', '.join(tokens)} is not on a tracked email"
+        )
 
     # 3. Conversation index: the nearest tracked ancestor
     if not header_steps:
@@ -409,7 +442,9 @@ def correlate(
             if hit is not None and hit.message_id != msg.message_id:
                 depth = (len(msg.conversation_index) - len(prefix)) // 10
                 trace.add(
-                    "correlation: conversation_index", "match", f"a tracked email is this message's ancestor {depth} level(s) up"
+                    "correlation: conversation_index",
+                    "match",
+                    f"a tracked email is this message's ancestor {depth} level(s) up",
                 )
                 return CorrelationMethod.CONVERSATION_INDEX, hit
         trace.add("correlation: conversation_index", "no match", "no tracked email shares this conversation")
@@ -438,7 +473,11 @@ def correlate(
             f"{rules.hash_min_address_count}+ shared addresses",
         )
         return None, None
-    trace.add("correlation: smart_matching", "match", f"same subject words and shared addresses as {best.message_id}")
+    trace.add(
+        "correlation: smart_matching",
+        "match",
+        f"same subject words and shared addresses as {best.message_id}",
+    )
     return CorrelationMethod.SMART_MATCHING, best
 
 
@@ -482,9 +521,13 @@ def _accepts(
     if option == TrackOption.NONE:
         return False, "accepts no message"
     if option == TrackOption.RESPONSES:
-        return (True, "the message correlates to a tracked email") if correlated else (
-            False,
-            "the message does not correlate to a tracked email",
+        return (
+            (True, "the message correlates to a tracked email")
+            if correlated
+            else (
+                False,
+                "the message does not correlate to a tracked email",
+            )
         )
     kinds = CRM_PARTY_KINDS if option == TrackOption.CRM_PARTIES else frozenset(SENDER_KIND_PRIORITY)
     what = "a lead, contact or account" if option == TrackOption.CRM_PARTIES else "an email-enabled record"
@@ -511,21 +554,53 @@ def decide(
     direction = direction_for(ctx.folder)
     rules = ctx.rules
 
-    def result(outcome: Outcome, reason: Reason, detail: str, **kw: object) -> DecisionResult:
+    def result(
+        outcome: Outcome,
+        reason: Reason,
+        detail: str,
+        *,
+        accepting: Entity | None = None,
+        regarding: RecordRef | None = None,
+        existing: TrackedRef | None = None,
+        owner_user_id: int | None = None,
+        auto_create: AutoCreateRequest | None = None,
+        correlation: _Correlation | None = None,
+    ) -> DecisionResult:
         trace.add("outcome", f"{outcome.value}/{reason.value}", detail)
-        return DecisionResult(  # type: ignore[arg-type]
-            message=msg, folder=ctx.folder, direction=direction, outcome=outcome, reason=reason,
-            trace=tuple(trace.steps), **kw,
+        c = correlation or _Correlation()
+        return DecisionResult(
+            message=msg,
+            folder=ctx.folder,
+            direction=direction,
+            outcome=outcome,
+            reason=reason,
+            trace=tuple(trace.steps),
+            accepting=accepting,
+            correlation_method=c.method,
+            correlated=c.parent,
+            regarding=regarding,
+            existing=existing,
+            owner_user_id=owner_user_id,
+            auto_create=auto_create,
+            tracking_token=c.new_token,
+            subject_hashes=c.subject_hashes,
+            address_hashes=c.address_hashes,
         )
 
     if isinstance(msg, ParseFailure):
         if msg.fetch_failed:
             trace.add("fetch", "failed", msg.error)
-            return result(Outcome.FAILED, Reason.FETCH_ERROR, "the message could not be fetched; nothing was tracked")
+            return result(
+                Outcome.FAILED, Reason.FETCH_ERROR, "the message could not be fetched; nothing was tracked"
+            )
         trace.add("parse", "failed", msg.error)
-        return result(Outcome.FAILED, Reason.UNPARSEABLE, "the message could not be parsed; nothing was tracked")
+        return result(
+            Outcome.FAILED, Reason.UNPARSEABLE, "the message could not be parsed; nothing was tracked"
+        )
 
-    parse_detail = f"Message-ID {msg.message_id}" + (" (synthetic: the message has none)" if msg.message_id_synthetic else "")
+    parse_detail = f"Message-ID {msg.message_id}" + (
+        " (synthetic: the message has none)" if msg.message_id_synthetic else ""
+    )
     parse_detail += f"; {len(msg.recipients)} recipient(s)"
     if msg.defects:
         parse_detail += f"; defects: {', '.join(msg.defects[:5])}" + (" …" if len(msg.defects) > 5 else "")
@@ -535,12 +610,16 @@ def decide(
     if manual is None:
         if ctx.folder == Folder.SENT_ITEMS:
             if not rules.auto_track_sent_folder_items:
-                trace.add("folder", "not scanned", "Sent Items are tracked only with AutoTrackSentFolderItems on")
+                trace.add(
+                    "folder", "not scanned", "Sent Items are tracked only with AutoTrackSentFolderItems on"
+                )
                 return result(Outcome.NOT_TRACKED, Reason.SENT_ITEMS_DISABLED, "Sent Items tracking is off")
             if not ctx.mailbox.is_exchange:
                 trace.add("folder", "not scanned", "Sent Items are tracked only for Exchange mailboxes")
                 return result(
-                    Outcome.NOT_TRACKED, Reason.SENT_ITEMS_UNSUPPORTED_SERVER, "this mailbox's server is not Exchange"
+                    Outcome.NOT_TRACKED,
+                    Reason.SENT_ITEMS_UNSUPPORTED_SERVER,
+                    "this mailbox's server is not Exchange",
                 )
             trace.add("folder", "sentitems", "Sent Items of an Exchange mailbox, AutoTrackSentFolderItems on")
         elif ctx.is_folder_rule:
@@ -550,18 +629,31 @@ def decide(
         watermark = ctx.mailbox.watermark
         if watermark is not None and msg.received_at is not None and msg.received_at <= watermark:
             trace.add(
-                "watermark", "before", f"received {msg.received_at:%Y-%m-%d %H:%M:%S} UTC, not after {watermark:%Y-%m-%d %H:%M:%S} UTC"
+                "watermark",
+                "before",
+                f"received {msg.received_at:%Y-%m-%d %H:%M:%S} UTC, "
+                f"not after {watermark:%Y-%m-%d %H:%M:%S} UTC",
             )
-            return result(Outcome.NOT_TRACKED, Reason.BEFORE_WATERMARK, "received before the mailbox's watermark")
+            return result(
+                Outcome.NOT_TRACKED, Reason.BEFORE_WATERMARK, "received before the mailbox's watermark"
+            )
         trace.add(
             "watermark",
             "after",
-            "no watermark set" if watermark is None else (
-                "no received time; evaluated" if msg.received_at is None else f"received after {watermark:%Y-%m-%d %H:%M:%S} UTC"
+            "no watermark set"
+            if watermark is None
+            else (
+                "no received time; evaluated"
+                if msg.received_at is None
+                else f"received after {watermark:%Y-%m-%d %H:%M:%S} UTC"
             ),
         )
     else:
-        trace.add("manual", "requested", "tracked by a person: filter options, watermark and exclusions do not apply")
+        trace.add(
+            "manual",
+            "requested",
+            "tracked by a person: filter options, watermark and exclusions do not apply",
+        )
 
     # §6: parties
     sender: Entity | None = None
@@ -575,7 +667,8 @@ def decide(
     trace.add(
         "recipients",
         f"{sum(1 for *_, es in recipients if es)} of {len(recipients)} resolved",
-        "; ".join(resolved[:10]) + (f"; … {len(resolved) - 10} more" if len(resolved) > 10 else "") or "none resolved",
+        "; ".join(resolved[:10]) + (f"; … {len(resolved) - 10} more" if len(resolved) > 10 else "")
+        or "none resolved",
     )
     internal = sender is not None and sender.kind == EntityKind.USER
 
@@ -586,26 +679,35 @@ def decide(
     if same:
         trace.add("duplicate", "found", f"a {direction.value} email with this Message-ID is already tracked")
         return result(
-            Outcome.ALREADY_TRACKED, Reason.DUPLICATE_MESSAGE_ID, "linked to the existing tracked email",
-            existing=same[0], regarding=same[0].regarding,
+            Outcome.ALREADY_TRACKED,
+            Reason.DUPLICATE_MESSAGE_ID,
+            "linked to the existing tracked email",
+            existing=same[0],
+            regarding=same[0].regarding,
         )
     if other:
         if internal and rules.two_activities_for_internal:
             trace.add(
-                "duplicate", "other direction",
-                "tracked in the other direction; internal mail may be tracked twice (TrackEmailsBetweenUsersAsTwoActivities)",
+                "duplicate",
+                "other direction",
+                "tracked in the other direction; internal mail may be tracked once per direction "
+                "(TrackEmailsBetweenUsersAsTwoActivities)",
             )
         elif internal:
             trace.add("duplicate", "other direction", "internal mail already tracked in the other direction")
             return result(
-                Outcome.NOT_TRACKED, Reason.INTERNAL_DUPLICATE,
+                Outcome.NOT_TRACKED,
+                Reason.INTERNAL_DUPLICATE,
                 "TrackEmailsBetweenUsersAsTwoActivities is off: one activity per internal message",
             )
         else:
             trace.add("duplicate", "found", "already tracked in the other direction")
             return result(
-                Outcome.ALREADY_TRACKED, Reason.DUPLICATE_MESSAGE_ID, "linked to the existing tracked email",
-                existing=other[0], regarding=other[0].regarding,
+                Outcome.ALREADY_TRACKED,
+                Reason.DUPLICATE_MESSAGE_ID,
+                "linked to the existing tracked email",
+                existing=other[0],
+                regarding=other[0].regarding,
             )
     else:
         trace.add("duplicate", "none", "no tracked email has this Message-ID")
@@ -614,7 +716,8 @@ def decide(
     if manual is None:
         patterns = ctx.org_exclusions | ctx.mailbox.owner_exclusions
         checked = (
-            [a.address for _, a in msg.recipients] if direction == Direction.OUTGOING
+            [a.address for _, a in msg.recipients]
+            if direction == Direction.OUTGOING
             else ([msg.sender.address] if msg.sender else [])
         )
         hit = next((a for a in checked if is_excluded(a, patterns)), None)
@@ -626,25 +729,37 @@ def decide(
     # §5: correlation, for option 1 and to inherit the regarding
     method, parent = correlate(msg, ctx, trace)
     inherited = parent.regarding if parent else None
-    token = next((t for t in tracking_tokens_in(msg.subject) if t.upper() not in ctx.tracked_by_token), None)
+    token = next((t for t in tracking_tokens_in(msg.subject) if t not in ctx.tracked_by_token), None)
     owner = ctx.mailbox.owner
     owner_user = owner.id if owner.kind == EntityKind.USER else None
-    hashes = {"subject_hashes": subject_hashes(msg.subject, rules), "address_hashes": message_address_hashes(msg, rules)}
-    tracked_kw: dict[str, object] = {
-        "correlation_method": method, "correlated": parent, "tracking_token": token, **hashes,
-    }
+    found = _Correlation(
+        method=method,
+        parent=parent,
+        new_token=token,
+        subject_hashes=subject_hashes(msg.subject, rules),
+        address_hashes=message_address_hashes(msg, rules),
+    )
 
     if manual is not None:
         regarding = manual.regarding or inherited
         return result(
-            Outcome.TRACKED, Reason.MANUAL, "tracked manually" + (f", regarding {regarding.name}" if regarding else ""),
-            regarding=regarding, owner_user_id=owner_user, **tracked_kw,
+            Outcome.TRACKED,
+            Reason.MANUAL,
+            "tracked manually" + (f", regarding {regarding.name}" if regarding else ""),
+            regarding=regarding,
+            owner_user_id=owner_user,
+            correlation=found,
         )
     if ctx.is_folder_rule:
         regarding = ctx.folder_rule_regarding or inherited
         return result(
-            Outcome.TRACKED, Reason.FOLDER_RULE, f"everything in folder {ctx.folder!r} is tracked",
-            regarding=regarding, accepting=owner, owner_user_id=owner_user, **tracked_kw,
+            Outcome.TRACKED,
+            Reason.FOLDER_RULE,
+            f"everything in folder {ctx.folder!r} is tracked",
+            regarding=regarding,
+            accepting=owner,
+            owner_user_id=owner_user,
+            correlation=found,
         )
 
     # §4: who accepts
@@ -653,10 +768,14 @@ def decide(
     owner_reason: Reason | None = None
     for position, cand in enumerate(candidates(ctx, recipients)):
         option = effective_option(cand, rules)
-        forced = " (forced by SSSForceFilteringMethodForUserMailboxes)" if (
-            cand.kind == EntityKind.USER and rules.force_filtering_method >= 0
-        ) else ""
-        ok, why = _accepts(option, incoming=incoming, sender=sender, recipients=recipients, correlated=parent is not None)
+        forced = (
+            " (forced by SSSForceFilteringMethodForUserMailboxes)"
+            if (cand.kind == EntityKind.USER and rules.force_filtering_method >= 0)
+            else ""
+        )
+        ok, why = _accepts(
+            option, incoming=incoming, sender=sender, recipients=recipients, correlated=parent is not None
+        )
         role = "mailbox owner" if position == 0 else "recipient with a mailbox"
         trace.add(
             f"candidate: {cand.kind} {cand.name}",
@@ -671,26 +790,45 @@ def decide(
             break
     if accepting is None:
         assert owner_reason is not None
-        return result(Outcome.NOT_TRACKED, owner_reason, "no candidate accepts the message; the reason is the mailbox owner's")
+        return result(
+            Outcome.NOT_TRACKED,
+            owner_reason,
+            "no candidate accepts the message; the reason is the mailbox owner's",
+        )
 
     owner_user_id = accepting.id if accepting.kind == EntityKind.USER else owner_user
     auto_create = None
     if incoming and sender is None and msg.sender is not None:
         if not rules.auto_create_on_promote:
             trace.add("auto-create", "off", "unresolved sender; AutoCreateContactOnPromote is false")
-        elif accepting.kind == EntityKind.USER and accepting.auto_create in (AutoCreate.CONTACT, AutoCreate.LEAD):
+        elif accepting.kind == EntityKind.USER and accepting.auto_create in (
+            AutoCreate.CONTACT,
+            AutoCreate.LEAD,
+        ):
             auto_create = AutoCreateRequest(
                 kind=accepting.auto_create,
                 address=msg.sender.address,
                 name=msg.sender.name or msg.sender.address,
                 owner_user_id=accepting.id,
             )
-            trace.add("auto-create", accepting.auto_create, f"create a {accepting.auto_create} for {msg.sender.address}, owned by {accepting.name}")
+            trace.add(
+                "auto-create",
+                accepting.auto_create,
+                f"create a {accepting.auto_create} for {msg.sender.address}, owned by {accepting.name}",
+            )
         else:
-            trace.add("auto-create", "not asked", "the accepting entity does not create records automatically")
+            trace.add(
+                "auto-create", "not asked", "the accepting entity does not create records automatically"
+            )
     return result(
-        Outcome.TRACKED, reason, f"accepted by {accepting.kind} {accepting.name}",
-        accepting=accepting, regarding=inherited, owner_user_id=owner_user_id, auto_create=auto_create, **tracked_kw,
+        Outcome.TRACKED,
+        reason,
+        f"accepted by {accepting.kind} {accepting.name}",
+        accepting=accepting,
+        regarding=inherited,
+        owner_user_id=owner_user_id,
+        auto_create=auto_create,
+        correlation=found,
     )
 
 

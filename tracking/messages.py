@@ -60,7 +60,9 @@ class ParsedMessage:
     def recipients(self) -> tuple[tuple[str, Address], ...]:
         """To, then Cc, then Bcc, each tagged with its field."""
         return (
-            tuple(("to", a) for a in self.to) + tuple(("cc", a) for a in self.cc) + tuple(("bcc", a) for a in self.bcc)
+            tuple(("to", a) for a in self.to)
+            + tuple(("cc", a) for a in self.cc)
+            + tuple(("bcc", a) for a in self.bcc)
         )
 
 
@@ -98,10 +100,8 @@ def decode_header_value(value: object) -> str:
     """Decode RFC 2047 words and stray 8-bit bytes of one header into text; never raises."""
     if value is None:
         return ""
-    if isinstance(value, email.header.Header):
-        raw = str(value.encode())  # re-encoded as RFC 2047 so decode_header can split it again
-    else:
-        raw = str(value)
+    # A Header object is re-encoded as RFC 2047 so that decode_header can split it again.
+    raw = str(value.encode()) if isinstance(value, email.header.Header) else str(value)
     # The compat32 parser keeps undecodable 8-bit header bytes as surrogates; most such mail is UTF-8.
     if _CONTROL_RE.search(raw):
         raw = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
@@ -162,9 +162,7 @@ def normalize_message_id(value: object) -> str:
     return candidate
 
 
-def synthetic_message_id(
-    sender: str, date: datetime | None, subject: str, recipients: Iterable[str]
-) -> str:
+def synthetic_message_id(sender: str, date: datetime | None, subject: str, recipients: Iterable[str]) -> str:
     """A stable Message-ID for mail that has none (DOMAIN §7), so rescans stay idempotent."""
     material = "\n".join([sender, date.isoformat() if date else "", subject, ",".join(sorted(recipients))])
     return f"<{hashlib.sha256(material.encode('utf-8', 'replace')).hexdigest()[:40]}@{SYNTHETIC_DOMAIN}>"

@@ -93,14 +93,18 @@ def process_page(
         ctx = load_context(mailbox, folder, fresh, watermark=watermark, use_watermark_override=True)
         results = decide_batch(fresh, ctx, manual=manual)
         try:
-            created = do_commit_page(mailbox, folder, results, scan_run=scan_run, now=now, sync_state=sync_state)
+            created = do_commit_page(
+                mailbox, folder, results, scan_run=scan_run, now=now, sync_state=sync_state
+            )
             break
         except IntegrityError:
             # Another worker tracked or decided one of these messages since we loaded the context;
             # deciding again against fresh data makes it already_tracked (or an existing decision).
             if attempt == COMMIT_ATTEMPTS:
                 raise
-            log.info("page commit of %s/%s raced with another writer; retrying (%d)", mailbox, folder, attempt)
+            log.info(
+                "page commit of %s/%s raced with another writer; retrying (%d)", mailbox, folder, attempt
+            )
     by_id = {d.message_id: d for d in created}
     out = []
     emitted: set[str] = set()
@@ -150,7 +154,9 @@ def decision_as_json(d: Decision, *, new: bool) -> dict[str, object]:
         "outcome": d.outcome,
         "reason": d.reason,
         "accepting_entity": (
-            {"kind": d.accepting_kind, "name": d.accepting_name, "email": d.accepting_email} if d.accepting_kind else None
+            {"kind": d.accepting_kind, "name": d.accepting_name, "email": d.accepting_email}
+            if d.accepting_kind
+            else None
         ),
         "correlation_method": d.correlation_method or None,
         "correlated_message_id": d.correlated_message_id or None,

@@ -20,13 +20,19 @@ class TrackedEmail(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     in_reply_to = models.TextField(blank=True)
     references = models.TextField(blank=True)
-    conversation_index = models.CharField(max_length=2000, blank=True, help_text="Hex of the ConversationIndex.")
-    tracking_token = models.CharField(max_length=40, null=True, blank=True)
+    conversation_index = models.CharField(
+        max_length=2000, blank=True, help_text="Hex of the ConversationIndex."
+    )
+    tracking_token = models.CharField(max_length=40, blank=True)
     regarding = models.ForeignKey(
-        "tracking.CrmRecord", null=True, blank=True, on_delete=models.SET_NULL, related_name="emails"
+        "tracking.CrmRecord", null=True, blank=True, on_delete=models.SET_NULL, related_name="tracked_emails"
     )
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="tracked_emails"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="tracked_emails",
     )
     accepting_kind = models.CharField(max_length=10, choices=EntityKind.choices, blank=True)
     accepting_id = models.BigIntegerField(null=True, blank=True)
@@ -44,7 +50,9 @@ class TrackedEmail(models.Model):
     class Meta:
         constraints = [
             # With TrackEmailsBetweenUsersAsTwoActivities an internal message has one row per direction.
-            models.UniqueConstraint(fields=["message_id", "direction"], name="trackedemail_unique_message_direction")
+            models.UniqueConstraint(
+                fields=["message_id", "direction"], name="trackedemail_unique_message_direction"
+            )
         ]
         indexes = [
             models.Index(fields=["tracking_token"], name="tracked_token"),
@@ -67,6 +75,9 @@ class EmailHash(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["kind", "value"], name="emailhash_lookup")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} hash {self.value}"
 
 
 class ScanRun(models.Model):
@@ -101,7 +112,9 @@ class Decision(models.Model):
 
     mailbox = models.ForeignKey("tracking.Mailbox", on_delete=models.CASCADE, related_name="decisions")
     folder = models.CharField(max_length=255)
-    scan_run = models.ForeignKey(ScanRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions")
+    scan_run = models.ForeignKey(
+        ScanRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions"
+    )
     provider_item_id = models.CharField(max_length=500, blank=True)
     message_id = models.CharField(max_length=MESSAGE_ID_MAX)
     message_id_synthetic = models.BooleanField(default=False)
@@ -126,7 +139,9 @@ class Decision(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["mailbox", "folder", "message_id"], name="decision_unique_message")
+            models.UniqueConstraint(
+                fields=["mailbox", "folder", "message_id"], name="decision_unique_message"
+            )
         ]
         # The decision log pages by id (keyset) under each filter, newest first.
         indexes = [

@@ -57,7 +57,7 @@ class CrmRecord(models.Model):
         return f"{label}: {self.name}"
 
     @property
-    def emails(self) -> list[str]:
+    def addresses(self) -> list[str]:
         return [e for e in (self.email1, self.email2, self.email3) if e]
 
 

@@ -22,14 +22,18 @@ class EmailServerProfile(models.Model):
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=20, choices=ProfileKind.choices)
     endpoint = models.CharField(
-        max_length=500, blank=True, help_text="EWS/Graph URL, imap(s)://host:port, or a directory for 'local'."
+        max_length=500,
+        blank=True,
+        help_text="EWS/Graph URL, imap(s)://host:port, or a directory for 'local'.",
     )
     auth_method = models.CharField(max_length=10, choices=AuthMethod.choices, default=AuthMethod.NONE)
     username = models.CharField(max_length=320, blank=True)
     tenant_id = models.CharField(max_length=100, blank=True)
     client_id = models.CharField(max_length=100, blank=True)
     secret_encrypted = models.TextField(blank=True, editable=False)
-    ca_bundle = models.CharField(max_length=500, blank=True, help_text="CA file for servers with an internal CA.")
+    ca_bundle = models.CharField(
+        max_length=500, blank=True, help_text="CA file for servers with an internal CA."
+    )
     use_impersonation = models.BooleanField(default=False)
     process_emails_received_after = models.DateTimeField(null=True, blank=True)
     max_concurrent_connections = models.PositiveSmallIntegerField(
@@ -70,14 +74,18 @@ class Mailbox(models.Model):
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="mailbox"
     )
-    queue = models.OneToOneField("tracking.Queue", null=True, blank=True, on_delete=models.CASCADE, related_name="mailbox")
+    queue = models.OneToOneField(
+        "tracking.Queue", null=True, blank=True, on_delete=models.CASCADE, related_name="mailbox"
+    )
     profile = models.ForeignKey(EmailServerProfile, on_delete=models.PROTECT, related_name="mailboxes")
     incoming_method = models.CharField(
         max_length=20, choices=IncomingMethod.choices, default=IncomingMethod.SERVER_SIDE_SYNC
     )
     approval = models.CharField(max_length=10, choices=Approval.choices, default=Approval.PENDING)
     enabled = models.BooleanField(default=False)
-    incoming_status = models.CharField(max_length=10, choices=MailboxStatus.choices, default=MailboxStatus.NOT_RUN)
+    incoming_status = models.CharField(
+        max_length=10, choices=MailboxStatus.choices, default=MailboxStatus.NOT_RUN
+    )
     process_emails_received_after = models.DateTimeField(
         null=True, blank=True, help_text="Watermark: only messages received after it are evaluated."
     )
@@ -92,7 +100,10 @@ class Mailbox(models.Model):
         verbose_name_plural = "mailboxes"
         constraints = [
             models.CheckConstraint(
-                condition=(models.Q(user__isnull=False, queue__isnull=True) | models.Q(user__isnull=True, queue__isnull=False)),
+                condition=(
+                    models.Q(user__isnull=False, queue__isnull=True)
+                    | models.Q(user__isnull=True, queue__isnull=False)
+                ),
                 name="mailbox_user_xor_queue",
             )
         ]
@@ -107,11 +118,17 @@ class Mailbox(models.Model):
 
 
 class FolderSyncState(models.Model):
-    """The opaque incremental-sync token of one mailbox folder, plus the watermark of the sync in flight."""
+    """The opaque incremental-sync token of one mailbox folder, and how far its watermark has advanced.
+
+    The watermark advances per folder: Inbox dates must not turn away older Sent Items that a
+    later scan of that folder finds. `pending_watermark` belongs to the scan in flight and becomes
+    `watermark` only when that scan succeeds, so a crashed scan resumes from the old one.
+    """
 
     mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="sync_states")
     folder = models.CharField(max_length=255)
     state = models.TextField(blank=True)
+    watermark = models.DateTimeField(null=True, blank=True)
     pending_watermark = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -138,7 +155,9 @@ class FolderTrackingRule(models.Model):
 
 
 class Alert(models.Model):
-    mailbox = models.ForeignKey(Mailbox, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
+    mailbox = models.ForeignKey(
+        Mailbox, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts"
+    )
     level = models.CharField(max_length=12, choices=AlertLevel.choices)
     message = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)

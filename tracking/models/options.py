@@ -12,7 +12,9 @@ class OrgSettings(models.Model):
     """The one row of organisation settings (DOMAIN §11); names and ranges live in tracking.orgsettings."""
 
     auto_track_sent_folder_items = models.BooleanField(default=default_of("AutoTrackSentFolderItems"))
-    force_filtering_method = models.SmallIntegerField(default=default_of("SSSForceFilteringMethodForUserMailboxes"))
+    force_filtering_method = models.SmallIntegerField(
+        default=default_of("SSSForceFilteringMethodForUserMailboxes")
+    )
     syncing_mailbox_only = models.BooleanField(
         default=default_of("UseFilteringMethodOfSyncingMailboxOnlyForCorrelation")
     )
@@ -20,7 +22,9 @@ class OrgSettings(models.Model):
     ignore_headers_for_correlation = models.BooleanField(
         default=default_of("IgnoreConversationIndexAndInReplyToForCorrelation")
     )
-    do_not_correlate_forwards = models.BooleanField(default=default_of("DoNotCorrelateForwardedEmailsAsReplies"))
+    do_not_correlate_forwards = models.BooleanField(
+        default=default_of("DoNotCorrelateForwardedEmailsAsReplies")
+    )
     use_tracking_tokens = models.BooleanField(default=default_of("UseTrackingTokens"))
     tracking_prefix = models.CharField(max_length=20, default=default_of("TrackingPrefix"))
     tracking_token_id_base = models.PositiveIntegerField(default=default_of("TrackingTokenIdBase"))
@@ -33,9 +37,13 @@ class OrgSettings(models.Model):
     hash_max_count = models.PositiveSmallIntegerField(default=default_of("HashMaxCount"))
     hash_delta_subject_count = models.PositiveIntegerField(default=default_of("HashDeltaSubjectCount"))
     hash_min_address_count = models.PositiveIntegerField(default=default_of("HashMinAddressCount"))
-    two_activities_for_internal = models.BooleanField(default=default_of("TrackEmailsBetweenUsersAsTwoActivities"))
+    two_activities_for_internal = models.BooleanField(
+        default=default_of("TrackEmailsBetweenUsersAsTwoActivities")
+    )
     auto_create_on_promote = models.BooleanField(default=default_of("AutoCreateContactOnPromote"))
-    unresolve_sender_if_multiple = models.BooleanField(default=default_of("UnresolveSenderInCaseOfMultipleMatch"))
+    unresolve_sender_if_multiple = models.BooleanField(
+        default=default_of("UnresolveSenderInCaseOfMultipleMatch")
+    )
     unresolve_recipient_if_multiple = models.BooleanField(
         default=default_of("UnresolveEmailAddressIfMultipleMatch")
     )
@@ -45,7 +53,9 @@ class OrgSettings(models.Model):
     require_approval_user = models.BooleanField(default=default_of("RequireApprovalForUserEmail"))
     require_approval_queue = models.BooleanField(default=default_of("RequireApprovalForQueueEmail"))
     folder_tracking_enabled = models.BooleanField(default=default_of("IsFolderBasedTrackingEnabled"))
-    max_folder_mappings = models.PositiveSmallIntegerField(default=default_of("MaxFolderBasedTrackingMappings"))
+    max_folder_mappings = models.PositiveSmallIntegerField(
+        default=default_of("MaxFolderBasedTrackingMappings")
+    )
     poll_interval_minutes = models.PositiveIntegerField(default=default_of("MailboxPollIntervalMinutes"))
     transient_retry_limit = models.PositiveIntegerField(default=default_of("TransientFailureRetryLimit"))
     transient_retry_minutes = models.PositiveIntegerField(default=default_of("TransientFailureRetryMinutes"))
@@ -68,7 +78,9 @@ class OrgSettings(models.Model):
 class PersonalOptions(models.Model):
     """A user's Set Personal Options (DOMAIN §2); created with defaults on first use."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_options")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_options"
+    )
     track = models.PositiveSmallIntegerField(choices=TrackOption.choices, default=TrackOption.RESPONSES)
     auto_create = models.CharField(max_length=10, choices=AutoCreate.choices, default=AutoCreate.OFF)
     allow_send_on_behalf = models.BooleanField(default=False)

@@ -20,7 +20,9 @@ def get_mailbox(address: str) -> Mailbox:
 def get_regarding(spec: str) -> RecordRef:
     kind, sep, name = spec.partition(":")
     if not sep or kind not in RecordKind.values or not name:
-        raise CommandError(f"--regarding {spec!r}: use KIND:NAME with KIND one of {', '.join(RecordKind.values)}")
+        raise CommandError(
+            f"--regarding {spec!r}: use KIND:NAME with KIND one of {', '.join(RecordKind.values)}"
+        )
     matches = list(CrmRecord.objects.filter(kind=kind, name=name)[:2])
     if not matches:
         raise CommandError(f"--regarding {spec!r}: no {kind} named {name!r}")

@@ -31,4 +31,6 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         for line, reason in report.rejected:
             self.stderr.write(f"line {line}: rejected: {reason}")
-        self.stdout.write(f"created {report.created}, updated {report.updated}, rejected {len(report.rejected)}")
+        self.stdout.write(
+            f"created {report.created}, updated {report.updated}, rejected {len(report.rejected)}"
+        )

@@ -28,7 +28,9 @@ class Command(BaseCommand):
         parser.add_argument("--folder", required=True, choices=Folder.values)
         parser.add_argument("paths", nargs="+", metavar="PATH")
         parser.add_argument(
-            "--regarding", metavar="KIND:NAME", help="track manually (reason 'manual') regarding this CRM record"
+            "--regarding",
+            metavar="KIND:NAME",
+            help="track manually (reason 'manual') regarding this CRM record",
         )
         parser.add_argument("--json", action="store_true", help="one JSON object per message (JSON Lines)")
 
@@ -41,19 +43,27 @@ class Command(BaseCommand):
         except UnreadablePath as exc:
             raise CommandError(str(exc)) from None
 
-        watermark = watermark_of(mailbox)
+        watermark = watermark_of(mailbox, folder)
         run = do_start_scan_run(mailbox, folder, source=ScanSource.INGEST, now=timezone.now())
         counts: Counter[str] = Counter()
         new = 0
         try:
             for page in pages(read_paths(paths)):
                 for p in process_page(
-                    mailbox, folder, page, scan_run=run, now=timezone.now(), manual=manual, watermark=watermark
+                    mailbox,
+                    folder,
+                    page,
+                    scan_run=run,
+                    now=timezone.now(),
+                    manual=manual,
+                    watermark=watermark,
                 ):
                     counts[p.decision.outcome] += 1
                     new += p.new
                     if options["json"]:
-                        self.stdout.write(json.dumps(decision_as_json(p.decision, new=p.new), ensure_ascii=False))
+                        self.stdout.write(
+                            json.dumps(decision_as_json(p.decision, new=p.new), ensure_ascii=False)
+                        )
         except UnreadablePath as exc:
             do_finish_scan_run(run, now=timezone.now(), error=str(exc))
             raise CommandError(str(exc)) from None
@@ -63,5 +73,9 @@ class Command(BaseCommand):
         do_finish_scan_run(run, now=timezone.now())
         if not options["json"]:
             total = sum(counts.values())
-            summary = ", ".join(f"{k} {counts[k]}" for k in ("tracked", "already_tracked", "not_tracked", "failed"))
-            self.stdout.write(f"{total} message(s) into {mailbox.email_address}/{folder}: {summary}; {new} new decision(s)")
+            summary = ", ".join(
+                f"{k} {counts[k]}" for k in ("tracked", "already_tracked", "not_tracked", "failed")
+            )
+            self.stdout.write(
+                f"{total} message(s) into {mailbox.email_address}/{folder}: {summary}; {new} new decision(s)"
+            )

@@ -17,8 +17,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("username")
-        parser.add_argument("--track", choices=TRACK_CHOICES, help="0–4 or all/responses/crm/email-enabled/none")
-        parser.add_argument("--auto-create", choices=AutoCreate.values, help="create records for unresolved senders")
+        parser.add_argument(
+            "--track", choices=TRACK_CHOICES, help="0–4 or all/responses/crm/email-enabled/none"
+        )
+        parser.add_argument(
+            "--auto-create", choices=AutoCreate.values, help="create records for unresolved senders"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         user = get_user_model().objects.filter(username=options["username"]).first()
@@ -26,8 +30,12 @@ class Command(BaseCommand):
             raise CommandError(f"no user named {options['username']!r}")
         track = options["track"]
         if track is not None or options["auto_create"] is not None:
-            value = None if track is None else (int(track) if track.isdigit() else int(TRACK_OPTION_WORDS[track]))
-            opts = do_set_personal_options(user, track=value, auto_create=options["auto_create"], actor_label="cli")
+            value = (
+                None if track is None else (int(track) if track.isdigit() else int(TRACK_OPTION_WORDS[track]))
+            )
+            opts = do_set_personal_options(
+                user, track=value, auto_create=options["auto_create"], actor_label="cli"
+            )
         else:
             opts = personal_options_of(user)
         self.stdout.write(f"track: {opts.track} ({TrackOption(opts.track).label})")

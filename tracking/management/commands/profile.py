@@ -17,7 +17,9 @@ def parse_when(raw: str) -> datetime:
     try:
         when = datetime.fromisoformat(raw)
     except ValueError:
-        raise CommandError(f"{raw!r} is not an ISO date or date-time (e.g. 2026-01-31 or 2026-01-31T08:00+01:00)") from None
+        raise CommandError(
+            f"{raw!r} is not an ISO date or date-time (e.g. 2026-01-31 or 2026-01-31T08:00+01:00)"
+        ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -29,7 +31,9 @@ class Command(BaseCommand):
         add = sub.add_parser("add", help="add a server profile; credentials may be added later")
         add.add_argument("name")
         add.add_argument("--kind", required=True, choices=ProfileKind.values)
-        add.add_argument("--endpoint", default="", help="EWS/Graph URL, imap(s)://host:port, or a directory for 'local'")
+        add.add_argument(
+            "--endpoint", default="", help="EWS/Graph URL, imap(s)://host:port, or a directory for 'local'"
+        )
         add.add_argument("--auth", dest="auth_method", default=AuthMethod.NONE, choices=AuthMethod.values)
         add.add_argument("--username", default="")
         add.add_argument("--tenant-id", default="")
@@ -37,7 +41,7 @@ class Command(BaseCommand):
         add.add_argument(
             "--secret-env",
             metavar="VAR",
-            help="read the password or client secret from this environment variable (keeps it out of shell history)",
+            help="read the password or client secret from this environment variable (not from shell history)",
         )
         add.add_argument("--secret-prompt", action="store_true", help="ask for the password or client secret")
         add.add_argument("--ca-bundle", default="", help="CA file for a server with an internal CA")
@@ -50,7 +54,9 @@ class Command(BaseCommand):
         if options["action"] == "list":
             for p in EmailServerProfile.objects.order_by("name"):
                 secret = "set" if p.has_secret else "not set"
-                self.stdout.write(f"{p.name}\t{p.kind}\t{p.endpoint or '-'}\tauth={p.auth_method}\tsecret {secret}")
+                self.stdout.write(
+                    f"{p.name}\t{p.kind}\t{p.endpoint or '-'}\tauth={p.auth_method}\tsecret {secret}"
+                )
             return
         secret = ""
         if options["secret_env"]:
@@ -71,7 +77,9 @@ class Command(BaseCommand):
                 secret=secret,
                 ca_bundle=options["ca_bundle"],
                 use_impersonation=options["impersonation"],
-                process_emails_received_after=parse_when(options["process_after"]) if options["process_after"] else None,
+                process_emails_received_after=parse_when(options["process_after"])
+                if options["process_after"]
+                else None,
                 max_concurrent_connections=options["max_connections"],
             )
         except ActionError as exc:

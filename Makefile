@@ -1,0 +1,45 @@
+# SyncAdmin: `make run` runs the product, `make test` runs every check CI runs. Both set up what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint test-sqlite test-postgres services venv demo clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Run the product: migrations, demo organisation, web server (Django admin) on $(HOST):$(PORT).
+run: $(STAMP)
+	mkdir -p var
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --no-input -v0
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py load_demo
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+## Every check of CI: lint, types, then the suite on SQLite and on PostgreSQL with the real Redis.
+test: $(STAMP) services lint test-sqlite test-postgres
+
+services:
+	bash .ci/services
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+test-sqlite: $(STAMP)
+	env -u DATABASE_URL $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+test-postgres: $(STAMP)
+	DATABASE_URL=$(PG_URL) $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var build .mypy_cache .ruff_cache
