@@ -29,6 +29,7 @@ from tracking.decisions import (
 )
 from tracking.messages import ParsedMessage, ParseFailure
 from tracking.models import (
+    AuditEvent,
     CrmRecord,
     EmailHash,
     ExclusionEntry,
@@ -186,6 +187,14 @@ def tracked_ref(email: TrackedEmail, hashes: Sequence[EmailHash] = ()) -> Tracke
     )
 
 
+def earlier_tracking_prefixes(current: str) -> tuple[str, ...]:
+    """Every TrackingPrefix the audit trail shows in use before, so their tokens keep correlating."""
+    values = AuditEvent.objects.filter(action="orgsetting_changed", target="TrackingPrefix").values_list(
+        "old_value", flat=True
+    )
+    return tuple(sorted({v for v in values if v and v != current}))
+
+
 def load_context(
     mailbox: Mailbox,
     folder: str,
@@ -228,7 +237,8 @@ def load_context(
             ctx.tracked_by_message_id.setdefault(email.message_id, []).append(tracked_ref(email))
 
     if rules.use_tracking_tokens:
-        tokens = {t for m in parsed for t in tracking_tokens_in(m.subject)}
+        ctx.earlier_prefixes = earlier_tracking_prefixes(rules.tracking_prefix)
+        tokens = {t for m in parsed for t in tracking_tokens_in(m.subject, ctx.token_prefixes)}
         if tokens:
             for email in tracked.filter(tracking_token__in=sorted(tokens)):
                 ctx.tracked_by_token.setdefault((email.tracking_token or "").upper(), tracked_ref(email))

@@ -8,6 +8,7 @@ rules look at is in the context, so `explain`, `ingest`, scans and what-if all d
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,8 +42,6 @@ SENDER_KIND_PRIORITY: Mapping[str, int] = {
 }
 # Forward prefixes in the languages Outlook ships most (English, German, French, Spanish, Nordic, Dutch).
 FORWARD_SUBJECT_RE = re.compile(r"^\s*(fw|fwd|wg|tr|rv|vs|vb|doorst)\s*:", re.IGNORECASE)
-# Any prefix of 1–20 characters: tokens made under an earlier TrackingPrefix stay recognised.
-TRACKING_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9])([A-Za-z][A-Za-z0-9]{0,19}:\d{3,19})(?!\d)")
 REASON_BY_OPTION_ACCEPT: Mapping[int, Reason] = {
     TrackOption.ALL: Reason.ACCEPTED_ALL,
     TrackOption.RESPONSES: Reason.ACCEPTED_CORRELATED,
@@ -167,6 +166,11 @@ class DecisionContext:
     org_exclusions: frozenset[str] = frozenset()
     folder_rule_regarding: RecordRef | None = None
     is_folder_rule: bool = False
+    earlier_prefixes: tuple[str, ...] = ()  # TrackingPrefix values used before; their tokens still count
+
+    @property
+    def token_prefixes(self) -> tuple[str, ...]:
+        return (self.rules.tracking_prefix, *self.earlier_prefixes)
 
     def copy(self) -> DecisionContext:
         return dataclasses.replace(
@@ -268,9 +272,19 @@ def effective_option(candidate: Entity, rules: OrgRules) -> int:
     return candidate.track
 
 
-def tracking_tokens_in(subject: str) -> list[str]:
-    """Tokens in a subject, upper-cased as they are stored."""
-    return [t.upper() for t in TRACKING_TOKEN_RE.findall(subject)]
+@functools.lru_cache(maxsize=32)
+def _token_pattern(prefixes: tuple[str, ...]) -> re.Pattern[str]:
+    # prefix + ":" + designator digit (0 online, 1 legacy offline) + user number + counter
+    alternatives = "|".join(re.escape(p) for p in sorted(set(prefixes), key=len, reverse=True))
+    return re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives}):[01]\d{{2,18}}(?!\d)", re.IGNORECASE)
+
+
+def tracking_tokens_in(subject: str, prefixes: Sequence[str] = ("CRM",)) -> list[str]:
+    """Tokens with one of these prefixes (any case) in a subject, upper-cased as they are stored."""
+    wanted = tuple(p for p in prefixes if p)
+    if not wanted or ":" not in subject:
+        return []
+    return [m.group(0).upper() for m in _token_pattern(wanted).finditer(subject)]
 
 
 def format_tracking_token(rules: OrgRules, user_index: int, counter: int) -> str:
@@ -416,7 +430,7 @@ def correlate(
         )
 
     # 2. Tracking token
-    tokens = tracking_tokens_in(msg.subject)
+    tokens = tracking_tokens_in(msg.subject, ctx.token_prefixes)
     if not rules.use_tracking_tokens:
         trace.add("correlation: tracking_token", "skipped", "off (UseTrackingTokens is false)")
     elif not tokens:
@@ -729,7 +743,10 @@ def decide(
     # §5: correlation, for option 1 and to inherit the regarding
     method, parent = correlate(msg, ctx, trace)
     inherited = parent.regarding if parent else None
-    token = next((t for t in tracking_tokens_in(msg.subject) if t not in ctx.tracked_by_token), None)
+    token = next(
+        (t for t in tracking_tokens_in(msg.subject, ctx.token_prefixes) if t not in ctx.tracked_by_token),
+        None,
+    )
     owner = ctx.mailbox.owner
     owner_user = owner.id if owner.kind == EntityKind.USER else None
     found = _Correlation(
@@ -798,8 +815,13 @@ def decide(
 
     owner_user_id = accepting.id if accepting.kind == EntityKind.USER else owner_user
     auto_create = None
+    # Only a sender no record has at all: one left unresolved by several or inactive matches
+    # already exists in the directory, and creating it again would make a duplicate.
+    unknown_sender = msg.sender is not None and not ctx.entities_by_address.get(msg.sender.address)
     if incoming and sender is None and msg.sender is not None:
-        if not rules.auto_create_on_promote:
+        if not unknown_sender:
+            trace.add("auto-create", "not needed", "the sender's address is already in the directory")
+        elif not rules.auto_create_on_promote:
             trace.add("auto-create", "off", "unresolved sender; AutoCreateContactOnPromote is false")
         elif accepting.kind == EntityKind.USER and accepting.auto_create in (
             AutoCreate.CONTACT,

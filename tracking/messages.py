@@ -263,3 +263,79 @@ def _build(msg: Message, provider_item_id: str, received_at: datetime | None) ->
         conversation_index=parse_conversation_index(msg.get("Thread-Index"), defects),
         defects=tuple(defects),
     )
+
+
+def parsed_from_fields(
+    *,
+    provider_item_id: str,
+    message_id: str | None,
+    subject: str | None,
+    sender: tuple[str, str] | None,
+    to: Sequence[tuple[str, str]] = (),
+    cc: Sequence[tuple[str, str]] = (),
+    bcc: Sequence[tuple[str, str]] = (),
+    sent_at: datetime | None = None,
+    received_at: datetime | None = None,
+    in_reply_to: str | None = None,
+    references: str | None = None,
+    conversation_index: bytes | None = None,
+) -> ParsedMessage:
+    """Build a ParsedMessage from a server's structured fields (EWS, Graph): (name, address) pairs.
+
+    The same normalisation as parse_message applies, so a message reads alike from MIME or from fields.
+    """
+    defects: list[str] = []
+
+    def addresses(pairs: Sequence[tuple[str, str]], header: str) -> tuple[Address, ...]:
+        out: list[Address] = []
+        seen: set[str] = set()
+        for name, raw in pairs:
+            address = normalize_address(raw or "")
+            if address is None:
+                if raw or name:
+                    defects.append(
+                        f"{header}: ignored {clean_text(raw or name)[:80]!r}, not an email address"
+                    )
+                continue
+            if address not in seen:
+                seen.add(address)
+                out.append(Address(address, clean_text(name or "").strip()))
+        return tuple(out)
+
+    text = clean_text(subject or "")
+    if len(text) > SUBJECT_MAX:
+        defects.append(f"Subject: {len(text)} characters, cut to {SUBJECT_MAX}")
+        text = text[:SUBJECT_MAX]
+    senders = addresses([sender] if sender else [], "From")
+    to_a, cc_a, bcc_a = addresses(to, "To"), addresses(cc, "Cc"), addresses(bcc, "Bcc")
+    for stamp in (sent_at, received_at):
+        if stamp is not None and stamp.tzinfo is None:
+            raise ValueError("sent_at and received_at must be timezone-aware")
+    mid = normalize_message_id(message_id)
+    synthetic = not mid
+    if synthetic:
+        mid = synthetic_message_id(
+            senders[0].address if senders else "", sent_at, text, [a.address for a in to_a + cc_a + bcc_a]
+        )
+    index = ""
+    if conversation_index:
+        if len(conversation_index) >= 22:
+            index = conversation_index.hex()
+        else:
+            defects.append("ConversationIndex: shorter than 22 bytes, ignored")
+    return ParsedMessage(
+        provider_item_id=provider_item_id,
+        message_id=mid,
+        message_id_synthetic=synthetic,
+        subject=text,
+        sender=senders[0] if senders else None,
+        to=to_a,
+        cc=cc_a,
+        bcc=bcc_a,
+        sent_at=sent_at,
+        received_at=received_at or sent_at,
+        in_reply_to=parse_message_ids(in_reply_to),
+        references=parse_message_ids(references),
+        conversation_index=index,
+        defects=tuple(defects),
+    )

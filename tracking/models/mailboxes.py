@@ -29,6 +29,11 @@ class EmailServerProfile(models.Model):
     auth_method = models.CharField(max_length=10, choices=AuthMethod.choices, default=AuthMethod.NONE)
     username = models.CharField(max_length=320, blank=True)
     tenant_id = models.CharField(max_length=100, blank=True)
+    authority = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="OAuth authority host; empty means https://login.microsoftonline.com.",
+    )
     client_id = models.CharField(max_length=100, blank=True)
     secret_encrypted = models.TextField(blank=True, editable=False)
     ca_bundle = models.CharField(

@@ -39,6 +39,9 @@ class Command(BaseCommand):
         add.add_argument("--tenant-id", default="")
         add.add_argument("--client-id", default="")
         add.add_argument(
+            "--authority", default="", help="OAuth authority host (default https://login.microsoftonline.com)"
+        )
+        add.add_argument(
             "--secret-env",
             metavar="VAR",
             help="read the password or client secret from this environment variable (not from shell history)",
@@ -74,6 +77,7 @@ class Command(BaseCommand):
                 username=options["username"],
                 tenant_id=options["tenant_id"],
                 client_id=options["client_id"],
+                authority=options["authority"],
                 secret=secret,
                 ca_bundle=options["ca_bundle"],
                 use_impersonation=options["impersonation"],

@@ -1,0 +1,39 @@
+"""Plain request/response values shared by the simulator's protocol handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass(frozen=True)
+class SimRequest:
+    method: str
+    target: str  # path with query string, as sent
+    headers: dict[str, str]  # keys lower-case
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.target).path
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(urlsplit(self.target).query, keep_blank_values=True)
+
+
+@dataclass
+class SimResponse:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Described:
+    """What the server needs to know of a request before answering it: for fault matching and the log."""
+
+    protocol: str  # ews, graph, token, control, unknown
+    operation: str = ""
+    mailbox: str = ""

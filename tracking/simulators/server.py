@@ -1,0 +1,279 @@
+"""The simulator's HTTPS server: routing, its own CA, generic faults, the request log, the control API.
+
+Run it with `manage.py exchange_simulator`, or in-process from tests:
+
+    with Simulator.from_directory(path) as sim:
+        sim.url          # https://127.0.0.1:PORT
+        sim.ca_file      # the CA to trust (a profile's "CA bundle")
+        sim.faults.add(Fault("server_busy", protocol="ews", back_off_ms=1500))
+        sim.requests     # what was asked, in order
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+
+import trustme
+
+from tracking.simulators.faults import GENERIC_KINDS, Fault, FaultPlan
+from tracking.simulators.http import Described, SimRequest, SimResponse
+from tracking.simulators.store import MailStore
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    protocol: str
+    operation: str
+    mailbox: str
+    method: str
+    path: str
+    status: int
+
+
+Handler = Callable[["Simulator", SimRequest, Described], SimResponse]
+
+
+class Simulator:
+    def __init__(
+        self,
+        store: MailStore,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        cert_dir: Path | None = None,
+        credentials: dict[str, str] | None = None,
+    ) -> None:
+        """`credentials` maps user names and OAuth client ids to their passwords / secrets; None accepts any."""
+        self.store = store
+        self.host = host
+        self.faults = FaultPlan()
+        self.credentials = credentials
+        self.requests: list[LoggedRequest] = []
+        self._requests_lock = threading.Lock()
+        self._cert_dir = Path(cert_dir) if cert_dir else Path(tempfile.mkdtemp(prefix="syncadmin-sim-"))
+        self._cert_dir.mkdir(parents=True, exist_ok=True)
+        self.ca_file = self._cert_dir / "simulator-ca.pem"
+        ca = trustme.CA()
+        ca.cert_pem.write_to_path(str(self.ca_file))
+        server_cert = ca.issue_cert(host, "localhost", "127.0.0.1")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_cert.configure_cert(context)
+        self._httpd = _Server((host, port), _RequestHandler, self)
+        self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_directory(cls, data_dir: Path, **kwargs: object) -> Simulator:
+        return cls(MailStore.from_directory(data_dir), **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    def start(self) -> Simulator:
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="exchange-simulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._httpd.serve_forever()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def check_secret(self, name: str, secret: str) -> bool:
+        if self.credentials is None:
+            return bool(name)
+        return self.credentials.get(name) == secret
+
+    def record(self, described: Described, request: SimRequest, status: int) -> None:
+        with self._requests_lock:
+            self.requests.append(
+                LoggedRequest(
+                    described.protocol,
+                    described.operation,
+                    described.mailbox,
+                    request.method,
+                    request.path,
+                    status,
+                )
+            )
+
+    def count(
+        self, protocol: str | None = None, operation: str | None = None, mailbox: str | None = None
+    ) -> int:
+        with self._requests_lock:
+            return sum(
+                1
+                for r in self.requests
+                if (protocol is None or r.protocol == protocol)
+                and (operation is None or r.operation == operation)
+                and (mailbox is None or r.mailbox == mailbox.lower())
+            )
+
+    def clear_requests(self) -> None:
+        with self._requests_lock:
+            self.requests.clear()
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def describe(self, request: SimRequest) -> tuple[Described, Handler]:
+        from tracking.simulators import ews, graph
+
+        path = request.path
+        if path.lower() == "/ews/exchange.asmx":
+            return ews.describe(request), ews.handle
+        if path.startswith("/v1.0/"):
+            return graph.describe(request), graph.handle
+        if path.startswith("/_simulator/"):
+            return Described("control", path.rsplit("/", 1)[-1]), _control
+        if (
+            "/oauth2/" in path
+            or "/.well-known/openid-configuration" in path
+            or path.startswith("/common/discovery")
+        ):
+            return graph.describe_token(request), graph.handle_token
+        return Described("unknown"), _not_found
+
+    def answer(self, request: SimRequest) -> SimResponse | None:
+        """The response, or None to drop the connection without one."""
+        described, handler = self.describe(request)
+        fault = None
+        if described.protocol not in ("control", "unknown"):
+            fault = self.faults.take(
+                described.protocol, described.operation, described.mailbox, GENERIC_KINDS
+            )
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.delay)
+            fault = None
+        if fault is not None and fault.kind == "drop":
+            self.record(described, request, 0)
+            return None
+        if fault is not None and fault.kind == "http_status":
+            response = SimResponse(status=fault.status, body=b"", content_type="text/plain")
+            if fault.retry_after is not None:
+                response.headers["Retry-After"] = str(int(fault.retry_after))
+        else:
+            try:
+                response = handler(self, request, described)
+            except Exception:
+                log.exception("simulator handler failed on %s %s", request.method, request.path)
+                response = SimResponse(status=500, body=b"simulator error", content_type="text/plain")
+            if fault is not None and fault.kind == "malformed":
+                response.body = b"<<<not xml or json {" + response.body[:20]
+            elif fault is not None and fault.kind == "truncated":
+                response.body = response.body[: len(response.body) // 2]
+        self.record(described, request, response.status)
+        return response
+
+
+def _not_found(sim: Simulator, request: SimRequest, described: Described) -> SimResponse:
+    return SimResponse(status=404, body=b'{"error": {"code": "NotFound"}}')
+
+
+def _control(sim: Simulator, request: SimRequest, described: Described) -> SimResponse:
+    """POST /_simulator/faults {fault}; DELETE /_simulator/faults; GET|DELETE /_simulator/requests;
+    POST /_simulator/messages?mailbox=A&folder=F with the raw message as body."""
+    what = described.operation
+    if what == "faults":
+        if request.method == "DELETE":
+            sim.faults.clear()
+            return SimResponse(status=204)
+        try:
+            sim.faults.add(Fault(**json.loads(request.body or b"{}")))
+        except (TypeError, ValueError) as exc:
+            return SimResponse(status=400, body=json.dumps({"error": str(exc)}).encode())
+        return SimResponse(status=201, body=b"{}")
+    if what == "requests":
+        if request.method == "DELETE":
+            sim.clear_requests()
+            return SimResponse(status=204)
+        return SimResponse(body=json.dumps([asdict(r) for r in sim.requests]).encode())
+    if what == "messages" and request.method == "POST":
+        mailbox = request.query.get("mailbox", [""])[0]
+        folder = request.query.get("folder", ["inbox"])[0]
+        if not mailbox:
+            return SimResponse(status=400, body=b'{"error": "mailbox is required"}')
+        msg = sim.store.add_message(mailbox, folder, request.body)
+        return SimResponse(status=201, body=json.dumps({"id": msg.item_id}).encode())
+    return SimResponse(status=404, body=b'{"error": "unknown control endpoint"}')
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], sim: Simulator
+    ) -> None:
+        super().__init__(address, handler)
+        self.sim = sim
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("simulator: " + format, *args)
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.send_error(413)
+            return
+        body = self.rfile.read(length) if length else b""
+        request = SimRequest(
+            method=self.command,
+            target=self.path,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+        )
+        response = self.server.sim.answer(request)
+        if response is None:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for key, value in response.headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    do_GET = do_POST = do_DELETE = do_PATCH = do_HEAD = _handle
