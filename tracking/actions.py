@@ -18,9 +18,11 @@ from django.db import transaction
 from django.db.models import F
 
 from tracking.choices import (
+    AlertLevel,
     Approval,
     AuthMethod,
     Folder,
+    MailboxStatus,
     Outcome,
     ProfileKind,
     RecordKind,
@@ -31,6 +33,7 @@ from tracking.choices import (
 from tracking.decisions import DecisionResult, OrgRules, format_tracking_token
 from tracking.messages import ParsedMessage, normalize_address
 from tracking.models import (
+    Alert,
     AuditEvent,
     CrmRecord,
     Decision,
@@ -372,11 +375,100 @@ def check_import_records(kind: str, text: str) -> ImportReport:
 
 
 def do_start_scan_run(
-    mailbox: Mailbox, folder: str, *, source: str = ScanSource.SCAN, now: datetime
+    mailbox: Mailbox, folder: str, *, source: str = ScanSource.SCAN, now: datetime, job_id: str = ""
 ) -> ScanRun:
     return ScanRun.objects.create(
-        mailbox=mailbox, folder=folder, source=source, status=ScanStatus.RUNNING, started_at=now
+        mailbox=mailbox,
+        folder=folder,
+        source=source,
+        status=ScanStatus.RUNNING,
+        started_at=now,
+        job_id=job_id,
     )
+
+
+def do_record_skipped_scan(mailbox: Mailbox, folder: str, *, note: str, now: datetime) -> ScanRun:
+    """A folder that is not scanned still leaves a row saying why (e.g. sent_items_unsupported_server)."""
+    return ScanRun.objects.create(
+        mailbox=mailbox, folder=folder, status=ScanStatus.SKIPPED, started_at=now, finished_at=now, note=note
+    )
+
+
+def do_set_scan_estimate(run: ScanRun, total: int) -> None:
+    run.items_total = total
+    run.save(update_fields=["items_total"])
+
+
+def do_reset_sync_state(mailbox: Mailbox, folder: str) -> None:
+    """Forget a folder's sync state: the next scan reads it from the start (nothing is duplicated)."""
+    FolderSyncState.objects.filter(mailbox=mailbox, folder=folder).update(state="", pending_watermark=None)
+
+
+def do_mark_scan_started(mailbox: Mailbox, *, now: datetime) -> None:
+    Mailbox.objects.filter(pk=mailbox.pk).update(last_sync_started_at=now)
+
+
+def do_mark_scan_succeeded(mailbox: Mailbox, *, now: datetime) -> None:
+    Mailbox.objects.filter(pk=mailbox.pk).update(
+        incoming_status=MailboxStatus.SUCCESS,
+        last_sync_succeeded_at=now,
+        last_error="",
+        transient_failure_count=0,
+    )
+
+
+def do_mark_scan_failed(mailbox: Mailbox, *, error: str, now: datetime) -> None:
+    Mailbox.objects.filter(pk=mailbox.pk).update(incoming_status=MailboxStatus.FAILURE, last_error=error)
+
+
+@transaction.atomic
+def do_record_test_result(
+    mailbox: Mailbox,
+    *,
+    ok: bool,
+    message: str,
+    now: datetime,
+    acting_user: User | None = None,
+    actor_label: str = "cli",
+) -> None:
+    """Test & Enable's outcome: enable (or not), set the status, and leave an alert saying what happened."""
+    mailbox = Mailbox.objects.select_for_update().get(pk=mailbox.pk)
+    mailbox.enabled = ok
+    mailbox.incoming_status = MailboxStatus.SUCCESS if ok else MailboxStatus.FAILURE
+    mailbox.last_error = "" if ok else message
+    mailbox.transient_failure_count = 0
+    mailbox.next_run_at = now if ok else None
+    mailbox.save(
+        update_fields=["enabled", "incoming_status", "last_error", "transient_failure_count", "next_run_at"]
+    )
+    Alert.objects.create(
+        mailbox=mailbox,
+        level=AlertLevel.INFORMATION if ok else AlertLevel.ERROR,
+        message=f"Test & Enable {'succeeded' if ok else 'failed'}: {message}",
+    )
+    outcome = "enabled" if ok else f"failed: {message}"
+    _audit(
+        "mailbox_tested",
+        mailbox.email_address,
+        None,
+        outcome,
+        acting_user=acting_user,
+        actor_label=actor_label,
+    )
+
+
+@transaction.atomic
+def do_approve_mailbox(
+    mailbox: Mailbox, *, approve: bool = True, acting_user: User | None = None, actor_label: str = "cli"
+) -> None:
+    new = Approval.APPROVED if approve else Approval.REJECTED
+    if mailbox.approval == new:
+        return
+    old = mailbox.approval
+    mailbox.approval = new
+    mailbox.save(update_fields=["approval"])
+    action = "mailbox_approved" if approve else "mailbox_rejected"
+    _audit(action, mailbox.email_address, old, new, acting_user=acting_user, actor_label=actor_label)
 
 
 @transaction.atomic
@@ -422,6 +514,7 @@ def do_commit_page(
     scan_run: ScanRun | None,
     now: datetime,
     sync_state: str | None = None,
+    manual: bool = False,
 ) -> list[Decision]:
     """Write one page: auto-created records, TrackedEmails, hashes, Decisions, counts, sync state.
 
@@ -527,6 +620,7 @@ def do_commit_page(
                 regarding_id=res.regarding.id if res.regarding else None,
                 tracked_email_id=linked_id,
                 trace=[s.as_json() for s in res.trace],
+                manual=manual,
                 decided_at=now,
                 **_accepting_fields(res),
             )

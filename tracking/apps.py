@@ -1,7 +1,28 @@
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
+
+
+def _lift_sqlite_parameter_limit(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """Let bulk inserts of a page go out as one statement on SQLite.
+
+    Django assumes SQLite's old limit of 999 bound parameters and splits a page's bulk_create into
+    several INSERTs; SQLite builds since 3.32 allow 32,766, which the connection itself reports.
+    """
+    if connection.vendor == "sqlite":
+        connection.features.max_query_params = connection.connection.getlimit(
+            sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
+        )
 
 
 class TrackingConfig(AppConfig):
     name = "tracking"
     verbose_name = "Email tracking"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        connection_created.connect(_lift_sqlite_parameter_limit, dispatch_uid="syncadmin-sqlite-params")

@@ -86,6 +86,8 @@ class OrgRules:
     unresolve_sender_if_multiple: bool = False
     unresolve_recipient_if_multiple: bool = False
     resolve_inactive: bool = False
+    require_approval_user: bool = True
+    require_approval_queue: bool = True
 
     @classmethod
     def from_values(cls, values: Mapping[str, object]) -> OrgRules:

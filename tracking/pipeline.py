@@ -73,6 +73,9 @@ def process_page(
 ) -> list[Processed]:
     """Decide and commit one page; messages already decided in this mailbox folder are returned as they are.
 
+    Manual tracking keeps its own decisions: tracking by hand a message a scan did not track adds a
+    manual decision next to the scan's (both stay in the log), once.
+
     `watermark` is the one the scan started with, so that a page committed earlier in the same
     scan (which moves the pending watermark) does not turn later, older messages away.
     """
@@ -81,7 +84,10 @@ def process_page(
         existing = {
             d.message_id: d
             for d in Decision.objects.select_related("regarding").filter(
-                mailbox=mailbox, folder=folder, message_id__in=sorted({m.message_id for m in parsed})
+                mailbox=mailbox,
+                folder=folder,
+                manual=manual is not None,
+                message_id__in=sorted({m.message_id for m in parsed}),
             )
         }
         fresh: list[ParsedMessage | ParseFailure] = []
@@ -94,7 +100,13 @@ def process_page(
         results = decide_batch(fresh, ctx, manual=manual)
         try:
             created = do_commit_page(
-                mailbox, folder, results, scan_run=scan_run, now=now, sync_state=sync_state
+                mailbox,
+                folder,
+                results,
+                scan_run=scan_run,
+                now=now,
+                sync_state=sync_state,
+                manual=manual is not None,
             )
             break
         except IntegrityError:

@@ -135,12 +135,16 @@ class Decision(models.Model):
         TrackedEmail, null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions"
     )
     trace = models.JSONField(default=list)
+    manual = models.BooleanField(
+        default=False, help_text="Made by Track / Set regarding (or ingest --regarding), not by a scan."
+    )
     decided_at = models.DateTimeField()
 
     class Meta:
         constraints = [
+            # One automatic decision per message and folder, and at most one manual one after it.
             models.UniqueConstraint(
-                fields=["mailbox", "folder", "message_id"], name="decision_unique_message"
+                fields=["mailbox", "folder", "message_id", "manual"], name="decision_unique_message"
             )
         ]
         # The decision log pages by id (keyset) under each filter, newest first.

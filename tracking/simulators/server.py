@@ -59,7 +59,7 @@ class Simulator:
         cert_dir: Path | None = None,
         credentials: dict[str, str] | None = None,
     ) -> None:
-        """`credentials` maps user names and OAuth client ids to their passwords / secrets; None accepts any."""
+        """`credentials` maps user names and OAuth client ids to passwords or secrets; None accepts any."""
         self.store = store
         self.host = host
         self.faults = FaultPlan()

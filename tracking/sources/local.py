@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tracking.pipeline import RawItem
+from tracking.sources.base import SourceError, SyncPage, SyncStateInvalid
 
 
 class UnreadablePath(Exception):
@@ -67,3 +68,57 @@ def read_paths(paths: Sequence[Path]) -> Iterator[RawItem]:
                 except OSError as exc:
                     raise UnreadablePath(f"{file}: {exc.strerror}") from None
                 yield RawItem(provider_item_id=str(file), data=data)
+
+
+class LocalSource:
+    """A `local` profile: DIR/<mailbox address>/<folder>.mbox or DIR/<mailbox address>/<folder>/.
+
+    The sync state is how many messages were handed out, in the stable order of read_paths:
+    mail appended to an mbox, or new Maildir files (named by delivery time), comes after it.
+    """
+
+    def __init__(self, root: Path, mailbox: str, page_size: int = 100) -> None:
+        self.root = root
+        self.mailbox = mailbox.lower()
+        self.page_size = page_size
+
+    def _folder_path(self, folder: str) -> Path | None:
+        base = self.root / self.mailbox
+        for candidate in (base / f"{folder}.mbox", base / folder):
+            if candidate.exists():
+                return candidate
+        return None
+
+    def test_connection(self, folders: Sequence[str]) -> None:
+        if not self.root.is_dir():
+            raise SourceError(f"the directory {self.root} does not exist", permanent=True)
+        if not (self.root / self.mailbox).is_dir():
+            raise SourceError(f"mailbox not found: no directory {self.root / self.mailbox}", permanent=True)
+        for folder in folders:
+            path = self._folder_path(folder)
+            if path is not None and not os.access(path, os.R_OK):
+                raise SourceError(f"{path}: permission denied", permanent=True)
+
+    def sync(self, folder: str, state: str) -> Iterator[SyncPage]:
+        try:
+            done = int(state or "0")
+        except ValueError:
+            raise SyncStateInvalid() from None
+        path = self._folder_path(folder)
+        if path is None:
+            yield SyncPage(items=[], state=str(done), more=False, estimated_total=0)
+            return
+        try:
+            items = list(read_paths([path]))
+        except (UnreadablePath, OSError) as exc:
+            raise SourceError(f"cannot read {path}: {exc}", permanent=False) from None
+        if done > len(items):
+            raise SyncStateInvalid(f"{path} holds fewer messages than already read; a full resync is needed")
+        pending = items[done:]
+        if not pending:
+            yield SyncPage(items=[], state=str(done), more=False, estimated_total=0)
+            return
+        for start in range(0, len(pending), self.page_size):
+            chunk = pending[start : start + self.page_size]
+            done += len(chunk)
+            yield SyncPage(items=chunk, state=str(done), more=done < len(items), estimated_total=len(pending))

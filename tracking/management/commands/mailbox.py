@@ -5,8 +5,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tracking.actions import ActionError, check_add_mailbox
+from tracking.actions import ActionError, check_add_mailbox, do_approve_mailbox
+from tracking.management.commands._common import get_mailbox
 from tracking.models import Mailbox
+from tracking.scanning import run_test_and_enable
 
 
 def parse_track(raw: str) -> int:
@@ -19,7 +21,7 @@ class Command(BaseCommand):
     help = "Manage mailboxes (one per user or per queue)."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True, metavar="{add,list}")
+        sub = parser.add_subparsers(dest="action", required=True, metavar="{add,list,approve,reject,test}")
         add = sub.add_parser("add", help="add a mailbox for a user or a queue")
         add.add_argument("address")
         owner = add.add_mutually_exclusive_group(required=True)
@@ -30,8 +32,26 @@ class Command(BaseCommand):
         add.add_argument("--approve", action="store_true", help="approve the mailbox's email address now")
         add.add_argument("--track", help="the owner's Track option, 0–4")
         sub.add_parser("list", help="list mailboxes")
+        for action, words in (
+            ("approve", "approve a mailbox's email address"),
+            ("reject", "reject a mailbox's email address"),
+            ("test", "Test & Enable: connect, check the folders can be read, enable the mailbox"),
+        ):
+            sub.add_parser(action, help=words).add_argument("address")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["action"] in ("approve", "reject"):
+            mailbox = get_mailbox(options["address"])
+            do_approve_mailbox(mailbox, approve=options["action"] == "approve")
+            self.stdout.write(f"{mailbox.email_address}: approval {mailbox.approval}")
+            return
+        if options["action"] == "test":
+            mailbox = get_mailbox(options["address"])
+            ok, message = run_test_and_enable(mailbox.pk)
+            if not ok:
+                raise CommandError(f"Test & Enable failed for {mailbox.email_address}: {message}")
+            self.stdout.write(f"{mailbox.email_address}: enabled; {message}")
+            return
         if options["action"] == "list":
             for m in Mailbox.objects.select_related("user", "queue", "profile").order_by("email_address"):
                 owner = f"user {m.user.get_username()}" if m.user else f"queue {m.queue}"

@@ -1,0 +1,213 @@
+"""Scanning a mailbox folder through its source, and Test & Enable.
+
+The network is touched here and in tracking.sources only; every state change is an action. A scan
+commits page by page (decisions, TrackedEmails and the folder's sync state together), so a crash
+loses at most the page in flight and the next scan resumes after the last committed page.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from django.utils import timezone
+
+from tracking.actions import (
+    do_finish_scan_run,
+    do_mark_scan_failed,
+    do_mark_scan_started,
+    do_mark_scan_succeeded,
+    do_record_skipped_scan,
+    do_record_test_result,
+    do_reset_sync_state,
+    do_set_scan_estimate,
+    do_start_scan_run,
+)
+from tracking.choices import Approval, Folder, ProfileKind, Reason
+from tracking.context import load_rules, mailbox_for_scan, watermark_of
+from tracking.crypto import SecretUnreadable
+from tracking.decisions import OrgRules
+from tracking.models import FolderSyncState, Mailbox, ScanRun
+from tracking.pipeline import process_page
+from tracking.sources.base import ConnectionSettings, MailSource, SourceError, SyncStateInvalid
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def connection_settings(mailbox: Mailbox) -> ConnectionSettings:
+    profile = mailbox.profile
+    try:
+        secret = profile.get_secret()
+    except SecretUnreadable:
+        raise SourceError(
+            f"the secret of server profile {profile.name!r} cannot be decrypted with the configured "
+            "SYNCADMIN_ENCRYPTION_KEY; enter it again",
+            permanent=True,
+        ) from None
+    return ConnectionSettings(
+        kind=profile.kind,
+        mailbox=mailbox.email_address,
+        endpoint=profile.endpoint,
+        auth_method=profile.auth_method,
+        username=profile.username,
+        secret=secret,
+        tenant_id=profile.tenant_id,
+        client_id=profile.client_id,
+        authority=profile.authority,
+        ca_bundle=profile.ca_bundle,
+        use_impersonation=profile.use_impersonation,
+        max_connections=profile.max_concurrent_connections,
+    )
+
+
+def source_for(mailbox: Mailbox) -> MailSource:
+    """The source that reads this mailbox, by its profile's kind."""
+    settings = connection_settings(mailbox)
+    kind = mailbox.profile.kind
+    if kind == ProfileKind.LOCAL:
+        from tracking.sources.local import LocalSource
+
+        return LocalSource(Path(settings.endpoint), settings.mailbox, settings.page_size)
+    if kind == ProfileKind.EXCHANGE_EWS:
+        from tracking.sources.ews import EwsSource
+
+        return EwsSource(settings)
+    if kind == ProfileKind.EXCHANGE_GRAPH:
+        from tracking.sources.graph import GraphSource
+
+        return GraphSource(settings)
+    from tracking.sources.imap import ImapSource
+
+    return ImapSource(settings)
+
+
+def sent_items_refusal(mailbox: Mailbox, rules: OrgRules) -> Reason | None:
+    """Why Sent Items of this mailbox are not scanned (DOMAIN §3.2), or None when they are."""
+    if not rules.auto_track_sent_folder_items:
+        return Reason.SENT_ITEMS_DISABLED
+    if not mailbox.profile.is_exchange:
+        return Reason.SENT_ITEMS_UNSUPPORTED_SERVER
+    return None
+
+
+def folders_to_scan(mailbox: Mailbox, rules: OrgRules) -> list[str]:
+    folders = [Folder.INBOX.value]
+    if sent_items_refusal(mailbox, rules) is None:
+        folders.append(Folder.SENT_ITEMS.value)
+    return folders
+
+
+def scan_folder(
+    mailbox_id: int,
+    folder: str,
+    *,
+    source: MailSource | None = None,
+    clock: Clock = timezone.now,
+    on_page: Callable[[ScanRun], None] | None = None,
+    job_id: str = "",
+) -> ScanRun:
+    """Scan one folder from its saved sync state to the end; raises SourceError after recording it."""
+    mailbox = mailbox_for_scan(mailbox_id)
+    rules = load_rules()
+    if folder == Folder.SENT_ITEMS:
+        refusal = sent_items_refusal(mailbox, rules)
+        if refusal is not None:
+            return do_record_skipped_scan(mailbox, folder, note=refusal.value, now=clock())
+    run = do_start_scan_run(mailbox, folder, now=clock(), job_id=job_id)
+    do_mark_scan_started(mailbox, now=run.started_at or clock())
+    started = time.monotonic()
+    try:
+        source = source or source_for(mailbox)
+        _sync(mailbox, folder, run, source, clock, on_page)
+    except SourceError as exc:
+        do_finish_scan_run(run, now=clock(), error=str(exc))
+        do_mark_scan_failed(mailbox, error=str(exc), now=clock())
+        log.warning(
+            "scan failed mailbox=%s folder=%s permanent=%s error=%s", mailbox, folder, exc.permanent, exc
+        )
+        raise
+    except Exception as exc:
+        do_finish_scan_run(run, now=clock(), error=f"{type(exc).__name__}: {exc}")
+        do_mark_scan_failed(mailbox, error=f"internal error: {type(exc).__name__}: {exc}", now=clock())
+        raise
+    do_finish_scan_run(run, now=clock())
+    do_mark_scan_succeeded(mailbox, now=clock())
+    run.refresh_from_db()
+    log.info(
+        "scan mailbox=%s folder=%s tracked=%d already_tracked=%d not_tracked=%d failed=%d seconds=%.2f",
+        mailbox,
+        folder,
+        run.tracked,
+        run.already_tracked,
+        run.not_tracked,
+        run.failed,
+        time.monotonic() - started,
+    )
+    return run
+
+
+def _sync(
+    mailbox: Mailbox,
+    folder: str,
+    run: ScanRun,
+    source: MailSource,
+    clock: Clock,
+    on_page: Callable[[ScanRun], None] | None,
+) -> None:
+    # The watermark a scan started with holds for all its pages (see process_page).
+    watermark = watermark_of(mailbox, folder)
+    for attempt in (1, 2):
+        state = (
+            FolderSyncState.objects.filter(mailbox=mailbox, folder=folder)
+            .values_list("state", flat=True)
+            .first()
+        )
+        try:
+            for page in source.sync(folder, state or ""):
+                if page.estimated_total is not None and run.items_total is None:
+                    do_set_scan_estimate(run, page.estimated_total)
+                process_page(
+                    mailbox,
+                    folder,
+                    page.items,
+                    scan_run=run,
+                    now=clock(),
+                    sync_state=page.state,
+                    watermark=watermark,
+                )
+                if on_page is not None:
+                    run.refresh_from_db()
+                    on_page(run)
+            return
+        except SyncStateInvalid:
+            if attempt == 2 or not state:
+                raise
+            # Decisions and TrackedEmails are unique per message, so replaying the whole folder is harmless.
+            log.info("sync state of %s/%s refused by the server; full resync", mailbox, folder)
+            do_reset_sync_state(mailbox, folder)
+
+
+def run_test_and_enable(
+    mailbox_id: int, *, source: MailSource | None = None, clock: Clock = timezone.now
+) -> tuple[bool, str]:
+    """Connect, check the folders to scan can be read, and enable the mailbox; (ok, words for the admin)."""
+    mailbox = mailbox_for_scan(mailbox_id)
+    rules = load_rules()
+    required = rules.require_approval_queue if mailbox.is_queue else rules.require_approval_user
+    folders = folders_to_scan(mailbox, rules)
+    if required and mailbox.approval != Approval.APPROVED:
+        ok, message = False, "the mailbox's email address is not approved; an admin must approve it first"
+    else:
+        try:
+            (source or source_for(mailbox)).test_connection(folders)
+        except SourceError as exc:
+            ok, message = False, str(exc)
+        else:
+            ok, message = True, f"connected; {' and '.join(folders)} can be read"
+    do_record_test_result(mailbox, ok=ok, message=message, now=clock())
+    return ok, message
