@@ -15,7 +15,7 @@ from datetime import datetime
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Model
 
 from tracking.choices import (
     AlertLevel,
@@ -52,6 +52,21 @@ from tracking.orgsettings import SettingError, SettingValue, spec_for
 
 class ActionError(Exception):
     """A request that cannot be carried out; the message says why, in words for the requester."""
+
+
+def _too_long(model: type[Model], field: str, value: str) -> str | None:
+    """Why a value cannot be stored in model.field, or None; checked before a save, as not every database does."""
+    limit = model._meta.get_field(field).max_length
+    if limit is not None and len(value) > limit:
+        return f"{field.replace('_', ' ')} is longer than {limit} characters"
+    return None
+
+
+def _check_lengths(model: type[Model], values: dict[str, str]) -> None:
+    for field, value in values.items():
+        problem = _too_long(model, field, value)
+        if problem:
+            raise ActionError(problem)
 
 
 def _actor_label(acting_user: User | None, actor_label: str) -> str:
@@ -179,6 +194,20 @@ def check_add_profile(
         raise ActionError(f"unknown auth method {auth_method!r}; use one of {', '.join(AuthMethod.values)}")
     if not 1 <= max_concurrent_connections <= 300:
         raise ActionError("max concurrent connections must be from 1 to 300")
+    if not name.strip():
+        raise ActionError("a server profile needs a name")
+    _check_lengths(
+        EmailServerProfile,
+        {
+            "name": name,
+            "endpoint": endpoint,
+            "username": username,
+            "tenant_id": tenant_id,
+            "client_id": client_id,
+            "authority": authority,
+            "ca_bundle": ca_bundle,
+        },
+    )
     if EmailServerProfile.objects.filter(name=name).exists():
         raise ActionError(f"a server profile named {name!r} already exists")
     profile = EmailServerProfile(
@@ -219,6 +248,11 @@ def check_add_mailbox(
         raise ActionError(f"{address!r} is not an email address")
     if (username is None) == (queue_name is None):
         raise ActionError("a mailbox belongs to exactly one user or one queue")
+    _check_lengths(Mailbox, {"email_address": email})
+    if username is not None:
+        _check_lengths(get_user_model(), {"username": username})
+    if queue_name is not None:
+        _check_lengths(Queue, {"name": queue_name})
     if track is not None and track not in TrackOption.values:
         raise ActionError("track must be 0–4")
     profile = EmailServerProfile.objects.filter(name=profile_name).first()
@@ -348,6 +382,10 @@ def check_import_records(kind: str, text: str) -> ImportReport:
         other_kind = values.get("kind", "")
         if other_kind and kind != RecordKind.OTHER:
             report.rejected.append((line, "the kind column is only for 'other' records"))
+            continue
+        too_long = _too_long(CrmRecord, "name", name) or _too_long(CrmRecord, "other_kind", other_kind)
+        if too_long:
+            report.rejected.append((line, too_long.replace("other kind", "kind")))
             continue
         fields = {
             "email1": emails[0],

@@ -24,6 +24,9 @@ MESSAGE_ID_MAX = 998
 SYNTHETIC_DOMAIN = "synthetic.syncadmin.invalid"
 _ID_RE = re.compile(r"<([^<>\s]+)>")
 _CONTROL_RE = re.compile(r"[\x00\ud800-\udfff]")
+_SURROGATE_RE = re.compile(r"[\udc80-\udcff]")
+ADDRESS_MAX = 254  # RFC 5321 path limit; anything longer is not a deliverable address
+CONVERSATION_INDEX_MAX = 1000  # bytes: 22 + 5 per reply, so ~195 replies deep
 _WS_RE = re.compile(r"\s+")
 _IDENTIFYING_HEADERS = ("from", "to", "cc", "subject", "date", "message-id", "sender")
 
@@ -84,7 +87,21 @@ def clean_text(value: str) -> str:
     return _CONTROL_RE.sub("", value)
 
 
+def _recover_8bit(value: str) -> str:
+    """Undo the compat32 parser's surrogate escapes of raw 8-bit header bytes: UTF-8, else Windows-1252."""
+    if not _SURROGATE_RE.search(value):
+        return value
+    data = value.encode("utf-8", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
 def _decode_bytes(chunk: bytes, charset: str | None) -> str:
+    if charset is None:
+        # decode_header hands back the plain (not encoded-word) parts of a str this way
+        return chunk.decode("raw-unicode-escape", errors="replace")
     for candidate in (charset, "utf-8"):
         if not candidate:
             continue
@@ -96,15 +113,11 @@ def _decode_bytes(chunk: bytes, charset: str | None) -> str:
     return chunk.decode("latin-1")
 
 
-def decode_header_value(value: object) -> str:
-    """Decode RFC 2047 words and stray 8-bit bytes of one header into text; never raises."""
-    if value is None:
+def decode_header_value(value: str | None) -> str:
+    """Decode RFC 2047 words and stray 8-bit bytes of one raw header value into text; never raises."""
+    if not value:
         return ""
-    # A Header object is re-encoded as RFC 2047 so that decode_header can split it again.
-    raw = str(value.encode()) if isinstance(value, email.header.Header) else str(value)
-    # The compat32 parser keeps undecodable 8-bit header bytes as surrogates; most such mail is UTF-8.
-    if _CONTROL_RE.search(raw):
-        raw = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    raw = _recover_8bit(value)
     try:
         parts = email.header.decode_header(raw)
     except (ValueError, AssertionError, LookupError):
@@ -121,7 +134,7 @@ def normalize_address(raw: str) -> str | None:
     """Lower-case an address and keep it only if it has a local part and a domain."""
     address = clean_text(raw).strip().strip("<>\"' ").lower()
     local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or " " in address:
+    if not at or not local or not domain or " " in address or len(address) > ADDRESS_MAX:
         return None
     return address
 
@@ -129,7 +142,7 @@ def normalize_address(raw: str) -> str | None:
 def parse_addresses(values: Sequence[str], defects: list[str], header: str) -> tuple[Address, ...]:
     found: list[Address] = []
     seen: set[str] = set()
-    for name, addr in email.utils.getaddresses([str(v) for v in values]):
+    for name, addr in email.utils.getaddresses([_recover_8bit(v) for v in values]):
         if not addr and not name:
             continue
         address = normalize_address(addr)
@@ -168,20 +181,19 @@ def synthetic_message_id(sender: str, date: datetime | None, subject: str, recip
     return f"<{hashlib.sha256(material.encode('utf-8', 'replace')).hexdigest()[:40]}@{SYNTHETIC_DOMAIN}>"
 
 
-def parse_date(value: object, defects: list[str]) -> datetime | None:
+def parse_date(value: str | None, defects: list[str]) -> datetime | None:
     if not value:
         return None
     text = decode_header_value(value)
     try:
         parsed = email.utils.parsedate_to_datetime(text)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
     except (TypeError, ValueError, IndexError, OverflowError):
+        # OverflowError: a date at the edge of the calendar that moving to UTC pushes past it
         defects.append(f"Date: unreadable {text[:60]!r}")
         return None
-    if parsed is None:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def parse_conversation_index(value: object, defects: list[str]) -> str:
@@ -196,11 +208,21 @@ def parse_conversation_index(value: object, defects: list[str]) -> str:
     if len(raw) < 22:
         defects.append("Thread-Index: shorter than 22 bytes, ignored")
         return ""
+    if len(raw) > CONVERSATION_INDEX_MAX:
+        defects.append(f"Thread-Index: {len(raw)} bytes, longer than {CONVERSATION_INDEX_MAX}, ignored")
+        return ""
     return raw.hex()
 
 
 def _headers(msg: Message, name: str) -> list[str]:
-    return [str(v) for v in (msg.get_all(name) or [])]
+    """Raw values of a header (all occurrences): msg.get_all would turn 8-bit bytes into U+FFFD."""
+    wanted = name.lower()
+    return [str(v) for k, v in msg.raw_items() if k.lower() == wanted]
+
+
+def _header(msg: Message, name: str) -> str | None:
+    values = _headers(msg, name)
+    return values[0] if values else None
 
 
 def parse_message(
@@ -231,7 +253,7 @@ def parse_message(
 
 def _build(msg: Message, provider_item_id: str, received_at: datetime | None) -> ParsedMessage:
     defects: list[str] = [type(d).__name__ for d in msg.defects]
-    subject = decode_header_value(msg.get("Subject"))
+    subject = decode_header_value(_header(msg, "Subject"))
     if len(subject) > SUBJECT_MAX:
         defects.append(f"Subject: {len(subject)} characters, cut to {SUBJECT_MAX}")
         subject = subject[:SUBJECT_MAX]
@@ -239,9 +261,9 @@ def _build(msg: Message, provider_item_id: str, received_at: datetime | None) ->
     to = parse_addresses(_headers(msg, "To"), defects, "To")
     cc = parse_addresses(_headers(msg, "Cc"), defects, "Cc")
     bcc = parse_addresses(_headers(msg, "Bcc"), defects, "Bcc")
-    sent_at = parse_date(msg.get("Date"), defects)
+    sent_at = parse_date(_header(msg, "Date"), defects)
     sender = senders[0] if senders else None
-    message_id = normalize_message_id(msg.get("Message-ID"))
+    message_id = normalize_message_id(_header(msg, "Message-ID"))
     synthetic = not message_id
     if synthetic:
         message_id = synthetic_message_id(
@@ -258,9 +280,9 @@ def _build(msg: Message, provider_item_id: str, received_at: datetime | None) ->
         bcc=bcc,
         sent_at=sent_at,
         received_at=received_at or sent_at,
-        in_reply_to=parse_message_ids(msg.get("In-Reply-To")),
+        in_reply_to=parse_message_ids(_header(msg, "In-Reply-To")),
         references=parse_message_ids(" ".join(_headers(msg, "References"))),
-        conversation_index=parse_conversation_index(msg.get("Thread-Index"), defects),
+        conversation_index=parse_conversation_index(_header(msg, "Thread-Index"), defects),
         defects=tuple(defects),
     )
 

@@ -83,8 +83,11 @@ def _bool(name: str, field: str, default: bool, description: str) -> SettingSpec
     return SettingSpec(name, field, "bool", default, description)
 
 
+DB_INT_MAX = 2_147_483_647  # the columns are 32-bit integers; "≥ n" settings stop there
+
+
 def _int(name: str, field: str, default: int, lo: int, hi: int | None, description: str) -> SettingSpec:
-    return SettingSpec(name, field, "int", default, description, lo, hi)
+    return SettingSpec(name, field, "int", default, description, lo, DB_INT_MAX if hi is None else hi)
 
 
 DEFAULT_HASH_FILTER_KEYWORDS = r"^[\s]*([\w]+\s?:[\s]*)+"
