@@ -55,7 +55,7 @@ class ActionError(Exception):
 
 
 def _too_long(model: type[Model], field: str, value: str) -> str | None:
-    """Why a value cannot be stored in model.field, or None; checked before a save, as not every database does."""
+    """Why a value cannot be stored in model.field, or None (SQLite would store it anyway)."""
     limit = model._meta.get_field(field).max_length
     if limit is not None and len(value) > limit:
         return f"{field.replace('_', ' ')} is longer than {limit} characters"
@@ -63,8 +63,8 @@ def _too_long(model: type[Model], field: str, value: str) -> str | None:
 
 
 def _check_lengths(model: type[Model], values: dict[str, str]) -> None:
-    for field, value in values.items():
-        problem = _too_long(model, field, value)
+    for name, value in values.items():
+        problem = _too_long(model, name, value)
         if problem:
             raise ActionError(problem)
 
