@@ -1,0 +1,608 @@
+"""Microsoft Graph (Exchange Online): app-only OAuth through MSAL, then message delta per folder.
+
+A folder's sync state is the last @odata.nextLink or @odata.deltaLink URL, saved after every page:
+a nextLink resumes a round that was cut short, a deltaLink starts the next round. Graph encodes the
+query options into those links, so $select and $expand go on a round's first request only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import hashlib
+import http.client
+import re
+import socket
+import ssl
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import msal
+import requests
+
+from tracking.messages import SYNTHETIC_DOMAIN, ParsedMessage, ParseFailure, parsed_from_fields
+from tracking.pipeline import Item
+from tracking.sources.base import ConnectionSettings, SourceError, SyncPage, SyncStateInvalid
+
+GRAPH = "https://graph.microsoft.com"
+# Outlook's throttling allows 4 concurrent requests per app and mailbox; more only earn 429s.
+MAX_CONCURRENT = 4
+MAX_PAGE_SIZE = 1000
+IN_REPLY_TO_PROP = "String 0x1042"  # PidTagInReplyToId
+REFERENCES_PROP = "String 0x1039"  # PidTagInternetReferences
+# Just what the engine reads. internetMessageHeaders is empty for Sent Items, so In-Reply-To and
+# References come from the MAPI properties first and from the headers only when those are missing.
+SELECT = ",".join(
+    (
+        "id",
+        "internetMessageId",
+        "subject",
+        "from",
+        "sender",
+        "toRecipients",
+        "ccRecipients",
+        "bccRecipients",
+        "sentDateTime",
+        "receivedDateTime",
+        "conversationIndex",
+        "internetMessageHeaders",
+    )
+)
+EXPAND = f"singleValueExtendedProperties($filter=id eq '{IN_REPLY_TO_PROP}' or id eq '{REFERENCES_PROP}')"
+WELL_KNOWN_FOLDERS = frozenset(
+    {"inbox", "sentitems", "drafts", "deleteditems", "junkemail", "outbox", "archive", "msgfolderroot"}
+)
+_MAILBOX_NOT_FOUND = frozenset(
+    {"errorinvaliduser", "mailboxnotenabledforrestapi", "mailboxnotsupportedforrestapi", "resourcenotfound"}
+)
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+_WS = re.compile(r"\s+")
+
+
+# -- identity: one MSAL app (and so one token cache) per authority + client per process -------------
+
+
+class _IdentityHttp:
+    """MSAL's http_client: `verify` and `timeout` per request, because REQUESTS_CA_BUNDLE in the
+    environment overrides a Session's verify; remembers the last status and Retry-After per thread
+    so token errors can be reported with the server's back-off."""
+
+    def __init__(self, verify: str | bool, timeout: float) -> None:
+        self._session = requests.Session()
+        self._verify = verify
+        self._timeout = timeout
+        self.last = threading.local()
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.pop("verify", None)
+        kwargs.pop("timeout", None)
+        self.last.status = None
+        self.last.retry_after = None
+        response = self._session.request(method, url, verify=self._verify, timeout=self._timeout, **kwargs)
+        self.last.status = response.status_code
+        self.last.retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        return response
+
+    def get(self, url: str, params: Any = None, headers: Any = None, **kwargs: Any) -> requests.Response:
+        return self._send("GET", url, params=params, headers=headers, **kwargs)
+
+    def post(
+        self, url: str, params: Any = None, data: Any = None, headers: Any = None, **kwargs: Any
+    ) -> requests.Response:
+        return self._send("POST", url, params=params, data=data, headers=headers, **kwargs)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+@dataclass(frozen=True)
+class _Identity:
+    app: Any  # msal.ConfidentialClientApplication
+    http: _IdentityHttp
+    authority: str
+
+
+@dataclass(frozen=True)
+class _Token:
+    value: str
+    cached: bool
+
+
+# RQ jobs in one worker process share these, so a token is fetched once per app and reused until expiry.
+_identities: dict[tuple[str, str, str, str, float], _Identity] = {}
+_identities_lock = threading.Lock()
+_slots: dict[tuple[str, str, int], threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
+
+
+def _mailbox_slot(api: str, mailbox: str, limit: int) -> threading.BoundedSemaphore:
+    with _slots_lock:
+        return _slots.setdefault((api.lower(), mailbox.lower(), limit), threading.BoundedSemaphore(limit))
+
+
+# -- small readers -----------------------------------------------------------------------------------
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds: a number, or an HTTP date."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _same_api(url: str, api: str) -> bool:
+    """Whether a link points into this Graph endpoint (we send it the bearer token)."""
+    target, ours = urlsplit(url), urlsplit(api)
+    return (
+        target.scheme.lower() == ours.scheme.lower()
+        and target.netloc.lower() == ours.netloc.lower()
+        and target.path.lower().startswith(ours.path.lower() + "/")
+    )
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        for nxt in (getattr(current, "reason", None), current.__cause__, current.__context__, *current.args):
+            if isinstance(nxt, BaseException):
+                stack.append(nxt)
+
+
+def unreachable(url: str, exc: requests.RequestException, timeout: float) -> SourceError:
+    """A network failure in words an admin can act on; a certificate we may not trust is permanent."""
+    origin = _origin(url)
+    chain = list(_causes(exc))
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or "CERTIFICATE_VERIFY_FAILED" in str(
+        exc
+    ):
+        return SourceError(
+            f"cannot reach {origin}: its TLS certificate is not trusted; set the server profile's CA bundle "
+            "to the CA that issued it",
+            permanent=True,
+        )
+    if isinstance(exc, requests.Timeout):
+        return SourceError(f"cannot reach {origin}: no answer within {timeout:g} s", permanent=False)
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        reason = "connection refused"
+    elif any(isinstance(e, socket.gaierror) for e in chain):
+        reason = "host name not found"
+    elif any(isinstance(e, http.client.RemoteDisconnected | ConnectionResetError) for e in chain):
+        reason = "the connection was closed without an answer"
+    else:
+        reason = str(exc)[:200] or type(exc).__name__
+    return SourceError(f"cannot reach {origin}: {reason}", permanent=False)
+
+
+def _graph_error(response: requests.Response) -> tuple[str, str]:
+    try:
+        body = response.json()
+    except ValueError:
+        return "", _WS.sub(" ", response.text[:200]).strip()
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("code") or ""), _WS.sub(" ", str(error.get("message") or ""))[:300]
+    return "", ""
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _address(value: object) -> tuple[str, str] | None:
+    if not isinstance(value, Mapping):
+        return None
+    inner = value.get("emailAddress")
+    if not isinstance(inner, Mapping):
+        return None
+    return (_text(inner.get("name")) or "", _text(inner.get("address")) or "")
+
+
+def _addresses(value: object) -> list[tuple[str, str]]:
+    if not isinstance(value, list):
+        return []
+    return [pair for pair in (_address(v) for v in value) if pair is not None]
+
+
+def _when(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", value.replace("Z", "+00:00")))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _conversation_index(value: object) -> bytes | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _threading(entry: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """In-Reply-To and References: from the MAPI properties, else from the Internet headers."""
+    props: dict[str, str] = {}
+    for prop in entry.get("singleValueExtendedProperties") or []:
+        if isinstance(prop, Mapping) and isinstance(prop.get("value"), str):
+            props[_WS.sub(" ", str(prop.get("id", ""))).strip().lower()] = prop["value"]
+    headers: dict[str, list[str]] = {}
+    for header in entry.get("internetMessageHeaders") or []:
+        if isinstance(header, Mapping) and isinstance(header.get("value"), str):
+            headers.setdefault(str(header.get("name", "")).lower(), []).append(header["value"])
+    in_reply_to = props.get(IN_REPLY_TO_PROP.lower()) or " ".join(headers.get("in-reply-to", [])) or None
+    references = props.get(REFERENCES_PROP.lower()) or " ".join(headers.get("references", [])) or None
+    return in_reply_to, references
+
+
+def is_message(entry: object) -> bool:
+    """A created (or fully returned) message, not an @removed entry nor an update that carries only
+    id/isRead/parentFolderId (Graph sends those for flag changes whatever $select asked)."""
+    if not isinstance(entry, Mapping) or "@removed" in entry or not isinstance(entry.get("id"), str):
+        return False
+    return any(key in entry for key in ("internetMessageId", "receivedDateTime", "subject", "from"))
+
+
+def message_from_graph(entry: Mapping[str, Any]) -> ParsedMessage | ParseFailure:
+    item_id = str(entry.get("id") or "")
+    try:
+        in_reply_to, references = _threading(entry)
+        return parsed_from_fields(
+            provider_item_id=item_id,
+            message_id=_text(entry.get("internetMessageId")),
+            subject=_text(entry.get("subject")),
+            sender=_address(entry.get("from")) or _address(entry.get("sender")),
+            to=_addresses(entry.get("toRecipients")),
+            cc=_addresses(entry.get("ccRecipients")),
+            bcc=_addresses(entry.get("bccRecipients")),
+            sent_at=_when(entry.get("sentDateTime")),
+            received_at=_when(entry.get("receivedDateTime")),
+            in_reply_to=in_reply_to,
+            references=references,
+            conversation_index=_conversation_index(entry.get("conversationIndex")),
+        )
+    except Exception as exc:  # one odd item becomes a failed decision; it must not stop the scan
+        digest = hashlib.sha256(item_id.encode()).hexdigest()[:40]
+        return ParseFailure(
+            item_id, f"<{digest}@unparseable.{SYNTHETIC_DOMAIN}>", f"{type(exc).__name__}: {exc}"
+        )
+
+
+# -- the source --------------------------------------------------------------------------------------
+
+
+class GraphSource:
+    """Reads one mailbox through Microsoft Graph with an app-only token (client credentials)."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+        base = (settings.endpoint or GRAPH).strip().rstrip("/")
+        if base.lower().endswith("/v1.0"):
+            base = base[: -len("/v1.0")]
+        self.base = base
+        self.api = f"{base}/v1.0"
+        self.scope = f"{base}/.default"
+        self.mailbox = settings.mailbox.strip()
+        self._user = f"{self.api}/users/{quote(self.mailbox, safe='@')}"
+        self._page_size = max(1, min(MAX_PAGE_SIZE, settings.page_size))
+        self._session = requests.Session()
+        self._slot = _mailbox_slot(
+            self.api, self.mailbox, max(1, min(MAX_CONCURRENT, settings.max_connections))
+        )
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- MailSource ----------------------------------------------------------------------------
+
+    def test_connection(self, folders: Sequence[str]) -> None:
+        self._token()
+        for folder in folders:
+            self._folder(folder)
+
+    def sync(self, folder: str, state: str) -> Iterator[SyncPage]:
+        total: int | None = None
+        params: dict[str, str] | None = None
+        if state:
+            if not _same_api(state, self.api):
+                raise SyncStateInvalid(
+                    f"the saved sync state of folder {folder!r} belongs to another server than {self.base}; "
+                    "a full resync is needed"
+                )
+            url = state
+        else:
+            folder_ref, total = self._folder(folder)
+            url = f"{self._user}/mailFolders/{quote(folder_ref, safe='')}/messages/delta"
+            params = {"$select": SELECT, "$expand": EXPAND}
+        while True:
+            data = self._get(url, params=params, what=f"folder {folder!r}", paged=True)
+            value = data.get("value")
+            next_link = data.get("@odata.nextLink")
+            delta_link = data.get("@odata.deltaLink")
+            link = next_link if isinstance(next_link, str) else delta_link
+            if not isinstance(value, list) or not isinstance(link, str) or not link:
+                raise SourceError(
+                    f"Microsoft Graph at {self.base} sent a delta page without value and nextLink/deltaLink",
+                    permanent=False,
+                )
+            if not _same_api(link, self.api):
+                raise SourceError(
+                    f"Microsoft Graph at {self.base} sent a link to {_origin(link)}; set the profile's "
+                    "endpoint to the server that serves this mailbox",
+                    permanent=True,
+                )
+            items: list[Item] = [message_from_graph(entry) for entry in value if is_message(entry)]
+            more = isinstance(next_link, str)
+            yield SyncPage(items=items, state=link, more=more, estimated_total=total)
+            if not more:
+                return
+            url, params = link, None
+
+    # -- folders -------------------------------------------------------------------------------
+
+    def _folder(self, folder: str) -> tuple[str, int | None]:
+        """The folder's id for URLs (a well-known name as is) and its item count."""
+        what = f"folder {folder!r}"
+        name = folder.strip()
+        if name.lower() in WELL_KNOWN_FOLDERS:
+            data = self._get(
+                f"{self._user}/mailFolders/{name.lower()}",
+                params={"$select": "id,displayName,totalItemCount"},
+                what=what,
+            )
+            return name.lower(), _count(data)
+        parts = [p for p in name.split("/") if p.strip()]
+        if not parts:
+            raise SourceError(f"folder {folder!r}: no folder name given", permanent=True)
+        # Folder-level tracking maps Inbox sub-folders; "A/B" walks down from a top-level folder.
+        if len(parts) == 1:
+            found = self._child(f"{self._user}/mailFolders/inbox/childFolders", parts[0], what)
+            found = found or self._child(f"{self._user}/mailFolders", parts[0], what)
+        else:
+            first = parts[0].strip()
+            if first.lower() in WELL_KNOWN_FOLDERS:
+                found = (first.lower(), None)
+            else:
+                found = self._child(f"{self._user}/mailFolders", first, what)
+            for part in parts[1:]:
+                if found is None:
+                    break
+                parent = quote(found[0], safe="")
+                found = self._child(f"{self._user}/mailFolders/{parent}/childFolders", part, what)
+        if found is None:
+            raise SourceError(f"folder {folder!r} not found in mailbox {self.mailbox}", permanent=True)
+        return found
+
+    def _child(self, url: str, name: str, what: str) -> tuple[str, int | None] | None:
+        escaped = name.strip().replace("'", "''")
+        data = self._get(
+            url,
+            params={"$filter": f"displayName eq '{escaped}'", "$select": "id,displayName,totalItemCount"},
+            what=what,
+        )
+        for entry in data.get("value") or []:
+            if isinstance(entry, Mapping) and isinstance(entry.get("id"), str):
+                return entry["id"], _count(entry)
+        return None
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def _get(
+        self, url: str, *, params: Mapping[str, str] | None = None, what: str, paged: bool = False
+    ) -> dict[str, Any]:
+        token = self._token()
+        for attempt in (1, 2):
+            headers = {"Authorization": f"Bearer {token.value}", "Accept": "application/json"}
+            if paged:
+                headers["Prefer"] = f'odata.maxpagesize={self._page_size}, IdType="ImmutableId"'
+            try:
+                with self._slot:
+                    response = self._session.get(
+                        url,
+                        params=params,
+                        headers=headers,
+                        verify=self.settings.verify,
+                        timeout=self.settings.timeout,
+                        allow_redirects=False,
+                    )
+            except requests.RequestException as exc:
+                raise unreachable(url, exc, self.settings.timeout) from exc
+            if response.status_code == 401 and attempt == 1 and token.cached:
+                # A cached token can be revoked before it expires; one fresh token settles it.
+                self._identity().app.remove_tokens_for_client()
+                token = self._token()
+                continue
+            break
+        if response.status_code != 200:
+            raise self._http_error(response, what)
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise SourceError(
+                f"Microsoft Graph at {self.base} sent a malformed answer for {what}: not a JSON object",
+                permanent=False,
+            )
+        return data
+
+    def _http_error(self, response: requests.Response, what: str) -> SourceError:
+        status = response.status_code
+        code, message = _graph_error(response)
+        detail = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+        retry = retry_after_seconds(response.headers.get("Retry-After"))
+        if status == 410:
+            return SyncStateInvalid(
+                f"the server no longer accepts the saved sync state of {what} ({detail}); "
+                "a full resync is needed"
+            )
+        if status == 401:
+            return SourceError(
+                f"the server refused the credentials: Microsoft Graph at {self.base} rejected the app's "
+                f"access token ({detail})",
+                permanent=True,
+            )
+        if status == 403:
+            return SourceError(
+                f"access denied to mailbox {self.mailbox}: the app needs the Mail.Read application "
+                f"permission with admin consent, and the mailbox must be in the app's RBAC scope ({detail})",
+                permanent=True,
+            )
+        if status == 404:
+            if code.lower() in _MAILBOX_NOT_FOUND:
+                return SourceError(f"mailbox not found: {self.mailbox} ({detail})", permanent=True)
+            return SourceError(f"{what} not found in mailbox {self.mailbox} ({detail})", permanent=True)
+        if status == 429 or status >= 500:
+            when = f"; retry after {retry:g} s" if retry is not None else ""
+            return SourceError(
+                f"Microsoft Graph at {self.base} is busy or failing ({detail}){when}",
+                permanent=False,
+                retry_after=retry,
+            )
+        return SourceError(
+            f"Microsoft Graph at {self.base} refused the request for {what} ({detail})", permanent=True
+        )
+
+    # -- tokens --------------------------------------------------------------------------------
+
+    def _identity(self) -> _Identity:
+        s = self.settings
+        missing = [
+            label
+            for label, value in (
+                ("tenant id", s.tenant_id),
+                ("client id", s.client_id),
+                ("client secret", s.secret),
+            )
+            if not value.strip()
+        ]
+        if missing:
+            raise SourceError(
+                f"the server profile has no {', '.join(missing)}; Microsoft Graph needs an app registration "
+                "(client credentials)",
+                permanent=True,
+            )
+        authority = f"{s.authority_host}/{s.tenant_id.strip()}"
+        key = (
+            authority,
+            s.client_id,
+            hashlib.sha256(s.secret.encode()).hexdigest(),
+            str(s.verify),
+            s.timeout,
+        )
+        with _identities_lock:
+            found = _identities.get(key)
+        if found is not None:
+            return found
+        identity_http = _IdentityHttp(s.verify, s.timeout)
+        try:
+            # Building the app fetches the tenant's OpenID configuration; the network is touched here.
+            app = msal.ConfidentialClientApplication(
+                s.client_id,
+                client_credential=s.secret,
+                authority=authority,
+                http_client=identity_http,
+                instance_discovery=False,
+            )
+        except requests.RequestException as exc:
+            raise unreachable(authority, exc, s.timeout) from exc
+        except msal.exceptions.MsalServiceError as exc:
+            raise self._identity_busy(identity_http, authority, str(exc)) from exc
+        except ValueError as exc:
+            status = getattr(identity_http.last, "status", None)
+            if not authority.lower().startswith("https://"):
+                raise SourceError(
+                    f"the authority {s.authority_host} is not an https URL; the identity platform needs one",
+                    permanent=True,
+                ) from exc
+            if status is not None and 400 <= status < 500:
+                raise SourceError(
+                    f"the identity platform at {s.authority_host} does not know tenant {s.tenant_id!r} "
+                    f"(HTTP {status}); check the tenant id",
+                    permanent=True,
+                ) from exc
+            raise SourceError(
+                f"the identity platform at {s.authority_host} sent a malformed OpenID configuration",
+                permanent=False,
+            ) from exc
+        with _identities_lock:
+            return _identities.setdefault(key, _Identity(app, identity_http, authority))
+
+    def _identity_busy(self, identity_http: _IdentityHttp, authority: str, detail: str) -> SourceError:
+        retry = getattr(identity_http.last, "retry_after", None)
+        status = getattr(identity_http.last, "status", None)
+        said = f"HTTP {status}" if status else detail
+        return SourceError(
+            f"the identity platform at {_origin(authority)} is busy or failing ({said})",
+            permanent=False,
+            retry_after=retry,
+        )
+
+    def _token(self) -> _Token:
+        identity = self._identity()
+        try:
+            result = identity.app.acquire_token_for_client(scopes=[self.scope])
+        except requests.RequestException as exc:
+            raise unreachable(identity.authority, exc, self.settings.timeout) from exc
+        except msal.exceptions.MsalServiceError as exc:
+            raise self._identity_busy(identity.http, identity.authority, str(exc)) from exc
+        except ValueError as exc:
+            raise SourceError(
+                f"the identity platform at {_origin(identity.authority)} sent a malformed token answer",
+                permanent=False,
+            ) from exc
+        if isinstance(result, dict) and isinstance(result.get("access_token"), str):
+            return _Token(result["access_token"], result.get("token_source") == "cache")
+        result = result if isinstance(result, dict) else {}
+        error = str(result.get("error") or "unknown_error")
+        description = str(result.get("error_description") or "").splitlines()[0:1]
+        said = f"{error}: {description[0]}" if description else error
+        where = _origin(identity.authority)
+        if error in ("temporarily_unavailable", "server_error"):
+            retry = getattr(identity.http.last, "retry_after", None)
+            raise SourceError(
+                f"the identity platform at {where} is busy ({said})", permanent=False, retry_after=retry
+            )
+        if error in ("invalid_client", "unauthorized_client"):
+            raise SourceError(
+                f"the server refused the credentials: the identity platform at {where} rejected client id "
+                f"{self.settings.client_id!r} ({said}); check the client id and secret",
+                permanent=True,
+            )
+        raise SourceError(
+            f"the identity platform at {where} refused the token request ({said})", permanent=True
+        )
+
+
+def _count(data: Mapping[str, Any]) -> int | None:
+    value = data.get("totalItemCount")
+    return value if isinstance(value, int) and value >= 0 else None
