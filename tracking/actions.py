@@ -56,7 +56,7 @@ class ActionError(Exception):
 
 def _too_long(model: type[Model], field: str, value: str) -> str | None:
     """Why a value cannot be stored in model.field, or None (SQLite would store it anyway)."""
-    limit = model._meta.get_field(field).max_length
+    limit = getattr(model._meta.get_field(field), "max_length", None)
     if limit is not None and len(value) > limit:
         return f"{field.replace('_', ' ')} is longer than {limit} characters"
     return None

@@ -1,0 +1,714 @@
+"""Exchange Server mailboxes over EWS, on exchangelib.
+
+Built to make as few requests as possible and to fail in words an admin can act on:
+- version (Exchange2016) and auth type are pinned and autodiscover is off, so nothing is probed;
+- Inbox and Sent Items are built from their distinguished ids, so no GetFolder precedes a sync;
+- SyncFolderItems is called page by page (exchangelib's `sync_items` keeps the state only once the whole
+  folder has been read), each page yielding the state that resumes right after it; the created or changed
+  items of a page are then fetched with GetItem in chunks, with only the fields the engine reads;
+- FailFast: a busy server becomes a transient SourceError carrying its back-off instead of sleeping here.
+
+NTLM is supported as exchangelib does it (requests_ntlm) but the simulator cannot do NTLM, so only Basic
+and OAuth 2.0 client credentials are exercised by the tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from http.client import RemoteDisconnected
+from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
+
+import lxml.etree
+import requests
+from exchangelib import (
+    BASIC,
+    DELEGATE,
+    IMPERSONATION,
+    NTLM,
+    OAUTH2,
+    Account,
+    Build,
+    Configuration,
+    Credentials,
+    FailFast,
+    Identity,
+    OAuth2Credentials,
+    Version,
+)
+from exchangelib import UTC as EWS_UTC
+from exchangelib.errors import (
+    CASError,
+    ErrorAccessDenied,
+    ErrorConnectionFailed,
+    ErrorExceededConnectionCount,
+    ErrorFolderNotFound,
+    ErrorImpersonateUserDenied,
+    ErrorImpersonationDenied,
+    ErrorInternalServerError,
+    ErrorInternalServerTransientError,
+    ErrorInvalidSyncStateData,
+    ErrorItemNotFound,
+    ErrorMailboxMoveInProgress,
+    ErrorMailboxStoreUnavailable,
+    ErrorNonExistentMailbox,
+    ErrorServerBusy,
+    ErrorSyncFolderNotFound,
+    ErrorTimeoutExpired,
+    ErrorTooManyObjectsOpened,
+    EWSError,
+    MalformedResponseError,
+    RateLimitError,
+    RedirectError,
+    SOAPError,
+    TransportError,
+    UnauthorizedError,
+)
+from exchangelib.folders import Inbox, Root, SentItems
+from exchangelib.items import ID_ONLY
+from exchangelib.properties import DistinguishedFolderId, Mailbox
+from exchangelib.protocol import BaseProtocol
+from exchangelib.services import GetFolder, SyncFolderItems
+from exchangelib.util import is_xml
+from oauthlib.oauth2 import OAuth2Error
+
+from tracking.messages import SYNTHETIC_DOMAIN, ParsedMessage, ParseFailure, parsed_from_fields
+from tracking.pipeline import Item
+from tracking.sources.base import ConnectionSettings, SourceError, SyncPage, SyncStateInvalid
+
+log = logging.getLogger(__name__)
+
+PINNED_VERSION = Version(build=Build(15, 1), api_version="Exchange2016")
+EWS_PATH = "/EWS/Exchange.asmx"
+MAX_CHANGES = 512  # Exchange returns at most this many changes per SyncFolderItems call
+MAX_FETCH_CHUNK = 100
+FOLDERS = {"inbox": (Inbox, "Inbox"), "sentitems": (SentItems, "Sent Items")}
+# what the engine reads (GetItem only: SyncFolderItems cannot return recipients or headers)
+FETCH_FIELDS = (
+    "message_id",
+    "in_reply_to",
+    "references",
+    "conversation_index",
+    "author",
+    "sender",
+    "to_recipients",
+    "cc_recipients",
+    "bcc_recipients",
+    "subject",
+    "datetime_sent",
+    "datetime_received",
+    "headers",
+)
+PERMANENT_OAUTH_ERRORS = frozenset(
+    {
+        "invalid_client",
+        "unauthorized_client",
+        "invalid_grant",
+        "invalid_scope",
+        "invalid_request",
+        "unsupported_grant_type",
+        "access_denied",
+    }
+)
+
+
+# -- HTTP plumbing -------------------------------------------------------------------------------------------
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+class CaBundleAdapter(requests.adapters.HTTPAdapter):
+    """Trusts, per server, the CA bundle its profile names.
+
+    exchangelib creates its sessions itself, mounts one adapter class for every endpoint and never passes
+    `verify=`, so requests would take REQUESTS_CA_BUNDLE from the environment. The adapter sees each request
+    and swaps in the bundle registered for its origin, so two profiles can trust two different internal
+    CAs in one process. Origins with no bundle keep requests' usual verification.
+    """
+
+    _bundles: ClassVar[dict[str, str]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def trust(cls, url: str, ca_bundle: str) -> None:
+        with cls._lock:
+            cls._bundles[origin_of(url)] = ca_bundle
+
+    @classmethod
+    def bundle_for(cls, url: str) -> str | None:
+        with cls._lock:
+            return cls._bundles.get(origin_of(url))
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        bundle = self.bundle_for(request.url or "")
+        return super().send(
+            request, stream=stream, timeout=timeout, verify=bundle or verify, cert=cert, proxies=proxies
+        )
+
+
+BaseProtocol.HTTP_ADAPTER_CLS = CaBundleAdapter
+
+
+class _RedactAuthorization(logging.Filter):
+    """exchangelib logs request headers at DEBUG, Authorization included; secrets must never reach a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, Mapping) and "request_headers" in args:
+            headers = args["request_headers"]
+            if isinstance(headers, Mapping) and any(k.lower() == "authorization" for k in headers):
+                clean = {k: ("[redacted]" if k.lower() == "authorization" else v) for k, v in headers.items()}
+                record.args = {**args, "request_headers": clean}
+        return True
+
+
+class _DropDebug(logging.Filter):
+    """requests_oauthlib logs the token request body (client secret), the token and the refresh arguments
+    of every request at DEBUG; none of it may reach a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+logging.getLogger("exchangelib.util").addFilter(_RedactAuthorization())
+logging.getLogger("requests_oauthlib.oauth2_session").addFilter(_DropDebug())
+
+
+class EwsHttpError(TransportError):
+    """An HTTP status exchangelib would only report as an unreadable response."""
+
+    def __init__(self, status: int, url: str, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status} from {url}")
+        self.status = status
+        self.url = url
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    value = (headers.get("Retry-After") or "").strip()
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+class FailFastKeepingRetryAfter(FailFast):
+    """FailFast that keeps the HTTP status and the server's Retry-After of a failed response.
+
+    Plain FailFast turns 429, 403, 404 and non-XML 5xx answers into MalformedResponseError (and 503 into a
+    back-off of its own choosing), losing both what happened and how long the server asked us to wait.
+    """
+
+    def raise_response_errors(self, response: requests.Response) -> None:
+        status = response.status_code
+        content = response.content or b""
+        exchangelib_knows = (
+            status in (200, 401)
+            or 300 <= status < 400
+            or (status == 500 and content and is_xml(content))
+            or b"server version is invalid" in content
+            or b"ErrorInvalidSchemaVersionForMailboxVersion" in content
+            or b"account is currently locked out" in content
+            or response.headers.get("X-CasErrorCode")
+        )
+        if exchangelib_knows:
+            super().raise_response_errors(response)
+            if content and (status == 200 or status == 500):
+                _check_well_formed(content)
+            return
+        raise EwsHttpError(status, response.url, retry_after_seconds(response.headers))
+
+
+_STRICT_PARSER = lxml.etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, recover=False)
+
+
+def _check_well_formed(content: bytes) -> None:
+    """exchangelib parses with lxml's recover=True, so a response cut short can read as a shorter one:
+    a SyncFolderItems page would lose changes and still hand out the state past them. Refuse it instead."""
+    try:
+        lxml.etree.fromstring(content, parser=_STRICT_PARSER)
+    except lxml.etree.XMLSyntaxError as exc:
+        raise MalformedResponseError(f"the response is not well-formed XML ({exc})") from None
+
+
+class AuthorityOAuth2Credentials(OAuth2Credentials):
+    """Client credentials whose token comes from the profile's authority, not login.microsoftonline.com."""
+
+    def __init__(self, *, authority_host: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.authority_host = authority_host.rstrip("/")
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.authority_host}/{self.tenant_id or 'organizations'}/oauth2/v2.0/token"
+
+
+def service_endpoint(raw: str) -> str:
+    """The EWS URL from what an admin typed: a host name, a server URL or the full .asmx URL."""
+    value = raw.strip()
+    if not value:
+        raise SourceError(
+            "the server profile has no EWS endpoint; enter the server's URL, "
+            "e.g. https://mail.example.com/EWS/Exchange.asmx",
+            permanent=True,
+        )
+    if "://" not in value:
+        value = "https://" + value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SourceError(f"the EWS endpoint {raw!r} is not an http(s) URL", permanent=True)
+    path = parts.path.rstrip("/")
+    if not path.lower().endswith(".asmx"):
+        path = path + "/Exchange.asmx" if path.lower().endswith("/ews") else path + EWS_PATH
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+# -- turning items into messages -----------------------------------------------------------------------------
+
+
+def synthetic_id(kind: str, item_id: str) -> str:
+    return f"<{hashlib.sha256(item_id.encode()).hexdigest()[:40]}@{kind}.{SYNTHETIC_DOMAIN}>"
+
+
+def fetch_failure(item_id: str, error: str) -> ParseFailure:
+    return ParseFailure(item_id, synthetic_id("fetch-error", item_id), error, fetch_failed=True)
+
+
+def _utc(value: Any) -> datetime | None:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        return None
+    # EWSDateTime is a datetime subclass with exchangelib's own tzinfo; the engine gets plain UTC datetimes
+    return datetime.fromtimestamp(value.timestamp(), tz=UTC)
+
+
+def _pair(mailbox: Any) -> tuple[str, str]:
+    address = (getattr(mailbox, "email_address", None) or "").strip()
+    name = (getattr(mailbox, "name", None) or "").strip()
+    if name.lower() == address.lower():
+        name = ""  # Exchange repeats the address as the name when there is none; MIME parsing has none
+    return name, address
+
+
+def message_from_item(item: Any) -> ParsedMessage | ParseFailure:
+    """An exchangelib item (GetItem with FETCH_FIELDS) as the engine's ParsedMessage."""
+    item_id = str(item.id)
+    headers: dict[str, str] = {}
+    for header in getattr(item, "headers", None) or []:
+        headers.setdefault((header.name or "").lower(), header.value or "")
+    author = getattr(item, "author", None) or getattr(item, "sender", None)
+    sender = _pair(author) if author is not None else None
+    to = [_pair(m) for m in getattr(item, "to_recipients", None) or []]
+    cc = [_pair(m) for m in getattr(item, "cc_recipients", None) or []]
+    bcc = [_pair(m) for m in getattr(item, "bcc_recipients", None) or []]
+    subject = getattr(item, "subject", None)
+    sent_at = _utc(getattr(item, "datetime_sent", None))
+    received_at = _utc(getattr(item, "datetime_received", None))
+    message_id = getattr(item, "message_id", None) or headers.get("message-id")
+    index = getattr(item, "conversation_index", None)
+    if not index and headers.get("thread-index"):
+        try:
+            index = base64.b64decode("".join(headers["thread-index"].split()), validate=True)
+        except (binascii.Error, ValueError):
+            index = None
+    if not (message_id or author or to or cc or bcc or subject or sent_at):
+        return ParseFailure(
+            item_id,
+            synthetic_id("unparseable", item_id),
+            "the server returned no Message-ID, sender, recipients, subject or date for this item",
+            received_at=received_at,
+        )
+    return parsed_from_fields(
+        provider_item_id=item_id,
+        message_id=message_id,
+        subject=subject,
+        sender=sender,
+        to=to,
+        cc=cc,
+        bcc=bcc,
+        sent_at=sent_at,
+        received_at=received_at,
+        in_reply_to=getattr(item, "in_reply_to", None) or headers.get("in-reply-to"),
+        references=getattr(item, "references", None) or headers.get("references"),
+        conversation_index=index if isinstance(index, bytes) else None,
+    )
+
+
+def items_from_fetch(item_ids: Sequence[str], results: Sequence[Any]) -> list[Item]:
+    """GetItem results (items, or the per-item errors exchangelib returns in their place) as engine items."""
+    items: list[Item] = []
+    for item_id, result in zip(item_ids, results, strict=True):
+        if isinstance(result, ErrorItemNotFound):
+            continue  # deleted since the sync listed it; the next sync reports the deletion
+        if isinstance(result, Exception):
+            items.append(fetch_failure(item_id, f"{type(result).__name__}: {result}"))
+            continue
+        items.append(message_from_item(result))
+    return items
+
+
+# -- errors --------------------------------------------------------------------------------------------------
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, its causes and contexts, and exceptions wrapped in args or `.reason` (urllib3)."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        todo.extend(e for e in linked if isinstance(e, BaseException))
+
+
+def _connection_problem(exc: BaseException, timeout: float) -> str | None:
+    """Why a connection failed, in words, or None when `exc` is no connection failure."""
+    chain = list(_chain(exc))
+    if not any(
+        isinstance(e, (requests.ConnectionError, requests.Timeout, OSError, ErrorTimeoutExpired))
+        for e in chain
+    ):
+        return None
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "connection refused"
+    if any(isinstance(e, socket.gaierror) for e in chain):
+        return "the host name cannot be resolved"
+    if any(isinstance(e, (requests.Timeout, TimeoutError, socket.timeout)) for e in chain):
+        return f"no answer within {timeout:g} s"
+    if any(
+        isinstance(e, (RemoteDisconnected, ConnectionResetError, ConnectionAbortedError, BrokenPipeError))
+        for e in chain
+    ) or any(isinstance(e, requests.exceptions.ChunkedEncodingError) for e in chain):
+        return "the connection was closed before the server answered"
+    if any(isinstance(e, (requests.ConnectionError, ErrorTimeoutExpired, ConnectionError)) for e in chain):
+        return f"connection failed ({exc})"
+    return None
+
+
+def _tls_problem(exc: BaseException) -> str | None:
+    for e in _chain(exc):
+        if isinstance(e, requests.exceptions.SSLError):
+            return str(e.args[0] if e.args else e)
+    return None
+
+
+TRANSIENT_EWS_ERRORS = (
+    ErrorMailboxMoveInProgress,
+    ErrorMailboxStoreUnavailable,
+    ErrorConnectionFailed,
+    ErrorInternalServerError,
+    ErrorInternalServerTransientError,
+    ErrorTooManyObjectsOpened,
+    ErrorExceededConnectionCount,
+)
+
+
+# -- the source ----------------------------------------------------------------------------------------------
+
+
+class EwsSource:
+    """One mailbox on an Exchange server, read over EWS."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+        self.endpoint = service_endpoint(settings.endpoint)
+        self.origin = origin_of(self.endpoint).removesuffix(":443")
+        self.page_size = min(max(int(settings.page_size or 100), 1), MAX_CHANGES)
+        self.fetch_chunk = min(self.page_size, MAX_FETCH_CHUNK)
+        self._account: Account | None = None
+
+    # -- MailSource ---------------------------------------------------------------------------------------
+
+    def test_connection(self, folders: Sequence[str]) -> None:
+        """One GetFolder per folder: it proves the credentials, the mailbox and the folder in one call."""
+        account = self.account()
+        for name in folders:
+            target, label = self._folder(account, name)
+            with self._errors(f"opening {label}"):
+                results = list(
+                    GetFolder(account=account).call(folders=[target], additional_fields=[], shape=ID_ONLY)
+                )
+            for result in results:
+                if isinstance(result, Exception):
+                    raise self.source_error(result, f"opening {label}")
+
+    def sync(self, folder: str, state: str) -> Iterator[SyncPage]:
+        account = self.account()
+        target, label = self._folder(account, folder)
+        current = state or ""
+        while True:
+            service = SyncFolderItems(account=account)
+            with self._errors(f"syncing {label}"):
+                changes = list(
+                    service.call(
+                        folder=target,
+                        shape=ID_ONLY,
+                        additional_fields=None,
+                        sync_state=current or None,
+                        ignore=None,
+                        max_changes_returned=self.page_size,
+                        sync_scope="NormalItems",
+                    )
+                )
+            wanted: dict[str, str] = {}
+            for change in changes:
+                if isinstance(change, Exception):
+                    raise self.source_error(change, f"syncing {label}")
+                kind, item = change
+                if kind in ("create", "update") and getattr(item, "id", None):
+                    wanted[item.id] = item.changekey
+            items = self._fetch(account, target, label, list(wanted.items())) if wanted else []
+            new_state = service.sync_state or current
+            # the second test is exchangelib's own guard against a server that never says it is done
+            done = bool(service.includes_last_item_in_range) or new_state == current
+            yield SyncPage(items=items, state=new_state, more=not done)
+            if done:
+                return
+            current = new_state
+
+    # -- internals ----------------------------------------------------------------------------------------
+
+    def account(self) -> Account:
+        if self._account is None:
+            self._account = self._connect()
+        return self._account
+
+    def _connect(self) -> Account:
+        s = self.settings
+        if s.ca_bundle:
+            if not os.access(s.ca_bundle, os.R_OK):
+                raise SourceError(
+                    f"the CA bundle {s.ca_bundle} of the server profile cannot be read; "
+                    "check the path and its permissions",
+                    permanent=True,
+                )
+            CaBundleAdapter.trust(self.endpoint, s.ca_bundle)
+            if s.authority:
+                CaBundleAdapter.trust(s.authority_host, s.ca_bundle)
+        method = (s.auth_method or "none").lower()
+        credentials: Credentials | OAuth2Credentials
+        if method == "oauth2":
+            if not (s.client_id and s.secret and s.tenant_id):
+                raise SourceError(
+                    "OAuth 2.0 needs the application (client) id, its secret and the tenant id in the "
+                    "server profile",
+                    permanent=True,
+                )
+            credentials = AuthorityOAuth2Credentials(
+                authority_host=s.authority_host,
+                client_id=s.client_id,
+                client_secret=s.secret,
+                tenant_id=s.tenant_id,
+                identity=Identity(primary_smtp_address=s.mailbox),
+            )
+            auth_type = OAUTH2
+        elif method in ("basic", "password", "ntlm"):
+            if not s.username:
+                raise SourceError("the server profile has no user name", permanent=True)
+            credentials = Credentials(username=s.username, password=s.secret)
+            auth_type = NTLM if method == "ntlm" else BASIC
+        else:
+            raise SourceError(
+                f"authentication {method!r} cannot be used with EWS; choose OAuth 2.0, NTLM or Basic",
+                permanent=True,
+            )
+        impersonate = s.use_impersonation or auth_type == OAUTH2  # app-only tokens need ExchangeImpersonation
+        config = Configuration(
+            service_endpoint=self.endpoint,
+            credentials=credentials,
+            auth_type=auth_type,
+            version=PINNED_VERSION,
+            retry_policy=FailFastKeepingRetryAfter(),
+            max_connections=max(int(s.max_connections or 1), 1),
+        )
+        try:
+            account = Account(
+                primary_smtp_address=s.mailbox,
+                config=config,
+                autodiscover=False,
+                access_type=IMPERSONATION if impersonate else DELEGATE,
+                default_timezone=EWS_UTC,
+            )
+        except ValueError as exc:
+            raise SourceError(
+                f"the mailbox address {s.mailbox!r} is not valid: {exc}", permanent=True
+            ) from None
+        # exchangelib's timeout is a class attribute; set it on this (shared, per endpoint) protocol
+        account.protocol.TIMEOUT = s.timeout
+        return account
+
+    def _folder(self, account: Account, name: str) -> tuple[Any, str]:
+        known = FOLDERS.get(name.lower())
+        if known is None:
+            raise SourceError(
+                f"folder {name!r} cannot be read over EWS; only Inbox and Sent Items are supported",
+                permanent=True,
+            )
+        cls, label = known
+        mailbox = Mailbox(email_address=account.primary_smtp_address)
+        root = Root(account=account, _distinguished_id=DistinguishedFolderId(id="root", mailbox=mailbox))
+        folder = cls(root=root, _distinguished_id=DistinguishedFolderId(id=name.lower(), mailbox=mailbox))
+        return folder, f"{label} of {self.settings.mailbox}"
+
+    def _fetch(self, account: Account, target: Any, label: str, ids: list[tuple[str, str]]) -> list[Item]:
+        with self._errors(f"fetching messages of {label}"):
+            results = list(
+                account.fetch(
+                    ids=ids, folder=target, only_fields=list(FETCH_FIELDS), chunk_size=self.fetch_chunk
+                )
+            )
+        if len(results) != len(ids):
+            raise SourceError(
+                f"{self.origin} answered {len(results)} items when {len(ids)} were asked for "
+                f"(fetching messages of {label}); the scan will be retried",
+                permanent=False,
+            )
+        return items_from_fetch([item_id for item_id, _ in ids], results)
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except SourceError:
+            raise
+        except (EWSError, requests.RequestException, OAuth2Error, OSError) as exc:
+            raise self.source_error(exc, doing) from exc
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            # only exchangelib runs inside these blocks: its parser met an answer it did not expect
+            raise SourceError(
+                f"{self.origin} sent an answer that could not be read ({doing}): {type(exc).__name__}: {exc}",
+                permanent=False,
+            ) from exc
+
+    def source_error(self, exc: BaseException, doing: str) -> SourceError:
+        """The SourceError for anything exchangelib, requests or oauthlib raised, worded for an admin."""
+        s = self.settings
+        where = f" ({doing})"
+        who = s.client_id if (s.auth_method or "").lower() == "oauth2" else s.username
+        if isinstance(exc, ErrorInvalidSyncStateData):
+            return SyncStateInvalid()
+        if isinstance(exc, ErrorServerBusy):
+            back_off = exc.back_off
+            wait = f"; it asked to wait {back_off:g} s" if back_off else ""
+            return SourceError(
+                f"{self.origin} is busy (ErrorServerBusy){wait}{where}", permanent=False, retry_after=back_off
+            )
+        if isinstance(exc, RateLimitError):
+            return SourceError(
+                f"{self.origin} is throttling requests{where}", permanent=False, retry_after=exc.wait
+            )
+        if isinstance(exc, UnauthorizedError):
+            return SourceError(
+                f"the server refused the credentials of {who!r} ({exc}); check the user name and the "
+                "password or secret in the server profile",
+                permanent=True,
+            )
+        if isinstance(exc, OAuth2Error):
+            reason = f"{exc.error}: {exc.description}" if exc.description else exc.error
+            if exc.error in PERMANENT_OAUTH_ERRORS:
+                return SourceError(
+                    f"the token endpoint {s.authority_host} refused the client credentials of {who!r} "
+                    f"({reason}); check the client id, its secret and the tenant id",
+                    permanent=True,
+                )
+            return SourceError(f"no token from {s.authority_host} ({reason}){where}", permanent=False)
+        if isinstance(exc, ErrorNonExistentMailbox):
+            return SourceError(
+                f"mailbox not found: {s.mailbox} has no mailbox on {self.origin}; check the address",
+                permanent=True,
+            )
+        if isinstance(exc, (ErrorAccessDenied, ErrorImpersonateUserDenied, ErrorImpersonationDenied)):
+            grant = (
+                "give the service account the ApplicationImpersonation role"
+                if s.use_impersonation
+                else "give the account full access to the mailbox"
+            )
+            return SourceError(
+                f"access to {s.mailbox} was denied ({type(exc).__name__}: {exc}); {grant}", permanent=True
+            )
+        if isinstance(exc, (ErrorFolderNotFound, ErrorSyncFolderNotFound)):
+            return SourceError(f"the folder was not found{where}: {exc}", permanent=True)
+        if isinstance(exc, EwsHttpError):
+            if exc.status in (408, 429) or exc.status >= 500:
+                return SourceError(
+                    f"{self.origin} answered HTTP {exc.status}{where}",
+                    permanent=False,
+                    retry_after=exc.retry_after,
+                )
+            if exc.status == 403:
+                return SourceError(
+                    f"the server denied access (HTTP 403 from {exc.url}); check that EWS is enabled for "
+                    "the account and that it may open this mailbox",
+                    permanent=True,
+                )
+            if exc.status == 404:
+                return SourceError(
+                    f"no EWS service at {exc.url} (HTTP 404); check the endpoint in the server profile",
+                    permanent=True,
+                )
+            return SourceError(
+                f"{self.origin} refused the request with HTTP {exc.status}{where}", permanent=True
+            )
+        if isinstance(exc, RedirectError):
+            return SourceError(
+                f"{self.endpoint} redirects to {exc.url}; set the endpoint of the server profile to "
+                "the EWS URL",
+                permanent=True,
+            )
+        tls = _tls_problem(exc)
+        if tls is not None:
+            # Retrying cannot make an untrusted certificate trusted; a person must fix the CA bundle or the
+            # server's certificate, so this stops the mailbox instead of failing quietly every few minutes.
+            return SourceError(
+                f"cannot reach {self.origin}: its TLS certificate is not trusted ({tls}); set the CA bundle "
+                "of the server profile to the CA that issued the server's certificate",
+                permanent=True,
+            )
+        problem = _connection_problem(exc, s.timeout)
+        if problem is not None:
+            return SourceError(f"cannot reach {self.origin}: {problem}{where}", permanent=False)
+        if isinstance(exc, OSError):
+            return SourceError(f"{type(exc).__name__}: {exc}{where}", permanent=False)
+        if isinstance(exc, (SOAPError, MalformedResponseError)):
+            return SourceError(
+                f"{self.origin} sent a response that is not valid EWS{where}: {str(exc)[:200]}",
+                permanent=False,
+            )
+        if isinstance(exc, CASError):
+            return SourceError(f"{self.origin} reported a CAS error {exc.cas_error}{where}", permanent=False)
+        if isinstance(exc, TRANSIENT_EWS_ERRORS):
+            return SourceError(f"{self.origin} reported {type(exc).__name__}: {exc}{where}", permanent=False)
+        return SourceError(f"{type(exc).__name__}: {str(exc)[:300]}{where}", permanent=False)
