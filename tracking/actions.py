@@ -677,7 +677,8 @@ def do_commit_page(
             items_done=F("items_done") + len(results),
         )
 
-    received = [r.message.received_at for r in results if r.message.received_at is not None]
+    # Manual tracking reaches back into old mail on purpose; it must not move the scan's watermark.
+    received = [] if manual else [r.message.received_at for r in results if r.message.received_at is not None]
     if received or sync_state is not None:
         state, _ = FolderSyncState.objects.select_for_update().get_or_create(mailbox=mailbox, folder=folder)
         update = ["updated_at"]

@@ -470,6 +470,10 @@ def correlate(
         trace.add("correlation: smart_matching", "skipped", "off (EnableSmartMatching is false)")
         return None, None
     subj = subject_hashes(msg.subject, rules)
+    if not subj:
+        # Without subject words every other empty subject would match on shared addresses alone.
+        trace.add("correlation: smart_matching", "no match", "the subject has no words to match on")
+        return None, None
     addrs = message_address_hashes(msg, rules)
     best: TrackedRef | None = None
     for cand in ctx.smart_candidates:
