@@ -596,7 +596,7 @@ def write_csv(tmp_path: Path, text: str, name: str = "records.csv", encoding: st
     return str(path)
 
 
-def err_lines(result) -> list[str]:  # type: ignore[no-untyped-def]
+def err_lines(result) -> list[str]:
     return [line for line in result.err.splitlines() if line.strip()]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.core.management.base import CommandError
 
+from tests.conftest import CORPORA
 from tracking.actions import (
     check_add_mailbox,
     check_add_profile,
@@ -19,9 +20,8 @@ from tracking.actions import (
 from tracking.choices import ScanStatus
 from tracking.models import Alert, Decision, FolderSyncState, Mailbox, ScanRun, TrackedEmail
 from tracking.pipeline import RawItem
-from tracking.scanning import scan_folder, run_test_and_enable
+from tracking.scanning import run_test_and_enable, scan_folder
 from tracking.sources.base import SourceError, SyncPage
-from tests.conftest import CORPORA
 
 ENRON_INBOX = CORPORA / "enron-mbox/allen-p/inbox.mbox"
 

@@ -108,7 +108,12 @@ def post_token(sim: Simulator, secret: str = SECRET) -> requests.Response:
 
 
 def get(
-    sim: Simulator, token: str, url: str, page_size: int | None = None, **params: str
+    sim: Simulator,
+    token: str,
+    url: str,
+    *,
+    page_size: int | None = None,
+    params: dict[str, str] | None = None,
 ) -> requests.Response:
     headers = {"Authorization": f"Bearer {token}"}
     if page_size:
@@ -123,7 +128,7 @@ def first_delta(sim: Simulator, token: str, mailbox: str = MAILBOX) -> requests.
         token,
         f"/v1.0/users/{mailbox}/mailFolders/inbox/messages/delta",
         page_size=2,
-        **{"$select": "subject,sender,isRead"},
+        params={"$select": "subject,sender,isRead"},
     )
 
 
@@ -255,7 +260,7 @@ class TestMessage:
             sim,
             token,
             f"/v1.0/users/{MAILBOX}/messages/{self.message_id(sim, token, 6)}",
-            **{"$select": "internetMessageHeaders"},
+            params={"$select": "internetMessageHeaders"},
         )
 
         body = response.json()
@@ -269,7 +274,7 @@ class TestMessage:
             sim,
             token,
             f"/v1.0/users/{MAILBOX}/messages/{self.message_id(sim, token, 6)}",
-            **{
+            params={
                 "$select": "subject",
                 "$expand": EXPAND,
             },
