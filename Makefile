@@ -17,12 +17,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## Run the product: migrations, demo organisation, web server (Django admin) on $(HOST):$(PORT).
+## Run the product: migrations, the Exchange simulator with the demo mailboxes, the demo organisation,
+## the web server on $(HOST):$(PORT). Ctrl-C stops it all.
 run: $(STAMP)
 	mkdir -p var
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --no-input -v0
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py load_demo
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runall --host $(HOST) --port $(PORT)
 
 ## Every check of CI: lint, types, then the suite on SQLite and on PostgreSQL with the real Redis.
 test: $(STAMP) services lint test-sqlite test-postgres

@@ -7,8 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group, User
-from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from tracking.actions import (
     check_add_mailbox,
@@ -18,83 +17,130 @@ from tracking.actions import (
     do_set_personal_options,
 )
 from tracking.models import EmailServerProfile, Mailbox
+from tracking.scanning import run_test_and_enable, scan_folder
+from tracking.sources.base import SourceError
 
 ADMINS_GROUP = "syncadmin-admins"
 AUDITORS_GROUP = "syncadmin-auditors"
-PROFILE = "Contoso Exchange (demo)"
-MAILBOXES = [
-    # address, username, user's own address, track, auto-create, mail folder
-    ("k..allen@enron.com", "pallen", "phillip.allen@enron.com", 2, "contact", "allen"),
-    ("mike.grigsby@enron.com", "mgrigsby", "mike.grigsby@enron.com", 3, "off", "grigsby"),
+EWS_PROFILE = "Contoso Exchange Server (EWS, simulated)"
+GRAPH_PROFILE = "Contoso Exchange Online (Graph, simulated)"
+# address, user name, the user's own address, Track option, auto-create, profile
+USERS = [
+    ("k..allen@enron.com", "pallen", "phillip.allen@enron.com", 2, "contact", EWS_PROFILE),
+    ("mike.grigsby@enron.com", "mgrigsby", "mike.grigsby@enron.com", 3, "off", GRAPH_PROFILE),
 ]
-QUEUE = ("users@httpd.apache.org", "Apache httpd users", "httpd")
+QUEUE = ("users@httpd.apache.org", "Apache httpd users", EWS_PROFILE)
+CRM_FILES = (("contact", "contacts"), ("account", "accounts"), ("lead", "leads"), ("other", "other"))
 
 
 class Command(BaseCommand):
-    help = "Load the demo organisation from real mail in demo/ (idempotent: running it again adds nothing)."
+    help = (
+        "Load the demo organisation: users, a queue, a CRM directory, and mailboxes read through the "
+        "Exchange simulator (EWS for some, Graph for others), then Test & Enable and scan them. Idempotent."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--demo-dir", default=str(Path(settings.BASE_DIR) / "demo"))
+        parser.add_argument("--simulator-url", required=True, help="e.g. https://127.0.0.1:8765")
+        parser.add_argument("--ca-file", required=True, help="the simulator's CA (simulator-ca.pem)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         demo = Path(options["demo_dir"])
+        url = options["simulator_url"].rstrip("/")
+        ca_file = str(Path(options["ca_file"]).resolve())
+        if not Path(ca_file).is_file():
+            raise CommandError(f"--ca-file {ca_file}: no such file")
+        password = os.environ.get("DEMO_PASSWORD", "demo")
+        self._people(password)
+        self._profiles(url, ca_file)
+        for address, username, own_address, track, auto_create, profile in USERS:
+            if Mailbox.objects.filter(email_address=address).exists():
+                continue
+            mailbox = check_add_mailbox(
+                address,
+                profile_name=profile,
+                username=username,
+                create_user=True,
+                approve=True,
+                actor_label="demo",
+            )
+            user = mailbox.user
+            assert user is not None
+            user.email = own_address
+            user.set_password(password)
+            user.save(update_fields=["email", "password"])
+            do_set_personal_options(user, track=track, auto_create=auto_create, actor_label="demo")
+        queue_address, queue_name, queue_profile = QUEUE
+        if not Mailbox.objects.filter(email_address=queue_address).exists():
+            check_add_mailbox(
+                queue_address,
+                profile_name=queue_profile,
+                queue_name=queue_name,
+                approve=True,
+                actor_label="demo",
+            )
+        for kind, name in CRM_FILES:
+            report = check_import_records(kind, (demo / f"{name}.csv").read_text())
+            self.stdout.write(f"{kind} records: created {report.created}, updated {report.updated}")
+
+        for mailbox in Mailbox.objects.select_related("profile").order_by("pk"):
+            if not mailbox.enabled:
+                ok, message = run_test_and_enable(mailbox.pk)
+                self.stdout.write(
+                    f"{mailbox.email_address}: Test & Enable {'passed' if ok else 'failed'}: {message}"
+                )
+                if not ok:
+                    continue
+            for folder in ("inbox", "sentitems"):
+                try:
+                    run = scan_folder(mailbox.pk, folder)
+                except SourceError as exc:
+                    self.stdout.write(f"{mailbox.email_address}/{folder}: scan failed: {exc}")
+                    continue
+                what = run.note or f"{run.items_done} new message(s), {run.tracked} tracked"
+                self.stdout.write(f"{mailbox.email_address}/{folder} via {mailbox.profile.kind}: {what}")
+        self.stdout.write(f"demo loaded; sign in as admin / {password} (or auditor / {password})")
+
+    def _people(self, password: str) -> None:
         admins, _ = Group.objects.get_or_create(name=ADMINS_GROUP)
         auditors, _ = Group.objects.get_or_create(name=AUDITORS_GROUP)
-        password = os.environ.get("DEMO_PASSWORD", "demo")
         if not User.objects.filter(username="admin").exists():
-            admin = User.objects.create_superuser("admin", "admin@contoso.example", password)
-            admin.groups.add(admins)
+            User.objects.create_superuser("admin", "admin@contoso.example", password).groups.add(admins)
         if not User.objects.filter(username="auditor").exists():
             auditor = User.objects.create_user("auditor", "auditor@contoso.example", password, is_staff=True)
             auditor.groups.add(auditors)
 
-        if not EmailServerProfile.objects.filter(name=PROFILE).exists():
+    def _profiles(self, url: str, ca_file: str) -> None:
+        if not EmailServerProfile.objects.filter(name=EWS_PROFILE).exists():
             check_add_profile(
-                PROFILE,
+                EWS_PROFILE,
                 "exchange_ews",
-                endpoint="https://exchange.contoso.example/EWS/Exchange.asmx",
+                endpoint=f"{url}/EWS/Exchange.asmx",
+                auth_method="basic",
+                username="svc-syncadmin",
+                secret="demo",
+                ca_bundle=ca_file,
+                use_impersonation=True,
                 actor_label="demo",
             )
             check_set_org_setting("AutoTrackSentFolderItems", "true", actor_label="demo")
-
-        for address, username, own_address, track, auto_create, _ in MAILBOXES:
-            if not Mailbox.objects.filter(email_address=address).exists():
-                mailbox = check_add_mailbox(
-                    address,
-                    profile_name=PROFILE,
-                    username=username,
-                    create_user=True,
-                    approve=True,
-                    actor_label="demo",
-                )
-                user = mailbox.user
-                assert user is not None
-                user.email = own_address
-                user.set_password(password)
-                user.save(update_fields=["email", "password"])
-                do_set_personal_options(user, track=track, auto_create=auto_create, actor_label="demo")
-        queue_address, queue_name, _ = QUEUE
-        if not Mailbox.objects.filter(email_address=queue_address).exists():
-            check_add_mailbox(
-                queue_address, profile_name=PROFILE, queue_name=queue_name, approve=True, actor_label="demo"
+        if not EmailServerProfile.objects.filter(name=GRAPH_PROFILE).exists():
+            check_add_profile(
+                GRAPH_PROFILE,
+                "exchange_graph",
+                endpoint=url,
+                auth_method="oauth2",
+                tenant_id="contoso.example",
+                client_id="syncadmin-demo",
+                authority=url,
+                secret="demo",
+                ca_bundle=ca_file,
+                actor_label="demo",
             )
-
-        for kind, csv_name in (
-            ("contact", "contacts"),
-            ("account", "accounts"),
-            ("lead", "leads"),
-            ("other", "other"),
-        ):
-            report = check_import_records(kind, (demo / f"{csv_name}.csv").read_text())
-            self.stdout.write(f"{kind} records: created {report.created}, updated {report.updated}")
-
-        mail = demo / "mail"
-        feeds = [(a, f) for a, *_, f in MAILBOXES] + [(queue_address, QUEUE[2])]
-        for address, folder_dir in feeds:
-            for folder in ("inbox", "sentitems"):
-                path = mail / folder_dir / f"{folder}.mbox"
-                if path.exists():
-                    call_command(
-                        "ingest", "--mailbox", address, "--folder", folder, str(path), stdout=self.stdout
-                    )
-        self.stdout.write(f"demo loaded; sign in at /admin/ as admin / {password} (or auditor / {password})")
+        # The simulator makes a new CA each time it starts, maybe on another port: follow it.
+        EmailServerProfile.objects.filter(name=EWS_PROFILE).update(
+            endpoint=f"{url}/EWS/Exchange.asmx", ca_bundle=ca_file
+        )
+        EmailServerProfile.objects.filter(name=GRAPH_PROFILE).update(
+            endpoint=url, authority=url, ca_bundle=ca_file
+        )
