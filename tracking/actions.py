@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import F, Model
+from django.db.models import F, Model, Q, QuerySet
 
 from tracking.choices import (
     AlertLevel,
     Approval,
     AuthMethod,
     Folder,
+    IncomingMethod,
     MailboxStatus,
     Outcome,
     ProfileKind,
@@ -696,3 +698,99 @@ def check_folder(folder: str) -> str:
     if folder not in Folder.values:
         raise ActionError(f"unknown folder {folder!r}; use one of {', '.join(Folder.values)}")
     return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# Scheduling and the mailbox lifecycle (DOMAIN §9)
+# ---------------------------------------------------------------------------------------------
+
+
+def due_mailboxes(rules: OrgRules, now: datetime) -> QuerySet[Mailbox]:
+    """Mailboxes that may be scanned (§3.1) and whose next run has come."""
+    approved = Q(approval=Approval.APPROVED)
+    users = Q(user__isnull=False) & (approved if rules.require_approval_user else Q())
+    queues = Q(queue__isnull=False) & (approved if rules.require_approval_queue else Q())
+    return Mailbox.objects.filter(
+        users | queues,
+        Q(next_run_at__isnull=True) | Q(next_run_at__lte=now),
+        enabled=True,
+        incoming_method=IncomingMethod.SERVER_SIDE_SYNC,
+    )
+
+
+def do_claim_due_mailboxes(rules: OrgRules, *, now: datetime, lease: timedelta) -> list[int]:
+    """Claim every due mailbox for one scan: its next run moves to now + lease until the scan ends.
+
+    One conditional UPDATE marks the claimed rows with this call's token, so two dispatchers running
+    at once claim disjoint sets; a scan lost with its worker makes the mailbox due again after the lease.
+    """
+    token = uuid.uuid4().hex
+    ids = list(due_mailboxes(rules, now).values_list("pk", flat=True))
+    if not ids:
+        return []
+    due_mailboxes(rules, now).filter(pk__in=ids).update(next_run_at=now + lease, dispatch_token=token)
+    return list(Mailbox.objects.filter(pk__in=ids, dispatch_token=token).values_list("pk", flat=True))
+
+
+def do_postpone_scan(mailbox_id: int, *, until: datetime) -> None:
+    Mailbox.objects.filter(pk=mailbox_id).update(next_run_at=until)
+
+
+def do_finish_cycle(mailbox_id: int, rules: OrgRules, *, now: datetime) -> None:
+    """A scan cycle that succeeded: next run is the end of this cycle + MailboxPollIntervalMinutes."""
+    Mailbox.objects.filter(pk=mailbox_id).update(
+        next_run_at=now + timedelta(minutes=rules.poll_interval_minutes), transient_failure_count=0
+    )
+
+
+@transaction.atomic
+def do_record_cycle_failure(
+    mailbox_id: int,
+    rules: OrgRules,
+    *,
+    error: str,
+    permanent: bool,
+    retry_after: float | None,
+    now: datetime,
+) -> str:
+    """Retry a transient failure later (the server's back-off if longer), or disable the mailbox.
+
+    Returns what happened in words: "retry at …" or "disabled".
+    """
+    mailbox = Mailbox.objects.select_for_update().get(pk=mailbox_id)
+    mailbox.last_error = error
+    mailbox.incoming_status = MailboxStatus.FAILURE
+    fields = ["last_error", "incoming_status", "transient_failure_count", "next_run_at", "enabled"]
+    if not permanent:
+        mailbox.transient_failure_count += 1
+    if permanent or mailbox.transient_failure_count > rules.transient_retry_limit:
+        mailbox.enabled = False
+        mailbox.next_run_at = None
+        mailbox.save(update_fields=fields)
+        why = "a permanent error" if permanent else f"{mailbox.transient_failure_count - 1} retries"
+        Alert.objects.create(
+            mailbox=mailbox,
+            level=AlertLevel.ERROR,
+            message=f"Mailbox disabled after {why}: {error}. Fix the cause, then run Test & Enable.",
+        )
+        _audit(
+            "mailbox_disabled",
+            mailbox.email_address,
+            "enabled",
+            f"disabled: {error}",
+            acting_user=None,
+            actor_label="system",
+        )
+        return "disabled"
+    wait = max(timedelta(minutes=rules.transient_retry_minutes), timedelta(seconds=retry_after or 0))
+    mailbox.next_run_at = now + wait
+    mailbox.save(update_fields=fields)
+    Alert.objects.create(
+        mailbox=mailbox,
+        level=AlertLevel.WARNING,
+        message=(
+            f"Scan failed (retry {mailbox.transient_failure_count} of {rules.transient_retry_limit}): "
+            f"{error}. Next try at {mailbox.next_run_at:%Y-%m-%d %H:%M} UTC."
+        ),
+    )
+    return f"retry at {mailbox.next_run_at.isoformat()}"

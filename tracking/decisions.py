@@ -88,6 +88,10 @@ class OrgRules:
     resolve_inactive: bool = False
     require_approval_user: bool = True
     require_approval_queue: bool = True
+    # read by scheduling, not by the engine; here so that one load gives all settings as plain data
+    poll_interval_minutes: int = 5
+    transient_retry_limit: int = 10
+    transient_retry_minutes: int = 5
 
     @classmethod
     def from_values(cls, values: Mapping[str, object]) -> OrgRules:

@@ -16,10 +16,12 @@ from pathlib import Path
 from django.utils import timezone
 
 from tracking.actions import (
+    do_finish_cycle,
     do_finish_scan_run,
     do_mark_scan_failed,
     do_mark_scan_started,
     do_mark_scan_succeeded,
+    do_record_cycle_failure,
     do_record_skipped_scan,
     do_record_test_result,
     do_reset_sync_state,
@@ -211,3 +213,30 @@ def run_test_and_enable(
             ok, message = True, f"connected; {' and '.join(folders)} can be read"
     do_record_test_result(mailbox, ok=ok, message=message, now=clock())
     return ok, message
+
+
+def run_scan_cycle(
+    mailbox_id: int, *, folder: str | None = None, clock: Clock = timezone.now, job_id: str = ""
+) -> str:
+    """One scan cycle of a mailbox (its folders in turn, or just `folder`), then its next run (DOMAIN §9).
+
+    Returns what happened, in words, for the job's result and the logs.
+    """
+    mailbox = mailbox_for_scan(mailbox_id)
+    rules = load_rules()
+    folders = [folder] if folder else folders_to_scan(mailbox, rules)
+    try:
+        source = source_for(mailbox)
+        for name in folders:
+            scan_folder(mailbox_id, name, source=source, clock=clock, job_id=job_id)
+    except SourceError as exc:
+        return do_record_cycle_failure(
+            mailbox_id,
+            rules,
+            error=str(exc),
+            permanent=exc.permanent,
+            retry_after=exc.retry_after,
+            now=clock(),
+        )
+    do_finish_cycle(mailbox_id, rules, now=clock())
+    return f"scanned {', '.join(folders)}"

@@ -99,6 +99,8 @@ class Mailbox(models.Model):
     last_error = models.TextField(blank=True)
     transient_failure_count = models.PositiveIntegerField(default=0)
     next_run_at = models.DateTimeField(null=True, blank=True)
+    # Which dispatcher run claimed the mailbox last: two dispatchers never both enqueue one scan.
+    dispatch_token = models.CharField(max_length=32, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -6,9 +6,11 @@ from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from redis.exceptions import RedisError
 
 from tracking.choices import Folder
 from tracking.context import load_rules
+from tracking.jobs import enqueue_scan
 from tracking.management.commands._common import get_mailbox
 from tracking.models import ScanRun
 from tracking.scanning import scan_folder
@@ -48,9 +50,30 @@ class Command(BaseCommand):
             help="one folder, or all (Inbox, and Sent Items when AutoTrackSentFolderItems is on)",
         )
         parser.add_argument("--json", action="store_true", help="one JSON object per folder scanned")
+        parser.add_argument(
+            "--enqueue", action="store_true", help="queue the scan for a worker instead of running it here"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         mailbox = get_mailbox(options["address"])
+        if options["enqueue"]:
+            folder = None if options["folder"] == "all" else options["folder"]
+            try:
+                job = enqueue_scan(mailbox.pk, folder)
+            except RedisError as exc:
+                raise CommandError(
+                    f"the job queue is unavailable ({exc}); is Redis running at REDIS_URL?"
+                ) from None
+            assert job is not None
+            if options["json"]:
+                self.stdout.write(
+                    json.dumps({"mailbox": mailbox.email_address, "folder": folder, "job_id": job.id})
+                )
+            else:
+                self.stdout.write(
+                    f"queued scan of {mailbox.email_address} ({folder or 'all folders'}): job {job.id}"
+                )
+            return
         folders = [options["folder"]] if options["folder"] != "all" else list(Folder.values)
         if options["folder"] == "all" and not load_rules().auto_track_sent_folder_items:
             folders = [Folder.INBOX.value]

@@ -1,0 +1,67 @@
+"""RQ jobs: thin, taking ids; the work is in tracking.scanning and tracking.actions."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import django_rq
+from django.db import transaction
+from django.utils import timezone
+from rq import RateLimit, get_current_job
+from rq.job import Job
+
+from tracking.actions import do_claim_due_mailboxes, do_postpone_scan
+from tracking.context import load_rules
+from tracking.locks import connection_slot
+from tracking.models import Mailbox
+from tracking.scanning import run_scan_cycle
+
+log = logging.getLogger(__name__)
+
+QUEUE = "default"
+SCAN_TIMEOUT = 3600  # seconds; also how long a dead worker can keep a claim or a connection slot
+CLAIM_LEASE = timedelta(seconds=SCAN_TIMEOUT + 300)
+BUSY_PROFILE_RETRY = timedelta(seconds=30)
+
+
+def enqueue_scan(mailbox_id: int, folder: str | None = None) -> Job | None:
+    """Queue a scan; RQ's RateLimit keeps at most one scan of a mailbox queued or running at a time.
+
+    Inside a transaction the job is sent when it commits, and None is returned.
+    """
+    queue = django_rq.get_queue(QUEUE)
+    return queue.enqueue_call(
+        scan_mailbox,
+        args=(mailbox_id, folder),
+        timeout=SCAN_TIMEOUT,
+        rate_limit=RateLimit(key=f"syncadmin:mailbox:{mailbox_id}", concurrency=1),
+        description=f"scan mailbox {mailbox_id}" + (f" {folder}" if folder else ""),
+    )
+
+
+def scan_mailbox(mailbox_id: int, folder: str | None = None) -> str:
+    """One scan cycle of a mailbox, holding one of its server profile's connection slots."""
+    job = get_current_job()
+    mailbox = Mailbox.objects.select_related("profile").get(pk=mailbox_id)
+    profile = mailbox.profile
+    connection = django_rq.get_connection(QUEUE)
+    key = f"syncadmin:profile:{profile.pk}:connections"
+    with connection_slot(connection, key, profile.max_concurrent_connections, SCAN_TIMEOUT) as granted:
+        if not granted:
+            do_postpone_scan(mailbox_id, until=timezone.now() + BUSY_PROFILE_RETRY)
+            return f"postponed: profile {profile.name} has no free connection"
+        return run_scan_cycle(mailbox_id, folder=folder, job_id=job.id if job else "")
+
+
+def dispatch_due_mailboxes() -> int:
+    """Enqueue a scan of every due mailbox (run by rqcron); returns how many were enqueued."""
+    rules = load_rules()
+    with transaction.atomic():
+        claimed = do_claim_due_mailboxes(rules, now=timezone.now(), lease=CLAIM_LEASE)
+        for mailbox_id in claimed:
+            # django-rq's on_db_commit mode sends this when the claim commits, not before
+            enqueue_scan(mailbox_id)
+    if claimed:
+        log.info("dispatched scans of %d mailbox(es)", len(claimed))
+    return len(claimed)

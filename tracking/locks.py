@@ -1,0 +1,38 @@
+"""Leases in Redis that expire by themselves, so a worker that dies holds nothing for long."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from redis import Redis
+
+# KEYS[1] the lease set; ARGV: now, lease expiry, limit, token. Expired leases go first, then a
+# new one is granted if fewer than `limit` remain: one round trip, atomic in Redis.
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+    return 1
+end
+return 0
+"""
+
+
+@contextmanager
+def connection_slot(connection: Redis, key: str, limit: int, lease_seconds: float) -> Iterator[bool]:
+    """Hold one of `limit` slots of `key` (e.g. a server profile's max concurrent connections).
+
+    Yields False when all slots are taken. A slot whose holder died is free again after
+    `lease_seconds`, which must outlast the longest legitimate hold (the scan job's timeout).
+    """
+    token = uuid.uuid4().hex
+    now = time.time()
+    granted = bool(connection.eval(_ACQUIRE, 1, key, now, now + lease_seconds, limit, token))
+    try:
+        yield granted
+    finally:
+        if granted:
+            connection.zrem(key, token)
