@@ -75,3 +75,23 @@ def bob(exchange_profile: EmailServerProfile) -> Mailbox:
 def alice_user(alice: Mailbox) -> User:
     assert isinstance(alice.user, User)
     return alice.user
+
+
+@pytest.fixture
+def admin(db: None) -> User:
+    """ada, an admin by group (not a superuser)."""
+    from django.contrib.auth.models import Group
+
+    user = User.objects.create_user("ada", "ada@contoso.com", "pw-ada-123")
+    user.groups.add(Group.objects.get_or_create(name="syncadmin-admins")[0])
+    return user
+
+
+@pytest.fixture
+def auditor(db: None) -> User:
+    """audrey, an auditor: reads everything, changes nothing."""
+    from django.contrib.auth.models import Group
+
+    user = User.objects.create_user("audrey", "audrey@contoso.com", "pw-audrey-123")
+    user.groups.add(Group.objects.get_or_create(name="syncadmin-auditors")[0])
+    return user

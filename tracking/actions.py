@@ -33,7 +33,7 @@ from tracking.choices import (
     TrackOption,
 )
 from tracking.decisions import DecisionResult, OrgRules, format_tracking_token
-from tracking.messages import ParsedMessage, normalize_address
+from tracking.messages import ParsedMessage, message_snapshot, normalize_address
 from tracking.models import (
     Alert,
     AuditEvent,
@@ -660,6 +660,7 @@ def do_commit_page(
                 regarding_id=res.regarding.id if res.regarding else None,
                 tracked_email_id=linked_id,
                 trace=[s.as_json() for s in res.trace],
+                message_snapshot=message_snapshot(msg) if isinstance(msg, ParsedMessage) else {},
                 manual=manual,
                 decided_at=now,
                 **_accepting_fields(res),

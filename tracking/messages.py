@@ -361,3 +361,55 @@ def parsed_from_fields(
         conversation_index=index,
         defects=tuple(defects),
     )
+
+
+def message_snapshot(msg: ParsedMessage) -> dict[str, object]:
+    """The parts of a message a Decision keeps, so that it can be tracked by hand later."""
+    return {
+        "sender_name": msg.sender.name if msg.sender else "",
+        "to": [a.address for a in msg.to],
+        "cc": [a.address for a in msg.cc],
+        "bcc": [a.address for a in msg.bcc],
+        "sent_at": msg.sent_at.isoformat() if msg.sent_at else None,
+        "in_reply_to": list(msg.in_reply_to),
+        "references": list(msg.references),
+        "conversation_index": msg.conversation_index,
+    }
+
+
+def message_from_snapshot(
+    *,
+    provider_item_id: str,
+    message_id: str,
+    synthetic: bool,
+    subject: str,
+    sender: str,
+    received_at: datetime | None,
+    snapshot: dict[str, object],
+) -> ParsedMessage:
+    """The ParsedMessage a Decision was made about, from its stored fields and snapshot."""
+
+    def addresses(key: str) -> tuple[Address, ...]:
+        values = snapshot.get(key) or []
+        return tuple(Address(str(a)) for a in values) if isinstance(values, list) else ()
+
+    def ids(key: str) -> tuple[str, ...]:
+        values = snapshot.get(key) or []
+        return tuple(str(i) for i in values) if isinstance(values, list) else ()
+
+    sent = snapshot.get("sent_at")
+    return ParsedMessage(
+        provider_item_id=provider_item_id,
+        message_id=message_id,
+        message_id_synthetic=synthetic,
+        subject=subject,
+        sender=Address(sender, str(snapshot.get("sender_name") or "")) if sender else None,
+        to=addresses("to"),
+        cc=addresses("cc"),
+        bcc=addresses("bcc"),
+        sent_at=datetime.fromisoformat(sent) if isinstance(sent, str) else None,
+        received_at=received_at,
+        in_reply_to=ids("in_reply_to"),
+        references=ids("references"),
+        conversation_index=str(snapshot.get("conversation_index") or ""),
+    )

@@ -14,9 +14,9 @@ from datetime import datetime
 from django.db import IntegrityError
 
 from tracking.actions import do_commit_page
-from tracking.context import load_context, load_rules
-from tracking.decisions import DecisionResult, ManualTracking, decide, decide_batch
-from tracking.messages import ParsedMessage, ParseFailure, parse_message
+from tracking.context import load_context, load_rules, mailbox_for_scan
+from tracking.decisions import DecisionResult, ManualTracking, RecordRef, decide, decide_batch
+from tracking.messages import ParsedMessage, ParseFailure, message_from_snapshot, parse_message
 from tracking.models import Decision, Mailbox, ScanRun
 
 log = logging.getLogger(__name__)
@@ -177,3 +177,24 @@ def decision_as_json(d: Decision, *, new: bool) -> dict[str, object]:
         "new": new,
         "trace": d.trace,
     }
+
+
+def track_decision_manually(decision: Decision, regarding: RecordRef | None, *, now: datetime) -> Processed:
+    """Track / Set regarding on a message a scan did not track (DOMAIN §3.3): a manual decision beside it.
+
+    The caller checks who may do this (the mailbox's owner or an admin) and audits it.
+    """
+    msg = message_from_snapshot(
+        provider_item_id=decision.provider_item_id,
+        message_id=decision.message_id,
+        synthetic=decision.message_id_synthetic,
+        subject=decision.subject,
+        sender=decision.sender,
+        received_at=decision.received_at,
+        snapshot=decision.message_snapshot,
+    )
+    mailbox = mailbox_for_scan(decision.mailbox_id)
+    [processed] = process_page(
+        mailbox, decision.folder, [msg], scan_run=None, now=now, manual=ManualTracking(regarding)
+    )
+    return processed

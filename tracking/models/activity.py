@@ -135,6 +135,8 @@ class Decision(models.Model):
         TrackedEmail, null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions"
     )
     trace = models.JSONField(default=list)
+    # What a later "Track" / "Set regarding" needs to track the message without fetching it again.
+    message_snapshot = models.JSONField(default=dict, blank=True)
     manual = models.BooleanField(
         default=False, help_text="Made by Track / Set regarding (or ingest --regarding), not by a scan."
     )
