@@ -10,6 +10,9 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
 SettingType = Literal["bool", "int", "text", "regex"]
 SettingValue = bool | int | str
 
@@ -27,7 +30,7 @@ class SettingSpec:
     field: str
     type: SettingType
     default: SettingValue
-    description: str
+    description: str | Promise
     minimum: int | None = None
     maximum: int | None = None
 
@@ -79,14 +82,16 @@ class SettingSpec:
         return str(value)
 
 
-def _bool(name: str, field: str, default: bool, description: str) -> SettingSpec:
+def _bool(name: str, field: str, default: bool, description: str | Promise) -> SettingSpec:
     return SettingSpec(name, field, "bool", default, description)
 
 
 DB_INT_MAX = 2_147_483_647  # the columns are 32-bit integers; "≥ n" settings stop there
 
 
-def _int(name: str, field: str, default: int, lo: int, hi: int | None, description: str) -> SettingSpec:
+def _int(
+    name: str, field: str, default: int, lo: int, hi: int | None, description: str | Promise
+) -> SettingSpec:
     return SettingSpec(name, field, "int", default, description, lo, DB_INT_MAX if hi is None else hi)
 
 
@@ -97,7 +102,7 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         "AutoTrackSentFolderItems",
         "auto_track_sent_folder_items",
         False,
-        "Scan Sent Items of Exchange mailboxes and track them with each owner's Track option.",
+        _("Scan Sent Items of Exchange mailboxes and track them with each owner's Track option."),
     ),
     _int(
         "SSSForceFilteringMethodForUserMailboxes",
@@ -105,41 +110,41 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         -1,
         -1,
         4,
-        "Override every user mailbox's Track option (0–4); -1 leaves each user's own option.",
+        _("Override every user mailbox's Track option (0–4); -1 leaves each user's own option."),
     ),
     _bool(
         "UseFilteringMethodOfSyncingMailboxOnlyForCorrelation",
         "syncing_mailbox_only",
         False,
-        "Only the syncing mailbox's owner may accept a message; other recipients are ignored.",
+        _("Only the syncing mailbox's owner may accept a message; other recipients are ignored."),
     ),
     _bool(
         "EmailCorrelationEnabled",
         "email_correlation_enabled",
         True,
-        "Correlate by In-Reply-To and conversation index.",
+        _("Correlate by In-Reply-To and conversation index."),
     ),
     _bool(
         "IgnoreConversationIndexAndInReplyToForCorrelation",
         "ignore_headers_for_correlation",
         False,
-        "Skip In-Reply-To and conversation-index correlation (tokens and smart matching still apply).",
+        _("Skip In-Reply-To and conversation-index correlation (tokens and smart matching still apply)."),
     ),
     _bool(
         "DoNotCorrelateForwardedEmailsAsReplies",
         "do_not_correlate_forwards",
         False,
-        "A forwarded message (FW:/Fwd: subject) does not correlate by In-Reply-To.",
+        _("A forwarded message (FW:/Fwd: subject) does not correlate by In-Reply-To."),
     ),
     _bool(
-        "UseTrackingTokens", "use_tracking_tokens", True, "Correlate by the tracking token in the subject."
+        "UseTrackingTokens", "use_tracking_tokens", True, _("Correlate by the tracking token in the subject.")
     ),
     SettingSpec(
         "TrackingPrefix",
         "tracking_prefix",
         "text",
         "CRM",
-        "Prefix of tracking tokens; tokens with earlier prefixes stay recognised.",
+        _("Prefix of tracking tokens; tokens with earlier prefixes stay recognised."),
         1,
         20,
     ),
@@ -149,7 +154,7 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         0,
         0,
         None,
-        "Number added to each user's index in tracking tokens.",
+        _("Number added to each user's index in tracking tokens."),
     ),
     _int(
         "TrackingTokenIdDigits",
@@ -157,7 +162,7 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         3,
         1,
         9,
-        "Digits for the user number in tracking tokens.",
+        _("Digits for the user number in tracking tokens."),
     ),
     _int(
         "TrackingTokenCounterDigits",
@@ -165,23 +170,28 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         3,
         1,
         9,
-        "Digits for the per-user counter in tracking tokens (wraps to 0).",
+        _("Digits for the per-user counter in tracking tokens (wraps to 0)."),
     ),
     _bool(
         "EnableSmartMatching",
         "enable_smart_matching",
         False,
-        "Correlate by subject and address hashes (may give false positives).",
+        _("Correlate by subject and address hashes (may give false positives)."),
     ),
     SettingSpec(
         "HashFilterKeywords",
         "hash_filter_keywords",
         "regex",
         DEFAULT_HASH_FILTER_KEYWORDS,
-        "Regular expression removed from subjects before hashing (strips RE:, FW:).",
+        _("Regular expression removed from subjects before hashing (strips RE:, FW:)."),
     ),
     _int(
-        "HashMaxCount", "hash_max_count", 20, 1, 100, "Maximum number of subject words and addresses hashed."
+        "HashMaxCount",
+        "hash_max_count",
+        20,
+        1,
+        100,
+        _("Maximum number of subject words and addresses hashed."),
     ),
     _int(
         "HashDeltaSubjectCount",
@@ -189,7 +199,7 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         0,
         0,
         None,
-        "How many subject hashes may differ for a smart match.",
+        _("How many subject hashes may differ for a smart match."),
     ),
     _int(
         "HashMinAddressCount",
@@ -197,67 +207,67 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         2,
         1,
         None,
-        "How many address hashes must be shared for a smart match.",
+        _("How many address hashes must be shared for a smart match."),
     ),
     _bool(
         "TrackEmailsBetweenUsersAsTwoActivities",
         "two_activities_for_internal",
         True,
-        "Internal mail may be tracked once outgoing (sender) and once incoming (recipient).",
+        _("Internal mail may be tracked once outgoing (sender) and once incoming (recipient)."),
     ),
     _bool(
         "AutoCreateContactOnPromote",
         "auto_create_on_promote",
         True,
-        "Create a contact or lead for an unresolved sender when the accepting user asks for it.",
+        _("Create a contact or lead for an unresolved sender when the accepting user asks for it."),
     ),
     _bool(
         "UnresolveSenderInCaseOfMultipleMatch",
         "unresolve_sender_if_multiple",
         False,
-        "Leave the sender unresolved when it matches two or more records.",
+        _("Leave the sender unresolved when it matches two or more records."),
     ),
     _bool(
         "UnresolveEmailAddressIfMultipleMatch",
         "unresolve_recipient_if_multiple",
         False,
-        "Leave a To/Cc/Bcc address unresolved when it matches two or more records.",
+        _("Leave a To/Cc/Bcc address unresolved when it matches two or more records."),
     ),
     _bool(
         "ResolveForInactiveEntities",
         "resolve_inactive",
         False,
-        "Resolve addresses to inactive records too (never to disabled users).",
+        _("Resolve addresses to inactive records too (never to disabled users)."),
     ),
     _bool(
         "HideTrackAllOption",
         "hide_track_all_option",
         False,
-        "Hide 'All email messages' in Personal Options (stored values are kept).",
+        _("Hide 'All email messages' in Personal Options (stored values are kept)."),
     ),
     _bool(
         "HideEmailAutoTrackOptions",
         "hide_auto_track_options",
         False,
-        "Hide the automatic Track options 2 and 3 in Personal Options (stored values are kept).",
+        _("Hide the automatic Track options 2 and 3 in Personal Options (stored values are kept)."),
     ),
     _bool(
         "RequireApprovalForUserEmail",
         "require_approval_user",
         True,
-        "User mailboxes are scanned only once their email is approved.",
+        _("User mailboxes are scanned only once their email is approved."),
     ),
     _bool(
         "RequireApprovalForQueueEmail",
         "require_approval_queue",
         True,
-        "Queue mailboxes are scanned only once their email is approved.",
+        _("Queue mailboxes are scanned only once their email is approved."),
     ),
     _bool(
         "IsFolderBasedTrackingEnabled",
         "folder_tracking_enabled",
         True,
-        "Users may map Inbox sub-folders to records (Exchange mailboxes only).",
+        _("Users may map Inbox sub-folders to records (Exchange mailboxes only)."),
     ),
     _int(
         "MaxFolderBasedTrackingMappings",
@@ -265,7 +275,7 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         25,
         1,
         100,
-        "Most folder tracking rules a user may have.",
+        _("Most folder tracking rules a user may have."),
     ),
     _int(
         "MailboxPollIntervalMinutes",
@@ -273,7 +283,7 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         5,
         1,
         1440,
-        "Minutes between the end of one scan cycle and the next.",
+        _("Minutes between the end of one scan cycle and the next."),
     ),
     _int(
         "TransientFailureRetryLimit",
@@ -281,7 +291,7 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         10,
         0,
         100,
-        "Transient failures retried before a mailbox is disabled.",
+        _("Transient failures retried before a mailbox is disabled."),
     ),
     _int(
         "TransientFailureRetryMinutes",
@@ -289,7 +299,7 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         5,
         1,
         1440,
-        "Minutes between retries after a transient failure (or the server's back-off, if longer).",
+        _("Minutes between retries after a transient failure (or the server's back-off, if longer)."),
     ),
     _int(
         "MaximumSubjectLengthOnMailServer",
@@ -297,7 +307,7 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         255,
         255,
         400,
-        "Longest subject, tracking token included, written to the mail server.",
+        _("Longest subject, tracking token included, written to the mail server."),
     ),
 )
 

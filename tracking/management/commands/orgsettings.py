@@ -49,7 +49,7 @@ class Command(BaseCommand):
                 "type": spec.type,
                 "default": spec.default,
                 "accepts": spec.accepts(),
-                "description": spec.description,
+                "description": str(spec.description),
             }
             for spec in ORG_SETTINGS
         ]
