@@ -6,6 +6,10 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 # A fixed Fernet key so that tests can encrypt and decrypt; never used outside the tests.
 os.environ.setdefault("SYNCADMIN_ENCRYPTION_KEY", "l6hVwQ1l0hZNMRqzCUjprJ6Or7i1yOeFPKy_Fn9FwcY=")
 
+# The tests' client and browser speak plain HTTP on loopback.
+os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
+os.environ.setdefault("SECURE_COOKIES", "0")
+
 from syncadmin.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = [
