@@ -11,12 +11,13 @@ import io
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Model, Q, QuerySet
+from django.utils.translation import gettext
 
 from tracking.choices import (
     AlertLevel,
@@ -41,7 +42,9 @@ from tracking.models import (
     Decision,
     EmailHash,
     EmailServerProfile,
+    ExclusionEntry,
     FolderSyncState,
+    FolderTrackingRule,
     Mailbox,
     OrgSettings,
     PersonalOptions,
@@ -73,6 +76,11 @@ def _check_lengths(model: type[Model], values: dict[str, str]) -> None:
 
 def _actor_label(acting_user: User | None, actor_label: str) -> str:
     return acting_user.get_username() if acting_user is not None else actor_label
+
+
+def _utc_text(value: datetime | None) -> str | None:
+    """A date and time as the audit list stores it: ISO 8601 in UTC."""
+    return value.astimezone(UTC).isoformat() if value is not None else None
 
 
 def _audit(
@@ -130,11 +138,21 @@ def do_set_personal_options(
     track: int | None = None,
     auto_create: str | None = None,
     allow_send_on_behalf: bool | None = None,
+    time_zone: str | None = None,
+    rows_per_page: int | None = None,
+    language: str | None = None,
     acting_user: User | None = None,
     actor_label: str = "cli",
 ) -> PersonalOptions:
     options = PersonalOptions.objects.select_for_update().get_or_create(user=user)[0]
-    changes = {"track": track, "auto_create": auto_create, "allow_send_on_behalf": allow_send_on_behalf}
+    changes: dict[str, object] = {
+        "track": track,
+        "auto_create": auto_create,
+        "allow_send_on_behalf": allow_send_on_behalf,
+        "time_zone": time_zone,
+        "rows_per_page": rows_per_page,
+        "language": language,
+    }
     changed = []
     for attr, value in changes.items():
         if value is None or getattr(options, attr) == value:
@@ -171,6 +189,26 @@ def do_reserve_tracking_token(user: User, rules: OrgRules) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def _check_profile_values(
+    *,
+    name: str,
+    kind: str,
+    auth_method: str,
+    max_concurrent_connections: int,
+    **text: str,
+) -> None:
+    """What every server profile must satisfy, new or edited; raises ActionError."""
+    if kind not in ProfileKind.values:
+        raise ActionError(f"unknown profile kind {kind!r}; use one of {', '.join(ProfileKind.values)}")
+    if auth_method not in AuthMethod.values:
+        raise ActionError(f"unknown auth method {auth_method!r}; use one of {', '.join(AuthMethod.values)}")
+    if not 1 <= max_concurrent_connections <= 300:
+        raise ActionError("max concurrent connections must be from 1 to 300")
+    if not name.strip():
+        raise ActionError("a server profile needs a name")
+    _check_lengths(EmailServerProfile, {"name": name, **text})
+
+
 @transaction.atomic
 def check_add_profile(
     name: str,
@@ -190,25 +228,17 @@ def check_add_profile(
     acting_user: User | None = None,
     actor_label: str = "cli",
 ) -> EmailServerProfile:
-    if kind not in ProfileKind.values:
-        raise ActionError(f"unknown profile kind {kind!r}; use one of {', '.join(ProfileKind.values)}")
-    if auth_method not in AuthMethod.values:
-        raise ActionError(f"unknown auth method {auth_method!r}; use one of {', '.join(AuthMethod.values)}")
-    if not 1 <= max_concurrent_connections <= 300:
-        raise ActionError("max concurrent connections must be from 1 to 300")
-    if not name.strip():
-        raise ActionError("a server profile needs a name")
-    _check_lengths(
-        EmailServerProfile,
-        {
-            "name": name,
-            "endpoint": endpoint,
-            "username": username,
-            "tenant_id": tenant_id,
-            "client_id": client_id,
-            "authority": authority,
-            "ca_bundle": ca_bundle,
-        },
+    _check_profile_values(
+        name=name,
+        kind=kind,
+        endpoint=endpoint,
+        auth_method=auth_method,
+        username=username,
+        tenant_id=tenant_id,
+        client_id=client_id,
+        authority=authority,
+        ca_bundle=ca_bundle,
+        max_concurrent_connections=max_concurrent_connections,
     )
     if EmailServerProfile.objects.filter(name=name).exists():
         raise ActionError(f"a server profile named {name!r} already exists")
@@ -230,6 +260,117 @@ def check_add_profile(
     profile.save()
     _audit("profile_added", name, None, kind, acting_user=acting_user, actor_label=actor_label)
     return profile
+
+
+# The fields of a server profile the web form edits, in the order the audit lists their changes.
+PROFILE_FIELDS = (
+    "name",
+    "kind",
+    "endpoint",
+    "auth_method",
+    "username",
+    "tenant_id",
+    "client_id",
+    "authority",
+    "ca_bundle",
+    "use_impersonation",
+    "process_emails_received_after",
+    "max_concurrent_connections",
+)
+
+
+@transaction.atomic
+def check_update_profile(
+    profile: EmailServerProfile,
+    *,
+    name: str,
+    kind: str,
+    endpoint: str = "",
+    auth_method: str = AuthMethod.NONE,
+    username: str = "",
+    tenant_id: str = "",
+    client_id: str = "",
+    authority: str = "",
+    ca_bundle: str = "",
+    use_impersonation: bool = False,
+    process_emails_received_after: datetime | None = None,
+    max_concurrent_connections: int = 10,
+    secret: str | None = None,
+    clear_secret: bool = False,
+    acting_user: User | None = None,
+    actor_label: str = "cli",
+) -> list[str]:
+    """Change a server profile; returns the names of the fields that changed ("secret" among them).
+
+    The secret is write-only: None (or "") keeps it, a new value replaces it, clear_secret removes
+    it. Each changed field is audited with its old and new value, except the secret, whose audit
+    row only says that it changed. Raises ActionError, changing nothing.
+    """
+    if secret and clear_secret:
+        raise ActionError("enter a new secret or clear it, not both")
+    _check_profile_values(
+        name=name,
+        kind=kind,
+        endpoint=endpoint,
+        auth_method=auth_method,
+        username=username,
+        tenant_id=tenant_id,
+        client_id=client_id,
+        authority=authority,
+        ca_bundle=ca_bundle,
+        max_concurrent_connections=max_concurrent_connections,
+    )
+    profile = EmailServerProfile.objects.select_for_update().get(pk=profile.pk)
+    if name != profile.name and EmailServerProfile.objects.filter(name=name).exists():
+        raise ActionError(f"a server profile named {name!r} already exists")
+    if kind != profile.kind and profile.mailboxes.exists():
+        # A mailbox's sync state is a token of one kind of server; it means nothing to another.
+        raise ActionError("the kind of a server profile cannot change while mailboxes use it")
+    new_values: dict[str, object] = {
+        "name": name,
+        "kind": kind,
+        "endpoint": endpoint,
+        "auth_method": auth_method,
+        "username": username,
+        "tenant_id": tenant_id,
+        "client_id": client_id,
+        "authority": authority,
+        "ca_bundle": ca_bundle,
+        "use_impersonation": use_impersonation,
+        "process_emails_received_after": process_emails_received_after,
+        "max_concurrent_connections": max_concurrent_connections,
+    }
+    old_name = profile.name
+    changed = []
+    for attr in PROFILE_FIELDS:
+        old, new = getattr(profile, attr), new_values[attr]
+        if old == new:
+            continue
+        _audit(
+            "profile_changed",
+            f"{old_name}.{attr}",
+            _utc_text(old) if isinstance(old, datetime) else old,
+            _utc_text(new) if isinstance(new, datetime) else new,
+            acting_user=acting_user,
+            actor_label=actor_label,
+        )
+        setattr(profile, attr, new)
+        changed.append(attr)
+    if secret or (clear_secret and profile.has_secret):
+        had_secret = profile.has_secret
+        profile.set_secret("" if clear_secret else (secret or ""))
+        _audit(
+            "profile_changed",
+            f"{old_name}.secret",
+            "set" if had_secret else "not set",
+            "secret cleared" if clear_secret else "secret changed",
+            acting_user=acting_user,
+            actor_label=actor_label,
+        )
+        changed.append("secret_encrypted")
+    if changed:
+        profile.save(update_fields=changed)
+    return ["secret" if f == "secret_encrypted" else f for f in changed]
 
 
 @transaction.atomic
@@ -417,6 +558,10 @@ def check_import_records(kind: str, text: str) -> ImportReport:
 def do_start_scan_run(
     mailbox: Mailbox, folder: str, *, source: str = ScanSource.SCAN, now: datetime, job_id: str = ""
 ) -> ScanRun:
+    # Scans of one mailbox never overlap, so a run still "running" now was cut short (its worker died).
+    ScanRun.objects.filter(mailbox=mailbox, folder=folder, status=ScanStatus.RUNNING).update(
+        status=ScanStatus.FAILED, finished_at=now, error="interrupted: the worker stopped during the scan"
+    )
     return ScanRun.objects.create(
         mailbox=mailbox,
         folder=folder,
@@ -509,6 +654,102 @@ def do_approve_mailbox(
     mailbox.save(update_fields=["approval"])
     action = "mailbox_approved" if approve else "mailbox_rejected"
     _audit(action, mailbox.email_address, old, new, acting_user=acting_user, actor_label=actor_label)
+
+
+# ---------------------------------------------------------------------------------------------
+# Web UI (issue 5): admin actions on one mailbox (the mailbox page)
+# ---------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def do_disable_mailbox(
+    mailbox: Mailbox, *, acting_user: User | None = None, actor_label: str = "cli"
+) -> bool:
+    """Stop scanning a mailbox until Test & Enable enables it again; False if it was not enabled."""
+    mailbox = Mailbox.objects.select_for_update().get(pk=mailbox.pk)
+    if not mailbox.enabled:
+        return False
+    mailbox.enabled = False
+    mailbox.next_run_at = None
+    mailbox.save(update_fields=["enabled", "next_run_at"])
+    who = _actor_label(acting_user, actor_label)
+    Alert.objects.create(
+        mailbox=mailbox,
+        level=AlertLevel.INFORMATION,
+        message=f"Mailbox disabled by {who}. Run Test & Enable to scan it again.",
+    )
+    _audit(
+        "mailbox_disabled",
+        mailbox.email_address,
+        "enabled",
+        "disabled",
+        acting_user=acting_user,
+        actor_label=actor_label,
+    )
+    return True
+
+
+@transaction.atomic
+def do_set_mailbox_watermark(
+    mailbox: Mailbox, value: datetime | None, *, acting_user: User | None = None, actor_label: str = "cli"
+) -> None:
+    """Set (or clear, with None) the mailbox's "process emails received after"."""
+    mailbox = Mailbox.objects.select_for_update().get(pk=mailbox.pk)
+    old = mailbox.process_emails_received_after
+    if old == value:
+        return
+    mailbox.process_emails_received_after = value
+    mailbox.save(update_fields=["process_emails_received_after"])
+    _audit(
+        "mailbox_watermark_changed",
+        mailbox.email_address,
+        _utc_text(old),
+        _utc_text(value),
+        acting_user=acting_user,
+        actor_label=actor_label,
+    )
+
+
+@transaction.atomic
+def do_reset_mailbox_sync_state(
+    mailbox: Mailbox, folder: str | None = None, *, acting_user: User | None = None, actor_label: str = "cli"
+) -> list[str]:
+    """An admin's reset of one folder's sync state (or every folder's, folder None); audited per folder.
+
+    Returns the folders whose state was reset (those that had one).
+    """
+    states = FolderSyncState.objects.filter(mailbox=mailbox).order_by("folder")
+    if folder is not None:
+        states = states.filter(folder=folder)
+    folders = list(states.values_list("folder", flat=True))
+    for name in folders:
+        do_reset_sync_state(mailbox, name)
+        _audit(
+            "mailbox_sync_state_reset",
+            f"{mailbox.email_address}/{name}",
+            None,
+            "reset",
+            acting_user=acting_user,
+            actor_label=actor_label,
+        )
+    return folders
+
+
+def do_note_mailbox_job(
+    mailbox: Mailbox, job: str, *, acting_user: User | None = None, actor_label: str = "cli"
+) -> None:
+    """Audit that someone queued a job for a mailbox ("test" for Test & Enable, "scan" for Scan now).
+
+    The job records its own result; this row says who asked for it.
+    """
+    _audit(
+        f"mailbox_{job}_queued",
+        mailbox.email_address,
+        None,
+        "queued",
+        acting_user=acting_user,
+        actor_label=actor_label,
+    )
 
 
 @transaction.atomic
@@ -795,3 +1036,109 @@ def do_record_cycle_failure(
         ),
     )
     return f"retry at {mailbox.next_run_at.isoformat()}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Web UI (issue 5): exclusion list (DOMAIN §10) and folder tracking rules (Personal Options)
+# ---------------------------------------------------------------------------------------------
+
+RESERVED_RULE_FOLDERS = frozenset([*Folder.values, "sent items"])
+FOLDER_NAME_MAX = 255
+
+
+@transaction.atomic
+def do_add_exclusion(
+    pattern: str, *, user: User | None = None, acting_user: User | None = None, actor_label: str = "cli"
+) -> ExclusionEntry:
+    """Add a validated, lower-case address or @domain, org-wide (user None) or for one user.
+
+    Raises ActionError if the list already holds it (the unique constraints decide, so a race
+    between two requests still ends with one row).
+    """
+    scope = "organisation" if user is None else f"user {user.get_username()}"
+    try:
+        with transaction.atomic():
+            entry = ExclusionEntry.objects.create(pattern=pattern, user=user)
+    except IntegrityError:
+        raise ActionError(
+            gettext("%(pattern)s is already on the exclusion list.") % {"pattern": pattern}
+        ) from None
+    _audit("exclusion_added", pattern, None, scope, acting_user=acting_user, actor_label=actor_label)
+    return entry
+
+
+@transaction.atomic
+def do_delete_exclusion(
+    entry: ExclusionEntry, *, acting_user: User | None = None, actor_label: str = "cli"
+) -> None:
+    scope = "organisation" if entry.user is None else f"user {entry.user.get_username()}"
+    _audit("exclusion_deleted", entry.pattern, scope, None, acting_user=acting_user, actor_label=actor_label)
+    entry.delete()
+
+
+@transaction.atomic
+def check_add_folder_rule(
+    mailbox: Mailbox,
+    folder: str,
+    *,
+    regarding: CrmRecord | None = None,
+    acting_user: User | None = None,
+    actor_label: str = "cli",
+) -> FolderTrackingRule:
+    """Map a folder of a user's Exchange mailbox to tracking (with an optional regarding record).
+
+    Refused (ActionError, nothing changed) for queue or non-Exchange mailboxes, when the org turned
+    folder tracking off (IsFolderBasedTrackingEnabled), for Inbox/Sent Items themselves, for a folder
+    that already has a rule, and past MaxFolderBasedTrackingMappings.
+    """
+    org = OrgSettings.load()
+    # Lock the mailbox so that two requests cannot both pass the count check.
+    mailbox = Mailbox.objects.select_for_update().select_related("profile").get(pk=mailbox.pk)
+    folder = folder.strip()
+    if mailbox.user_id is None:
+        raise ActionError(gettext("Folder tracking rules are for user mailboxes, not queues."))
+    if not mailbox.profile.is_exchange:
+        raise ActionError(gettext("Folder tracking rules need an Exchange mailbox."))
+    if not org.folder_tracking_enabled:
+        raise ActionError(gettext("Folder-based tracking is turned off for the organisation."))
+    if not folder:
+        raise ActionError(gettext("A folder tracking rule needs a folder name."))
+    if folder.lower() in RESERVED_RULE_FOLDERS:
+        raise ActionError(
+            gettext("%(folder)s is scanned anyway; choose a folder under the Inbox.") % {"folder": folder}
+        )
+    if len(folder) > FOLDER_NAME_MAX:
+        raise ActionError(gettext("A folder name has at most %(max)d characters.") % {"max": FOLDER_NAME_MAX})
+    rules = FolderTrackingRule.objects.filter(mailbox=mailbox)
+    if rules.filter(folder__iexact=folder).exists():
+        raise ActionError(gettext("The folder %(folder)s already has a rule.") % {"folder": folder})
+    if rules.count() >= org.max_folder_mappings:
+        raise ActionError(
+            gettext("You already have %(max)d folder tracking rules, the most the organisation allows.")
+            % {"max": org.max_folder_mappings}
+        )
+    rule = FolderTrackingRule.objects.create(mailbox=mailbox, folder=folder, regarding=regarding)
+    _audit(
+        "folder_rule_added",
+        f"{mailbox.email_address}/{folder}",
+        None,
+        str(regarding) if regarding is not None else "(no regarding record)",
+        acting_user=acting_user,
+        actor_label=actor_label,
+    )
+    return rule
+
+
+@transaction.atomic
+def do_delete_folder_rule(
+    rule: FolderTrackingRule, *, acting_user: User | None = None, actor_label: str = "cli"
+) -> None:
+    _audit(
+        "folder_rule_deleted",
+        f"{rule.mailbox.email_address}/{rule.folder}",
+        str(rule.regarding) if rule.regarding is not None else "(no regarding record)",
+        None,
+        acting_user=acting_user,
+        actor_label=actor_label,
+    )
+    rule.delete()

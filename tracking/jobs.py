@@ -15,7 +15,7 @@ from tracking.actions import do_claim_due_mailboxes, do_postpone_scan
 from tracking.context import load_rules
 from tracking.locks import connection_slot
 from tracking.models import Mailbox
-from tracking.scanning import run_scan_cycle
+from tracking.scanning import run_scan_cycle, run_test_and_enable
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,7 @@ QUEUE = "default"
 SCAN_TIMEOUT = 3600  # seconds; also how long a dead worker can keep a claim or a connection slot
 CLAIM_LEASE = timedelta(seconds=SCAN_TIMEOUT + 300)
 BUSY_PROFILE_RETRY = timedelta(seconds=30)
+CONNECTION_LEASE = 600  # seconds; renewed after every page, so a dead worker frees its slot within this
 
 
 def enqueue_scan(mailbox_id: int, folder: str | None = None) -> Job | None:
@@ -47,11 +48,19 @@ def scan_mailbox(mailbox_id: int, folder: str | None = None) -> str:
     profile = mailbox.profile
     connection = django_rq.get_connection(QUEUE)
     key = f"syncadmin:profile:{profile.pk}:connections"
-    with connection_slot(connection, key, profile.max_concurrent_connections, SCAN_TIMEOUT) as granted:
-        if not granted:
+    with connection_slot(connection, key, profile.max_concurrent_connections, CONNECTION_LEASE) as lease:
+        if not lease.granted:
             do_postpone_scan(mailbox_id, until=timezone.now() + BUSY_PROFILE_RETRY)
             return f"postponed: profile {profile.name} has no free connection"
-        return run_scan_cycle(mailbox_id, folder=folder, job_id=job.id if job else "")
+        return run_scan_cycle(
+            mailbox_id, folder=folder, job_id=job.id if job else "", on_page=lambda run: lease.renew()
+        )
+
+
+def test_and_enable_job(mailbox_id: int) -> str:
+    """Test & Enable queued from the mailbox page; the result is the mailbox's status and a new Alert."""
+    ok, message = run_test_and_enable(mailbox_id)
+    return f"{'enabled' if ok else 'not enabled'}: {message}"
 
 
 def dispatch_due_mailboxes() -> int:

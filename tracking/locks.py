@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from redis import Redis
 
@@ -21,18 +22,33 @@ return 0
 """
 
 
+@dataclass
+class Lease:
+    connection: Redis
+    key: str
+    token: str
+    seconds: float
+    granted: bool
+
+    def renew(self) -> None:
+        """Push the expiry out again: called while work progresses (after each committed page)."""
+        if self.granted:
+            self.connection.zadd(self.key, {self.token: time.time() + self.seconds}, xx=True)
+
+
 @contextmanager
-def connection_slot(connection: Redis, key: str, limit: int, lease_seconds: float) -> Iterator[bool]:
+def connection_slot(connection: Redis, key: str, limit: int, lease_seconds: float) -> Iterator[Lease]:
     """Hold one of `limit` slots of `key` (e.g. a server profile's max concurrent connections).
 
-    Yields False when all slots are taken. A slot whose holder died is free again after
-    `lease_seconds`, which must outlast the longest legitimate hold (the scan job's timeout).
+    The lease's `granted` is False when all slots are taken. A slot whose holder died is free again
+    `lease_seconds` after its last renewal.
     """
     token = uuid.uuid4().hex
     now = time.time()
     granted = bool(connection.eval(_ACQUIRE, 1, key, now, now + lease_seconds, limit, token))
+    lease = Lease(connection, key, token, lease_seconds, granted)
     try:
-        yield granted
+        yield lease
     finally:
         if granted:
             connection.zrem(key, token)

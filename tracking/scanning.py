@@ -216,7 +216,12 @@ def run_test_and_enable(
 
 
 def run_scan_cycle(
-    mailbox_id: int, *, folder: str | None = None, clock: Clock = timezone.now, job_id: str = ""
+    mailbox_id: int,
+    *,
+    folder: str | None = None,
+    clock: Clock = timezone.now,
+    job_id: str = "",
+    on_page: Callable[[ScanRun], None] | None = None,
 ) -> str:
     """One scan cycle of a mailbox (its folders in turn, or just `folder`), then its next run (DOMAIN §9).
 
@@ -228,7 +233,7 @@ def run_scan_cycle(
     try:
         source = source_for(mailbox)
         for name in folders:
-            scan_folder(mailbox_id, name, source=source, clock=clock, job_id=job_id)
+            scan_folder(mailbox_id, name, source=source, clock=clock, job_id=job_id, on_page=on_page)
     except SourceError as exc:
         return do_record_cycle_failure(
             mailbox_id,
