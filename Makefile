@@ -20,7 +20,7 @@ venv: $(STAMP)
 ## Run the product: migrations, the Exchange simulator with the demo mailboxes, the demo organisation,
 ## the web server on $(HOST):$(PORT). Ctrl-C stops it all.
 run: $(STAMP)
-	mkdir -p var
+	mkdir -p var/static
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --no-input -v0
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runall --host $(HOST) --port $(PORT)
 

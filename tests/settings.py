@@ -12,6 +12,7 @@ os.environ.setdefault("SECURE_COOKIES", "0")
 
 from syncadmin.settings import *  # noqa: F403
 
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  (WhiteNoise warns when it is missing)
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.MD5PasswordHasher"
 ]  # speed only; production keeps the default

@@ -1,18 +1,93 @@
-"""(placeholder: this module is being written)"""
+"""CRM directory: every signed-in user browses accounts, contacts, leads and other records.
+
+Admins also import records from CSV, with every rejected row reported by line number.
+"""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
+from django.contrib.auth.models import User
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 
-from syncadmin.web.permissions import admin_required, user_required
+from syncadmin.web.forms_directory import SAMPLE_HEADER, ImportForm, RecordFilter
+from syncadmin.web.permissions import admin_required, is_admin, user_required
+from tracking.actions import ActionError, check_import_records, personal_options_of
+from tracking.choices import RecordKind
+from tracking.models import CrmRecord
+
+FILTER_KEYS = ("q", "kind", "owner", "active")
+
+
+def _me(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)
+    return request.user
+
+
+def _query(params: dict[str, str], **changes: str) -> str:
+    merged = {**params, **changes}
+    return "?" + urlencode({k: v for k, v in merged.items() if v})
 
 
 @user_required
 def record_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "CRM directory"})
+    """Records by name, filtered; pages by keyset on (name, id) so that no page needs a COUNT or OFFSET."""
+    filterset = RecordFilter(request.GET, queryset=CrmRecord.objects.select_related("owner"))
+    records = filterset.qs.order_by("name", "pk") if filterset.is_valid() else CrmRecord.objects.none()
+    params = {k: request.GET.get(k, "") for k in FILTER_KEYS}
+    after = request.GET.get("after", "")
+    anchor = CrmRecord.objects.filter(pk=int(after)).values("name").first() if after.isdigit() else None
+    if anchor is not None:
+        records = records.filter(Q(name__gt=anchor["name"]) | Q(name=anchor["name"], pk__gt=int(after)))
+    size = personal_options_of(_me(request)).rows_per_page
+    page = list(records[: size + 1])
+    next_url = _query(params, after=str(page[size - 1].pk)) if len(page) > size else ""
+    tabs = [
+        ("", _("All")),
+        (RecordKind.ACCOUNT, _("Accounts")),
+        (RecordKind.CONTACT, _("Contacts")),
+        (RecordKind.LEAD, _("Leads")),
+        (RecordKind.OTHER, _("Other records")),
+    ]
+    context = {
+        "title": _("CRM directory"),
+        "nav_section": "directory",
+        "filter": filterset,
+        "records": page[:size],
+        "next_url": next_url,
+        "first_url": _query(params) if anchor is not None else "",
+        "kind": params["kind"],
+        "kind_tabs": [(value, label, _query(params, kind=value)) for value, label in tabs],
+        "can_import": is_admin(request.user),
+        "filtered": any(params.values()),
+    }
+    if getattr(request, "htmx", False):
+        # The filter form asked: the results, and the kind tabs out of band so that they keep the filters.
+        return render(request, "web/_directory_table.html", {**context, "htmx": True})
+    return render(request, "web/directory.html", context)
 
 
 @admin_required
 def record_import(request: HttpRequest) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Import records"})
+    if request.GET.get("sample") == "csv":
+        response = HttpResponse(SAMPLE_HEADER, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="syncadmin-records-sample.csv"'
+        return response
+    report = None
+    form = ImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            report = check_import_records(form.cleaned_data["kind"], form.cleaned_data["file"])
+        except ActionError as exc:
+            form.add_error("file", str(exc))
+    context = {
+        "title": _("Import records"),
+        "nav_section": "directory",
+        "form": form,
+        "report": report,
+        "kind_label": dict(RecordKind.choices).get(form.data.get("kind", ""), ""),
+    }
+    return render(request, "web/directory_import.html", context)

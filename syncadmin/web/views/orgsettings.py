@@ -1,18 +1,116 @@
-"""(placeholder: this module is being written)"""
+"""Org settings (DOMAIN §11): the System Settings email tab, the OrgDBOrgSettings list and their audit trail.
+
+Admins edit; auditors read the same pages without any controls; users get 403.
+"""
 
 from __future__ import annotations
 
+from django.contrib import messages
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
-from syncadmin.web.permissions import reader_required
+from syncadmin.web import forms_settings as fs
+from syncadmin.web.permissions import is_admin, reader_required
+from tracking.actions import ActionError, check_set_org_setting
+from tracking.models import AuditEvent, OrgSettings
+from tracking.orgsettings import ORG_SETTINGS, SETTINGS_BY_NAME
+
+TABS = ("email", "orgdb")
+CHANGES_PAGE = 200
+
+
+def _me(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)
+    return request.user
 
 
 @reader_required
 def org_settings(request: HttpRequest) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Organisation settings"})
+    tab = request.GET.get("tab", "email")
+    if tab not in TABS:
+        tab = "email"
+    current = fs.current_values(OrgSettings.load())
+    if request.method == "POST":
+        if not is_admin(request.user):
+            raise PermissionDenied
+        return _save(request, current)
+    if tab == "orgdb":
+        rows = [
+            fs.SettingRow(spec, current[spec.name], spec.format(current[spec.name])) for spec in ORG_SETTINGS
+        ]
+        return render(
+            request,
+            "web/orgsettings_orgdb.html",
+            {"title": _("OrgDBOrgSettings"), "nav_section": "orgsettings", "tab": tab, "rows": rows},
+        )
+    return _render_email_tab(request, fs.build_sections(current))
+
+
+def _render_email_tab(request: HttpRequest, sections: list[fs.Section]) -> HttpResponse:
+    context = {
+        "title": _("System Settings · Email"),
+        "nav_section": "orgsettings",
+        "tab": "email",
+        "sections": sections,
+        "editable": is_admin(request.user),
+        "error_count": sum(1 for s in sections for r in s.rows if r.error),
+    }
+    return render(request, "web/orgsettings.html", context)
+
+
+def _save(request: HttpRequest, current: dict[str, fs.SettingValue]) -> HttpResponse:
+    """Validate every posted field first; save the changed ones only when none is refused."""
+    raw = fs.posted_values(request.POST)
+    values, errors = fs.validate(raw)
+    if errors:
+        return _render_email_tab(request, fs.build_sections(current, raw, errors))
+    names = fs.changed(values, current)
+    try:
+        with transaction.atomic():
+            for name in names:
+                spec = SETTINGS_BY_NAME[name.lower()]
+                # Each change is one audited event: who, when, old → new.
+                check_set_org_setting(name, spec.format(values[name]), acting_user=_me(request))
+    except ActionError as exc:
+        messages.error(request, str(exc))
+        return _render_email_tab(request, fs.build_sections(current, raw))
+    if names:
+        messages.success(
+            request,
+            ngettext("Saved %(count)d change: %(names)s.", "Saved %(count)d changes: %(names)s.", len(names))
+            % {"count": len(names), "names": ", ".join(names)},
+        )
+    else:
+        messages.info(request, _("Nothing changed."))
+    return redirect(reverse("web-orgsettings") + "?tab=email")
 
 
 @reader_required
 def org_settings_changes(request: HttpRequest) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Changes to organisation settings"})
+    """The audit list of org setting changes, newest first, 200 at a time (keyset on id)."""
+    events = AuditEvent.objects.filter(action="orgsetting_changed").order_by("-id")
+    setting = request.GET.get("setting", "")
+    if setting:
+        events = events.filter(target=setting)
+    before = request.GET.get("before", "")
+    if before.isdigit():
+        events = events.filter(id__lt=int(before))
+    page = list(events[: CHANGES_PAGE + 1])
+    older = page[CHANGES_PAGE - 1].pk if len(page) > CHANGES_PAGE else None
+    context = {
+        "title": _("Changes to organisation settings"),
+        "nav_section": "orgsettings",
+        "tab": "changes",
+        "events": page[:CHANGES_PAGE],
+        "older": older,
+        "setting": setting,
+        "paged": before.isdigit(),
+        "setting_names": [spec.name for spec in ORG_SETTINGS],
+    }
+    return render(request, "web/orgsettings_changes.html", context)

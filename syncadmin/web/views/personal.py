@@ -1,26 +1,214 @@
-"""(placeholder: this module is being written)"""
+"""Set Personal Options: every signed-in user edits their own, and only their own (no user id in any URL).
+
+Tabs General (time zone, rows per page, language) and Email (send on behalf, Track option, folder
+tracking rules, automatic record creation, a link to the user's mailbox) switch by ?tab= links, so
+they work without JavaScript. Every saved change is audited by the actions.
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.models import User
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from syncadmin.web.forms_personal import EmailForm, FolderRuleForm, GeneralForm
 from syncadmin.web.permissions import user_required
+from tracking.actions import (
+    ActionError,
+    check_add_folder_rule,
+    do_delete_folder_rule,
+    do_set_personal_options,
+    personal_options_of,
+)
+from tracking.choices import AutoCreate, TrackOption
+from tracking.models import FolderTrackingRule, Mailbox, OrgSettings, PersonalOptions
+
+TABS = ("general", "email")
+
+
+def _me(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)
+    return request.user
+
+
+def _own_mailbox(user: User) -> Mailbox | None:
+    return Mailbox.objects.select_related("profile").filter(user=user).first()
+
+
+def _tab_url(tab: str, anchor: str = "") -> str:
+    return f"{reverse('web-personal-options')}?tab={tab}{anchor}"
+
+
+def _folder_rules_block(mailbox: Mailbox | None, org: OrgSettings) -> dict[str, Any]:
+    """Whether the folder tracking rules appear, and if not, why not (in words for the user)."""
+    if mailbox is None:
+        return {"folder_rules_shown": False, "folder_rules_why": _("You have no mailbox in SyncAdmin.")}
+    if not mailbox.profile.is_exchange:
+        return {
+            "folder_rules_shown": False,
+            "folder_rules_why": _(
+                "Folder tracking rules need an Exchange mailbox; yours is not on Exchange."
+            ),
+        }
+    if not org.folder_tracking_enabled:
+        return {
+            "folder_rules_shown": False,
+            "folder_rules_why": _("Your organisation has turned folder-based tracking off."),
+        }
+    rules = list(mailbox.folder_rules.select_related("regarding").order_by("folder", "pk"))
+    return {
+        "folder_rules_shown": True,
+        "folder_rules": rules,
+        "folder_rules_max": org.max_folder_mappings,
+        "folder_rules_full": len(rules) >= org.max_folder_mappings,
+    }
+
+
+def _render(
+    request: HttpRequest,
+    tab: str,
+    *,
+    general_form: GeneralForm | None = None,
+    email_form: EmailForm | None = None,
+    rule_form: FolderRuleForm | None = None,
+) -> HttpResponse:
+    user = _me(request)
+    options = personal_options_of(user)
+    org = OrgSettings.load()
+    mailbox = _own_mailbox(user)
+    context: dict[str, Any] = {
+        "title": _("Set Personal Options"),
+        "nav_section": "personal",
+        "tab": tab,
+        "options": options,
+        "mailbox": mailbox,
+    }
+    if tab == "general":
+        context["form"] = general_form or GeneralForm(
+            initial={
+                "time_zone": options.time_zone,
+                "rows_per_page": options.rows_per_page,
+                "language": options.language,
+            }
+        )
+    else:
+        form = email_form or EmailForm(options=options, org=org, initial=_email_initial(options))
+        context["form"] = form
+        context["track_choices"] = _track_choices(form, options)
+        context["forced"] = (
+            TrackOption(org.force_filtering_method) if org.force_filtering_method >= 0 else None
+        )
+        context["rule_form"] = rule_form or FolderRuleForm()
+        context.update(_folder_rules_block(mailbox, org))
+    return render(request, "web/personal.html", context)
+
+
+def _email_initial(options: PersonalOptions) -> dict[str, Any]:
+    return {
+        "allow_send_on_behalf": options.allow_send_on_behalf,
+        "track": options.track,
+        "auto_create": options.auto_create != AutoCreate.OFF,
+        "auto_create_kind": options.auto_create
+        if options.auto_create != AutoCreate.OFF
+        else AutoCreate.CONTACT,
+    }
+
+
+def _track_choices(form: EmailForm, options: PersonalOptions) -> list[dict[str, Any]]:
+    """The radio list: what is offered, what is selected, and what is shown only because it is stored."""
+    selected = str(form["track"].value())
+    return [
+        {
+            "value": option.value,
+            "label": option.label,
+            "checked": str(option.value) == selected,
+            "hidden_by_org": option not in form.visible_options,
+        }
+        for option in TrackOption
+        if option in form.visible_options or option == options.track
+    ]
 
 
 @user_required
 def personal_options(request: HttpRequest) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Personal Options"})
+    tab = request.POST.get("tab") if request.method == "POST" else request.GET.get("tab")
+    if tab not in TABS:
+        tab = "general"
+    if request.method != "POST":
+        return _render(request, tab)
+    user = _me(request)
+    options = personal_options_of(user)
+    if tab == "general":
+        general = GeneralForm(request.POST)
+        if not general.is_valid():
+            return _render(request, tab, general_form=general)
+        options = do_set_personal_options(
+            user,
+            time_zone=general.cleaned_data["time_zone"],
+            rows_per_page=general.cleaned_data["rows_per_page"],
+            language=general.cleaned_data["language"],
+            acting_user=user,
+        )
+    else:
+        email = EmailForm(request.POST, options=options, org=OrgSettings.load())
+        if not email.is_valid():
+            return _render(request, tab, email_form=email)
+        options = do_set_personal_options(
+            user,
+            track=email.cleaned_data["track"],
+            auto_create=email.cleaned_data["auto_create_value"],
+            allow_send_on_behalf=email.cleaned_data["allow_send_on_behalf"],
+            acting_user=user,
+        )
+    # Said in the language just chosen, which every later page uses too.
+    with translation.override(options.language):
+        messages.success(request, _("Your personal options are saved."))
+    return redirect(_tab_url(tab))
 
 
 @user_required
 @require_POST
 def folder_rules(request: HttpRequest) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Folder tracking rules"})
+    """Add a folder tracking rule to the user's own mailbox."""
+    user = _me(request)
+    form = FolderRuleForm(request.POST)
+    if not form.is_valid():
+        return _render(request, "email", rule_form=form)
+    mailbox = _own_mailbox(user)
+    if mailbox is None:
+        form.add_error(None, _("You have no mailbox in SyncAdmin."))
+        return _render(request, "email", rule_form=form)
+    try:
+        rule = check_add_folder_rule(
+            mailbox, form.cleaned_data["folder"], regarding=form.cleaned_data["regarding"], acting_user=user
+        )
+    except ActionError as exc:
+        form.add_error(None, str(exc))
+        return _render(request, "email", rule_form=form)
+    messages.success(request, _("Messages in %(folder)s will be tracked.") % {"folder": rule.folder})
+    return redirect(_tab_url("email", "#folder-rules"))
 
 
 @user_required
 @require_POST
 def folder_rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Delete folder rule"})
+    """Delete one of the user's own folder rules; another user's rule id is a 404, admins included."""
+    user = _me(request)
+    rule = (
+        FolderTrackingRule.objects.select_related("mailbox", "regarding")
+        .filter(pk=pk, mailbox__user=user)
+        .first()
+    )
+    if rule is None:
+        raise Http404
+    folder = rule.folder
+    do_delete_folder_rule(rule, acting_user=user)
+    messages.success(request, _("The rule for %(folder)s is deleted.") % {"folder": folder})
+    return redirect(_tab_url("email", "#folder-rules"))

@@ -1,0 +1,158 @@
+"""Set Personal Options: the General and Email tabs and the folder tracking rule form."""
+
+from __future__ import annotations
+
+import zoneinfo
+from functools import cache
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.utils.translation import gettext_lazy as _
+
+from tracking.choices import AutoCreate, TrackOption
+from tracking.models import CrmRecord, OrgSettings, PersonalOptions
+
+ROWS_MIN, ROWS_MAX = 10, 250
+HIDDEN_BY_TRACK_ALL = frozenset({TrackOption.ALL})
+HIDDEN_BY_AUTO_TRACK = frozenset({TrackOption.CRM_PARTIES, TrackOption.EMAIL_ENABLED})
+
+
+@cache
+def time_zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+@cache
+def time_zone_choices() -> list[tuple[str, Any]]:
+    """UTC first, then the zones grouped by region (Europe/Berlin under Europe)."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for name in sorted(time_zone_names()):
+        if name == "UTC":
+            continue
+        region, slash, place = name.partition("/")
+        if slash:
+            groups.setdefault(region, []).append((name, place.replace("_", " ")))
+        else:
+            groups.setdefault("Other", []).append((name, name))
+    choices: list[tuple[str, Any]] = [("UTC", "UTC")]
+    choices += [(region, zones) for region, zones in sorted(groups.items()) if region != "Other"]
+    if "Other" in groups:
+        choices.append(("Other", groups["Other"]))
+    return choices
+
+
+class GeneralForm(forms.Form):
+    time_zone = forms.ChoiceField(
+        label=_("Time zone"),
+        help_text=_("Times on every page are shown in this time zone."),
+        error_messages={"invalid_choice": _("%(value)s is not a known time zone.")},
+    )
+    rows_per_page = forms.IntegerField(
+        label=_("Records per page"),
+        min_value=ROWS_MIN,
+        max_value=ROWS_MAX,
+        help_text=_("How many rows lists show per page, from 10 to 250."),
+        error_messages={"invalid": _("Enter a whole number from 10 to 250.")},
+    )
+    language = forms.ChoiceField(
+        label=_("Language"),
+        help_text=_("The language of SyncAdmin's pages; it applies from the next page you open."),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        self.fields["time_zone"].choices = time_zone_choices()  # type: ignore[attr-defined]
+        self.fields["language"].choices = settings.LANGUAGES  # type: ignore[attr-defined]
+
+    def clean_time_zone(self) -> str:
+        value: str = self.cleaned_data["time_zone"]
+        if value not in time_zone_names():
+            raise forms.ValidationError(_("%(value)s is not a known time zone."), params={"value": value})
+        return value
+
+
+def visible_track_options(org: OrgSettings) -> list[TrackOption]:
+    hidden: set[TrackOption] = set()
+    if org.hide_track_all_option:
+        hidden |= HIDDEN_BY_TRACK_ALL
+    if org.hide_auto_track_options:
+        hidden |= HIDDEN_BY_AUTO_TRACK
+    return [option for option in TrackOption if option not in hidden]
+
+
+class EmailForm(forms.Form):
+    """The Email tab: send on behalf, the Track option (minus what the org hides), automatic creation.
+
+    A stored Track option that the organisation has since hidden stays selectable, so saving the
+    other fields does not change it behind the user's back; choosing a hidden option anew is refused.
+    """
+
+    allow_send_on_behalf = forms.BooleanField(
+        label=_("Allow other users to send email on your behalf"), required=False
+    )
+    track = forms.TypedChoiceField(label=_("Track"), coerce=int, widget=forms.RadioSelect)
+    auto_create = forms.BooleanField(label=_("Create"), required=False)
+    auto_create_kind = forms.ChoiceField(
+        label=_("Record type"),
+        required=False,
+        choices=[
+            (AutoCreate.LEAD.value, AutoCreate.LEAD.label),
+            (AutoCreate.CONTACT.value, AutoCreate.CONTACT.label),
+        ],
+    )
+
+    def __init__(self, *args: Any, options: PersonalOptions, org: OrgSettings, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        self.options = options
+        visible = visible_track_options(org)
+        self.visible_options = visible
+        allowed = [o for o in TrackOption if o in visible or o == options.track]
+        self.fields["track"].choices = [(o.value, o.label) for o in allowed]  # type: ignore[attr-defined]
+        self.fields["track"].error_messages["invalid_choice"] = _(
+            "%(value)s is not one of the Track options your organisation offers."
+        )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("auto_create"):
+            kind = data.get("auto_create_kind")
+            if kind not in (AutoCreate.LEAD, AutoCreate.CONTACT):
+                self.add_error("auto_create_kind", _("Choose Leads or Contacts."))
+            else:
+                data["auto_create_value"] = kind
+        else:
+            data["auto_create_value"] = AutoCreate.OFF.value
+        return data
+
+
+class RecordChoiceField(forms.ModelChoiceField[CrmRecord]):
+    def label_from_instance(self, obj: CrmRecord) -> str:
+        email = f" <{obj.email1}>" if obj.email1 else ""
+        return f"{obj}{email}"
+
+
+class FolderRuleForm(forms.Form):
+    folder = forms.CharField(
+        label=_("Folder"),
+        max_length=255,
+        help_text=_(
+            "A folder under your Inbox, e.g. Inbox/Projects/Contoso; every message in it is tracked."
+        ),
+    )
+    regarding = RecordChoiceField(
+        label=_("Regarding"),
+        queryset=CrmRecord.objects.none(),
+        required=False,
+        empty_label=_("(no regarding record)"),
+        help_text=_("Optional: the record the tracked messages are set regarding."),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        field = self.fields["regarding"]
+        assert isinstance(field, RecordChoiceField)
+        field.queryset = CrmRecord.objects.filter(active=True).order_by("kind", "name", "pk")
