@@ -18,12 +18,16 @@ REPLY = (
 def test_it_tracks_a_decided_message_by_hand_with_its_recipients(alice, cmd, tmp_path):
     path = tmp_path / "m.eml"
     path.write_bytes(REPLY)
-    [row] = cmd("ingest", "--mailbox", "alice@contoso.com", "--folder", "inbox", str(path), "--json").json_lines()
+    [row] = cmd(
+        "ingest", "--mailbox", "alice@contoso.com", "--folder", "inbox", str(path), "--json"
+    ).json_lines()
     assert row["outcome"] == "not_tracked"
     record = CrmRecord.objects.create(kind="account", name="Northwind", email1="orders@northwind.example")
     decision = Decision.objects.get()
 
-    processed = track_decision_manually(decision, RecordRef(record.pk, "account", "Northwind"), now=timezone.now())
+    processed = track_decision_manually(
+        decision, RecordRef(record.pk, "account", "Northwind"), now=timezone.now()
+    )
 
     assert processed.new and (processed.decision.outcome, processed.decision.reason) == ("tracked", "manual")
     email = TrackedEmail.objects.get()

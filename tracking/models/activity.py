@@ -155,6 +155,7 @@ class Decision(models.Model):
             models.Index(fields=["outcome", "reason", "-id"], name="decision_outcome"),
             models.Index(fields=["correlation_method", "-id"], name="decision_correlation"),
             models.Index(fields=["received_at"], name="decision_received"),
+            models.Index(fields=["decided_at"], name="decision_decided"),
             models.Index(fields=["message_id"], name="decision_message_id"),
         ]
 

@@ -1,60 +1,498 @@
-"""(placeholder: this module is being written)"""
+"""Mailboxes: the filtered list, one mailbox's page, and the admin actions on it (DOMAIN §9).
+
+Everyone signed in reads the mailboxes they may see (admins and auditors all, a user their own);
+only admins act. Test & Enable and Scan now are RQ jobs: when Redis is down the pages still work
+and say that the queue is unavailable instead of offering what cannot be done.
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_POST
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from syncadmin.web.permissions import admin_required, user_required
+import django_rq
+from django.contrib import messages
+from django.contrib.auth.models import AnonymousUser, User
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.formats import date_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_http_methods, require_POST
+from django_stubs_ext import StrOrPromise
+from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from syncadmin.web.filters_mailboxes import MailboxFilter
+from syncadmin.web.forms_mailboxes import ResetSyncStateForm, WatermarkForm
+from syncadmin.web.permissions import (
+    admin_required,
+    get_visible_mailbox,
+    is_admin,
+    reads_everything,
+    user_required,
+    visible_mailboxes,
+)
+from syncadmin.web.views.dashboard import is_htmx
+from tracking import jobs
+from tracking.actions import (
+    do_approve_mailbox,
+    do_disable_mailbox,
+    do_note_mailbox_job,
+    do_reset_mailbox_sync_state,
+    do_set_mailbox_watermark,
+)
+from tracking.choices import Approval, Folder, IncomingMethod
+from tracking.context import load_rules
+from tracking.decisions import OrgRules
+from tracking.models import Alert, FolderSyncState, Mailbox, PersonalOptions, ScanRun
+from tracking.scanning import folders_to_scan, sent_items_refusal
+
+TEST_PREFIX = "Test & Enable"  # how do_record_test_result's alerts begin
+TEST_SESSION_KEY = "syncadmin-test-enable-{pk}"
+TEST_JOB_TIMEOUT = 300  # seconds
+TEST_RESULT_KEPT = timedelta(hours=1)  # how long the page keeps showing the result of a test it queued
+
+
+# -- reading --------------------------------------------------------------------------------------------
+
+
+def _rows_per_page(user: User | AnonymousUser) -> int:
+    if user.pk is None:
+        return 50
+    rows = PersonalOptions.objects.filter(user_id=user.pk).values_list("rows_per_page", flat=True).first()
+    return rows or 50
 
 
 @user_required
 def mailbox_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Mailboxes"})
+    """Admins and auditors filter every mailbox; a user sees their own, without filters."""
+    mailboxes = visible_mailboxes(request.user).order_by("email_address")
+    reader = reads_everything(request.user)
+    filters = MailboxFilter(request.GET or None, queryset=mailboxes) if reader else None
+    found = filters.qs if filters is not None else mailboxes
+    page = Paginator(found, _rows_per_page(request.user)).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "title": _("Mailboxes") if reader else _("My mailbox"),
+        "nav_section": "mailboxes",
+        "filters": filters,
+        "page": page,
+        "query": query.urlencode(),
+    }
+    if is_htmx(request):
+        return render(request, "web/_mailbox_table.html", context)
+    return render(request, "web/mailbox_list.html", context)
+
+
+# Why a scan failed, in words an admin can act on; the first matching hint wins.
+ERROR_HINTS: tuple[tuple[tuple[str, ...], StrOrPromise], ...] = (
+    (
+        ("decrypt",),
+        gettext_lazy(
+            "The stored secret cannot be decrypted with this server's encryption key. "
+            "Enter the secret again in the server profile."
+        ),
+    ),
+    (
+        ("not approved", "must approve"),
+        gettext_lazy("An admin must approve the mailbox's email address before it can be enabled."),
+    ),
+    (
+        ("certificate", "ssl", "tls"),
+        gettext_lazy(
+            "The server's certificate could not be verified. Set the server profile's CA bundle "
+            "or fix the server's certificate."
+        ),
+    ),
+    (
+        ("credential", "401", "unauthori", "password", "logon", "authenticat", "invalid_client"),
+        gettext_lazy(
+            "The server refused to sign SyncAdmin in. Check the user name and secret of the server "
+            "profile (for OAuth 2.0 also the tenant and client ID)."
+        ),
+    ),
+    (
+        ("403", "forbidden", "permission denied", "access is denied", "impersonat"),
+        gettext_lazy(
+            "The service account may not read this mailbox. Grant it access (EWS impersonation, "
+            "or Mail.Read for the Graph app)."
+        ),
+    ),
+    (
+        ("429", "busy", "throttl", "too many"),
+        gettext_lazy("The server asked SyncAdmin to slow down. The scan is retried later by itself."),
+    ),
+    (
+        ("not found", "404", "no directory", "does not exist", "no such"),
+        gettext_lazy(
+            "The mailbox or folder was not found on the server. Check the mailbox's address and "
+            "the server profile's endpoint."
+        ),
+    ),
+    (
+        ("timed out", "timeout", "unreachable", "refused", "name or service", "connect", "50"),
+        gettext_lazy(
+            "SyncAdmin could not reach the server, or the server failed. Check the endpoint and the "
+            "network; transient failures are retried by themselves."
+        ),
+    ),
+)
+
+
+def error_in_words(error: str) -> str:
+    """What an admin should do about a mailbox's last error ("" when there is none)."""
+    if not error:
+        return ""
+    lowered = error.lower()
+    for needles, hint in ERROR_HINTS:
+        if any(n in lowered for n in needles):
+            return str(hint)
+    return _("The last scan failed; the server's own words are below.")
+
+
+@dataclass
+class FolderState:
+    folder: str
+    label: str
+    has_state: bool
+    watermark: datetime | None
+    pending_watermark: datetime | None
+    effective_watermark: datetime | None
+    updated_at: datetime
+
+
+def folder_states(mailbox: Mailbox) -> list[FolderState]:
+    """Each folder's sync state and the watermark a scan of it would use (see context.watermark_of)."""
+    labels = dict(Folder.choices)
+    out = []
+    for state in FolderSyncState.objects.filter(mailbox=mailbox).order_by("folder"):
+        marks = [
+            m
+            for m in (
+                mailbox.profile.process_emails_received_after,
+                mailbox.process_emails_received_after,
+                state.watermark,
+            )
+            if m
+        ]
+        out.append(
+            FolderState(
+                folder=state.folder,
+                label=str(labels.get(state.folder, state.folder)),
+                has_state=bool(state.state),
+                watermark=state.watermark,
+                pending_watermark=state.pending_watermark,
+                effective_watermark=max(marks) if marks else None,
+                updated_at=state.updated_at,
+            )
+        )
+    return out
+
+
+def duration_words(run: ScanRun) -> str:
+    if run.started_at is None or run.finished_at is None:
+        return ""
+    seconds = (run.finished_at - run.started_at).total_seconds()
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def scan_refusal(mailbox: Mailbox, rules: OrgRules) -> str:
+    """Why Scan now would not scan this mailbox (DOMAIN §3.1), or ""."""
+    if mailbox.incoming_method != IncomingMethod.SERVER_SIDE_SYNC:
+        return _("its incoming method is not server-side synchronization.")
+    required = rules.require_approval_queue if mailbox.is_queue else rules.require_approval_user
+    if required and mailbox.approval != Approval.APPROVED:
+        return _("its email address is not approved.")
+    if not mailbox.enabled:
+        return _("it is disabled; run Test & Enable first.")
+    return ""
+
+
+def queue_problem() -> str:
+    """ "" when the job queue answers, else what is wrong, for the page."""
+    try:
+        django_rq.get_connection(jobs.QUEUE).ping()
+    except RedisError as exc:
+        return str(exc)
+    return ""
+
+
+@dataclass
+class TestState:
+    queued_at: datetime
+    done: bool
+    alert: Alert | None = None
+    job_failed: bool = False
+
+
+def _job_status(job_id: str) -> str | None:
+    try:
+        job = Job.fetch(job_id, connection=django_rq.get_connection(jobs.QUEUE))
+        status = job.get_status()
+    except (RedisError, NoSuchJobError):
+        return None
+    return str(status.value if isinstance(status, JobStatus) else status)
+
+
+def test_state(request: HttpRequest, mailbox: Mailbox) -> TestState | None:
+    """The Test & Enable this session queued for the mailbox: still waiting, or its result."""
+    info = request.session.get(TEST_SESSION_KEY.format(pk=mailbox.pk))
+    if not isinstance(info, dict):
+        return None
+    queued_at = parse_datetime(str(info.get("queued_at", "")))
+    if queued_at is None:
+        return None
+    alert = (
+        mailbox.alerts.filter(created_at__gte=queued_at, message__startswith=TEST_PREFIX)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if alert is not None:
+        if timezone.now() - alert.created_at > TEST_RESULT_KEPT:
+            return None
+        return TestState(queued_at=queued_at, done=True, alert=alert)
+    if _job_status(str(info.get("job_id", ""))) in (JobStatus.FAILED.value, JobStatus.STOPPED.value):
+        return TestState(queued_at=queued_at, done=True, job_failed=True)
+    return TestState(queued_at=queued_at, done=False)
+
+
+def _status_context(request: HttpRequest, mailbox: Mailbox) -> dict[str, object]:
+    return {
+        "mailbox": mailbox,
+        "error_words": error_in_words(mailbox.last_error),
+        "test": test_state(request, mailbox),
+    }
+
+
+def _detail_context(request: HttpRequest, mailbox: Mailbox) -> dict[str, object]:
+    rules = load_rules()
+    admin = is_admin(request.user)
+    refusal = sent_items_refusal(mailbox, rules)
+    folder_labels = {value: str(label) for value, label in Folder.choices}
+    context: dict[str, object] = {
+        "title": mailbox.email_address,
+        "nav_section": "mailboxes",
+        "admin": admin,
+        "reader": reads_everything(request.user),
+        "folders": [folder_labels[f] for f in folders_to_scan(mailbox, rules)],
+        "sent_items_refusal": refusal.label if refusal is not None else "",
+        "states": folder_states(mailbox),
+        "runs": [
+            (run, duration_words(run), folder_labels.get(run.folder, run.folder))
+            for run in mailbox.scan_runs.order_by("-queued_at", "-id")[:20]
+        ],
+        "alerts": mailbox.alerts.order_by("-created_at", "-id")[:20],
+        "poll_minutes": rules.poll_interval_minutes,
+        **_status_context(request, mailbox),
+    }
+    if admin:
+        context["queue_problem"] = queue_problem()
+        context["scan_refusal"] = scan_refusal(mailbox, rules)
+        context["watermark_form"] = WatermarkForm(
+            initial={"process_emails_received_after": mailbox.process_emails_received_after}
+        )
+    return context
 
 
 @user_required
 def mailbox_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Mailbox"})
+    mailbox = get_visible_mailbox(request, pk)
+    return render(request, "web/mailbox_detail.html", _detail_context(request, mailbox))
 
 
 @user_required
 def mailbox_status(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Mailbox status"})
+    """The status panel, polled by htmx while a Test & Enable is queued; a page of its own without JS."""
+    mailbox = get_visible_mailbox(request, pk)
+    context = {
+        "title": mailbox.email_address,
+        "nav_section": "mailboxes",
+        **_status_context(request, mailbox),
+    }
+    if not is_htmx(request):
+        return render(request, "web/mailbox_status.html", context)
+    response = render(request, "web/_mailbox_status.html", context)
+    test = context["test"]
+    if request.GET.get("waiting") and isinstance(test, TestState) and test.done:
+        # The test the page was waiting for has finished: reload it, so that its actions, alerts
+        # and scans match the mailbox's new state too.
+        response["HX-Refresh"] = "true"
+    return response
+
+
+# -- admin actions --------------------------------------------------------------------------------------
+
+
+def _back(mailbox: Mailbox) -> HttpResponse:
+    return redirect("web-mailbox", mailbox.pk)
+
+
+def _acting(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)  # admin_required let only a signed-in admin through
+    return request.user
+
+
+def _queue_unavailable(request: HttpRequest, what: str, error: str) -> None:
+    messages.error(
+        request,
+        _("The job queue is unavailable (%(error)s): %(what)s was not queued. Try again when Redis answers.")
+        % {"error": error, "what": what},
+    )
 
 
 @admin_required
 @require_POST
 def mailbox_approve(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Approve"})
+    mailbox = get_visible_mailbox(request, pk)
+    if mailbox.approval == Approval.APPROVED:
+        messages.info(
+            request, _("The email address of %(mailbox)s is already approved.") % {"mailbox": mailbox}
+        )
+    else:
+        do_approve_mailbox(mailbox, acting_user=_acting(request))
+        messages.success(request, _("Approved the email address of %(mailbox)s.") % {"mailbox": mailbox})
+    return _back(mailbox)
 
 
 @admin_required
 @require_POST
 def mailbox_test(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Test & Enable"})
+    mailbox = get_visible_mailbox(request, pk)
+    what = _("Test & Enable")
+    problem = queue_problem()
+    if problem:
+        _queue_unavailable(request, what, problem)
+        return _back(mailbox)
+    job_id = f"syncadmin-test-{mailbox.pk}-{uuid.uuid4().hex[:12]}"
+    queued_at = timezone.now()
+    try:
+        django_rq.get_queue(jobs.QUEUE).enqueue_call(
+            jobs.test_and_enable_job,
+            args=(mailbox.pk,),
+            job_id=job_id,
+            timeout=TEST_JOB_TIMEOUT,
+            description=f"test and enable mailbox {mailbox.pk}",
+        )
+    except RedisError as exc:
+        _queue_unavailable(request, what, str(exc))
+        return _back(mailbox)
+    do_note_mailbox_job(mailbox, "test", acting_user=_acting(request))
+    request.session[TEST_SESSION_KEY.format(pk=mailbox.pk)] = {
+        "job_id": job_id,
+        "queued_at": queued_at.isoformat(),
+    }
+    messages.success(request, _("Test & Enable queued for %(mailbox)s.") % {"mailbox": mailbox})
+    return _back(mailbox)
 
 
 @admin_required
 @require_POST
 def mailbox_scan(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Scan now"})
+    mailbox = get_visible_mailbox(request, pk)
+    refusal = scan_refusal(mailbox, load_rules())
+    if refusal:
+        messages.error(
+            request, _("%(mailbox)s cannot be scanned: %(why)s") % {"mailbox": mailbox, "why": refusal}
+        )
+        return _back(mailbox)
+    what = _("Scan now")
+    problem = queue_problem()
+    if problem:
+        _queue_unavailable(request, what, problem)
+        return _back(mailbox)
+    try:
+        jobs.enqueue_scan(mailbox.pk)
+    except RedisError as exc:
+        _queue_unavailable(request, what, str(exc))
+        return _back(mailbox)
+    do_note_mailbox_job(mailbox, "scan", acting_user=_acting(request))
+    messages.success(
+        request,
+        _("Scan of %(mailbox)s queued; it starts when a worker is free (one scan of a mailbox at a time).")
+        % {"mailbox": mailbox},
+    )
+    return _back(mailbox)
 
 
 @admin_required
 @require_POST
 def mailbox_disable(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Disable"})
+    mailbox = get_visible_mailbox(request, pk)
+    if do_disable_mailbox(mailbox, acting_user=_acting(request)):
+        messages.success(
+            request, _("%(mailbox)s is disabled and will not be scanned.") % {"mailbox": mailbox}
+        )
+    else:
+        messages.info(request, _("%(mailbox)s was already disabled.") % {"mailbox": mailbox})
+    return _back(mailbox)
 
 
 @admin_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def mailbox_reset_sync(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Reset sync state"})
+    """GET asks "are you sure?"; POST with the box ticked forgets the sync state."""
+    mailbox = get_visible_mailbox(request, pk)
+    states = folder_states(mailbox)
+    choices = [(s.folder, s.label) for s in states]
+    if request.method == "POST":
+        form = ResetSyncStateForm(request.POST, folders=choices)
+        if form.is_valid():
+            folder = form.cleaned_data["folder"] or None
+            reset = do_reset_mailbox_sync_state(mailbox, folder, acting_user=_acting(request))
+            if reset:
+                messages.success(
+                    request,
+                    _("Sync state reset for %(folders)s; the next scan reads from the start.")
+                    % {"folders": ", ".join(reset)},
+                )
+            else:
+                messages.info(request, _("There was no sync state to reset."))
+            return _back(mailbox)
+    else:
+        form = ResetSyncStateForm(initial={"folder": request.GET.get("folder", "")}, folders=choices)
+    return render(
+        request,
+        "web/mailbox_reset_sync.html",
+        {
+            "title": _("Reset sync state"),
+            "nav_section": "mailboxes",
+            "mailbox": mailbox,
+            "states": states,
+            "form": form,
+        },
+    )
 
 
 @admin_required
 @require_POST
 def mailbox_watermark(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Process emails received after"})
+    mailbox = get_visible_mailbox(request, pk)
+    form = WatermarkForm(request.POST)
+    if not form.is_valid():
+        context = _detail_context(request, mailbox)
+        context["watermark_form"] = form
+        return render(request, "web/mailbox_detail.html", context, status=400)
+    value = form.cleaned_data["process_emails_received_after"]
+    do_set_mailbox_watermark(mailbox, value, acting_user=_acting(request))
+    if value is None:
+        messages.success(request, _("Cleared “process emails received after”."))
+    else:
+        messages.success(
+            request,
+            _("Messages received before %(when)s will not be evaluated.")
+            % {"when": date_format(timezone.localtime(value), "SHORT_DATETIME_FORMAT")},
+        )
+    return _back(mailbox)

@@ -1,23 +1,129 @@
-"""(placeholder: this module is being written)"""
+"""Server profiles: the list, and the create / edit form (admins) that auditors read without editing.
+
+A profile's secret is write-only: the form's password field never renders a value, an empty
+field keeps the stored secret, and pages only ever say whether one is set.
+"""
 
 from __future__ import annotations
 
+from django.contrib import messages
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods
 
-from syncadmin.web.permissions import admin_required, reader_required
+from syncadmin.web.forms_mailboxes import ProfileForm
+from syncadmin.web.permissions import admin_required, is_admin, reader_required
+from tracking.actions import ActionError, check_add_profile, check_update_profile
+from tracking.models import EmailServerProfile
 
 
 @reader_required
 def profile_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Server profiles"})
+    profiles = EmailServerProfile.objects.annotate(mailbox_count=Count("mailboxes")).order_by("name")
+    return render(
+        request,
+        "web/profile_list.html",
+        {
+            "title": _("Server profiles"),
+            "nav_section": "profiles",
+            "profiles": profiles,
+            "admin": is_admin(request.user),
+        },
+    )
+
+
+def _values(form: ProfileForm) -> dict[str, object]:
+    """The cleaned fields the actions take, secret aside."""
+    data = form.cleaned_data
+    return {
+        "endpoint": data["endpoint"],
+        "auth_method": data["auth_method"],
+        "username": data["username"],
+        "tenant_id": data["tenant_id"],
+        "client_id": data["client_id"],
+        "authority": data["authority"],
+        "ca_bundle": data["ca_bundle"],
+        "use_impersonation": data["use_impersonation"],
+        "process_emails_received_after": data["process_emails_received_after"],
+        "max_concurrent_connections": data["max_concurrent_connections"],
+    }
+
+
+def _acting(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)
+    return request.user
 
 
 @admin_required
+@require_http_methods(["GET", "POST"])
 def profile_create(request: HttpRequest) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "New server profile"})
+    form = ProfileForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            profile = check_add_profile(
+                form.cleaned_data["name"],
+                form.cleaned_data["kind"],
+                secret=form.cleaned_data["secret"],
+                acting_user=_acting(request),
+                **_values(form),  # type: ignore[arg-type]
+            )
+        except ActionError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, _("Server profile %(name)s created.") % {"name": profile.name})
+            return redirect("web-profile-edit", profile.pk)
+    return render(
+        request,
+        "web/profile_form.html",
+        {"title": _("New server profile"), "nav_section": "profiles", "form": form, "profile": None},
+        status=400 if form.is_bound and form.errors else 200,
+    )
 
 
 @reader_required
+@require_http_methods(["GET", "POST"])
 def profile_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Server profile"})
+    """Admins edit; auditors read the same fields, and their POST is refused."""
+    profile = get_object_or_404(EmailServerProfile.objects.annotate(mailbox_count=Count("mailboxes")), pk=pk)
+    admin = is_admin(request.user)
+    if request.method == "POST" and not admin:
+        raise PermissionDenied
+    form = ProfileForm(request.POST if request.method == "POST" else None, profile=profile)
+    if request.method == "POST" and form.is_valid():
+        try:
+            changed = check_update_profile(
+                profile,
+                name=form.cleaned_data["name"],
+                kind=form.cleaned_data["kind"],
+                secret=form.cleaned_data["secret"] or None,
+                clear_secret=form.cleaned_data.get("clear_secret", False),
+                acting_user=_acting(request),
+                **_values(form),  # type: ignore[arg-type]
+            )
+        except ActionError as exc:
+            form.add_error(None, str(exc))
+        else:
+            if changed:
+                messages.success(
+                    request, _("Server profile %(name)s saved.") % {"name": form.cleaned_data["name"]}
+                )
+            else:
+                messages.info(request, _("Nothing changed."))
+            return redirect("web-profile-edit", profile.pk)
+    return render(
+        request,
+        "web/profile_form.html",
+        {
+            "title": profile.name,
+            "nav_section": "profiles",
+            "form": form,
+            "profile": profile,
+            "admin": admin,
+            "mailboxes": profile.mailboxes.order_by("email_address")[:50],
+        },
+        status=400 if form.is_bound and form.errors else 200,
+    )
