@@ -133,6 +133,10 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True  # serve from the app directories too, so `make run` needs no collectstatic
 
+# Explain accepts pasted or uploaded messages up to 10 MB; the form says so above that.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "web-home"
 LOGOUT_REDIRECT_URL = "login"

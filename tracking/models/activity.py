@@ -152,7 +152,9 @@ class Decision(models.Model):
         # The decision log pages by id (keyset) under each filter, newest first.
         indexes = [
             models.Index(fields=["mailbox", "-id"], name="decision_mailbox"),
-            models.Index(fields=["outcome", "reason", "-id"], name="decision_outcome"),
+            models.Index(fields=["outcome", "-id"], name="decision_outcome"),
+            models.Index(fields=["reason", "-id"], name="decision_reason"),
+            models.Index(fields=["mailbox", "outcome", "-id"], name="decision_mailbox_outcome"),
             models.Index(fields=["correlation_method", "-id"], name="decision_correlation"),
             models.Index(fields=["received_at"], name="decision_received"),
             models.Index(fields=["decided_at"], name="decision_decided"),

@@ -1,30 +1,384 @@
-"""(placeholder: this module is being written)"""
+"""The decision log (DOMAIN §8): filtered list paged by keyset, detail with the trace, CSV export, Track.
+
+Decisions are append-only: nothing here edits or deletes one. "Track" / "Set regarding" adds a
+manual decision beside a not-tracked one (DOMAIN §3.3) through tracking.pipeline.
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_POST
+import csv
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
 
-from syncadmin.web.permissions import user_required
+from django.contrib import messages
+from django.contrib.auth.models import AnonymousUser, User
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+from django_htmx.http import push_url
+from django_htmx.middleware import HtmxDetails
+
+from syncadmin.web.filters_decisions import filter_decisions
+from syncadmin.web.forms_decisions import TrackForm
+from syncadmin.web.permissions import may_track, reads_everything, user_required, visible_decisions
+from tracking.choices import Outcome
+from tracking.decisions import RecordRef
+from tracking.models import AuditEvent, CrmRecord, Decision, Mailbox, PersonalOptions
+from tracking.pipeline import Processed, track_decision_manually
+
+DEFAULT_ROWS_PER_PAGE = 50
+EXPORT_CHUNK = 2000
+RELATED_LIMIT = 20
+RECORD_CHOICES_LIMIT = 50
+# Big JSON columns the list and the export never show.
+LIST_DEFERRED = ("trace", "message_snapshot")
+EXPORT_COLUMNS = (
+    "decided_at",
+    "received_at",
+    "mailbox",
+    "folder",
+    "message_id",
+    "sender",
+    "subject",
+    "outcome",
+    "reason",
+    "correlation_method",
+    "correlated_message_id",
+    "accepting_kind",
+    "accepting_name",
+    "regarding",
+    "manual",
+)
+EXPORT_FIELDS = (
+    "decided_at",
+    "received_at",
+    "mailbox__email_address",
+    "folder",
+    "message_id",
+    "sender",
+    "subject",
+    "outcome",
+    "reason",
+    "correlation_method",
+    "correlated_message_id",
+    "accepting_kind",
+    "accepting_name",
+    "regarding__kind",
+    "regarding__name",
+    "manual",
+)
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+# ---------------------------------------------------------------------------------------------
+# List: keyset pages on -id, never OFFSET, never COUNT(*)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeysetPage:
+    rows: list[Decision]
+    newer: int | None  # ?after= for the "Newer" link, None when there is nothing newer
+    older: int | None  # ?before= for the "Older" link, None when there is nothing older
+    paged: bool  # a page other than the newest was asked for
+
+
+def keyset_page(
+    queryset: QuerySet[Decision], *, before: int | None, after: int | None, size: int
+) -> KeysetPage:
+    """One page of `size` rows, newest first, starting below `before` or above `after`.
+
+    One extra row tells whether the next page in the direction of travel exists; an EXISTS
+    (LIMIT 1) answers for the other direction. Both use the (filter, -id) indexes.
+    """
+    if after is not None:
+        rows = list(queryset.filter(id__gt=after).order_by("id")[: size + 1])
+        more_newer = len(rows) > size
+        rows = rows[:size][::-1]
+        more_older = bool(rows) and queryset.filter(id__lt=rows[-1].pk).exists()
+    else:
+        page = queryset.filter(id__lt=before) if before is not None else queryset
+        rows = list(page.order_by("-id")[: size + 1])
+        more_older = len(rows) > size
+        rows = rows[:size]
+        more_newer = before is not None and bool(rows) and queryset.filter(id__gt=rows[0].pk).exists()
+    return KeysetPage(
+        rows=rows,
+        newer=rows[0].pk if rows and more_newer else None,
+        older=rows[-1].pk if rows and more_older else None,
+        paged=before is not None or after is not None,
+    )
+
+
+def is_htmx(request: HttpRequest, *, target: str | None = None) -> bool:
+    """An htmx request for a fragment (optionally aimed at `target`); a history restore wants the page."""
+    details = getattr(request, "htmx", None)
+    if not isinstance(details, HtmxDetails) or not details or details.history_restore_request:
+        return False
+    return target is None or details.target == target
+
+
+def _nonempty_query(request: HttpRequest) -> str:
+    params = request.GET.copy()
+    for key in list(params):
+        params.setlist(key, [v for v in params.getlist(key) if v])
+        if not params.getlist(key):
+            del params[key]
+    return f"?{params.urlencode()}" if params else ""
+
+
+def _id_param(request: HttpRequest, name: str) -> int | None:
+    raw = request.GET.get(name, "")
+    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+
+
+def scoped_decisions(user: User | AnonymousUser) -> QuerySet[Decision]:
+    """permissions.visible_decisions, with a user's own mailbox ids spelled out.
+
+    Scoped only by the join (mailbox.user_id), PostgreSQL walks the whole table backwards by id
+    to find one user's rows; with mailbox_id IN (...) it uses the (mailbox, -id) index.
+    """
+    decisions = visible_decisions(user)
+    if reads_everything(user):
+        return decisions
+    own = list(Mailbox.objects.filter(user_id=user.pk or 0).values_list("pk", flat=True))
+    return decisions.filter(mailbox_id__in=own)
+
+
+def rows_per_page(user: User | AnonymousUser) -> int:
+    value = (
+        PersonalOptions.objects.filter(user_id=user.pk or 0).values_list("rows_per_page", flat=True).first()
+    )
+    return value or DEFAULT_ROWS_PER_PAGE
 
 
 @user_required
 def decision_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Decision log"})
+    filterset = filter_decisions(request, scoped_decisions(request.user))
+    queryset = filterset.qs.select_related("mailbox").defer(*LIST_DEFERRED)
+    page = keyset_page(
+        queryset,
+        before=_id_param(request, "before"),
+        after=_id_param(request, "after"),
+        size=rows_per_page(request.user),
+    )
+    context = {"filter": filterset, "page": page, "nav_section": "decisions", "title": _("Decision log")}
+    if is_htmx(request):
+        # the address bar shows the filter without the form's empty fields
+        response = render(request, "web/_decision_table.html", {**context, "fragment": True})
+        return push_url(response, request.path + _nonempty_query(request))
+    return render(request, "web/decision_list.html", context)
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV export of the current filter, streamed
+# ---------------------------------------------------------------------------------------------
+
+
+class _Echo:
+    """A file-like object whose write returns the line, so csv.writer can feed a generator."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def safe_cell(value: object, tz: tzinfo) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.astimezone(tz).isoformat()
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+def _csv_lines(rows: Iterable[tuple[object, ...]], tz: tzinfo) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(EXPORT_COLUMNS)
+    for row in rows:
+        *head, regarding_kind, regarding_name, manual = row
+        regarding = f"{regarding_kind}:{regarding_name}" if regarding_name is not None else None
+        yield writer.writerow([safe_cell(v, tz) for v in (*head, regarding, manual)])
 
 
 @user_required
-def decision_export(request: HttpRequest) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Export"})
+def decision_export(request: HttpRequest) -> StreamingHttpResponse:
+    filterset = filter_decisions(request, scoped_decisions(request.user))
+    rows = filterset.qs.order_by("-id").values_list(*EXPORT_FIELDS).iterator(chunk_size=EXPORT_CHUNK)
+    # The generator runs after the view returns, when the middleware has reset the time zone.
+    tz = timezone.get_current_timezone()
+    response = StreamingHttpResponse(_csv_lines(rows, tz), content_type="text/csv; charset=utf-8")
+    filename = f"decisions-{timezone.localdate():%Y-%m-%d}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+# ---------------------------------------------------------------------------------------------
+# Detail and Track / Set regarding
+# ---------------------------------------------------------------------------------------------
+
+
+def _get_decision(request: HttpRequest, pk: int) -> Decision:
+    """The decision with everything the detail page shows; 404 unless permissions.visible_decisions has it."""
+    decision = (
+        visible_decisions(request.user)
+        .select_related(
+            "mailbox__user",
+            "mailbox__queue",
+            "scan_run",
+            "regarding",
+            "tracked_email__regarding",
+            "tracked_email__owner",
+            "tracked_email__receiving_mailbox",
+            "tracked_email__correlated_email",
+        )
+        .filter(pk=pk)
+        .first()
+    )
+    if decision is None:
+        raise Http404
+    return decision
+
+
+def is_trackable(decision: Decision) -> bool:
+    """Only a scan's not_tracked decision can be tracked by hand; failed messages have nothing to track."""
+    return decision.outcome == Outcome.NOT_TRACKED and not decision.manual
+
+
+def _message_addresses(decision: Decision) -> list[str]:
+    snapshot = decision.message_snapshot if isinstance(decision.message_snapshot, dict) else {}
+    found = {decision.sender.lower()} if decision.sender else set()
+    for key in ("to", "cc", "bcc"):
+        values = snapshot.get(key) or []
+        if isinstance(values, list):
+            found.update(str(v).lower() for v in values)
+    return sorted(found)
+
+
+def offered_records(decision: Decision, search: str) -> list[CrmRecord]:
+    """Records to offer as regarding: those with one of the message's addresses, then name matches."""
+    addresses = _message_addresses(decision)
+    offered: list[CrmRecord] = []
+    if addresses:
+        offered += CrmRecord.objects.filter(
+            Q(email1__in=addresses) | Q(email2__in=addresses) | Q(email3__in=addresses)
+        ).order_by("name", "pk")[:RECORD_CHOICES_LIMIT]
+    if search:
+        seen = {r.pk for r in offered}
+        hits = CrmRecord.objects.filter(name__icontains=search).order_by("-active", "name", "pk")
+        offered += [r for r in hits[:RECORD_CHOICES_LIMIT] if r.pk not in seen]
+    return offered
+
+
+def _detail_context(
+    request: HttpRequest, decision: Decision, form: TrackForm | None = None
+) -> dict[str, object]:
+    related = list(
+        scoped_decisions(request.user)
+        .filter(message_id=decision.message_id)
+        .exclude(pk=decision.pk)
+        .select_related("mailbox")
+        .defer(*LIST_DEFERRED)
+        .order_by("-id")[:RELATED_LIMIT]
+    )
+    manual_sibling = next(
+        (
+            d
+            for d in related
+            if d.manual and d.mailbox_id == decision.mailbox_id and d.folder == decision.folder
+        ),
+        None,
+    )
+    can_track = is_trackable(decision) and manual_sibling is None and may_track(request.user, decision)
+    search = request.GET.get("record_q", "").strip()[:100]
+    if can_track and form is None:
+        form = TrackForm(offered=offered_records(decision, search))
+    steps = decision.trace if isinstance(decision.trace, list) else []
+    return {
+        "decision": decision,
+        "trace": steps,
+        "related": related,
+        "manual_sibling": manual_sibling,
+        "can_track": can_track,
+        "track_form": form if can_track else None,
+        "record_q": search,
+        "nav_section": "decisions",
+        "title": _("Decision #%(id)s") % {"id": decision.pk},
+    }
 
 
 @user_required
 def decision_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Decision"})
+    decision = _get_decision(request, pk)
+    context = _detail_context(request, decision)
+    if is_htmx(request, target="track-form") and context["can_track"]:
+        return render(request, "web/_decision_track.html", context)
+    return render(request, "web/decision_detail.html", context)
+
+
+@transaction.atomic
+def _track_manually(decision: Decision, regarding: CrmRecord | None, *, acting_user: User) -> Processed:
+    """Track / Set regarding and its audit row, together (a thin wrapper: the pipeline decides)."""
+    ref = RecordRef(regarding.pk, regarding.kind, regarding.name) if regarding is not None else None
+    processed = track_decision_manually(decision, ref, now=timezone.now())
+    if processed.new:
+        made = processed.decision
+        AuditEvent.objects.create(
+            actor=acting_user,
+            actor_label=acting_user.get_username(),
+            action="manual_tracking",
+            target=f"{decision.mailbox.email_address} {decision.folder} {decision.message_id}"[:300],
+            old_value=f"decision {decision.pk}: {decision.outcome}/{decision.reason}",
+            new_value=f"decision {made.pk}: {made.outcome}/{made.reason}"
+            + (f", regarding {regarding.kind}:{regarding.name}" if regarding is not None else ""),
+        )
+    return processed
 
 
 @user_required
 @require_POST
 def decision_track(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"title": "Track"})
+    decision = _get_decision(request, pk)
+    user = request.user
+    if not isinstance(user, User) or not may_track(user, decision):
+        raise PermissionDenied
+    if not is_trackable(decision):
+        messages.error(request, _("Only a message a scan did not track can be tracked by hand."))
+        return redirect("web-decision", decision.pk)
+    sibling = (
+        Decision.objects.filter(
+            mailbox_id=decision.mailbox_id,
+            folder=decision.folder,
+            message_id=decision.message_id,
+            manual=True,
+        )
+        .only("pk")
+        .first()
+    )
+    if sibling is not None:
+        messages.info(request, _("This message has already been tracked by hand."))
+        return redirect("web-decision", sibling.pk)
+    form = TrackForm(request.POST, offered=offered_records(decision, ""))
+    if not form.is_valid():
+        return render(
+            request, "web/decision_detail.html", _detail_context(request, decision, form), status=400
+        )
+    processed = _track_manually(decision, form.cleaned_data["regarding"], acting_user=user)
+    made = processed.decision
+    if made.outcome == Outcome.TRACKED:
+        messages.success(request, _("The message is tracked. This is the manual decision."))
+    else:
+        messages.warning(
+            request,
+            _("The message was not tracked again: %(reason)s. This is the manual decision.")
+            % {"reason": made.get_reason_display()},
+        )
+    return redirect("web-decision", made.pk)

@@ -1,0 +1,102 @@
+"""The decision log's filters: one FilterSet, shared by the page, its htmx fragment and the CSV export."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+
+import django_filters  # type: ignore[import-untyped]
+from django import forms
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django_stubs_ext import StrOrPromise
+
+from syncadmin.web.permissions import visible_mailboxes
+from tracking.choices import CorrelationMethod, Folder, Outcome, Reason
+from tracking.models import Decision, FolderTrackingRule, Mailbox
+
+NO_CORRELATION = "none"
+
+
+def _mailboxes(request: HttpRequest | None) -> QuerySet[Mailbox]:
+    if request is None:
+        return Mailbox.objects.none()
+    return visible_mailboxes(request.user).order_by("email_address")
+
+
+def _folders() -> list[tuple[str, StrOrPromise]]:
+    """Inbox and Sent Items, then every folder a folder tracking rule maps (a small table)."""
+    mapped = FolderTrackingRule.objects.order_by("folder").values_list("folder", flat=True).distinct()
+    return [*Folder.choices, *((f, f) for f in mapped if f not in Folder.values)]
+
+
+def start_of_day(day: date) -> datetime:
+    """Midnight of `day` in the active time zone (the user's), as an aware datetime."""
+    return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
+class DecisionFilterSet(django_filters.FilterSet):
+    mailbox = django_filters.ModelChoiceFilter(
+        queryset=_mailboxes, label=_("Mailbox"), empty_label=_("All mailboxes")
+    )
+    folder = django_filters.ChoiceFilter(choices=_folders, label=_("Folder"), empty_label=_("All folders"))
+    outcome = django_filters.ChoiceFilter(
+        choices=Outcome.choices, label=_("Outcome"), empty_label=_("All outcomes")
+    )
+    reason = django_filters.ChoiceFilter(
+        choices=Reason.choices, label=_("Reason"), empty_label=_("All reasons")
+    )
+    correlation = django_filters.ChoiceFilter(
+        choices=[*CorrelationMethod.choices, (NO_CORRELATION, _("No correlation"))],
+        method="filter_correlation",
+        label=_("Correlation"),
+        empty_label=_("Any correlation"),
+    )
+    q = django_filters.CharFilter(
+        method="filter_text",
+        label=_("Sender or subject"),
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": _("contains…")}),
+    )
+    received_from = django_filters.DateFilter(
+        method="filter_received_from",
+        label=_("Received from"),
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+    received_to = django_filters.DateFilter(
+        method="filter_received_to",
+        label=_("Received until"),
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+
+    class Meta:
+        model = Decision
+        fields: list[str] = []
+
+    def filter_correlation(self, queryset: QuerySet[Decision], name: str, value: str) -> QuerySet[Decision]:
+        return queryset.filter(correlation_method="" if value == NO_CORRELATION else value)
+
+    def filter_text(self, queryset: QuerySet[Decision], name: str, value: str) -> QuerySet[Decision]:
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(sender__icontains=value) | Q(subject__icontains=value))
+
+    def filter_received_from(
+        self, queryset: QuerySet[Decision], name: str, value: date
+    ) -> QuerySet[Decision]:
+        return queryset.filter(received_at__gte=start_of_day(value))
+
+    def filter_received_to(self, queryset: QuerySet[Decision], name: str, value: date) -> QuerySet[Decision]:
+        if value == date.max:
+            return queryset
+        # the whole last day, in the user's time zone
+        return queryset.filter(received_at__lt=start_of_day(value + timedelta(days=1)))
+
+
+def filter_decisions(request: HttpRequest, queryset: QuerySet[Decision]) -> DecisionFilterSet:
+    """The FilterSet bound to the request's query string (unbound when there is none)."""
+    params = request.GET.copy()
+    for key in ("before", "after"):
+        params.pop(key, None)
+    return DecisionFilterSet(params or None, queryset=queryset, request=request)
