@@ -687,11 +687,13 @@ def decide(
         sender, detail = resolve_sender(msg.sender.address, ctx)
         trace.add("sender", "resolved" if sender else "unresolved", detail)
     recipients = resolve_recipients(msg, ctx)
-    resolved = [f"{a.address} → {', '.join(e.label() for e in es)}" for _, a, es in recipients if es]
+    resolved = [(a, es) for _, a, es in recipients if es]
+    # Labels only for the ten shown: a label is a translated string, and mail to hundreds costs hundreds.
+    shown = [f"{a.address} → {', '.join(e.label() for e in es)}" for a, es in resolved[:10]]
     trace.add(
         "recipients",
-        f"{sum(1 for *_, es in recipients if es)} of {len(recipients)} resolved",
-        "; ".join(resolved[:10]) + (f"; … {len(resolved) - 10} more" if len(resolved) > 10 else "")
+        f"{len(resolved)} of {len(recipients)} resolved",
+        "; ".join(shown) + (f"; … {len(resolved) - 10} more" if len(resolved) > 10 else "")
         or "none resolved",
     )
     internal = sender is not None and sender.kind == EntityKind.USER

@@ -24,7 +24,7 @@ def time_zone_names() -> frozenset[str]:
 
 
 @cache
-def time_zone_choices() -> list[tuple[str, Any]]:
+def time_zone_choices() -> list[tuple[Any, Any]]:
     """UTC first, then the zones grouped by region (Europe/Berlin under Europe)."""
     groups: dict[str, list[tuple[str, str]]] = {}
     for name in sorted(time_zone_names()):
@@ -35,10 +35,10 @@ def time_zone_choices() -> list[tuple[str, Any]]:
             groups.setdefault(region, []).append((name, place.replace("_", " ")))
         else:
             groups.setdefault("Other", []).append((name, name))
-    choices: list[tuple[str, Any]] = [("UTC", "UTC")]
+    choices: list[tuple[Any, Any]] = [("UTC", "UTC")]
     choices += [(region, zones) for region, zones in sorted(groups.items()) if region != "Other"]
     if "Other" in groups:
-        choices.append(("Other", groups["Other"]))
+        choices.append((_("Other"), groups["Other"]))
     return choices
 
 
