@@ -28,7 +28,7 @@ from tracking.actions import (
     do_set_scan_estimate,
     do_start_scan_run,
 )
-from tracking.choices import Approval, Folder, ProfileKind, Reason
+from tracking.choices import Approval, Folder, IncomingMethod, ProfileKind, Reason
 from tracking.context import load_rules, mailbox_for_scan, watermark_of
 from tracking.crypto import SecretUnreadable
 from tracking.decisions import OrgRules
@@ -229,6 +229,19 @@ def run_scan_cycle(
     """
     mailbox = mailbox_for_scan(mailbox_id)
     rules = load_rules()
+    # The mailbox may have changed since the scan was queued (DOMAIN §3.1, §9).
+    if not mailbox.enabled or mailbox.incoming_method != IncomingMethod.SERVER_SIDE_SYNC:
+        return "skipped: the mailbox is not enabled for server-side synchronization"
+    required = rules.require_approval_queue if mailbox.is_queue else rules.require_approval_user
+    if required and mailbox.approval != Approval.APPROVED:
+        return do_record_cycle_failure(
+            mailbox_id,
+            rules,
+            error="the mailbox's email address is no longer approved",
+            permanent=True,
+            retry_after=None,
+            now=clock(),
+        )
     folders = [folder] if folder else folders_to_scan(mailbox, rules)
     try:
         source = source_for(mailbox)
