@@ -35,8 +35,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
+# The process-level suites (RQ workers, the browser) run once, on PostgreSQL, the production database.
 test-sqlite: $(STAMP)
-	env -u DATABASE_URL $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+	env -u DATABASE_URL $(BIN)/pytest -p no:cacheprovider -m "not workers and not browser" $(PYTEST_ARGS)
 
 test-postgres: $(STAMP)
 	DATABASE_URL=$(PG_URL) $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)

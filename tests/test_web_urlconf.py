@@ -1,0 +1,285 @@
+"""Every named route of the product × every role → the expected status, from one table.
+
+A new URL without an entry in EXPECTED (or an entry without a URL) fails the suite, so a view cannot be
+added without saying who may open it. POSTs by a wrong role are refused and change nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from tests.conftest import run_command
+from tracking.actions import check_add_folder_rule, do_add_exclusion
+from tracking.models import AuditEvent, Decision, ExclusionEntry, FolderTrackingRule, Mailbox, OrgSettings
+
+ROLES = ("anonymous", "user", "other_user", "auditor", "admin")
+EXCLUDED_PREFIXES = ("admin/", "i18n/")
+LOGIN = 302  # anonymous: to the sign-in page (checked to be /login/?next=...)
+
+
+def row(anonymous: int, user: int, other_user: int, auditor: int, admin: int) -> dict[str, int]:
+    return dict(zip(ROLES, (anonymous, user, other_user, auditor, admin), strict=True))
+
+
+# GET of each named route. "user" is alice, who owns every object with an id below; "other_user" is bob.
+EXPECTED: dict[str, dict[str, int]] = {
+    "web-home": row(LOGIN, 302, 302, 302, 302),
+    "login": row(200, 302, 302, 302, 302),
+    "logout": row(405, 405, 405, 405, 405),
+    "web-dashboard": row(LOGIN, 403, 403, 200, 200),
+    "web-dashboard-scans": row(LOGIN, 403, 403, 200, 200),
+    "web-mailboxes": row(LOGIN, 200, 200, 200, 200),
+    "web-mailbox": row(LOGIN, 200, 404, 200, 200),
+    "web-mailbox-status": row(LOGIN, 200, 404, 200, 200),
+    "web-mailbox-approve": row(LOGIN, 403, 403, 403, 405),
+    "web-mailbox-test": row(LOGIN, 403, 403, 403, 405),
+    "web-mailbox-scan": row(LOGIN, 403, 403, 403, 405),
+    "web-mailbox-disable": row(LOGIN, 403, 403, 403, 405),
+    "web-mailbox-reset-sync": row(LOGIN, 403, 403, 403, 200),
+    "web-mailbox-watermark": row(LOGIN, 403, 403, 403, 405),
+    "web-profiles": row(LOGIN, 403, 403, 200, 200),
+    "web-profile-create": row(LOGIN, 403, 403, 403, 200),
+    "web-profile-edit": row(LOGIN, 403, 403, 200, 200),
+    "web-orgsettings": row(LOGIN, 403, 403, 200, 200),
+    "web-orgsettings-changes": row(LOGIN, 403, 403, 200, 200),
+    "web-personal-options": row(LOGIN, 200, 200, 200, 200),
+    "web-folder-rules": row(LOGIN, 405, 405, 405, 405),
+    "web-folder-rule-delete": row(LOGIN, 405, 405, 405, 405),
+    "web-decisions": row(LOGIN, 200, 200, 200, 200),
+    "web-decisions-export": row(LOGIN, 200, 200, 200, 200),
+    "web-decision": row(LOGIN, 200, 404, 200, 200),
+    "web-decision-track": row(LOGIN, 405, 405, 405, 405),
+    "web-explain": row(LOGIN, 200, 200, 200, 200),
+    "web-what-if": row(LOGIN, 200, 200, 200, 200),
+    "web-directory": row(LOGIN, 200, 200, 200, 200),
+    "web-directory-import": row(LOGIN, 403, 403, 403, 200),
+    "web-exclusions": row(LOGIN, 200, 200, 200, 200),
+    "web-exclusion-delete": row(LOGIN, 405, 405, 405, 405),
+}
+
+# Which fixture object fills <int:pk> of a route.
+PK_OF = {
+    "web-mailbox": "mailbox",
+    "web-mailbox-status": "mailbox",
+    "web-mailbox-approve": "mailbox",
+    "web-mailbox-test": "mailbox",
+    "web-mailbox-scan": "mailbox",
+    "web-mailbox-disable": "mailbox",
+    "web-mailbox-reset-sync": "mailbox",
+    "web-mailbox-watermark": "mailbox",
+    "web-profile-edit": "profile",
+    "web-folder-rule-delete": "folder_rule",
+    "web-decision": "decision",
+    "web-decision-track": "decision",
+    "web-exclusion-delete": "exclusion",
+}
+
+# POSTs by a wrong role: refused with this status, nothing written. Only the refused roles are listed.
+POST_REFUSED: dict[str, dict[str, int]] = {
+    "web-mailbox-approve": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-mailbox-test": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-mailbox-scan": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-mailbox-disable": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-mailbox-reset-sync": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-mailbox-watermark": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-profile-create": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-profile-edit": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-orgsettings": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-directory-import": {"user": 403, "other_user": 403, "auditor": 403},
+    # alice's own objects: anyone else gets 404 (ids cannot be probed); admins may track, not delete hers
+    "web-folder-rule-delete": {"other_user": 404, "auditor": 404, "admin": 404},
+    "web-exclusion-delete": {"other_user": 404, "auditor": 404, "admin": 404},
+    "web-decision-track": {"other_user": 404, "auditor": 403},
+}
+
+# What each refused POST sends (a plausible, valid-looking body, so that only the permission stops it).
+POST_DATA: dict[str, dict[str, str]] = {
+    "web-mailbox-reset-sync": {"folder": "", "confirm": "on"},
+    "web-mailbox-watermark": {"process_emails_received_after": "2024-01-01T00:00"},
+    "web-profile-create": {"name": "sneaky", "kind": "local", "endpoint": "/tmp"},
+    "web-profile-edit": {"name": "renamed", "kind": "exchange_ews", "endpoint": "https://evil.example/EWS"},
+    "web-orgsettings": {"setting": "AutoTrackSentFolderItems", "AutoTrackSentFolderItems": ""},
+}
+
+
+def walk(patterns, prefix: str = "") -> list[tuple[str, str | None, URLPattern]]:
+    found: list[tuple[str, str | None, URLPattern]] = []
+    for entry in patterns:
+        route = prefix + str(entry.pattern)
+        if isinstance(entry, URLResolver):
+            if route.startswith(EXCLUDED_PREFIXES):
+                continue
+            found.extend(walk(entry.url_patterns, route))
+        else:
+            found.append((route, entry.name, entry))
+    return found
+
+
+def routes() -> list[tuple[str, str | None, URLPattern]]:
+    return walk(get_resolver().url_patterns)
+
+
+@dataclass
+class World:
+    clients: dict[str, Client]
+    ids: dict[str, int]
+    alice: Mailbox
+
+    def url(self, name: str) -> str:
+        if name in PK_OF:
+            return reverse(name, kwargs={"pk": self.ids[PK_OF[name]]})
+        return reverse(name)
+
+
+def ingest_one(tmp_path: Path) -> Decision:
+    msg = EmailMessage()
+    msg["From"] = "carla@fabrikam.example"
+    msg["To"] = "alice@contoso.com"
+    msg["Subject"] = "Permissions"
+    msg["Date"] = "Mon, 04 Mar 2024 10:00:00 +0000"
+    msg["Message-ID"] = "<urlconf-1@fabrikam.example>"
+    msg.set_content("hello")
+    path = tmp_path / "one.eml"
+    path.write_bytes(bytes(msg))
+    run_command("ingest", "--mailbox", "alice@contoso.com", "--folder", "inbox", str(path))
+    return Decision.objects.get(message_id="<urlconf-1@fabrikam.example>")
+
+
+@pytest.fixture
+def world(db: None, alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tmp_path: Path) -> World:
+    decision = ingest_one(tmp_path)
+    rule = check_add_folder_rule(alice, "Projects")
+    exclusion = do_add_exclusion("friend@example.org", user=alice.user)
+    clients = {}
+    for role, user in [
+        ("anonymous", None),
+        ("user", alice.user),
+        ("other_user", bob.user),
+        ("auditor", auditor),
+        ("admin", admin),
+    ]:
+        client = Client()
+        if user is not None:
+            client.force_login(user)
+        clients[role] = client
+    ids = {
+        "mailbox": alice.pk,
+        "profile": alice.profile_id,
+        "decision": decision.pk,
+        "folder_rule": rule.pk,
+        "exclusion": exclusion.pk,
+    }
+    return World(clients=clients, ids=ids, alice=alice)
+
+
+def state() -> tuple[object, ...]:
+    """What a refused POST must leave untouched."""
+    alice = Mailbox.objects.get(email_address="alice@contoso.com")
+    return (
+        AuditEvent.objects.count(),
+        alice.approval,
+        alice.enabled,
+        alice.process_emails_received_after,
+        FolderTrackingRule.objects.count(),
+        ExclusionEntry.objects.count(),
+        Decision.objects.filter(outcome="tracked").count(),
+        OrgSettings.load().auto_track_sent_folder_items,
+    )
+
+
+# -- the table and the URL conf agree ---------------------------------------------------------------------
+
+
+def test_every_route_is_named_and_in_the_table() -> None:
+    found = routes()
+    unnamed = [route for route, name, _ in found if not name]
+    assert not unnamed, f"routes without a name: {unnamed}"
+    names = {name for _, name, _ in found}
+    assert names - EXPECTED.keys() == set(), "routes without a permission row in EXPECTED"
+    assert EXPECTED.keys() - names == set(), "rows in EXPECTED without a route"
+
+
+def test_every_route_with_an_id_has_an_object() -> None:
+    with_pk = {name for route, name, _ in routes() if "<int:pk>" in route}
+    assert with_pk == PK_OF.keys()
+    other = [route for route, _, _ in routes() if "<" in route.replace("<int:pk>", "")]
+    assert not other, f"routes with parameters the table cannot fill: {other}"
+
+
+def test_every_post_table_entry_is_a_route() -> None:
+    assert POST_REFUSED.keys() <= EXPECTED.keys()
+    assert all(set(refused) <= set(ROLES) - {"anonymous"} for refused in POST_REFUSED.values())
+
+
+# -- GET: each route × each role ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_get_gives_each_role_the_expected_status(world: World, name: str) -> None:
+    url = world.url(name)
+    got = {role: world.clients[role].get(url).status_code for role in ROLES}
+    assert got == EXPECTED[name], url
+
+
+@pytest.mark.parametrize("name", sorted(n for n, row_ in EXPECTED.items() if row_["anonymous"] == LOGIN))
+def test_anonymous_visitors_are_sent_to_sign_in(world: World, name: str) -> None:
+    url = world.url(name)
+    response = world.clients["anonymous"].get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/?next=")
+
+
+# -- POST: a wrong role is refused and nothing changes -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "role"), sorted((name, role) for name, refused in POST_REFUSED.items() for role in refused)
+)
+def test_a_post_by_a_wrong_role_is_refused_and_changes_nothing(world: World, name: str, role: str) -> None:
+    before = state()
+    response = world.clients[role].post(world.url(name), POST_DATA.get(name, {}))
+    assert response.status_code == POST_REFUSED[name][role]
+    assert state() == before
+
+
+@pytest.mark.parametrize("name", sorted(POST_REFUSED))
+def test_an_anonymous_post_is_sent_to_sign_in_and_changes_nothing(world: World, name: str) -> None:
+    before = state()
+    response = world.clients["anonymous"].post(world.url(name), POST_DATA.get(name, {}))
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/?next=")
+    assert state() == before
+
+
+def test_a_user_cannot_add_an_org_wide_exclusion(world: World) -> None:
+    before = state()
+    response = world.clients["user"].post(
+        reverse("web-exclusions"), {"scope": "org", "pattern": "@x.example"}
+    )
+    assert response.status_code == 403
+    assert state() == before
+
+
+def test_a_user_cannot_delete_an_org_wide_exclusion(world: World) -> None:
+    entry = do_add_exclusion("@org.example")
+    before = state()
+    response = world.clients["user"].post(reverse("web-exclusion-delete", kwargs={"pk": entry.pk}))
+    assert response.status_code == 403
+    assert state() == before
+
+
+def test_the_refusals_are_real_for_the_right_role(world: World) -> None:
+    """The same POST by an admin does change something, so that "nothing changed" above means something."""
+    before = AuditEvent.objects.count()
+    response = world.clients["admin"].post(
+        world.url("web-mailbox-watermark"), POST_DATA["web-mailbox-watermark"]
+    )
+    assert response.status_code == 302
+    assert AuditEvent.objects.count() > before
