@@ -419,7 +419,7 @@ def export(client, **params) -> tuple[StreamingHttpResponse, list[dict[str, str]
     r = client.get(reverse("web-decisions-export"), params)
     assert r.status_code == 200
     assert isinstance(r, StreamingHttpResponse)
-    text = b"".join(r.streaming_content).decode("utf-8")
+    text = b"".join(r.getvalue().splitlines(keepends=True)).decode("utf-8")
     return r, list(csv.DictReader(io.StringIO(text)))
 
 
@@ -461,6 +461,7 @@ def test_it_streams_the_filtered_decisions_as_csv(client, alice, admin):
     assert (got["outcome"], got["reason"], got["correlation_method"]) == ("tracked", "manual", "in_reply_to")
     assert (got["accepting_kind"], got["accepting_name"]) == ("user", "Alice")
     assert got["regarding"] == "account:Northwind" and got["manual"] == "true"
+    assert row.received_at is not None
     assert got["received_at"] == row.received_at.isoformat() and got["decided_at"] == T0.isoformat()
     _, everything = export(client)
     assert len(everything) == 3 and [r["regarding"] for r in everything[:2]] == ["", ""]
