@@ -44,3 +44,9 @@ test-postgres: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var build .mypy_cache .ruff_cache
+
+## Benchmarks (issue 6): each figure against a baseline measured in the same run; prints the table and
+## writes build/bench/latest.json. Needs PostgreSQL and Redis (database 14); see docs/performance.md.
+.PHONY: bench
+bench: $(STAMP) services
+	$(BIN)/python bench/run.py
