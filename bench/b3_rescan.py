@@ -92,8 +92,8 @@ def run(url: str, args: argparse.Namespace) -> None:
         met=worst_requests <= 2 and ratio <= 0.02,
         ratio=ratio,
         db=args.vendor,
-        size=f"{args.messages:,} messages ({items['inbox']:,} Inbox, {items['sentitems']:,} Sent Items "
-        "distinct Message-IDs)",
+        size=f"{args.messages:,} messages; distinct Message-IDs: Inbox {items['inbox']:,}, "
+        f"Sent Items {items['sentitems']:,}",
         notes=[
             f"EWS requests per folder on rescan: {', '.join(f'{f} {max(r)}' for f, r in requests.items())} "
             f"(first scan: {', '.join(f'{f} {n}' for f, n in first_requests.items())})",

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 import threading
 import time
@@ -115,8 +116,7 @@ def main() -> None:
         found = common.run_child(Path(__file__), database_url=url, timeout=3600)
     finally:
         common.drop_db(VENDOR, DB)
-        for path in sorted(mail_root.rglob("*"), reverse=True):
-            path.unlink() if path.is_file() else path.rmdir()
+        shutil.rmtree(mail_root, ignore_errors=True)
 
     growth = found["peak_mb"] - found["idle_peak_mb"]
     samples = found.pop("samples")
