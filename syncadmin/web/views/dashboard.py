@@ -12,6 +12,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from syncadmin.web.htmx import is_htmx
 from syncadmin.web.permissions import reader_required
 from tracking.choices import Approval, MailboxStatus, Outcome, ScanStatus
 from tracking.health import check_health
@@ -21,14 +22,6 @@ CHART_DAYS = 30
 # Bottom to top in each day's stacked bar, and left to right in the legend and the table.
 SERIES = (Outcome.TRACKED, Outcome.ALREADY_TRACKED, Outcome.NOT_TRACKED, Outcome.FAILED)
 ATTENTION_ROWS = 20
-
-
-def is_htmx(request: HttpRequest) -> bool:
-    """An htmx request for a fragment (not a history restore, which needs the whole page)."""
-    return (
-        request.headers.get("HX-Request") == "true"
-        and request.headers.get("HX-History-Restore-Request") != "true"
-    )
 
 
 # -- the chart ------------------------------------------------------------------------------------------

@@ -22,10 +22,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_htmx.http import push_url
-from django_htmx.middleware import HtmxDetails
 
 from syncadmin.web.filters_decisions import filter_decisions
 from syncadmin.web.forms_decisions import TrackForm
+from syncadmin.web.htmx import is_htmx
 from syncadmin.web.permissions import may_track, reads_everything, user_required, visible_decisions
 from tracking.choices import Outcome
 from tracking.decisions import RecordRef
@@ -115,14 +115,6 @@ def keyset_page(
         older=rows[-1].pk if rows and more_older else None,
         paged=before is not None or after is not None,
     )
-
-
-def is_htmx(request: HttpRequest, *, target: str | None = None) -> bool:
-    """An htmx request for a fragment (optionally aimed at `target`); a history restore wants the page."""
-    details = getattr(request, "htmx", None)
-    if not isinstance(details, HtmxDetails) or not details or details.history_restore_request:
-        return False
-    return target is None or details.target == target
 
 
 def _nonempty_query(request: HttpRequest) -> str:

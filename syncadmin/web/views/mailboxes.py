@@ -30,6 +30,7 @@ from rq.job import Job, JobStatus
 
 from syncadmin.web.filters_mailboxes import MailboxFilter
 from syncadmin.web.forms_mailboxes import ResetSyncStateForm, WatermarkForm
+from syncadmin.web.htmx import is_htmx
 from syncadmin.web.permissions import (
     admin_required,
     get_visible_mailbox,
@@ -38,7 +39,6 @@ from syncadmin.web.permissions import (
     user_required,
     visible_mailboxes,
 )
-from syncadmin.web.views.dashboard import is_htmx
 from tracking import jobs
 from tracking.actions import (
     do_approve_mailbox,
