@@ -150,7 +150,7 @@ def rss_mb(pid: int | str = "self") -> float:
 
 
 def profile(name: str, fn: Callable[[], object]) -> Path:
-    """Run `fn` under pyinstrument (pip install pyinstrument) and keep the text report."""
+    """Run `fn` under pyinstrument (in the dev extra) and keep the text report."""
     from pyinstrument import Profiler
 
     profiler = Profiler(interval=0.0005)
