@@ -1,7 +1,8 @@
 """B4: SQL queries per page of 100 messages, with 1,000 and with 100,000 CRM records.
 
 `tracking.pipeline.process_page` of the same corpus pages (Pony Mail threads that correlate with each
-other, then Enron Inbox and Sent Items pages with long recipient lists) runs on a fresh database with
+other, then Enron Inbox and Sent Items pages with long recipient lists), given the rules loaded once as
+`scan_folder` does, runs on a fresh database with
 1,000 CRM records and on one with 100,000, each with CaptureQueriesContext around every page; on SQLite
 and on PostgreSQL. Target: the same count in both, at most 15 per page.
 
@@ -33,7 +34,7 @@ def child(records: int) -> None:
     from django.utils import timezone
 
     from tracking.actions import check_add_profile, check_set_org_setting, do_start_scan_run
-    from tracking.context import mailbox_for_scan
+    from tracking.context import load_scan_rules, mailbox_for_scan
     from tracking.messages import parse_message
     from tracking.pipeline import process_page
 
@@ -61,11 +62,14 @@ def child(records: int) -> None:
 
     counts, recipients, outcomes, listing = [], [], [], []
     kinds: dict[str, int] = {}
+    rules = load_scan_rules()  # scan_folder loads them once per scan, before its first page
     for box, folder, page in pages:
         items = [parse_message(m.raw, provider_item_id=f"b4-{i}") for i, m in enumerate(page)]
         run = do_start_scan_run(box, folder, now=timezone.now())
         with CaptureQueriesContext(connection) as queries:
-            processed = process_page(box, folder, items, scan_run=run, now=timezone.now(), sync_state="s")
+            processed = process_page(
+                box, folder, items, scan_run=run, now=timezone.now(), sync_state="s", rules=rules
+            )
         counts.append(len(queries.captured_queries))
         listing.append([q["sql"][:160] for q in queries.captured_queries])
         recipients.append(sum(len(getattr(i, "recipients", ())) for i in items))

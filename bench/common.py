@@ -161,7 +161,9 @@ def profile(name: str, fn: Callable[[], object]) -> Path:
         profiler.stop()
     path = BUILD / "profiles" / f"{name}.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
+    # BENCH_PROFILE_ALL=1 keeps the library frames (Django, psycopg) that the report folds away otherwise
+    show_all = os.environ.get("BENCH_PROFILE_ALL") == "1"
+    path.write_text(profiler.output_text(unicode=True, color=False, show_all=show_all))
     log(f"profile of {name}: {path}")
     return path
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
     "django_filters",
     "django_htmx",
     "django_rq",
+    "axes",
     "tracking",
     "syncadmin.web",
 ]
@@ -70,6 +72,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "syncadmin.web.middleware.PersonalPreferencesMiddleware",
+    # Last, as django-axes asks: it turns a lockout signalled during sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "syncadmin.urls"
@@ -142,6 +146,23 @@ WHITENOISE_USE_FINDERS = True  # serve from the app directories too, so `make ru
 # Explain accepts pasted or uploaded messages up to 10 MB; the form says so above that.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024
+# The most a mail server's answer may hold (one EWS or Graph response); larger ones are refused unread.
+SOURCE_MAX_RESPONSE_BYTES = envint("SOURCE_MAX_RESPONSE_MB", 50, minimum=1) * 1024 * 1024
+
+# Sign-in throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one user name from one
+# address, that pair is refused for AXES_COOLOFF_MINUTES, the right password included; other user names
+# and other addresses are unaffected. `manage.py axes_reset` (or axes_reset_username NAME) unlocks.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("AXES_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Not verbose: it would log a start-up line on stderr for every manage.py command; lockouts still log.
+AXES_VERBOSE = False
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "web-home"

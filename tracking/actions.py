@@ -16,9 +16,11 @@ from datetime import UTC, datetime, timedelta
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import F, Model, Q, QuerySet
+from django.db.models import Case, F, Model, Q, QuerySet, Value, When
+from django.utils import timezone
 from django.utils.translation import gettext
 
+from tracking.bulk import bulk_insert
 from tracking.choices import (
     AlertLevel,
     Approval,
@@ -111,6 +113,8 @@ def check_set_org_setting(
         value = spec.parse(raw_value)
     except SettingError as exc:
         raise ActionError(str(exc)) from None
+    if "\x00" in raw_value:  # PostgreSQL cannot store it; SQLite would, and the two must agree
+        raise ActionError(f"{spec.name}: a value must not contain NUL characters")
     org = OrgSettings.objects.select_for_update().get_or_create(pk=1)[0]
     old: SettingValue = getattr(org, spec.field)
     if old != value:
@@ -491,6 +495,10 @@ def check_import_records(kind: str, text: str) -> ImportReport:
     for row in reader:
         line = reader.line_num
         values = {k: (v or "").strip() for k, v in row.items() if k is not None}
+        if any("\x00" in v for v in values.values()):
+            # PostgreSQL refuses NUL in text: an error mid-import, after the rows before it were saved
+            report.rejected.append((line, "a value holds a NUL character"))
+            continue
         name = values.get("name", "")
         if not name:
             report.rejected.append((line, "name is empty"))
@@ -845,7 +853,7 @@ def do_commit_page(
                 **_accepting_fields(res),
             )
         )
-    TrackedEmail.objects.bulk_create(emails)
+    bulk_insert(emails)
     by_position = {-(pos + 1): e for pos, e in zip(positions, emails, strict=True)}
     late_links = []
     for res, email in zip(tracked_results, emails, strict=True):
@@ -854,7 +862,7 @@ def do_commit_page(
             late_links.append(email)
     if late_links:
         TrackedEmail.objects.bulk_update(late_links, ["correlated_email"])
-    EmailHash.objects.bulk_create(
+    bulk_insert(
         [
             EmailHash(tracked_email=email, kind=kind, value=value)
             for res, email in zip(tracked_results, emails, strict=True)
@@ -907,7 +915,7 @@ def do_commit_page(
                 **_accepting_fields(res),
             )
         )
-    Decision.objects.bulk_create(decisions)
+    bulk_insert(decisions)
 
     if scan_run is not None:
         counts = {o.value: 0 for o in Outcome}
@@ -924,16 +932,30 @@ def do_commit_page(
     # Manual tracking reaches back into old mail on purpose; it must not move the scan's watermark.
     received = [] if manual else [r.message.received_at for r in results if r.message.received_at is not None]
     if received or sync_state is not None:
-        state, _ = FolderSyncState.objects.select_for_update().get_or_create(mailbox=mailbox, folder=folder)
-        update = ["updated_at"]
-        if received and (state.pending_watermark is None or max(received) > state.pending_watermark):
-            state.pending_watermark = max(received)
-            update.append("pending_watermark")
-        if sync_state is not None:
-            state.state = sync_state
-            update.append("state")
-        state.save(update_fields=update)
+        _advance_sync_state(mailbox, folder, latest=max(received, default=None), sync_state=sync_state)
     return decisions
+
+
+def _advance_sync_state(
+    mailbox: Mailbox, folder: str, *, latest: datetime | None, sync_state: str | None
+) -> None:
+    """Move the folder's pending watermark forward (never back) and save its sync token, in one UPDATE.
+
+    The row is created on the folder's first page only; a writer that created it in between makes
+    the INSERT fail, which rolls the page back for process_page to retry.
+    """
+    changes: dict[str, object] = {"updated_at": timezone.now()}
+    if latest is not None:
+        changes["pending_watermark"] = Case(
+            When(Q(pending_watermark__isnull=True) | Q(pending_watermark__lt=latest), then=Value(latest)),
+            default=F("pending_watermark"),
+        )
+    if sync_state is not None:
+        changes["state"] = sync_state
+    if not FolderSyncState.objects.filter(mailbox=mailbox, folder=folder).update(**changes):
+        FolderSyncState.objects.create(
+            mailbox=mailbox, folder=folder, state=sync_state or "", pending_watermark=latest
+        )
 
 
 def check_folder(folder: str) -> str:
@@ -1142,3 +1164,35 @@ def do_delete_folder_rule(
         actor_label=actor_label,
     )
     rule.delete()
+
+
+# ---------------------------------------------------------------------------------------------
+# Retention (issue 7): purge_decisions is the only way a Decision is ever deleted
+# ---------------------------------------------------------------------------------------------
+
+
+def purgeable_decisions(cutoff: datetime, mailbox: Mailbox | None = None) -> QuerySet[Decision]:
+    """The decisions made before cutoff (of one mailbox, or of all): what a purge would delete."""
+    decisions = Decision.objects.filter(decided_at__lt=cutoff)
+    return decisions if mailbox is None else decisions.filter(mailbox=mailbox)
+
+
+@transaction.atomic
+def do_purge_decisions(
+    cutoff: datetime, *, mailbox: Mailbox | None = None, acting_user: User | None = None, actor_label: str
+) -> int:
+    """Delete the decisions made before cutoff and audit who did it; returns how many were deleted.
+
+    Only Decisions go: their TrackedEmails are CRM data and their ScanRuns keep the counts.
+    """
+    _, per_model = purgeable_decisions(cutoff, mailbox).delete()
+    deleted = per_model.get(Decision._meta.label, 0)
+    _audit(
+        "decisions_purged",
+        mailbox.email_address if mailbox is not None else "all mailboxes",
+        f"decided before {_utc_text(cutoff)}",
+        f"{deleted} deleted",
+        acting_user=acting_user,
+        actor_label=actor_label,
+    )
+    return deleted

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from tracking.models import (
@@ -27,6 +29,10 @@ from tracking.models import (
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows of the record: nobody adds, edits or deletes them here, superusers included."""
+
+    actions = None
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -102,6 +108,16 @@ class CrmRecordAdmin(admin.ModelAdmin[CrmRecord]):
     list_display = ("name", "kind", "other_kind", "email1", "owner", "active")
     list_filter = ("kind", "active")
     search_fields = ("name", "email1", "email2", "email3")
+
+    def get_deleted_objects(
+        self, objs: Sequence[CrmRecord] | QuerySet[CrmRecord], request: HttpRequest
+    ) -> tuple[list[Any], dict[Any, Any], set[Any], list[Any]]:
+        # Deleting a record would blank the regarding of the decisions naming it, an edit of the record;
+        # Django refuses a deletion whose perms_needed is not empty.
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        if Decision.objects.filter(regarding__in=list(objs)).exists():
+            perms_needed.add(str(Decision._meta.verbose_name))
+        return deleted, counts, perms_needed, protected
 
 
 @admin.register(OrgSettings)

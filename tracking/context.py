@@ -6,9 +6,10 @@ of queries, however many messages, recipients or CRM records there are.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from itertools import islice
+from itertools import islice, zip_longest
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
@@ -57,6 +58,20 @@ def _chunks(values: Iterable[str], size: int = IN_CHUNK) -> Iterable[list[str]]:
 def load_rules(org: OrgSettings | None = None) -> OrgRules:
     org = org or OrgSettings.load()
     return OrgRules.from_values({spec.field: getattr(org, spec.field) for spec in ORG_SETTINGS})
+
+
+@dataclass(frozen=True)
+class ScanRules:
+    """What every page of a scan is decided by, loaded once per scan rather than once per page."""
+
+    org: OrgRules
+    earlier_prefixes: tuple[str, ...] = ()
+
+
+def load_scan_rules(org: OrgRules | None = None) -> ScanRules:
+    org = org or load_rules()
+    earlier = earlier_tracking_prefixes(org.tracking_prefix) if org.use_tracking_tokens else ()
+    return ScanRules(org, earlier)
 
 
 def user_entity(user: User, options: PersonalOptions | None, *, has_mailbox: bool) -> Entity:
@@ -187,6 +202,12 @@ def tracked_ref(email: TrackedEmail, hashes: Sequence[EmailHash] = ()) -> Tracke
     )
 
 
+def _lookup_rounds(*values: set[str]) -> Iterator[tuple[set[str], ...]]:
+    """Chunks of several value sets side by side, so each round is one query within the parameter limit."""
+    for chunks in zip_longest(*(_chunks(v) for v in values), fillvalue=[]):
+        yield tuple(set(c) for c in chunks)
+
+
 def earlier_tracking_prefixes(current: str) -> tuple[str, ...]:
     """Every TrackingPrefix the audit trail shows in use before, so their tokens keep correlating."""
     values = AuditEvent.objects.filter(action="orgsetting_changed", target="TrackingPrefix").values_list(
@@ -201,10 +222,14 @@ def load_context(
     messages: Sequence[ParsedMessage | ParseFailure],
     *,
     rules: OrgRules | None = None,
+    earlier_prefixes: tuple[str, ...] | None = None,
     watermark: datetime | None = None,
     use_watermark_override: bool = False,
 ) -> DecisionContext:
-    """Load, for one page, all data the engine may consult; the query count does not grow with the page."""
+    """Load, for one page, all data the engine may consult; the query count does not grow with the page.
+
+    `earlier_prefixes` None reads them from the audit trail (a scan passes the ones it loaded once).
+    """
     rules = rules or load_rules()
     parsed = [m for m in messages if isinstance(m, ParsedMessage)]
     owner = mailbox_owner(mailbox)
@@ -230,34 +255,48 @@ def load_context(
     }
     ctx.entities_by_address = load_entities(addresses)
 
-    ids = {m.message_id for m in parsed} | {i for m in parsed for i in m.in_reply_to}
-    tracked = TrackedEmail.objects.select_related("regarding").order_by("pk")
-    for chunk in _chunks(ids):
-        for email in tracked.filter(message_id__in=chunk):
-            ctx.tracked_by_message_id.setdefault(email.message_id, []).append(tracked_ref(email))
-
     if rules.use_tracking_tokens:
-        ctx.earlier_prefixes = earlier_tracking_prefixes(rules.tracking_prefix)
-        tokens = {t for m in parsed for t in tracking_tokens_in(m.subject, ctx.token_prefixes)}
-        if tokens:
-            for email in tracked.filter(tracking_token__in=sorted(tokens)):
-                ctx.tracked_by_token.setdefault((email.tracking_token or "").upper(), tracked_ref(email))
-
-    if rules.email_correlation_enabled and not rules.ignore_headers_for_correlation:
-        prefixes = {p for m in parsed for p in conversation_index_ancestors(m.conversation_index)}
-        for chunk in _chunks(prefixes):
-            for email in tracked.filter(conversation_index__in=chunk):
-                ctx.tracked_by_conversation_index.setdefault(email.conversation_index, tracked_ref(email))
+        ctx.earlier_prefixes = (
+            earlier_tracking_prefixes(rules.tracking_prefix) if earlier_prefixes is None else earlier_prefixes
+        )
+    ids = {m.message_id for m in parsed} | {i for m in parsed for i in m.in_reply_to}
+    tokens = (
+        {t for m in parsed for t in tracking_tokens_in(m.subject, ctx.token_prefixes)}
+        if rules.use_tracking_tokens
+        else set()
+    )
+    prefixes = (
+        {p for m in parsed for p in conversation_index_ancestors(m.conversation_index)}
+        if rules.email_correlation_enabled and not rules.ignore_headers_for_correlation
+        else set()
+    )
+    tracked = TrackedEmail.objects.select_related("regarding").order_by("pk")
+    # One query finds the tracked emails by Message-ID, tracking token and ConversationIndex at once.
+    for id_chunk, token_chunk, prefix_chunk in _lookup_rounds(ids, tokens, prefixes):
+        wanted = Q()
+        for lookup, chunk in (
+            ("message_id__in", id_chunk),
+            ("tracking_token__in", token_chunk),
+            ("conversation_index__in", prefix_chunk),
+        ):
+            if chunk:
+                wanted |= Q(**{lookup: sorted(chunk)})
+        for email in tracked.filter(wanted):
+            ref = tracked_ref(email)
+            if email.message_id in id_chunk:
+                ctx.tracked_by_message_id.setdefault(email.message_id, []).append(ref)
+            if email.tracking_token and email.tracking_token in token_chunk:
+                ctx.tracked_by_token.setdefault(email.tracking_token.upper(), ref)
+            if email.conversation_index in prefix_chunk:
+                ctx.tracked_by_conversation_index.setdefault(email.conversation_index, ref)
 
     if rules.enable_smart_matching and parsed:
         hashes = sorted({h for m in parsed for h in message_address_hashes(m, rules)})
-        candidate_ids = set(
-            EmailHash.objects.filter(kind=EmailHash.ADDRESS, value__in=hashes).values_list(
-                "tracked_email_id", flat=True
+        if hashes:
+            sharing = EmailHash.objects.filter(kind=EmailHash.ADDRESS, value__in=hashes).values(
+                "tracked_email_id"
             )
-        )
-        if candidate_ids:
-            for email in tracked.filter(pk__in=candidate_ids).prefetch_related("hashes"):
+            for email in tracked.filter(pk__in=sharing).prefetch_related("hashes"):
                 ctx.smart_candidates.append(tracked_ref(email, list(email.hashes.all())))
 
     if folder not in (Folder.INBOX, Folder.SENT_ITEMS):

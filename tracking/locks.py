@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -9,6 +10,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from redis import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 # KEYS[1] the lease set; ARGV: now, lease expiry, limit, token. Expired leases go first, then a
 # new one is granted if fewer than `limit` remain: one round trip, atomic in Redis.
@@ -31,9 +35,16 @@ class Lease:
     granted: bool
 
     def renew(self) -> None:
-        """Push the expiry out again: called while work progresses (after each committed page)."""
+        """Push the expiry out again: called while work progresses (after each committed page).
+
+        Redis being away for a moment does not stop the work: the lease only keeps others out, and it
+        expires by itself (a Redis that restarts empty has forgotten it anyway).
+        """
         if self.granted:
-            self.connection.zadd(self.key, {self.token: time.time() + self.seconds}, xx=True)
+            try:
+                self.connection.zadd(self.key, {self.token: time.time() + self.seconds}, xx=True)
+            except RedisError as exc:
+                log.warning("could not renew the lease %s: %s", self.key, exc)
 
 
 @contextmanager
@@ -51,4 +62,7 @@ def connection_slot(connection: Redis, key: str, limit: int, lease_seconds: floa
         yield lease
     finally:
         if granted:
-            connection.zrem(key, token)
+            try:
+                connection.zrem(key, token)
+            except RedisError as exc:
+                log.warning("could not release the lease %s, it expires by itself: %s", key, exc)

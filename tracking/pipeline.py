@@ -14,7 +14,7 @@ from datetime import datetime
 from django.db import IntegrityError
 
 from tracking.actions import do_commit_page
-from tracking.context import load_context, load_rules, mailbox_for_scan
+from tracking.context import ScanRules, load_context, load_rules, load_scan_rules, mailbox_for_scan
 from tracking.decisions import DecisionResult, ManualTracking, RecordRef, decide, decide_batch
 from tracking.messages import ParsedMessage, ParseFailure, message_from_snapshot, parse_message
 from tracking.models import Decision, Mailbox, ScanRun
@@ -70,6 +70,7 @@ def process_page(
     manual: ManualTracking | None = None,
     sync_state: str | None = None,
     watermark: datetime | None = None,
+    rules: ScanRules | None = None,
 ) -> list[Processed]:
     """Decide and commit one page; messages already decided in this mailbox folder are returned as they are.
 
@@ -77,8 +78,10 @@ def process_page(
     manual decision next to the scan's (both stay in the log), once.
 
     `watermark` is the one the scan started with, so that a page committed earlier in the same
-    scan (which moves the pending watermark) does not turn later, older messages away.
+    scan (which moves the pending watermark) does not turn later, older messages away. `rules`
+    likewise: a scan loads them once for all its pages.
     """
+    rules = rules or load_scan_rules()
     parsed = [parse_item(i) for i in items]
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         existing = {
@@ -96,7 +99,15 @@ def process_page(
             if m.message_id not in existing and m.message_id not in seen:
                 seen.add(m.message_id)
                 fresh.append(m)
-        ctx = load_context(mailbox, folder, fresh, watermark=watermark, use_watermark_override=True)
+        ctx = load_context(
+            mailbox,
+            folder,
+            fresh,
+            rules=rules.org,
+            earlier_prefixes=rules.earlier_prefixes,
+            watermark=watermark,
+            use_watermark_override=True,
+        )
         results = decide_batch(fresh, ctx, manual=manual)
         try:
             created = do_commit_page(

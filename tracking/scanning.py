@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from django.db import OperationalError
 from django.utils import timezone
 
 from tracking.actions import (
@@ -29,7 +30,7 @@ from tracking.actions import (
     do_start_scan_run,
 )
 from tracking.choices import Approval, Folder, IncomingMethod, ProfileKind, Reason
-from tracking.context import load_rules, mailbox_for_scan, watermark_of
+from tracking.context import ScanRules, load_rules, load_scan_rules, mailbox_for_scan, watermark_of
 from tracking.crypto import SecretUnreadable
 from tracking.decisions import OrgRules
 from tracking.models import FolderSyncState, Mailbox, ScanRun
@@ -125,7 +126,7 @@ def scan_folder(
     started = time.monotonic()
     try:
         source = source or source_for(mailbox)
-        _sync(mailbox, folder, run, source, clock, on_page)
+        _sync(mailbox, folder, run, source, clock, on_page, load_scan_rules(rules))
     except SourceError as exc:
         do_finish_scan_run(run, now=clock(), error=str(exc))
         do_mark_scan_failed(mailbox, error=str(exc), now=clock())
@@ -160,8 +161,9 @@ def _sync(
     source: MailSource,
     clock: Clock,
     on_page: Callable[[ScanRun], None] | None,
+    rules: ScanRules,
 ) -> None:
-    # The watermark a scan started with holds for all its pages (see process_page).
+    # The watermark and rules a scan started with hold for all its pages (see process_page).
     watermark = watermark_of(mailbox, folder)
     for attempt in (1, 2):
         state = (
@@ -181,6 +183,7 @@ def _sync(
                     now=clock(),
                     sync_state=page.state,
                     watermark=watermark,
+                    rules=rules,
                 )
                 if on_page is not None:
                     run.refresh_from_db()
@@ -254,6 +257,18 @@ def run_scan_cycle(
             error=str(exc),
             permanent=exc.permanent,
             retry_after=exc.retry_after,
+            now=clock(),
+        )
+    except OperationalError as exc:
+        # The database went away under the scan (a restart, a failover, a cut connection): the committed
+        # pages stay and the page in flight was rolled back whole, so this is a transient failure, retried
+        # after TransientFailureRetryMinutes rather than when the claim's lease runs out an hour later.
+        return do_record_cycle_failure(
+            mailbox_id,
+            rules,
+            error=f"the database connection failed: {str(exc).splitlines()[0]}",
+            permanent=False,
+            retry_after=None,
             now=clock(),
         )
     do_finish_cycle(mailbox_id, rules, now=clock())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 import django_filters  # type: ignore[import-untyped]
 from django import forms
@@ -25,9 +26,13 @@ def _mailboxes(request: HttpRequest | None) -> QuerySet[Mailbox]:
     return visible_mailboxes(request.user).order_by("email_address")
 
 
-def _folders() -> list[tuple[str, StrOrPromise]]:
-    """Inbox and Sent Items, then every folder a folder tracking rule maps (a small table)."""
-    mapped = FolderTrackingRule.objects.order_by("folder").values_list("folder", flat=True).distinct()
+def _folders(request: HttpRequest | None) -> list[tuple[str, StrOrPromise]]:
+    """Inbox and Sent Items, then every folder a folder tracking rule of a visible mailbox maps.
+
+    Folder names are the user's own words, so another user's must not show up in the list.
+    """
+    rules = FolderTrackingRule.objects.filter(mailbox__in=_mailboxes(request))
+    mapped = rules.order_by("folder").values_list("folder", flat=True).distinct()
     return [*Folder.choices, *((f, f) for f in mapped if f not in Folder.values)]
 
 
@@ -40,7 +45,7 @@ class DecisionFilterSet(django_filters.FilterSet):
     mailbox = django_filters.ModelChoiceFilter(
         queryset=_mailboxes, label=_("Mailbox"), empty_label=_("All mailboxes")
     )
-    folder = django_filters.ChoiceFilter(choices=_folders, label=_("Folder"), empty_label=_("All folders"))
+    folder = django_filters.ChoiceFilter(label=_("Folder"), empty_label=_("All folders"))
     outcome = django_filters.ChoiceFilter(
         choices=Outcome.choices, label=_("Outcome"), empty_label=_("All outcomes")
     )
@@ -72,6 +77,10 @@ class DecisionFilterSet(django_filters.FilterSet):
     class Meta:
         model = Decision
         fields: list[str] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.filters["folder"].extra["choices"] = _folders(self.request)
 
     def filter_correlation(self, queryset: QuerySet[Decision], name: str, value: str) -> QuerySet[Decision]:
         return queryset.filter(correlation_method="" if value == NO_CORRELATION else value)

@@ -245,6 +245,8 @@ def validate(raw: Mapping[str, str]) -> tuple[dict[str, SettingValue], dict[str,
     for name, text in raw.items():
         spec = spec_for(name)
         try:
+            if "\x00" in text:  # PostgreSQL cannot store it
+                raise SettingError(spec.name)
             values[name] = spec.parse(text)
         except SettingError:
             errors[name] = refusal(spec, text)

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
 from tracking.choices import CorrelationMethod, Direction, EntityKind, Outcome, Reason, ScanSource, ScanStatus
 
 MESSAGE_ID_MAX = 998  # RFC 5322 line limit; longer ids are replaced by a hash when parsed
+
+
+class ImmutableRecordError(Exception):
+    """An attempt to edit or delete a row of the record (a Decision or an AuditEvent)."""
 
 
 class TrackedEmail(models.Model):
@@ -163,3 +169,14 @@ class Decision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id}: {self.outcome}/{self.reason}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Append-only: a manual Track is a second Decision, never an edit of the first.
+        if not self._state.adding:
+            raise ImmutableRecordError(f"decision {self.pk} is append-only and cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise ImmutableRecordError(
+            f"decision {self.pk} cannot be deleted on its own; manage.py purge_decisions removes old ones"
+        )

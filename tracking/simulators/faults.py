@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, fields
 
 # generic faults are applied by the server to any protocol; the others by the protocol handlers
-GENERIC_KINDS = frozenset({"http_status", "slow", "drop", "malformed", "truncated"})
+GENERIC_KINDS = frozenset({"http_status", "slow", "drop", "malformed", "truncated", "raw_body"})
 PROTOCOL_KINDS = frozenset({"server_busy", "invalid_sync_state", "unauthorized", "item_not_found"})
 KINDS = GENERIC_KINDS | PROTOCOL_KINDS
 
@@ -19,7 +19,9 @@ class Fault:
     malformed (invalid XML/JSON) · truncated (cut the body in half) · server_busy (EWS ErrorServerBusy
     with back_off_ms; Graph 429 with retry_after) · invalid_sync_state (EWS ErrorInvalidSyncStateData;
     Graph 410 on a delta link) · unauthorized (401) · item_not_found (EWS GetItem ErrorItemNotFound;
-    Graph 404).
+    Graph 404) · raw_body (answer `status` with `body` repeated `repeat` times, streamed so that a huge
+    answer is never held in memory, as `content_type`; without a Content-Length when `content_length`
+    is false, the end of the body being the end of the connection).
     """
 
     kind: str
@@ -32,6 +34,10 @@ class Fault:
     delay: float = 0.0
     times: int = 1  # how many matching requests it hits; -1 = until cleared
     after: int = 0  # let this many matching requests through first
+    body: str = ""
+    repeat: int = 1
+    content_type: str = "text/plain"
+    content_length: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -55,7 +61,9 @@ class Fault:
             if not sep or key not in types or key == "kind":
                 raise ValueError(f"fault option {pair!r}: use key=value with key one of {', '.join(types)}")
             kind_of = str(types[key])
-            if "int" in kind_of:
+            if "bool" in kind_of:
+                values[key] = value.strip().lower() in ("1", "true", "yes")
+            elif "int" in kind_of:
                 values[key] = int(value)
             elif "float" in kind_of:
                 values[key] = float(value)

@@ -28,6 +28,8 @@ class SimResponse:
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    repeat: int = 1  # the body is sent this many times over (the raw_body fault's huge answers)
+    content_length: bool = True  # False: no Content-Length; the body ends when the connection closes
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,14 @@ class Simulator:
             response = SimResponse(status=fault.status, body=b"", content_type="text/plain")
             if fault.retry_after is not None:
                 response.headers["Retry-After"] = str(int(fault.retry_after))
+        elif fault is not None and fault.kind == "raw_body":
+            response = SimResponse(
+                status=fault.status,
+                body=fault.body.encode(),
+                content_type=fault.content_type,
+                repeat=max(fault.repeat, 0),
+                content_length=fault.content_length,
+            )
         else:
             try:
                 response = handler(self, request, described)
@@ -272,13 +280,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
+        if response.content_length:
+            self.send_header("Content-Length", str(len(response.body) * response.repeat))
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         for key, value in response.headers.items():
             self.send_header(key, value)
         self.end_headers()
         if self.command != "HEAD":
-            # A client that gave up (timeouts under the "slow" fault) has closed its end already.
+            # A client that gave up (timeouts under the "slow" fault, a refused huge answer) has closed
+            # its end already.
             with contextlib.suppress(OSError):
-                self.wfile.write(response.body)
+                for _ in range(response.repeat):
+                    self.wfile.write(response.body)
 
     do_GET = do_POST = do_DELETE = do_PATCH = do_HEAD = _handle

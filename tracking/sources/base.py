@@ -7,8 +7,11 @@ messages, each page carrying the state to save with it, and raises SourceError.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
+
+import requests
+from django.conf import settings as django_settings
 
 from tracking.pipeline import Item
 
@@ -55,6 +58,46 @@ class MailSource(Protocol):
 
 
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
+READ_CHUNK = 64 * 1024
+
+
+def configured_max_response_bytes() -> int:
+    """SOURCE_MAX_RESPONSE_MB of the settings, in bytes."""
+    return int(django_settings.SOURCE_MAX_RESPONSE_BYTES)
+
+
+class ResponseTooLarge(requests.ConnectionError):
+    """A server answered with more bytes than a source accepts; the rest was never read.
+
+    A ConnectionError so that exchangelib, which sees it raised from its HTTP adapter, drops the
+    connection quietly instead of logging the request; the sources turn it into a SourceError.
+    """
+
+    def __init__(self, url: str, limit: int) -> None:
+        super().__init__(f"the response from {url} is larger than {limit // (1024 * 1024)} MB")
+        self.url = url
+        self.limit = limit
+
+
+def read_limited(response: requests.Response, limit: int) -> None:
+    """Read a response opened with stream=True into `response.content`, refusing more than `limit` bytes.
+
+    Counted after any Content-Encoding is undone, so a small gzip bomb is refused as well; a body over the
+    limit is never held in memory whole.
+    """
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        response.close()
+        raise ResponseTooLarge(response.url, limit)
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            response.close()
+            raise ResponseTooLarge(response.url, limit)
+        chunks.append(chunk)
+    response._content = b"".join(chunks)  # what Response.content would have read; iter_content reuses it
 
 
 @dataclass(frozen=True)
@@ -75,6 +118,7 @@ class ConnectionSettings:
     max_connections: int = 4
     page_size: int = 100
     timeout: float = 60.0
+    max_response_bytes: int = field(default_factory=configured_max_response_bytes)
 
     @property
     def authority_host(self) -> str:

@@ -6,7 +6,10 @@ Built to make as few requests as possible and to fail in words an admin can act 
 - SyncFolderItems is called page by page (exchangelib's `sync_items` keeps the state only once the whole
   folder has been read), each page yielding the state that resumes right after it; the created or changed
   items of a page are then fetched with GetItem in chunks, with only the fields the engine reads;
-- FailFast: a busy server becomes a transient SourceError carrying its back-off instead of sleeping here.
+- FailFast: a busy server becomes a transient SourceError carrying its back-off instead of sleeping here;
+- a response is read up to SOURCE_MAX_RESPONSE_MB and must be well-formed XML without a DTD (Exchange
+  never sends one), so entity expansion, external entities and oversized answers are refused before
+  exchangelib's forgiving parser sees them.
 
 NTLM is supported as exchangelib does it (requests_ntlm) but the simulator cannot do NTLM, so only Basic
 and OAuth 2.0 client credentials are exercised by the tests.
@@ -21,6 +24,7 @@ import logging
 import os
 import socket
 import threading
+import xml.parsers.expat
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,7 +33,6 @@ from http.client import RemoteDisconnected
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-import lxml.etree
 import requests
 from exchangelib import (
     BASIC,
@@ -84,7 +87,15 @@ from oauthlib.oauth2 import OAuth2Error
 
 from tracking.messages import SYNTHETIC_DOMAIN, ParsedMessage, ParseFailure, parsed_from_fields
 from tracking.pipeline import Item
-from tracking.sources.base import ConnectionSettings, SourceError, SyncPage, SyncStateInvalid
+from tracking.sources.base import (
+    ConnectionSettings,
+    ResponseTooLarge,
+    SourceError,
+    SyncPage,
+    SyncStateInvalid,
+    configured_max_response_bytes,
+    read_limited,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,16 +143,30 @@ def origin_of(url: str) -> str:
 
 
 class CaBundleAdapter(requests.adapters.HTTPAdapter):
-    """Trusts, per server, the CA bundle its profile names.
+    """Trusts, per server, the CA bundle its profile names, and reads no more than the response limit.
 
     exchangelib creates its sessions itself, mounts one adapter class for every endpoint and never passes
     `verify=`, so requests would take REQUESTS_CA_BUNDLE from the environment. The adapter sees each request
     and swaps in the bundle registered for its origin, so two profiles can trust two different internal
-    CAs in one process. Origins with no bundle keep requests' usual verification.
+    CAs in one process. Origins with no bundle keep requests' usual verification. It also streams every
+    response and stops reading past the limit registered for its origin, since exchangelib would read any
+    answer whole into memory and then build a tree of it.
     """
 
     _bundles: ClassVar[dict[str, str]] = {}
+    _limits: ClassVar[dict[str, int]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def limit(cls, url: str, max_bytes: int) -> None:
+        with cls._lock:
+            cls._limits[origin_of(url)] = max_bytes
+
+    @classmethod
+    def limit_for(cls, url: str) -> int:
+        with cls._lock:
+            found = cls._limits.get(origin_of(url))
+        return found if found is not None else configured_max_response_bytes()
 
     @classmethod
     def trust(cls, url: str, ca_bundle: str) -> None:
@@ -163,9 +188,12 @@ class CaBundleAdapter(requests.adapters.HTTPAdapter):
         proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
         bundle = self.bundle_for(request.url or "")
-        return super().send(
-            request, stream=stream, timeout=timeout, verify=bundle or verify, cert=cert, proxies=proxies
+        response = super().send(
+            request, stream=True, timeout=timeout, verify=bundle or verify, cert=cert, proxies=proxies
         )
+        if not stream:
+            read_limited(response, self.limit_for(request.url or ""))
+        return response
 
 
 BaseProtocol.HTTP_ADAPTER_CLS = CaBundleAdapter
@@ -250,15 +278,24 @@ class FailFastKeepingRetryAfter(FailFast):
         raise EwsHttpError(status, response.url, retry_after_seconds(response.headers))
 
 
-_STRICT_PARSER = lxml.etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, recover=False)
+class DtdRefused(MalformedResponseError):
+    """The response declares a document type: EWS never does, and a DTD is how entity expansion and
+    external entities get in."""
+
+
+def _refuse_dtd(*args: object) -> None:
+    raise DtdRefused("the response declares a DTD (<!DOCTYPE ...>), which EWS never sends; it was refused")
 
 
 def _check_well_formed(content: bytes) -> None:
     """exchangelib parses with lxml's recover=True, so a response cut short can read as a shorter one:
-    a SyncFolderItems page would lose changes and still hand out the state past them. Refuse it instead."""
+    a SyncFolderItems page would lose changes and still hand out the state past them. Refuse it instead,
+    and refuse any DTD before a single entity is declared. Expat checks without building a tree."""
+    parser = xml.parsers.expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = _refuse_dtd
     try:
-        lxml.etree.fromstring(content, parser=_STRICT_PARSER)
-    except lxml.etree.XMLSyntaxError as exc:
+        parser.Parse(content, True)
+    except xml.parsers.expat.ExpatError as exc:
         raise MalformedResponseError(f"the response is not well-formed XML ({exc})") from None
 
 
@@ -518,6 +555,7 @@ class EwsSource:
             CaBundleAdapter.trust(self.endpoint, s.ca_bundle)
             if s.authority:
                 CaBundleAdapter.trust(s.authority_host, s.ca_bundle)
+        CaBundleAdapter.limit(self.endpoint, s.max_response_bytes)
         method = (s.auth_method or "none").lower()
         credentials: Credentials | OAuth2Credentials
         if method == "oauth2":
@@ -618,6 +656,13 @@ class EwsSource:
         s = self.settings
         where = f" ({doing})"
         who = s.client_id if (s.auth_method or "").lower() == "oauth2" else s.username
+        too_large = next((e for e in _chain(exc) if isinstance(e, ResponseTooLarge)), None)
+        if too_large is not None:
+            return SourceError(
+                f"{self.origin} sent a response larger than {too_large.limit // (1024 * 1024)} MB{where}; "
+                "it was refused unread (raise SOURCE_MAX_RESPONSE_MB if the server is right)",
+                permanent=False,
+            )
         if isinstance(exc, ErrorInvalidSyncStateData):
             return SyncStateInvalid()
         if isinstance(exc, ErrorServerBusy):

@@ -27,7 +27,14 @@ import requests
 
 from tracking.messages import SYNTHETIC_DOMAIN, ParsedMessage, ParseFailure, parsed_from_fields
 from tracking.pipeline import Item
-from tracking.sources.base import ConnectionSettings, SourceError, SyncPage, SyncStateInvalid
+from tracking.sources.base import (
+    ConnectionSettings,
+    ResponseTooLarge,
+    SourceError,
+    SyncPage,
+    SyncStateInvalid,
+    read_limited,
+)
 
 GRAPH = "https://graph.microsoft.com"
 # Outlook's throttling allows 4 concurrent requests per app and mailbox; more only earn 429s.
@@ -60,6 +67,9 @@ WELL_KNOWN_FOLDERS = frozenset(
 _MAILBOX_NOT_FOUND = frozenset(
     {"errorinvaliduser", "mailboxnotenabledforrestapi", "mailboxnotsupportedforrestapi", "resourcenotfound"}
 )
+# What MSAL raises, besides ValueError, when it reads an answer shaped unlike the one it expects (JSON
+# nested too deep, a list for an object, a missing key); only MSAL runs inside the blocks that catch them.
+MSAL_MISREADS = (RecursionError, KeyError, AttributeError, TypeError)
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 _WS = re.compile(r"\s+")
 
@@ -69,13 +79,14 @@ _WS = re.compile(r"\s+")
 
 class _IdentityHttp:
     """MSAL's http_client: `verify` and `timeout` per request, because REQUESTS_CA_BUNDLE in the
-    environment overrides a Session's verify; remembers the last status and Retry-After per thread
-    so token errors can be reported with the server's back-off."""
+    environment overrides a Session's verify; reads no more than the response limit; remembers the last
+    status and Retry-After per thread so token errors can be reported with the server's back-off."""
 
-    def __init__(self, verify: str | bool, timeout: float) -> None:
+    def __init__(self, verify: str | bool, timeout: float, max_bytes: int) -> None:
         self._session = requests.Session()
         self._verify = verify
         self._timeout = timeout
+        self._max_bytes = max_bytes
         self.last = threading.local()
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
@@ -83,9 +94,12 @@ class _IdentityHttp:
         kwargs.pop("timeout", None)
         self.last.status = None
         self.last.retry_after = None
-        response = self._session.request(method, url, verify=self._verify, timeout=self._timeout, **kwargs)
+        response = self._session.request(
+            method, url, verify=self._verify, timeout=self._timeout, stream=True, **kwargs
+        )
         self.last.status = response.status_code
         self.last.retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        read_limited(response, self._max_bytes)
         return response
 
     def get(self, url: str, params: Any = None, headers: Any = None, **kwargs: Any) -> requests.Response:
@@ -114,7 +128,7 @@ class _Token:
 
 
 # RQ jobs in one worker process share these, so a token is fetched once per app and reused until expiry.
-_identities: dict[tuple[str, str, str, str, float], _Identity] = {}
+_identities: dict[tuple[str, str, str, str, float, int], _Identity] = {}
 _identities_lock = threading.Lock()
 _slots: dict[tuple[str, str, int], threading.BoundedSemaphore] = {}
 _slots_lock = threading.Lock()
@@ -179,6 +193,13 @@ def unreachable(url: str, exc: requests.RequestException, timeout: float) -> Sou
     """A network failure in words an admin can act on; a certificate we may not trust is permanent."""
     origin = _origin(url)
     chain = list(_causes(exc))
+    too_large = next((e for e in chain if isinstance(e, ResponseTooLarge)), None)
+    if too_large is not None:
+        return SourceError(
+            f"{origin} sent a response larger than {too_large.limit // (1024 * 1024)} MB; it was refused "
+            "unread (raise SOURCE_MAX_RESPONSE_MB if the server is right)",
+            permanent=False,
+        )
     if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or "CERTIFICATE_VERIFY_FAILED" in str(
         exc
     ):
@@ -203,7 +224,7 @@ def unreachable(url: str, exc: requests.RequestException, timeout: float) -> Sou
 def _graph_error(response: requests.Response) -> tuple[str, str]:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return "", _WS.sub(" ", response.text[:200]).strip()
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
@@ -348,10 +369,17 @@ class GraphSource:
             value = data.get("value")
             next_link = data.get("@odata.nextLink")
             delta_link = data.get("@odata.deltaLink")
-            link = next_link if isinstance(next_link, str) else delta_link
+            link = next_link if next_link is not None else delta_link
             if not isinstance(value, list) or not isinstance(link, str) or not link:
                 raise SourceError(
                     f"Microsoft Graph at {self.base} sent a delta page without value and nextLink/deltaLink",
+                    permanent=False,
+                )
+            if not all(isinstance(entry, Mapping) and isinstance(entry.get("id"), str) for entry in value):
+                # Passing over such an entry would lose a message for good once the state moves past it.
+                raise SourceError(
+                    f"Microsoft Graph at {self.base} sent a delta page with an entry that is not an object "
+                    "with a string id",
                     permanent=False,
                 )
             if not _same_api(link, self.api):
@@ -433,7 +461,9 @@ class GraphSource:
                         verify=self.settings.verify,
                         timeout=self.settings.timeout,
                         allow_redirects=False,
+                        stream=True,
                     )
+                    read_limited(response, self.settings.max_response_bytes)
             except requests.RequestException as exc:
                 raise unreachable(url, exc, self.settings.timeout) from exc
             if response.status_code == 401 and attempt == 1 and token.cached:
@@ -446,7 +476,7 @@ class GraphSource:
             raise self._http_error(response, what)
         try:
             data = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python recurses
             data = None
         if not isinstance(data, dict):
             raise SourceError(
@@ -518,12 +548,13 @@ class GraphSource:
             hashlib.sha256(s.secret.encode()).hexdigest(),
             str(s.verify),
             s.timeout,
+            s.max_response_bytes,
         )
         with _identities_lock:
             found = _identities.get(key)
         if found is not None:
             return found
-        identity_http = _IdentityHttp(s.verify, s.timeout)
+        identity_http = _IdentityHttp(s.verify, s.timeout, s.max_response_bytes)
         try:
             # Building the app fetches the tenant's OpenID configuration; the network is touched here.
             app = msal.ConfidentialClientApplication(
@@ -554,6 +585,12 @@ class GraphSource:
                 f"the identity platform at {s.authority_host} sent a malformed OpenID configuration",
                 permanent=False,
             ) from exc
+        except MSAL_MISREADS as exc:
+            raise SourceError(
+                f"the identity platform at {s.authority_host} sent a malformed OpenID configuration "
+                f"({type(exc).__name__})",
+                permanent=False,
+            ) from exc
         with _identities_lock:
             return _identities.setdefault(key, _Identity(app, identity_http, authority))
 
@@ -575,15 +612,22 @@ class GraphSource:
             raise unreachable(identity.authority, exc, self.settings.timeout) from exc
         except msal.exceptions.MsalServiceError as exc:
             raise self._identity_busy(identity.http, identity.authority, str(exc)) from exc
-        except ValueError as exc:
+        except (ValueError, *MSAL_MISREADS) as exc:
             raise SourceError(
                 f"the identity platform at {_origin(identity.authority)} sent a malformed token answer",
                 permanent=False,
             ) from exc
         if isinstance(result, dict) and isinstance(result.get("access_token"), str):
             return _Token(result["access_token"], result.get("token_source") == "cache")
-        result = result if isinstance(result, dict) else {}
-        error = str(result.get("error") or "unknown_error")
+        if not isinstance(result, dict) or not isinstance(result.get("error"), str) or not result["error"]:
+            # Neither a token nor an error: a broken answer, not a refusal that needs a person. MSAL may
+            # have cached it as a token, which would fail every scan until it expires.
+            identity.app.remove_tokens_for_client()
+            raise SourceError(
+                f"the identity platform at {_origin(identity.authority)} sent a malformed token answer",
+                permanent=False,
+            )
+        error = result["error"]
         description = str(result.get("error_description") or "").splitlines()[0:1]
         said = f"{error}: {description[0]}" if description else error
         where = _origin(identity.authority)

@@ -6,10 +6,7 @@ manual decision beside a not-tracked one (DOMAIN §3.3) through tracking.pipelin
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
 
 from django.contrib import messages
 from django.contrib.auth.models import AnonymousUser, User
@@ -27,54 +24,17 @@ from syncadmin.web.filters_decisions import filter_decisions
 from syncadmin.web.forms_decisions import TrackForm
 from syncadmin.web.htmx import is_htmx
 from syncadmin.web.permissions import may_track, reads_everything, user_required, visible_decisions
+from syncadmin.web.views.decisions_export import csv_chunks
 from tracking.choices import Outcome
 from tracking.decisions import RecordRef
 from tracking.models import AuditEvent, CrmRecord, Decision, Mailbox, PersonalOptions
 from tracking.pipeline import Processed, track_decision_manually
 
 DEFAULT_ROWS_PER_PAGE = 50
-EXPORT_CHUNK = 2000
 RELATED_LIMIT = 20
 RECORD_CHOICES_LIMIT = 50
 # Big JSON columns the list and the export never show.
 LIST_DEFERRED = ("trace", "message_snapshot")
-EXPORT_COLUMNS = (
-    "decided_at",
-    "received_at",
-    "mailbox",
-    "folder",
-    "message_id",
-    "sender",
-    "subject",
-    "outcome",
-    "reason",
-    "correlation_method",
-    "correlated_message_id",
-    "accepting_kind",
-    "accepting_name",
-    "regarding",
-    "manual",
-)
-EXPORT_FIELDS = (
-    "decided_at",
-    "received_at",
-    "mailbox__email_address",
-    "folder",
-    "message_id",
-    "sender",
-    "subject",
-    "outcome",
-    "reason",
-    "correlation_method",
-    "correlated_message_id",
-    "accepting_kind",
-    "accepting_name",
-    "regarding__kind",
-    "regarding__name",
-    "manual",
-)
-# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,40 +134,12 @@ def decision_list(request: HttpRequest) -> HttpResponse:
 # ---------------------------------------------------------------------------------------------
 
 
-class _Echo:
-    """A file-like object whose write returns the line, so csv.writer can feed a generator."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def safe_cell(value: object, tz: tzinfo) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime):
-        return value.astimezone(tz).isoformat()
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
-
-
-def _csv_lines(rows: Iterable[tuple[object, ...]], tz: tzinfo) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow(EXPORT_COLUMNS)
-    for row in rows:
-        *head, regarding_kind, regarding_name, manual = row
-        regarding = f"{regarding_kind}:{regarding_name}" if regarding_name is not None else None
-        yield writer.writerow([safe_cell(v, tz) for v in (*head, regarding, manual)])
-
-
 @user_required
 def decision_export(request: HttpRequest) -> StreamingHttpResponse:
     filterset = filter_decisions(request, scoped_decisions(request.user))
-    rows = filterset.qs.order_by("-id").values_list(*EXPORT_FIELDS).iterator(chunk_size=EXPORT_CHUNK)
     # The generator runs after the view returns, when the middleware has reset the time zone.
     tz = timezone.get_current_timezone()
-    response = StreamingHttpResponse(_csv_lines(rows, tz), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(csv_chunks(filterset.qs, tz), content_type="text/csv; charset=utf-8")
     filename = f"decisions-{timezone.localdate():%Y-%m-%d}.csv"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
@@ -290,7 +222,7 @@ def _detail_context(
         None,
     )
     can_track = is_trackable(decision) and manual_sibling is None and may_track(request.user, decision)
-    search = request.GET.get("record_q", "").strip()[:100]
+    search = request.GET.get("record_q", "").replace("\x00", "").strip()[:100]
     if can_track and form is None:
         form = TrackForm(offered=offered_records(decision, search))
     steps = decision.trace if isinstance(decision.trace, list) else []

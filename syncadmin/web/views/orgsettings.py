@@ -95,7 +95,8 @@ def _save(request: HttpRequest, current: dict[str, fs.SettingValue]) -> HttpResp
 def org_settings_changes(request: HttpRequest) -> HttpResponse:
     """The audit list of org setting changes, newest first, 200 at a time (keyset on id)."""
     events = AuditEvent.objects.filter(action="orgsetting_changed").order_by("-id")
-    setting = request.GET.get("setting", "")
+    # PostgreSQL refuses NUL in a text parameter; no setting name holds one.
+    setting = request.GET.get("setting", "").replace("\x00", "")
     if setting:
         events = events.filter(target=setting)
     before = request.GET.get("before", "")

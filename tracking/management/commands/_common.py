@@ -31,6 +31,14 @@ def get_regarding(spec: str) -> RecordRef:
     return RecordRef(matches[0].pk, kind, name)
 
 
+def check_port(option: str, value: int, *, any_free: bool = False) -> int:
+    """A TCP port from an option, refused before anything starts (0 asks the system for a free one)."""
+    lowest = 0 if any_free else 1
+    if not lowest <= value <= 65535:
+        raise CommandError(f"{option} {value}: use a port from {lowest} to 65535")
+    return value
+
+
 def trace_lines(res: DecisionResult) -> list[str]:
     lines = [f"{res.message_id}  {res.outcome.value}/{res.reason.value}"]
     lines += [f"  {s.check}: {s.result} — {s.detail}" for s in res.trace]

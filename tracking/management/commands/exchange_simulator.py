@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from tracking.management.commands._common import check_port
 from tracking.simulators.faults import Fault
 from tracking.simulators.server import Simulator
 
@@ -42,6 +43,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        check_port("--port", options["port"], any_free=True)
         data = Path(options["data"])
         if not data.is_dir():
             raise CommandError(f"--data {data}: not a directory")

@@ -8,8 +8,10 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from tracking.actions import (
+    ActionError,
     check_add_mailbox,
     check_add_profile,
     check_import_records,
@@ -51,37 +53,45 @@ class Command(BaseCommand):
         if not Path(ca_file).is_file():
             raise CommandError(f"--ca-file {ca_file}: no such file")
         password = os.environ.get("DEMO_PASSWORD", "demo")
-        self._people(password)
-        self._profiles(url, ca_file)
-        for address, username, own_address, track, auto_create, profile in USERS:
-            if Mailbox.objects.filter(email_address=address).exists():
-                continue
-            mailbox = check_add_mailbox(
-                address,
-                profile_name=profile,
-                username=username,
-                create_user=True,
-                approve=True,
-                actor_label="demo",
-            )
-            user = mailbox.user
-            assert user is not None
-            user.email = own_address
-            user.set_password(password)
-            user.save(update_fields=["email", "password"])
-            do_set_personal_options(user, track=track, auto_create=auto_create, actor_label="demo")
-        queue_address, queue_name, queue_profile = QUEUE
-        if not Mailbox.objects.filter(email_address=queue_address).exists():
-            check_add_mailbox(
-                queue_address,
-                profile_name=queue_profile,
-                queue_name=queue_name,
-                approve=True,
-                actor_label="demo",
-            )
-        for kind, name in CRM_FILES:
-            report = check_import_records(kind, (demo / f"{name}.csv").read_text())
-            self.stdout.write(f"{kind} records: created {report.created}, updated {report.updated}")
+        missing = [f"{name}.csv" for _, name in CRM_FILES if not (demo / f"{name}.csv").is_file()]
+        if missing:
+            raise CommandError(f"--demo-dir {demo}: no {', '.join(missing)}")
+        # The organisation is set up whole or not at all; the scans after it need no transaction.
+        try:
+            with transaction.atomic():
+                self._people(password)
+                self._profiles(url, ca_file)
+                for address, username, own_address, track, auto_create, profile in USERS:
+                    if Mailbox.objects.filter(email_address=address).exists():
+                        continue
+                    mailbox = check_add_mailbox(
+                        address,
+                        profile_name=profile,
+                        username=username,
+                        create_user=True,
+                        approve=True,
+                        actor_label="demo",
+                    )
+                    user = mailbox.user
+                    assert user is not None
+                    user.email = own_address
+                    user.set_password(password)
+                    user.save(update_fields=["email", "password"])
+                    do_set_personal_options(user, track=track, auto_create=auto_create, actor_label="demo")
+                queue_address, queue_name, queue_profile = QUEUE
+                if not Mailbox.objects.filter(email_address=queue_address).exists():
+                    check_add_mailbox(
+                        queue_address,
+                        profile_name=queue_profile,
+                        queue_name=queue_name,
+                        approve=True,
+                        actor_label="demo",
+                    )
+                for kind, name in CRM_FILES:
+                    report = check_import_records(kind, (demo / f"{name}.csv").read_text())
+                    self.stdout.write(f"{kind} records: created {report.created}, updated {report.updated}")
+        except ActionError as exc:
+            raise CommandError(f"the demo was not loaded: {exc}") from None
 
         for mailbox in Mailbox.objects.select_related("profile").order_by("pk"):
             if not mailbox.enabled:

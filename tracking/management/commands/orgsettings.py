@@ -34,14 +34,15 @@ class Command(BaseCommand):
             spec = spec_for(options["name"])
             self.stdout.write(f"{spec.name}: {spec.format(old)} -> {spec.format(new)}")
             return
-        org = OrgSettings.load()
         if action == "get":
             try:
                 spec = spec_for(options["name"])
             except SettingError as exc:
                 raise CommandError(str(exc)) from None
-            self.stdout.write(spec.format(getattr(org, spec.field)))
+            # Loaded only now: OrgSettings.load() creates the row, and a refused get changes nothing.
+            self.stdout.write(spec.format(getattr(OrgSettings.load(), spec.field)))
             return
+        org = OrgSettings.load()
         rows = [
             {
                 "name": spec.name,

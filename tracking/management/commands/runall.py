@@ -16,6 +16,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from tracking.management.commands._common import check_port
+
 Child = subprocess.Popen[bytes]
 
 
@@ -37,6 +39,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        for option in ("port", "simulator_port", "redis_port"):
+            check_port(f"--{option.replace('_', '-')}", options[option])
+        if options["workers"] < 1:
+            raise CommandError(f"--workers {options['workers']}: at least 1 worker is needed to scan")
         base = Path(settings.BASE_DIR)
         var = base / "var"
         var.mkdir(exist_ok=True)

@@ -1,0 +1,158 @@
+"""purge_decisions, the only way decisions are deleted: old ones only, atomically, audited, refused loudly."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import pytest
+from django.core.management.base import CommandError
+from django.db import IntegrityError
+from django.utils import timezone
+
+from tracking.actions import do_purge_decisions
+from tracking.models import AuditEvent, Decision, Mailbox, ScanRun, TrackedEmail
+
+
+def decide(mailbox: Mailbox, name: str, *, days_ago: float, tracked: bool = False) -> Decision:
+    """One decision made days_ago days ago (a tracked one with its TrackedEmail and ScanRun)."""
+    message_id = f"<{name}@example.net>"
+    run = ScanRun.objects.create(mailbox=mailbox, folder="inbox", status="succeeded", tracked=int(tracked))
+    email = (
+        TrackedEmail.objects.create(message_id=message_id, direction="incoming", subject=name)
+        if tracked
+        else None
+    )
+    [decision] = Decision.objects.bulk_create(
+        [
+            Decision(
+                mailbox=mailbox,
+                folder="inbox",
+                scan_run=run,
+                message_id=message_id,
+                subject=name,
+                direction="incoming",
+                outcome="tracked" if tracked else "not_tracked",
+                reason="accepted_all" if tracked else "no_correlation",
+                tracked_email=email,
+                decided_at=timezone.now() - timedelta(days=days_ago),
+            )
+        ]
+    )
+    return decision
+
+
+@pytest.fixture
+def history(alice: Mailbox, bob: Mailbox) -> dict[str, Decision]:
+    return {
+        "alice_old": decide(alice, "alice-old", days_ago=40, tracked=True),
+        "alice_edge": decide(alice, "alice-edge", days_ago=29.9),
+        "alice_new": decide(alice, "alice-new", days_ago=0.5),
+        "bob_old": decide(bob, "bob-old", days_ago=400),
+        "bob_new": decide(bob, "bob-new", days_ago=0),
+    }
+
+
+def left() -> set[str]:
+    return set(Decision.objects.values_list("subject", flat=True))
+
+
+ALL = {"alice-old", "alice-edge", "alice-new", "bob-old", "bob-new"}
+
+
+def test_it_deletes_only_the_decisions_older_than_the_cutoff(history, cmd):
+    out = cmd("purge_decisions", "--older-than", "30", "--actor", "ops").out
+    assert "deleted 2 decision(s)" in out and "older than 30 days" in out
+    assert left() == {"alice-edge", "alice-new", "bob-new"}
+
+
+def test_what_goes_with_them_is_nothing_else(history, cmd):
+    """Tracked emails are CRM data and scan runs keep their counts: both stay."""
+    emails, runs = TrackedEmail.objects.count(), ScanRun.objects.count()
+    cmd("purge_decisions", "--older-than", "30")
+    assert (TrackedEmail.objects.count(), ScanRun.objects.count()) == (emails, runs)
+    assert TrackedEmail.objects.filter(message_id="<alice-old@example.net>").exists()
+
+
+def test_it_writes_one_audit_event_with_who_the_cutoff_and_the_count(history, cmd):
+    cmd("purge_decisions", "--older-than", "30", "--actor", "ops")
+    event = AuditEvent.objects.get(action="decisions_purged")
+    assert event.actor_label == "cli:ops"
+    assert event.target == "all mailboxes"
+    assert event.old_value.startswith("decided before ")
+    cutoff = event.old_value.removeprefix("decided before ")
+    expected = timezone.now() - timedelta(days=30)
+    assert abs(datetime.fromisoformat(cutoff) - expected) < timedelta(minutes=5)
+    assert event.new_value == "2 deleted"
+
+
+def test_the_default_actor_is_the_operating_system_user(history, cmd):
+    import getpass
+
+    cmd("purge_decisions", "--older-than", "30")
+    assert AuditEvent.objects.get(action="decisions_purged").actor_label == f"cli:{getpass.getuser()}"
+
+
+def test_a_dry_run_counts_and_deletes_nothing(history, cmd):
+    out = cmd("purge_decisions", "--older-than", "30", "--dry-run").out
+    assert "would delete 2 decision(s)" in out
+    assert left() == ALL
+    assert not AuditEvent.objects.filter(action="decisions_purged").exists()
+
+
+def test_mailbox_limits_the_purge_to_one_mailbox(history, cmd):
+    out = cmd("purge_decisions", "--older-than", "30", "--mailbox", "BOB@contoso.com").out
+    assert "deleted 1 decision(s) of bob@contoso.com" in out
+    assert left() == ALL - {"bob-old"}
+    assert AuditEvent.objects.get(action="decisions_purged").target == "bob@contoso.com"
+
+
+def test_json_output(history, cmd):
+    summary = json.loads(cmd("purge_decisions", "--older-than", "30", "--json", "--actor", "ops").out)
+    assert summary.keys() == {"cutoff", "mailbox", "dry_run", "matched", "deleted", "actor"}
+    assert summary["mailbox"] is None and summary["dry_run"] is False
+    assert (summary["matched"], summary["deleted"], summary["actor"]) == (2, 2, "cli:ops")
+    dry = json.loads(
+        cmd(
+            "purge_decisions", "--older-than", "1", "--json", "--dry-run", "--mailbox", "alice@contoso.com"
+        ).out
+    )
+    assert (dry["mailbox"], dry["dry_run"], dry["matched"], dry["deleted"]) == (
+        "alice@contoso.com",
+        True,
+        1,
+        0,
+    )
+
+
+def test_nothing_old_enough_still_audits_a_purge_of_zero(history, cmd):
+    assert "deleted 0 decision(s)" in cmd("purge_decisions", "--older-than", "36500").out
+    assert left() == ALL
+    assert AuditEvent.objects.get(action="decisions_purged").new_value == "0 deleted"
+
+
+@pytest.mark.parametrize("days", ["0", "-3", "1.5", "thirty", "", "36501", "99999999999"])
+def test_it_refuses_days_that_are_not_a_whole_number_from_one(history, cmd, days):
+    with pytest.raises(CommandError, match="whole number of days from 1 to 36500"):
+        cmd("purge_decisions", "--older-than", days)
+    assert left() == ALL
+    assert not AuditEvent.objects.filter(action="decisions_purged").exists()
+
+
+def test_it_refuses_an_unknown_mailbox(history, cmd):
+    with pytest.raises(CommandError, match=r"no mailbox 'carol@contoso\.com'"):
+        cmd("purge_decisions", "--older-than", "1", "--mailbox", "carol@contoso.com")
+    assert left() == ALL
+
+
+def test_it_refuses_an_overlong_actor(history, cmd):
+    with pytest.raises(CommandError, match="--actor"):
+        cmd("purge_decisions", "--older-than", "1", "--actor", "x" * 200)
+    assert left() == ALL
+
+
+def test_it_is_atomic_when_the_audit_event_cannot_be_written(history, alice):
+    """A failure after the DELETE (here: the audit row is refused) rolls the deletion back."""
+    with pytest.raises(IntegrityError):
+        do_purge_decisions(timezone.now(), actor_label=None)  # type: ignore[arg-type]
+    assert left() == ALL

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import getpass
+import json
+from argparse import ArgumentParser
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from tracking.actions import do_purge_decisions, purgeable_decisions
+from tracking.management.commands._common import get_mailbox
+from tracking.models import AuditEvent
+
+# A hundred years: beyond it the cut-off date would leave the calendar, and nothing is that old.
+MAX_DAYS = 36500
+
+
+def parse_days(raw: str) -> int:
+    try:
+        days = int(raw.strip())
+    except ValueError:
+        days = 0
+    if not 1 <= days <= MAX_DAYS:
+        raise CommandError(f"--older-than {raw!r}: give a whole number of days from 1 to {MAX_DAYS}")
+    return days
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete the decisions made more than DAYS days ago (all mailboxes, or one), in one transaction, "
+        "with an audit event naming who purged what. The only way decisions are ever deleted."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--older-than", required=True, metavar="DAYS", help="age in whole days, ≥ 1")
+        parser.add_argument("--mailbox", metavar="ADDRESS", help="only this mailbox's decisions")
+        parser.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+        parser.add_argument(
+            "--actor", help="who is purging, for the audit event (default: the operating-system user)"
+        )
+        parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        days = parse_days(options["older_than"])
+        mailbox = get_mailbox(options["mailbox"]) if options["mailbox"] else None
+        actor = (options["actor"] or getpass.getuser()).strip()
+        label = f"cli:{actor}"
+        limit = AuditEvent._meta.get_field("actor_label").max_length or 0
+        if not actor or len(label) > limit:
+            raise CommandError(f"--actor: give a name of 1 to {limit - len('cli:')} characters")
+        cutoff = timezone.now() - timedelta(days=days)
+        if options["dry_run"]:
+            matched = purgeable_decisions(cutoff, mailbox).count()
+            deleted = 0
+        else:
+            matched = deleted = do_purge_decisions(cutoff, mailbox=mailbox, actor_label=label)
+        scope = mailbox.email_address if mailbox is not None else None
+        if options["json"]:
+            summary = {
+                "cutoff": cutoff.isoformat(),
+                "mailbox": scope,
+                "dry_run": options["dry_run"],
+                "matched": matched,
+                "deleted": deleted,
+                "actor": label,
+            }
+            self.stdout.write(json.dumps(summary, indent=2))
+            return
+        of = f" of {scope}" if scope else ""
+        verb = "would delete" if options["dry_run"] else "deleted"
+        when = f"{cutoff:%Y-%m-%d %H:%M:%S %Z}"
+        self.stdout.write(f"{verb} {matched} decision(s){of} made before {when} (older than {days} days)")
