@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+# Its own Redis database, so that it can run beside test-postgres (database 15) without sharing queues.
+SQLITE_REDIS_URL ?= redis://127.0.0.1:6379/13
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -24,8 +26,10 @@ run: $(STAMP)
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --no-input -v0
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runall --host $(HOST) --port $(PORT)
 
-## Every check of CI: lint, types, then the suite on SQLite and on PostgreSQL with the real Redis.
-test: $(STAMP) services lint test-sqlite test-postgres
+## Every check of CI: lint, types, then the suite on SQLite and on PostgreSQL with the real Redis, the two
+## side by side (each waits on subprocesses, browsers and servers much of the time), each printed when done.
+test: $(STAMP) services lint
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgres
 
 services:
 	bash .ci/services
@@ -37,7 +41,7 @@ lint: $(STAMP)
 
 # The process-level suites (RQ workers, the browser) run once, on PostgreSQL, the production database.
 test-sqlite: $(STAMP)
-	env -u DATABASE_URL $(BIN)/pytest -p no:cacheprovider -m "not workers and not browser" $(PYTEST_ARGS)
+	env -u DATABASE_URL REDIS_URL=$(SQLITE_REDIS_URL) $(BIN)/pytest -p no:cacheprovider -m "not workers and not browser" $(PYTEST_ARGS)
 
 test-postgres: $(STAMP)
 	DATABASE_URL=$(PG_URL) $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
