@@ -1,10 +1,11 @@
-"""Shared fixtures: people, a server profile, mailboxes and a helper to run management commands."""
+"""Shared fixtures: people, a server profile, mailboxes, decision rows, running management commands."""
 
 from __future__ import annotations
 
 import io
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,14 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 
 from tracking.actions import check_add_mailbox, check_add_profile, do_set_personal_options
-from tracking.models import EmailServerProfile, Mailbox
+from tracking.models import Decision, EmailServerProfile, Mailbox
+
+# sim, ews and clean_redis, for the tests that run scans through RQ
+pytest_plugins = ["tests.worker_fixtures"]
 
 CORPORA = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora"
+# When make_decisions' rows are decided; row i was received i minutes later.
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 class CommandResult:
@@ -58,6 +64,28 @@ def make_mailbox(address: str, username: str, profile: EmailServerProfile, track
     assert mailbox.user is not None
     do_set_personal_options(mailbox.user, track=track)
     return mailbox
+
+
+def make_decisions(mailbox: Mailbox, n: int, *, start: int = 0, **fields: object) -> list[Decision]:
+    """`n` plain decision rows numbered from `start`, written directly (not through a scan), for lists,
+    exports and purges that only read them; `fields` replace any column's value, the Message-ID's too."""
+
+    def row(i: int) -> Decision:
+        values: dict[str, object] = {
+            "message_id": f"<bulk-{mailbox.pk}-{i}@example.net>",
+            "folder": "inbox",
+            "direction": "incoming",
+            "outcome": "not_tracked",
+            "reason": "no_correlation",
+            "sender": "ann@example.net",
+            "subject": f"Bulk {i}",
+            "received_at": T0 + timedelta(minutes=i),
+            "decided_at": T0,
+        }
+        values.update(fields)
+        return Decision(mailbox=mailbox, **values)
+
+    return Decision.objects.bulk_create(row(i) for i in range(start, start + n))
 
 
 @pytest.fixture

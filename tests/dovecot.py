@@ -40,6 +40,8 @@ from typing import IO
 
 import trustme
 
+from tests.rq_helpers import free_port
+
 INSTALL_HINT = "Dovecot is not installed: run .ci/dovecot-install as root (CI does, from .ci/services)"
 START_TIMEOUT = 15.0
 
@@ -52,12 +54,6 @@ def dovecot_binary() -> str:
     if not found:
         raise RuntimeError(INSTALL_HINT)
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def corpus_messages(path: Path) -> list[bytes]:

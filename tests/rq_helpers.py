@@ -30,8 +30,9 @@ from django.utils import timezone
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.rate_limit import RateLimitRegistry
+from rq.registry import StartedJobRegistry
 
 from tests.conftest import CORPORA
 from tracking.actions import (
@@ -42,6 +43,7 @@ from tracking.actions import (
 )
 from tracking.jobs import QUEUE
 from tracking.models import Decision, EmailServerProfile, FolderSyncState, Mailbox, ScanRun, TrackedEmail
+from tracking.simulators.faults import Fault
 from tracking.simulators.server import Simulator
 
 BASE_DIR = Path(settings.BASE_DIR)
@@ -79,6 +81,20 @@ def done_jobs() -> list[Job]:
     ids = q.finished_job_registry.get_job_ids() + q.failed_job_registry.get_job_ids()
     jobs = [job for job in Job.fetch_many(ids, connection=redis()) if job is not None]
     return sorted(jobs, key=lambda job: job.created_at)
+
+
+# How long RQ keeps a dead worker's job "started": its last heartbeat's TTL, which is the worker's job
+# monitoring interval (30 s) + 60 s, whatever the job timeout (SCAN_TIMEOUT, an hour).
+HEARTBEAT_TTL = 90
+
+
+def release_dead_job(dead: Job) -> None:
+    """What a worker's periodic maintenance does once the dead worker's heartbeat has expired."""
+    registry = StartedJobRegistry(queue=queue())
+    registry.cleanup()
+    assert dead.get_status(refresh=True) == JobStatus.STARTED  # its heartbeat is still fresh
+    registry.cleanup(timestamp=time.time() + HEARTBEAT_TTL + 5)
+    assert dead.get_status(refresh=True) == JobStatus.FAILED
 
 
 def rate_limited_jobs() -> list[Job]:
@@ -304,6 +320,20 @@ def fill(
     return chosen
 
 
+def slow(sim: Simulator, mailbox: Mailbox, seconds: float) -> None:
+    """Every page of this mailbox (EWS SyncFolderItems) takes `seconds` longer."""
+    sim.faults.add(
+        Fault(
+            "slow",
+            protocol="ews",
+            operation="SyncFolderItems",
+            mailbox=mailbox.email_address,
+            delay=seconds,
+            times=-1,
+        )
+    )
+
+
 def add_sim_profile(
     sim: Simulator, name: str, kind: str = "exchange_ews", **options: object
 ) -> EmailServerProfile:
@@ -465,6 +495,7 @@ def outcome_snapshot(mailbox: Mailbox) -> dict[str, list[tuple[object, ...]]]:
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on: bound, then released."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -19,7 +19,7 @@ from django.test.utils import CaptureQueriesContext
 
 from tests.conftest import make_mailbox
 from tracking.actions import do_set_personal_options
-from tracking.choices import Approval, ProfileKind, TrackOption
+from tracking.choices import Approval, TrackOption
 from tracking.models import (
     AuditEvent,
     CrmRecord,
@@ -253,14 +253,39 @@ class TestOrgSettingsSet:
 
 
 class TestProfileAdd:
-    @pytest.mark.parametrize("kind", ProfileKind.values)
-    def test_it_adds_a_profile_of_each_kind(self, db, cmd, kind):
-        result = cmd("profile", "add", f"p-{kind}", "--kind", kind, "--endpoint", "https://mail.example.com")
+    @pytest.mark.parametrize(
+        ("kind", "endpoint"),
+        [
+            ("exchange_ews", "https://mail.example.com/EWS/Exchange.asmx"),
+            ("exchange_ews", "mail.example.com"),
+            ("exchange_graph", "https://graph.microsoft.com"),
+            ("imap", "imaps://mail.example.com:993"),
+            ("local", "/srv/mail"),
+        ],
+    )
+    def test_it_adds_a_profile_of_each_kind(self, db, cmd, kind, endpoint):
+        result = cmd("profile", "add", f"p-{kind}", "--kind", kind, "--endpoint", endpoint)
         assert f"p-{kind}" in result.out
         profile = EmailServerProfile.objects.get(name=f"p-{kind}")
         assert profile.kind == kind
-        assert profile.endpoint == "https://mail.example.com"
+        assert profile.endpoint == endpoint
         assert profile.is_exchange == (kind in {"exchange_graph", "exchange_ews"})
+
+    @pytest.mark.parametrize(
+        ("kind", "endpoint"),
+        [
+            ("imap", "ftp://mail.example.com"),
+            ("imap", "https://mail.example.com"),
+            ("imap", "imaps://mail.example.com:99999"),
+            ("exchange_graph", "http://graph.example.com"),
+            ("exchange_ews", "ldap://mail.example.com"),
+            ("exchange_ews", "https://"),
+        ],
+    )
+    def test_it_refuses_an_endpoint_the_kind_cannot_connect_to(self, db, cmd, kind, endpoint):
+        with pytest.raises(CommandError, match="endpoint"):
+            cmd("profile", "add", "p", "--kind", kind, "--endpoint", endpoint)
+        assert not EmailServerProfile.objects.exists()
 
     def test_it_adds_a_profile_without_credentials(self, db, cmd):
         cmd("profile", "add", "files", "--kind", "local")

@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -26,7 +27,6 @@ from rq.registry import StartedJobRegistry
 
 from tests import rq_helpers as h
 from tests.conftest import run_command
-from tests.test_workers import release_dead_job, slow
 from tracking.actions import check_add_profile
 from tracking.choices import MailboxStatus, ScanStatus
 from tracking.jobs import QUEUE, dispatch_due_mailboxes
@@ -43,27 +43,8 @@ from tracking.models import (
 )
 from tracking.simulators.faults import Fault
 from tracking.simulators.server import Simulator
-from tracking.simulators.store import MailStore
 
 Snapshot = dict[str, list[tuple[object, ...]]]
-
-
-@pytest.fixture
-def clean_redis() -> Iterator[None]:
-    h.redis().flushdb()
-    yield
-    h.redis().flushdb()
-
-
-@pytest.fixture
-def sim(transactional_db, clean_redis, tmp_path) -> Iterator[Simulator]:
-    with Simulator(MailStore(), cert_dir=tmp_path / "sim", credentials=h.SIM_CREDENTIALS) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def ews(sim) -> EmailServerProfile:
-    return h.add_sim_profile(sim, "ews")
 
 
 # -- the mail every fault is tried on, and what one uninterrupted scan of it leaves ----------------------
@@ -166,7 +147,7 @@ def test_a_worker_killed_at_a_seeded_point_leaves_what_an_uninterrupted_scan_lea
     # RateLimit slot until RQ gives the job up (the dead worker's heartbeat has expired)
     h.make_due(box)
     assert dispatch_due_mailboxes() == 1
-    release_dead_job(dead)
+    h.release_dead_job(dead)
     h.burst()
     assert_scanned_as_if_uninterrupted(box, expected)
     cut.refresh_from_db()
@@ -176,57 +157,62 @@ def test_a_worker_killed_at_a_seeded_point_leaves_what_an_uninterrupted_scan_lea
 # -- 2. Redis restarted under a scan --------------------------------------------------------------------
 
 
-@pytest.mark.workers
-def test_a_scan_goes_on_while_redis_restarts_empty_under_it(sim, ews, tmp_path):
-    expected, _ = uninterrupted(sim, ews)
+@pytest.fixture
+def private_redis(sim: Simulator, tmp_path: Path) -> Iterator[h.RedisServer]:
+    """A Redis of the test's own, to kill and start again, that the queue and the workers use.
+
+    It depends on `sim` so that it is set up after, and torn down before, `clean_redis` (which flushes
+    the tests' Redis, not this one)."""
     with (
         h.RedisServer(tmp_path) as server,
         override_settings(RQ_QUEUES={QUEUE: {"URL": server.url, "DEFAULT_TIMEOUT": 60}}),
     ):
-        box = faulted_mailbox(sim, ews, "restart")
-        slow(sim, box, 1.0)
-        with h.workers(1, log_dir=tmp_path) as (worker,):
-            assert dispatch_due_mailboxes() == 1
-            h.wait_for(lambda: ScanRun.objects.filter(mailbox=box, items_done__gt=0).exists(), 60, "a page")
-            server.kill()
-            # the next page is committed while Redis is away, and the scan's lease renewed after it
-            h.wait_for(
-                lambda: ScanRun.objects.filter(mailbox=box, items_done__gt=PAGE).exists(), 60, "a page"
-            )
-            server.start()
-            h.wait_for(
-                lambda: not ScanRun.objects.filter(mailbox=box, status=ScanStatus.RUNNING).exists(),
-                60,
-                "the scan to end",
-            )
-        sim.faults.clear()
-        (run,) = ScanRun.objects.filter(mailbox=box)
-        assert run.status == ScanStatus.SUCCEEDED, (run.error, worker.output)
-        assert_scanned_as_if_uninterrupted(box, expected)
+        yield server
 
-        # the Redis that came back knows nothing of the scan: the next dispatch works as ever
-        h.make_due(box)
+
+@pytest.mark.workers
+def test_a_scan_goes_on_while_redis_restarts_empty_under_it(sim, ews, private_redis, tmp_path):
+    expected, _ = uninterrupted(sim, ews)
+    box = faulted_mailbox(sim, ews, "restart")
+    h.slow(sim, box, 1.0)
+    with h.workers(1, log_dir=tmp_path) as (worker,):
         assert dispatch_due_mailboxes() == 1
-        h.burst()
+        h.wait_for(lambda: ScanRun.objects.filter(mailbox=box, items_done__gt=0).exists(), 60, "a page")
+        private_redis.kill()
+        # the next page is committed while Redis is away, and the scan's lease renewed after it
+        h.wait_for(lambda: ScanRun.objects.filter(mailbox=box, items_done__gt=PAGE).exists(), 60, "a page")
+        private_redis.start()
+        h.wait_for(
+            lambda: not ScanRun.objects.filter(mailbox=box, status=ScanStatus.RUNNING).exists(),
+            60,
+            "the scan to end",
+        )
+    sim.faults.clear()
+    (run,) = ScanRun.objects.filter(mailbox=box)
+    assert run.status == ScanStatus.SUCCEEDED, (run.error, worker.output)
+    assert_scanned_as_if_uninterrupted(box, expected)
+
+    # the Redis that came back knows nothing of the scan: the next dispatch works as ever
+    h.make_due(box)
+    assert dispatch_due_mailboxes() == 1
+    h.burst()
     assert ScanRun.objects.filter(mailbox=box).latest("started_at").items_done == 0
     assert_scanned_as_if_uninterrupted(box, expected)
 
 
-def test_a_scan_queued_when_redis_restarts_empty_is_dispatched_again_when_its_claim_ends(sim, ews, tmp_path):
+def test_a_scan_queued_when_redis_restarts_empty_is_dispatched_again_when_its_claim_ends(
+    sim, ews, private_redis
+):
     expected, _ = uninterrupted(sim, ews)
-    with (
-        h.RedisServer(tmp_path) as server,
-        override_settings(RQ_QUEUES={QUEUE: {"URL": server.url, "DEFAULT_TIMEOUT": 60}}),
-    ):
-        box = faulted_mailbox(sim, ews, "lost")
-        assert dispatch_due_mailboxes() == 1
-        server.kill()
-        server.start()
-        assert h.queue().count == 0  # the job went with Redis
-        assert dispatch_due_mailboxes() == 0  # and the mailbox stays claimed
-        h.make_due(box)  # until the claim's lease ends
-        assert dispatch_due_mailboxes() == 1
-        h.burst()
+    box = faulted_mailbox(sim, ews, "lost")
+    assert dispatch_due_mailboxes() == 1
+    private_redis.kill()
+    private_redis.start()
+    assert h.queue().count == 0  # the job went with Redis
+    assert dispatch_due_mailboxes() == 0  # and the mailbox stays claimed
+    h.make_due(box)  # until the claim's lease ends
+    assert dispatch_due_mailboxes() == 1
+    h.burst()
     assert_scanned_as_if_uninterrupted(box, expected)
 
 
@@ -337,17 +323,17 @@ def test_two_schedulers_at_once_never_scan_a_mailbox_twice_at_the_same_time(sim,
         address = f"sched{i}@contoso.example"
         counts[address] = len(h.fill(sim, address, user, count=20 + 4 * i))
         boxes.append(h.add_enabled_mailbox(address, ews, track=i % 3))
-        slow(sim, boxes[-1], 0.3)
+        h.slow(sim, boxes[-1], 0.3)
     schedulers = [h.BackgroundProcess("rqcron", "tracking/cron.py", log_dir=tmp_path) for _ in range(2)]
     try:
         with h.workers(2, log_dir=tmp_path):
             # time runs fast: every claim's lease is over at once, so both schedulers find every mailbox
             # due at each of their dispatches, also while it is being scanned
-            deadline = time.monotonic() + 120
-            while len(dispatch_results()) < 4:
-                assert time.monotonic() < deadline, [p.output for p in schedulers]
+            def four_dispatches() -> bool:
                 h.make_due(*boxes)
-                time.sleep(0.5)
+                return len(dispatch_results()) >= 4
+
+            h.wait_for(four_dispatches, 120, "four dispatches", every=0.5)
             for scheduler in schedulers:
                 scheduler.stop()
             started = StartedJobRegistry(queue=h.queue())

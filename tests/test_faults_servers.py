@@ -181,9 +181,6 @@ SERVER_FAULTS = {
     # counted from the first request that carries a sync state: the second page's. A state refused in the
     # middle of a folder's first scan fails that cycle (a transient error); the next one resumes from the
     # last committed page, or resyncs in full if the server still refuses it (the test after this one).
-    "ews-invalid-sync-state": ServerFault(
-        "ews", {"kind": "invalid_sync_state", "after": 0}, False, "full resync"
-    ),
     "ews-malformed": ServerFault("ews", {"kind": "malformed"}, False, "not valid EWS"),
     "ews-truncated": ServerFault("ews", {"kind": "truncated"}, False, "not valid EWS"),
     "ews-getitem-timeout": ServerFault(
@@ -235,9 +232,6 @@ SERVER_FAULTS = {
     "graph-401-revoked": ServerFault(
         "graph", {"kind": "unauthorized", "times": -1}, True, "refused the credentials"
     ),
-    "graph-410-sync-state": ServerFault(
-        "graph", {"kind": "invalid_sync_state", "after": 0}, False, "full resync"
-    ),
     "graph-malformed": ServerFault("graph", {"kind": "malformed"}, False, "malformed answer"),
     "graph-truncated": ServerFault("graph", {"kind": "truncated"}, False, "malformed answer"),
 }
@@ -279,6 +273,22 @@ def test_a_server_fault_mid_scan_ends_in_the_right_state_and_a_rescan_misses_not
 
     assert_same_as_clean(pair)
     assert_healthy(box)
+
+
+@pytest.mark.parametrize("protocol", ["ews", "graph"])
+def test_a_sync_state_refused_in_the_middle_of_a_first_scan_is_replaced_by_a_full_resync_at_once(
+    sim, protocol, caplog
+):
+    # ErrorInvalidSyncStateData / 410 Gone on the request after page 1, which carries page 1's state
+    caplog.set_level(logging.INFO, logger="tracking.scanning")
+    pair = scanned_clean(sim, protocol)
+    sim.faults.add(ServerFault(protocol, {"kind": "invalid_sync_state", "after": 0}, False, "").make())
+
+    assert scan(pair.faulty)[0] == "scanned inbox"
+
+    assert_same_as_clean(pair)
+    assert_healthy(pair.faulty)
+    assert "full resync" in caplog.text
 
 
 @pytest.mark.parametrize("protocol", ["ews", "graph"])

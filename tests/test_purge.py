@@ -10,6 +10,7 @@ from django.core.management.base import CommandError
 from django.db import IntegrityError
 from django.utils import timezone
 
+from tests.conftest import make_decisions
 from tracking.actions import do_purge_decisions
 from tracking.models import AuditEvent, Decision, Mailbox, ScanRun, TrackedEmail
 
@@ -23,21 +24,16 @@ def decide(mailbox: Mailbox, name: str, *, days_ago: float, tracked: bool = Fals
         if tracked
         else None
     )
-    [decision] = Decision.objects.bulk_create(
-        [
-            Decision(
-                mailbox=mailbox,
-                folder="inbox",
-                scan_run=run,
-                message_id=message_id,
-                subject=name,
-                direction="incoming",
-                outcome="tracked" if tracked else "not_tracked",
-                reason="accepted_all" if tracked else "no_correlation",
-                tracked_email=email,
-                decided_at=timezone.now() - timedelta(days=days_ago),
-            )
-        ]
+    [decision] = make_decisions(
+        mailbox,
+        1,
+        scan_run=run,
+        message_id=message_id,
+        subject=name,
+        outcome="tracked" if tracked else "not_tracked",
+        reason="accepted_all" if tracked else "no_correlation",
+        tracked_email=email,
+        decided_at=timezone.now() - timedelta(days=days_ago),
     )
     return decision
 

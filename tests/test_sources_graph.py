@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import mailbox
 import math
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from tests.rq_helpers import free_port
 from tracking.messages import ParsedMessage, parse_message
 from tracking.simulators import graph as graph_sim
 from tracking.simulators.faults import Fault
@@ -132,12 +132,6 @@ def messages_in(pages: list[SyncPage]) -> list[ParsedMessage]:
             assert isinstance(item, ParsedMessage)
             out.append(item)
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def projection(msg: ParsedMessage) -> tuple[object, ...]:

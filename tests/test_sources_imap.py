@@ -11,7 +11,8 @@ import pytest
 import trustme
 
 from tests.conftest import CORPORA, make_mailbox
-from tests.dovecot import Dovecot, MailUser, corpus_messages, date_of, free_port, make_message, message_id_of
+from tests.dovecot import Dovecot, MailUser, corpus_messages, date_of, make_message, message_id_of
+from tests.rq_helpers import free_port
 from tracking.actions import check_add_profile
 from tracking.choices import Outcome, ScanStatus
 from tracking.messages import ParseFailure

@@ -14,12 +14,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.conftest import T0, make_decisions
 from tracking.actions import do_set_personal_options
 from tracking.context import mailbox_for_scan
 from tracking.models import AuditEvent, CrmRecord, Decision, Mailbox, TrackedEmail
 from tracking.pipeline import RawItem, process_page
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 LOGIN = reverse("login")
 
 
@@ -47,26 +47,6 @@ def scan(
     ]
     done = process_page(mailbox_for_scan(mailbox.pk), folder, items, scan_run=None, now=timezone.now())
     return [p.decision for p in done]
-
-
-def bulk(mailbox: Mailbox, n: int, *, start: int = 0, **fields: object) -> list[Decision]:
-    """Many plain decision rows, for paging (the list only reads them)."""
-
-    def row(i: int) -> Decision:
-        values: dict[str, object] = {
-            "folder": "inbox",
-            "direction": "incoming",
-            "outcome": "not_tracked",
-            "reason": "no_correlation",
-            "sender": "ann@example.net",
-            "subject": f"Bulk {i}",
-            "received_at": T0 + timedelta(minutes=i),
-            "decided_at": T0,
-        }
-        values.update(fields)
-        return Decision(mailbox=mailbox, message_id=f"<bulk-{mailbox.pk}-{i}@example.net>", **values)
-
-    return Decision.objects.bulk_create(row(i) for i in range(start, start + n))
 
 
 def user_of(mailbox: Mailbox) -> User:
@@ -189,9 +169,9 @@ def test_the_list_has_no_edit_controls(client, alices, auditor):
 def variety(alice, bob):
     """Decisions that differ in one field each, in two mailboxes."""
     rows = {
-        "plain": bulk(alice, 1, start=0)[0],
-        "tracked": bulk(alice, 1, start=1, outcome="tracked", reason="accepted_all")[0],
-        "correlated": bulk(
+        "plain": make_decisions(alice, 1, start=0)[0],
+        "tracked": make_decisions(alice, 1, start=1, outcome="tracked", reason="accepted_all")[0],
+        "correlated": make_decisions(
             alice,
             1,
             start=2,
@@ -199,7 +179,7 @@ def variety(alice, bob):
             reason="accepted_correlated",
             correlation_method="in_reply_to",
         )[0],
-        "token": bulk(
+        "token": make_decisions(
             alice,
             1,
             start=3,
@@ -207,11 +187,11 @@ def variety(alice, bob):
             reason="accepted_correlated",
             correlation_method="tracking_token",
         )[0],
-        "sent": bulk(
+        "sent": make_decisions(
             alice, 1, start=4, folder="sentitems", direction="outgoing", reason="sent_items_disabled"
         )[0],
-        "sender": bulk(alice, 1, start=5, sender="boss@fabrikam.example")[0],
-        "bob": bulk(bob, 1, start=6)[0],
+        "sender": make_decisions(alice, 1, start=5, sender="boss@fabrikam.example")[0],
+        "bob": make_decisions(bob, 1, start=6)[0],
     }
     Decision.objects.filter(pk=rows["plain"].pk).update(subject="Quarterly INVOICE")
     return rows
@@ -259,7 +239,7 @@ def test_it_searches_sender_and_subject_ignoring_case(client, variety, admin):
 
 
 def test_it_filters_by_received_date_in_the_users_time_zone(client, alice, admin):
-    late = bulk(alice, 1, start=0, received_at=datetime(2026, 3, 1, 23, 30, tzinfo=UTC))[0]
+    late = make_decisions(alice, 1, start=0, received_at=datetime(2026, 3, 1, 23, 30, tzinfo=UTC))[0]
     client.force_login(admin)
     # UTC: 1 March
     assert listed(client, received_from="2026-03-01", received_to="2026-03-01") == {late.pk}
@@ -271,7 +251,7 @@ def test_it_filters_by_received_date_in_the_users_time_zone(client, alice, admin
 
 
 def test_the_date_filter_round_trips_in_german(client, alice, admin):
-    late = bulk(alice, 1, received_at=datetime(2026, 3, 2, 12, 0, tzinfo=UTC))[0]
+    late = make_decisions(alice, 1, received_at=datetime(2026, 3, 2, 12, 0, tzinfo=UTC))[0]
     do_set_personal_options(admin, language="de")
     client.force_login(admin)
     r = client.get(reverse("web-decisions"), {"received_from": "2026-03-02"})
@@ -305,7 +285,7 @@ def test_a_history_restore_gets_the_whole_page(client, variety, admin):
 
 
 def test_it_shows_the_table_columns_in_the_users_time_zone(client, alice):
-    row = bulk(alice, 1, subject="Zone check")[0]
+    row = make_decisions(alice, 1, subject="Zone check")[0]
     Decision.objects.filter(pk=row.pk).update(received_at=datetime(2026, 7, 1, 22, 15, tzinfo=UTC))
     user = user_of(alice)
     do_set_personal_options(user, time_zone="Asia/Tokyo")
@@ -335,7 +315,7 @@ def _assert_no_offset_or_bare_count(queries) -> None:
 
 
 def test_it_pages_by_keyset_without_offset_or_count(client, alice, admin):
-    rows = bulk(alice, 123)
+    rows = make_decisions(alice, 123)
     all_ids = sorted((d.pk for d in rows), reverse=True)
     client.force_login(admin)
     seen: list[int] = []
@@ -365,8 +345,8 @@ def test_it_pages_by_keyset_without_offset_or_count(client, alice, admin):
 
 
 def test_it_pages_within_a_filter_and_keeps_it_in_the_links(client, alice, admin):
-    bulk(alice, 30, start=0)
-    tracked = bulk(alice, 30, start=30, outcome="tracked", reason="accepted_all")
+    make_decisions(alice, 30, start=0)
+    tracked = make_decisions(alice, 30, start=30, outcome="tracked", reason="accepted_all")
     do_set_personal_options(admin, rows_per_page=10)
     client.force_login(admin)
     r = client.get(reverse("web-decisions"), {"outcome": "tracked"})
@@ -387,7 +367,7 @@ def test_it_pages_within_a_filter_and_keeps_it_in_the_links(client, alice, admin
 
 
 def test_it_uses_the_users_rows_per_page(client, alice):
-    bulk(alice, 15)
+    make_decisions(alice, 15)
     user = user_of(alice)
     do_set_personal_options(user, rows_per_page=10)
     client.force_login(user)
@@ -396,14 +376,14 @@ def test_it_uses_the_users_rows_per_page(client, alice):
 
 
 def test_it_ignores_a_nonsense_page_key(client, alice, admin):
-    bulk(alice, 3)
+    make_decisions(alice, 3)
     client.force_login(admin)
     r = client.get(reverse("web-decisions"), {"before": "x; DROP"})
     assert r.status_code == 200 and len(ids_in(r)) == 3
 
 
 def test_a_page_past_the_end_offers_the_newest(client, alice, admin):
-    rows = bulk(alice, 3)
+    rows = make_decisions(alice, 3)
     client.force_login(admin)
     r = client.get(reverse("web-decisions"), {"before": min(d.pk for d in rows)})
     assert ids_in(r) == [] and b"Newest" in r.content and b"No decisions match" in r.content
@@ -425,14 +405,14 @@ def export(client, **params) -> tuple[StreamingHttpResponse, list[dict[str, str]
 
 def test_it_streams_the_filtered_decisions_as_csv(client, alice, admin):
     record = CrmRecord.objects.create(kind="account", name="Northwind", email1="orders@northwind.example")
-    [row] = bulk(alice, 1, outcome="tracked", reason="manual", manual=True, accepting_kind="user")
+    [row] = make_decisions(alice, 1, outcome="tracked", reason="manual", manual=True, accepting_kind="user")
     Decision.objects.filter(pk=row.pk).update(
         regarding=record,
         accepting_name="Alice",
         correlation_method="in_reply_to",
         correlated_message_id="<p@x>",
     )
-    bulk(alice, 2, start=1)
+    make_decisions(alice, 2, start=1)
     client.force_login(admin)
     r, rows = export(client, outcome="tracked")
     assert r["Content-Type"] == "text/csv; charset=utf-8"
@@ -468,7 +448,7 @@ def test_it_streams_the_filtered_decisions_as_csv(client, alice, admin):
 
 
 def test_it_writes_times_in_the_users_time_zone(client, alice, admin):
-    bulk(alice, 1)
+    make_decisions(alice, 1)
     do_set_personal_options(admin, time_zone="Europe/Berlin")
     client.force_login(admin)
     _, rows = export(client)
@@ -476,7 +456,7 @@ def test_it_writes_times_in_the_users_time_zone(client, alice, admin):
 
 
 def test_it_defuses_spreadsheet_formulas(client, alice, admin):
-    [row] = bulk(alice, 1)
+    [row] = make_decisions(alice, 1)
     Decision.objects.filter(pk=row.pk).update(
         subject='=HYPERLINK("http://evil")', sender="@evil.example", accepting_name="+1", folder="-x"
     )
@@ -500,7 +480,7 @@ def test_it_exports_only_what_the_user_may_see(client, alices, bobs, alice, bob,
 
 
 def test_the_export_pages_through_the_table_in_chunks(client, alice, admin):
-    bulk(alice, 4100)
+    make_decisions(alice, 4100)
     client.force_login(admin)
     with CaptureQueriesContext(connection) as ctx:
         _, rows = export(client)

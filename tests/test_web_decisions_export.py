@@ -18,7 +18,7 @@ from django.db import connection
 from django.urls import reverse
 
 from syncadmin.web.views.decisions_export import EXPORT_COLUMNS, _copied_chunks, _written_chunks, csv_chunks
-from tests.test_web_decisions import bulk
+from tests.conftest import make_decisions
 from tracking.actions import do_set_personal_options
 from tracking.models import CrmRecord, Decision
 
@@ -49,7 +49,7 @@ ZONES = ["UTC", "Europe/Berlin", "America/New_York", "America/St_Johns", "Asia/K
 
 def awkward_decisions(mailbox) -> None:
     record = CrmRecord.objects.create(kind="account", name='=North, "wind"', email1="n@northwind.example")
-    rows = bulk(mailbox, len(AWKWARD))
+    rows = make_decisions(mailbox, len(AWKWARD))
     for i, (row, text) in enumerate(zip(rows, AWKWARD, strict=True)):
         Decision.objects.filter(pk=row.pk).update(
             subject=text,
@@ -84,7 +84,7 @@ def test_copy_writes_what_the_csv_module_writes(alice, zone):
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the COPY writer is PostgreSQL's")
 def test_copy_streams_in_chunks(alice):
-    bulk(alice, 4100)
+    make_decisions(alice, 4100)
 
     chunks = list(_copied_chunks(Decision.objects.all(), "UTC"))
 
@@ -112,3 +112,11 @@ def test_a_zone_the_database_does_not_know_is_written_by_python(alice):
     exported = b"".join(csv_chunks(queryset, unknown))
 
     assert exported == b"".join(_written_chunks(queryset, ZoneInfo(ZONES[1])))
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the COPY writer is PostgreSQL's")
+def test_copy_of_nothing_visible_is_the_header_alone(alice):
+    make_decisions(alice, 3)
+
+    for nothing in (Decision.objects.filter(mailbox_id__in=[]), Decision.objects.none()):
+        assert b"".join(_copied_chunks(nothing, "UTC")) == b"".join(_written_chunks(nothing, UTC))

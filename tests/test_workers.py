@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import email
 import json
-import socket
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +21,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 from rq import Worker
 from rq.job import Job, JobStatus
-from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.registry import FailedJobRegistry
 
 from tests import rq_helpers as h
 from tracking.actions import check_set_org_setting
@@ -31,52 +29,14 @@ from tracking.choices import ScanStatus
 from tracking.health import check_health
 from tracking.jobs import CONNECTION_LEASE, dispatch_due_mailboxes, enqueue_scan
 from tracking.models import CrmRecord, Decision, EmailServerProfile, Mailbox, ScanRun, TrackedEmail
-from tracking.simulators.faults import Fault
 from tracking.simulators.server import Simulator
-from tracking.simulators.store import MailStore
 
 pytestmark = pytest.mark.workers
-
-# How long RQ keeps a dead worker's job "started": its last heartbeat's TTL, which is the worker's job
-# monitoring interval (30 s) + 60 s, whatever the job timeout (SCAN_TIMEOUT, an hour).
-HEARTBEAT_TTL = 90
-
-
-@pytest.fixture(autouse=True)
-def clean_redis():
-    h.redis().flushdb()
-    yield
-    h.redis().flushdb()
-
-
-@pytest.fixture
-def sim(transactional_db, tmp_path) -> Iterator[Simulator]:
-    with Simulator(MailStore(), cert_dir=tmp_path / "sim", credentials=h.SIM_CREDENTIALS) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def ews(sim) -> EmailServerProfile:
-    return h.add_sim_profile(sim, "ews")
 
 
 @pytest.fixture
 def graph(sim) -> EmailServerProfile:
     return h.add_sim_profile(sim, "graph", "exchange_graph")
-
-
-def slow(sim: Simulator, mailbox: Mailbox, seconds: float) -> None:
-    """Every page of this mailbox (EWS SyncFolderItems) takes `seconds` longer."""
-    sim.faults.add(
-        Fault(
-            "slow",
-            protocol="ews",
-            operation="SyncFolderItems",
-            mailbox=mailbox.email_address,
-            delay=seconds,
-            times=-1,
-        )
-    )
 
 
 def worker_count() -> int:
@@ -97,7 +57,7 @@ def statuses(*jobs: Job) -> list[str]:
 def test_it_never_runs_two_scans_of_one_mailbox_at_once(sim, ews, tmp_path):
     h.fill(sim, "slow@contoso.example", count=30)
     box = h.add_enabled_mailbox("slow@contoso.example", ews)
-    slow(sim, box, 1.0)
+    h.slow(sim, box, 1.0)
     with h.workers(2, log_dir=tmp_path) as procs:
         h.wait_for(lambda: worker_count() == 2, 30, "two workers")
         jobs = [job for job in (enqueue_scan(box.pk) for _ in range(3)) if job is not None]
@@ -131,7 +91,7 @@ CRASH_USER = "lavorato-j"  # 277 messages: three EWS pages of 100
 
 def kill_mid_scan(sim: Simulator, box: Mailbox, log_dir: Path) -> tuple[Job, ScanRun]:
     """Dispatch `box`, let a subprocess worker commit at least one page, then SIGKILL it and its horse."""
-    slow(sim, box, 2.0)
+    h.slow(sim, box, 2.0)
     assert dispatch_due_mailboxes() == 1
     (job,) = h.queue().get_jobs()
     worker = h.worker_process("--burst", log_dir=log_dir)
@@ -143,15 +103,6 @@ def kill_mid_scan(sim: Simulator, box: Mailbox, log_dir: Path) -> tuple[Job, Sca
     run = ScanRun.objects.get(mailbox=box)
     assert job.get_status(refresh=True) == JobStatus.STARTED  # as the dead worker left it
     return job, run
-
-
-def release_dead_job(dead: Job) -> None:
-    """What a worker's periodic maintenance does once the dead worker's heartbeat has expired."""
-    registry = StartedJobRegistry(queue=h.queue())
-    registry.cleanup()
-    assert dead.get_status(refresh=True) == JobStatus.STARTED  # its heartbeat is still fresh
-    registry.cleanup(timestamp=time.time() + HEARTBEAT_TTL + 5)
-    assert dead.get_status(refresh=True) == JobStatus.FAILED
 
 
 def test_it_resumes_a_scan_killed_mid_page_without_duplicates_or_gaps(sim, ews, tmp_path):
@@ -187,7 +138,7 @@ def test_it_resumes_a_scan_killed_mid_page_without_duplicates_or_gaps(sim, ews, 
     assert dispatch_due_mailboxes() == 1
     assert h.queue().count == 0
     (rerun,) = h.rate_limited_jobs()
-    release_dead_job(dead)
+    h.release_dead_job(dead)
     assert rerun.get_status(refresh=True) == JobStatus.QUEUED  # promoted when the slot was freed
     h.burst()
 
@@ -217,7 +168,7 @@ def test_it_frees_the_connection_slot_of_a_killed_worker_when_its_lease_runs_out
     h.fill(sim, "killed@contoso.example", CRASH_USER, count=150)
     box = h.add_enabled_mailbox("killed@contoso.example", profile)
     dead, killed = kill_mid_scan(sim, box, tmp_path)
-    release_dead_job(dead)
+    h.release_dead_job(dead)
     assert killed.started_at is not None
     slots = f"syncadmin:profile:{profile.pk}:connections"
     ((token, expires),) = cast(list[tuple[bytes, float]], h.redis().zrange(slots, 0, -1, withscores=True))
@@ -316,7 +267,7 @@ def test_it_keeps_a_profile_to_its_connection_limit(sim, tmp_path):
     for name in ("first", "second"):
         h.fill(sim, f"{name}@contoso.example", count=10)
         boxes.append(h.add_enabled_mailbox(f"{name}@contoso.example", profile))
-        slow(sim, boxes[-1], 2.0)
+        h.slow(sim, boxes[-1], 2.0)
     with h.workers(2, log_dir=tmp_path):
         h.wait_for(lambda: worker_count() == 2, 30, "two workers")
         assert dispatch_due_mailboxes() == 2
@@ -369,17 +320,11 @@ def test_it_runs_the_schedule_with_rqcron_and_reports_it_in_health(sim, ews, tmp
     assert box.next_run_at is not None and box.next_run_at > timezone.now() + timedelta(minutes=4)
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_it_says_the_queue_is_unavailable_when_redis_is_down(sim, ews):
     h.fill(sim, "noredis@contoso.example", count=2)
     h.add_enabled_mailbox("noredis@contoso.example", ews)
     Mailbox.objects.update(next_run_at=timezone.now() - timedelta(hours=1))
-    down = {"REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0"}
+    down = {"REDIS_URL": f"redis://127.0.0.1:{h.free_port()}/0"}
 
     # independent commands: run side by side, each in its own process
     with ThreadPoolExecutor(4) as pool:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
@@ -211,6 +212,33 @@ def _check_profile_values(
     if not name.strip():
         raise ActionError("a server profile needs a name")
     _check_lengths(EmailServerProfile, {"name": name, **text})
+    _check_endpoint(kind, text.get("endpoint", "").strip())
+
+
+# The URL schemes each kind of server connects with; an EWS endpoint may also be a bare host name.
+ENDPOINT_SCHEMES = {
+    ProfileKind.EXCHANGE_EWS: ("https", "http"),
+    ProfileKind.EXCHANGE_GRAPH: ("https",),
+    ProfileKind.IMAP: ("imaps", "imap"),
+}
+
+
+def _check_endpoint(kind: str, endpoint: str) -> None:
+    """An endpoint, when given, must be a URL its kind can connect to; a local folder is checked when
+    the mailbox is tested, since it may be made after the profile."""
+    schemes = ENDPOINT_SCHEMES.get(ProfileKind(kind))
+    if not endpoint or schemes is None:
+        return
+    if kind == ProfileKind.EXCHANGE_EWS and "://" not in endpoint:
+        endpoint = "https://" + endpoint
+    parts = urlsplit(endpoint)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.scheme.lower() not in schemes or not parts.hostname or not port_ok:
+        wanted = " or ".join(f"{scheme}://host" for scheme in schemes)
+        raise ActionError(f"the endpoint {endpoint!r} is not a {wanted} URL, which a {kind} profile needs")
 
 
 @transaction.atomic

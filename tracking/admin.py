@@ -115,7 +115,7 @@ class CrmRecordAdmin(admin.ModelAdmin[CrmRecord]):
         # Deleting a record would blank the regarding of the decisions naming it, an edit of the record;
         # Django refuses a deletion whose perms_needed is not empty.
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        if Decision.objects.filter(regarding__in=list(objs)).exists():
+        if Decision.objects.filter(regarding__in=objs).exists():
             perms_needed.add(str(Decision._meta.verbose_name))
         return deleted, counts, perms_needed, protected
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from tracking.actions import (
@@ -135,6 +135,7 @@ def scan_folder(
         )
         raise
     except Exception as exc:
+        reconnect_if_lost()
         do_finish_scan_run(run, now=clock(), error=f"{type(exc).__name__}: {exc}")
         do_mark_scan_failed(mailbox, error=f"internal error: {type(exc).__name__}: {exc}", now=clock())
         raise
@@ -152,6 +153,16 @@ def scan_folder(
         time.monotonic() - started,
     )
     return run
+
+
+def reconnect_if_lost() -> None:
+    """Drop a connection the database has closed, so that the next query opens a new one.
+
+    Django does that only at the start and end of a web request; a job has neither, and recording why a
+    scan failed must not fail in turn on the connection that failed it.
+    """
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()
 
 
 def _sync(
@@ -190,7 +201,8 @@ def _sync(
                     on_page(run)
             return
         except SyncStateInvalid:
-            if attempt == 2 or not state:
+            # Also when the scan began without a state: its first pages saved one, which the server refused.
+            if attempt == 2:
                 raise
             # Decisions and TrackedEmails are unique per message, so replaying the whole folder is harmless.
             log.info("sync state of %s/%s refused by the server; full resync", mailbox, folder)
@@ -263,10 +275,12 @@ def run_scan_cycle(
         # The database went away under the scan (a restart, a failover, a cut connection): the committed
         # pages stay and the page in flight was rolled back whole, so this is a transient failure, retried
         # after TransientFailureRetryMinutes rather than when the claim's lease runs out an hour later.
+        reconnect_if_lost()
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
         return do_record_cycle_failure(
             mailbox_id,
             rules,
-            error=f"the database connection failed: {str(exc).splitlines()[0]}",
+            error=f"the database connection failed: {first_line}",
             permanent=False,
             retry_after=None,
             now=clock(),

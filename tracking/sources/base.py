@@ -75,8 +75,33 @@ class ResponseTooLarge(requests.ConnectionError):
 
     def __init__(self, url: str, limit: int) -> None:
         super().__init__(f"the response from {url} is larger than {limit // (1024 * 1024)} MB")
-        self.url = url
         self.limit = limit
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, its causes and contexts, and exceptions wrapped in args or `.reason` (urllib3)."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        todo.extend(e for e in linked if isinstance(e, BaseException))
+
+
+def too_large_error(origin: str, exc: BaseException, where: str = "") -> SourceError | None:
+    """The SourceError for a ResponseTooLarge anywhere in `exc`'s chain; None when there is none."""
+    too_large = next((e for e in exception_chain(exc) if isinstance(e, ResponseTooLarge)), None)
+    if too_large is None:
+        return None
+    return SourceError(
+        f"{origin} sent a response larger than {too_large.limit // (1024 * 1024)} MB{where}; "
+        "it was refused unread (raise SOURCE_MAX_RESPONSE_MB if the server is right)",
+        permanent=False,
+    )
 
 
 def read_limited(response: requests.Response, limit: int) -> None:

@@ -89,12 +89,13 @@ from tracking.messages import SYNTHETIC_DOMAIN, ParsedMessage, ParseFailure, par
 from tracking.pipeline import Item
 from tracking.sources.base import (
     ConnectionSettings,
-    ResponseTooLarge,
     SourceError,
     SyncPage,
     SyncStateInvalid,
     configured_max_response_bytes,
+    exception_chain,
     read_limited,
+    too_large_error,
 )
 
 log = logging.getLogger(__name__)
@@ -149,24 +150,12 @@ class CaBundleAdapter(requests.adapters.HTTPAdapter):
     `verify=`, so requests would take REQUESTS_CA_BUNDLE from the environment. The adapter sees each request
     and swaps in the bundle registered for its origin, so two profiles can trust two different internal
     CAs in one process. Origins with no bundle keep requests' usual verification. It also streams every
-    response and stops reading past the limit registered for its origin, since exchangelib would read any
+    response and stops reading past SOURCE_MAX_RESPONSE_MB, since exchangelib would read any
     answer whole into memory and then build a tree of it.
     """
 
     _bundles: ClassVar[dict[str, str]] = {}
-    _limits: ClassVar[dict[str, int]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()
-
-    @classmethod
-    def limit(cls, url: str, max_bytes: int) -> None:
-        with cls._lock:
-            cls._limits[origin_of(url)] = max_bytes
-
-    @classmethod
-    def limit_for(cls, url: str) -> int:
-        with cls._lock:
-            found = cls._limits.get(origin_of(url))
-        return found if found is not None else configured_max_response_bytes()
 
     @classmethod
     def trust(cls, url: str, ca_bundle: str) -> None:
@@ -192,7 +181,7 @@ class CaBundleAdapter(requests.adapters.HTTPAdapter):
             request, stream=True, timeout=timeout, verify=bundle or verify, cert=cert, proxies=proxies
         )
         if not stream:
-            read_limited(response, self.limit_for(request.url or ""))
+            read_limited(response, configured_max_response_bytes())
         return response
 
 
@@ -417,23 +406,9 @@ def items_from_fetch(item_ids: Sequence[str], results: Sequence[Any]) -> list[It
 # -- errors --------------------------------------------------------------------------------------------------
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """The exception, its causes and contexts, and exceptions wrapped in args or `.reason` (urllib3)."""
-    seen: set[int] = set()
-    todo = [exc]
-    while todo:
-        current = todo.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        linked = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
-        todo.extend(e for e in linked if isinstance(e, BaseException))
-
-
 def _connection_problem(exc: BaseException, timeout: float) -> str | None:
     """Why a connection failed, in words, or None when `exc` is no connection failure."""
-    chain = list(_chain(exc))
+    chain = list(exception_chain(exc))
     if not any(
         isinstance(e, (requests.ConnectionError, requests.Timeout, OSError, ErrorTimeoutExpired))
         for e in chain
@@ -456,7 +431,7 @@ def _connection_problem(exc: BaseException, timeout: float) -> str | None:
 
 
 def _tls_problem(exc: BaseException) -> str | None:
-    for e in _chain(exc):
+    for e in exception_chain(exc):
         if isinstance(e, requests.exceptions.SSLError):
             return str(e.args[0] if e.args else e)
     return None
@@ -555,7 +530,6 @@ class EwsSource:
             CaBundleAdapter.trust(self.endpoint, s.ca_bundle)
             if s.authority:
                 CaBundleAdapter.trust(s.authority_host, s.ca_bundle)
-        CaBundleAdapter.limit(self.endpoint, s.max_response_bytes)
         method = (s.auth_method or "none").lower()
         credentials: Credentials | OAuth2Credentials
         if method == "oauth2":
@@ -656,13 +630,9 @@ class EwsSource:
         s = self.settings
         where = f" ({doing})"
         who = s.client_id if (s.auth_method or "").lower() == "oauth2" else s.username
-        too_large = next((e for e in _chain(exc) if isinstance(e, ResponseTooLarge)), None)
+        too_large = too_large_error(self.origin, exc, where)
         if too_large is not None:
-            return SourceError(
-                f"{self.origin} sent a response larger than {too_large.limit // (1024 * 1024)} MB{where}; "
-                "it was refused unread (raise SOURCE_MAX_RESPONSE_MB if the server is right)",
-                permanent=False,
-            )
+            return too_large
         if isinstance(exc, ErrorInvalidSyncStateData):
             return SyncStateInvalid()
         if isinstance(exc, ErrorServerBusy):

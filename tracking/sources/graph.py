@@ -12,6 +12,7 @@ import binascii
 import email.utils
 import hashlib
 import http.client
+import logging
 import re
 import socket
 import ssl
@@ -29,11 +30,12 @@ from tracking.messages import SYNTHETIC_DOMAIN, ParsedMessage, ParseFailure, par
 from tracking.pipeline import Item
 from tracking.sources.base import (
     ConnectionSettings,
-    ResponseTooLarge,
     SourceError,
     SyncPage,
     SyncStateInvalid,
+    exception_chain,
     read_limited,
+    too_large_error,
 )
 
 GRAPH = "https://graph.microsoft.com"
@@ -70,6 +72,7 @@ _MAILBOX_NOT_FOUND = frozenset(
 # What MSAL raises, besides ValueError, when it reads an answer shaped unlike the one it expects (JSON
 # nested too deep, a list for an object, a missing key); only MSAL runs inside the blocks that catch them.
 MSAL_MISREADS = (RecursionError, KeyError, AttributeError, TypeError)
+log = logging.getLogger(__name__)
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 _WS = re.compile(r"\s+")
 
@@ -175,31 +178,13 @@ def _same_api(url: str, api: str) -> bool:
     )
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        for nxt in (getattr(current, "reason", None), current.__cause__, current.__context__, *current.args):
-            if isinstance(nxt, BaseException):
-                stack.append(nxt)
-
-
 def unreachable(url: str, exc: requests.RequestException, timeout: float) -> SourceError:
     """A network failure in words an admin can act on; a certificate we may not trust is permanent."""
     origin = _origin(url)
-    chain = list(_causes(exc))
-    too_large = next((e for e in chain if isinstance(e, ResponseTooLarge)), None)
+    chain = list(exception_chain(exc))
+    too_large = too_large_error(origin, exc)
     if too_large is not None:
-        return SourceError(
-            f"{origin} sent a response larger than {too_large.limit // (1024 * 1024)} MB; it was refused "
-            "unread (raise SOURCE_MAX_RESPONSE_MB if the server is right)",
-            permanent=False,
-        )
+        return too_large
     if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or "CERTIFICATE_VERIFY_FAILED" in str(
         exc
     ):
@@ -319,6 +304,12 @@ def message_from_graph(entry: Mapping[str, Any]) -> ParsedMessage | ParseFailure
 
 
 # -- the source --------------------------------------------------------------------------------------
+
+
+def _malformed_token_answer(authority: str) -> SourceError:
+    return SourceError(
+        f"the identity platform at {_origin(authority)} sent a malformed token answer", permanent=False
+    )
 
 
 class GraphSource:
@@ -613,20 +604,16 @@ class GraphSource:
         except msal.exceptions.MsalServiceError as exc:
             raise self._identity_busy(identity.http, identity.authority, str(exc)) from exc
         except (ValueError, *MSAL_MISREADS) as exc:
-            raise SourceError(
-                f"the identity platform at {_origin(identity.authority)} sent a malformed token answer",
-                permanent=False,
-            ) from exc
+            # With the traceback: should the mistake be ours rather than the answer's, it shows here.
+            log.warning("malformed token answer from %s", _origin(identity.authority), exc_info=True)
+            raise _malformed_token_answer(identity.authority) from exc
         if isinstance(result, dict) and isinstance(result.get("access_token"), str):
             return _Token(result["access_token"], result.get("token_source") == "cache")
         if not isinstance(result, dict) or not isinstance(result.get("error"), str) or not result["error"]:
             # Neither a token nor an error: a broken answer, not a refusal that needs a person. MSAL may
             # have cached it as a token, which would fail every scan until it expires.
             identity.app.remove_tokens_for_client()
-            raise SourceError(
-                f"the identity platform at {_origin(identity.authority)} sent a malformed token answer",
-                permanent=False,
-            )
+            raise _malformed_token_answer(identity.authority)
         error = result["error"]
         description = str(result.get("error_description") or "").splitlines()[0:1]
         said = f"{error}: {description[0]}" if description else error

@@ -33,7 +33,7 @@ from tracking.pipeline import Processed, track_decision_manually
 DEFAULT_ROWS_PER_PAGE = 50
 RELATED_LIMIT = 20
 RECORD_CHOICES_LIMIT = 50
-# Big JSON columns the list and the export never show.
+# Big JSON columns the list never shows.
 LIST_DEFERRED = ("trace", "message_snapshot")
 
 

@@ -20,41 +20,24 @@ from django.db.models import QuerySet
 from tracking.models import Decision
 
 EXPORT_CHUNK = 2000  # rows per database fetch and per response chunk (behind gunicorn, each chunk is a write)
-EXPORT_COLUMNS = (
-    "decided_at",
-    "received_at",
-    "mailbox",
-    "folder",
-    "message_id",
-    "sender",
-    "subject",
-    "outcome",
-    "reason",
-    "correlation_method",
-    "correlated_message_id",
-    "accepting_kind",
-    "accepting_name",
-    "regarding",
-    "manual",
-)
-EXPORT_FIELDS = (
-    "decided_at",
-    "received_at",
-    "mailbox__email_address",
-    "folder",
-    "message_id",
-    "sender",
-    "subject",
-    "outcome",
-    "reason",
-    "correlation_method",
-    "correlated_message_id",
-    "accepting_kind",
-    "accepting_name",
-    "regarding__kind",
-    "regarding__name",
-    "manual",
-)
+TIME_COLUMNS = ("decided_at", "received_at")
+# Column name → the field it is read from.
+TEXT_COLUMNS = {
+    "mailbox": "mailbox__email_address",
+    "folder": "folder",
+    "message_id": "message_id",
+    "sender": "sender",
+    "subject": "subject",
+    "outcome": "outcome",
+    "reason": "reason",
+    "correlation_method": "correlation_method",
+    "correlated_message_id": "correlated_message_id",
+    "accepting_kind": "accepting_kind",
+    "accepting_name": "accepting_name",
+}
+EXPORT_COLUMNS = (*TIME_COLUMNS, *TEXT_COLUMNS, "regarding", "manual")
+# "regarding" is written as kind:name from two fields.
+EXPORT_FIELDS = (*TIME_COLUMNS, *TEXT_COLUMNS.values(), "regarding__kind", "regarding__name", "manual")
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -147,13 +130,13 @@ _LINE = " || ',' || ".join(
     [
         _time_cell("d.decided_at"),
         _time_cell("d.received_at"),
-        *(_text_cell(f"d.{name}") for name in EXPORT_COLUMNS[2:13]),
+        *(_text_cell(f"d.{name}") for name in TEXT_COLUMNS),
         _text_cell(_REGARDING),
         "CASE WHEN d.manual THEN 'true' ELSE 'false' END",
     ]
 )
 # The subquery's columns: the id to order by, then EXPORT_FIELDS.
-_ALIASES = ", ".join(["id", *EXPORT_COLUMNS[:13], "regarding_kind", "regarding_name", "manual"])
+_ALIASES = ", ".join(["id", *TIME_COLUMNS, *TEXT_COLUMNS, "regarding_kind", "regarding_name", "manual"])
 
 # COPY's text format escapes these in a value; row ends are bare newlines.
 _COPY_ESCAPE = re.compile(rb"\\(.)")
@@ -170,7 +153,9 @@ def _from_copy_text(data: bytes) -> bytes:
 
 def _copied_chunks(queryset: QuerySet[Decision], zone: str) -> Iterator[bytes]:
     inner = queryset.order_by().values_list("id", *EXPORT_FIELDS)
-    sql, params = inner.query.get_compiler(using=queryset.db).as_sql()
+    # elide_empty=False: a user without a mailbox sees no decision, which compiles to WHERE 0 = 1 here
+    # rather than to an EmptyResultSet raised after the header has gone out.
+    sql, params = inner.query.get_compiler(using=queryset.db, elide_empty=False).as_sql()
     statement = f"COPY (SELECT {_LINE} FROM ({sql}) AS d({_ALIASES}) ORDER BY d.id DESC) TO STDOUT"
     database = connections[queryset.db]
     yield _header()

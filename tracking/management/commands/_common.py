@@ -9,6 +9,9 @@ from tracking.context import mailbox_for_scan
 from tracking.decisions import DecisionResult, RecordRef
 from tracking.models import CrmRecord, Mailbox
 
+# A century, the most days a command takes: beyond it a date counted back from now leaves the calendar.
+MAX_DAYS = 36_500
+
 
 def get_mailbox(address: str) -> Mailbox:
     mailbox = Mailbox.objects.filter(email_address=address.strip().lower()).first()

@@ -39,11 +39,11 @@ from tracking.choices import (
     RecordKind,
     TrackOption,
 )
+from tracking.management.commands._common import MAX_DAYS
 from tracking.models import CrmRecord, Decision, EmailServerProfile, Mailbox, PersonalOptions
 
 LOAD_PROFILE = "load"
 MAILBOX_DOMAIN = "load.contoso.example"
-DAYS_MAX = 36_500  # a century; much more and --until minus --days leaves the calendar
 # (outcome, reason, share): roughly what a mailbox on "in response to SyncAdmin email" sees
 OUTCOMES: Sequence[tuple[Outcome, Reason, int]] = (
     (Outcome.TRACKED, Reason.ACCEPTED_CORRELATED, 14),
@@ -139,8 +139,8 @@ class Command(BaseCommand):
         for name in ("mailboxes", "records", "decisions", "days"):
             if options[name] < 0:
                 raise CommandError(f"--{name} must not be negative")
-        if options["days"] > DAYS_MAX:
-            raise CommandError(f"--days must be at most {DAYS_MAX}")
+        if options["days"] > MAX_DAYS:
+            raise CommandError(f"--days must be at most {MAX_DAYS}")
         if options["batch"] < 1:
             raise CommandError("--batch must be at least 1")
         try:

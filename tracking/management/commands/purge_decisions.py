@@ -10,11 +10,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from tracking.actions import do_purge_decisions, purgeable_decisions
-from tracking.management.commands._common import get_mailbox
+from tracking.management.commands._common import MAX_DAYS, get_mailbox
 from tracking.models import AuditEvent
-
-# A hundred years: beyond it the cut-off date would leave the calendar, and nothing is that old.
-MAX_DAYS = 36500
 
 
 def parse_days(raw: str) -> int:
@@ -25,6 +22,13 @@ def parse_days(raw: str) -> int:
     if not 1 <= days <= MAX_DAYS:
         raise CommandError(f"--older-than {raw!r}: give a whole number of days from 1 to {MAX_DAYS}")
     return days
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except OSError:  # a container user without a passwd entry or LOGNAME
+        return ""
 
 
 class Command(BaseCommand):
@@ -45,7 +49,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         days = parse_days(options["older_than"])
         mailbox = get_mailbox(options["mailbox"]) if options["mailbox"] else None
-        actor = (options["actor"] or getpass.getuser()).strip()
+        actor = (options["actor"] or _os_user()).strip()
         label = f"cli:{actor}"
         limit = AuditEvent._meta.get_field("actor_label").max_length or 0
         if not actor or len(label) > limit:

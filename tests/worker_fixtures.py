@@ -1,0 +1,37 @@
+"""Fixtures of the tests that run scans through RQ (tests/test_workers.py, tests/test_faults_processes.py):
+an empty tests' Redis and the Exchange simulator with an EWS profile reading from it.
+
+Loaded for every test module through `pytest_plugins` in tests/conftest.py; a module's own fixture of the
+same name wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import rq_helpers as h
+from tracking.models import EmailServerProfile
+from tracking.simulators.server import Simulator
+from tracking.simulators.store import MailStore
+
+
+@pytest.fixture
+def clean_redis() -> Iterator[None]:
+    h.redis().flushdb()
+    yield
+    h.redis().flushdb()
+
+
+@pytest.fixture
+def sim(transactional_db: None, clean_redis: None, tmp_path: Path) -> Iterator[Simulator]:
+    """The simulator in this process, on a database that workers in other processes see (transactional)."""
+    with Simulator(MailStore(), cert_dir=tmp_path / "sim", credentials=h.SIM_CREDENTIALS) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def ews(sim: Simulator) -> EmailServerProfile:
+    return h.add_sim_profile(sim, "ews")
