@@ -195,7 +195,9 @@ def _migrations_fingerprint() -> str:
     import django
 
     digest = hashlib.sha256(django.get_version().encode())
-    for path in sorted((ROOT / "tracking" / "migrations").glob("*.py")):
+    # The settings (INSTALLED_APPS) and the dependencies decide which other apps' tables exist.
+    schema_inputs = [ROOT / "syncadmin" / "settings.py", ROOT / "pyproject.toml"]
+    for path in [*schema_inputs, *sorted((ROOT / "tracking" / "migrations").glob("*.py"))]:
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
