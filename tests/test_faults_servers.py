@@ -503,6 +503,23 @@ def stored_text() -> str:
     )
 
 
+def scan_refused_in_bounded_memory(box: Mailbox, words: str) -> tuple[Mailbox, ScanRun]:
+    """Scan `box`, whose server answers with something hostile: a transient failure that says `words`,
+    with the process's peak memory grown by less than 100 MB."""
+    reset_peak_rss()
+    start = peak_rss_kb()
+
+    said, _, _ = scan(box)
+
+    grown_mb = (peak_rss_kb() - start) / 1024
+    assert grown_mb < 100, f"peak RSS grew by {grown_mb:.0f} MB"
+    box.refresh_from_db()
+    run = ScanRun.objects.get(mailbox=box)
+    assert said.startswith("retry at ") and box.enabled and box.transient_failure_count == 1
+    assert run.status == ScanStatus.FAILED and words in run.error, run.error
+    return box, run
+
+
 @pytest.mark.parametrize("case", HOSTILE.values(), ids=HOSTILE.keys())
 def test_a_hostile_answer_is_refused_with_a_clear_error_and_nothing_of_it_is_stored(sim, listener, case):
     pair = scanned_clean(sim, case.protocol)
@@ -522,18 +539,7 @@ def test_a_hostile_answer_is_refused_with_a_clear_error_and_nothing_of_it_is_sto
             content_type="text/xml; charset=utf-8" if case.protocol == "ews" else "application/json",
         )
     )
-    reset_peak_rss()
-    start = peak_rss_kb()
-
-    said, _, _ = scan(pair.faulty)
-
-    grown_mb = (peak_rss_kb() - start) / 1024
-    assert grown_mb < 100, f"peak RSS grew by {grown_mb:.0f} MB"
-    box = pair.faulty
-    box.refresh_from_db()
-    run = ScanRun.objects.get(mailbox=box)
-    assert said.startswith("retry at ") and box.enabled and box.transient_failure_count == 1
-    assert run.status == ScanStatus.FAILED and case.words in run.error, run.error
+    box, run = scan_refused_in_bounded_memory(pair.faulty, case.words)
     assert len(h.decision_keys(box)) == run.items_done == PAGE
     text = stored_text()
     assert PASSWD_LINE not in text and "attacker.example" not in text and "lollollol" not in text
@@ -617,18 +623,7 @@ def test_a_hostile_identity_platform_answer_is_a_transient_error(sim, operation,
             content_type="application/json",
         )
     )
-    reset_peak_rss()
-    start = peak_rss_kb()
-
-    said, _, _ = scan(pair.faulty)
-
-    grown_mb = (peak_rss_kb() - start) / 1024
-    assert grown_mb < 100, f"peak RSS grew by {grown_mb:.0f} MB"
-    box = pair.faulty
-    box.refresh_from_db()
-    run = ScanRun.objects.get(mailbox=box)
-    assert said.startswith("retry at ") and box.enabled and box.transient_failure_count == 1
-    assert run.status == ScanStatus.FAILED and words in run.error, run.error
+    box, _ = scan_refused_in_bounded_memory(pair.faulty, words)
     assert not Decision.objects.filter(mailbox=box).exists()
 
     sim.faults.clear()
