@@ -36,27 +36,13 @@ from tracking.models import Alert, Decision, EmailServerProfile, Mailbox, ScanRu
 from tracking.scanning import run_test_and_enable
 from tracking.simulators.faults import Fault
 from tracking.simulators.server import Simulator
-from tracking.simulators.store import MailStore
 
 USING_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")
 
 
 @pytest.fixture(autouse=True)
-def clean_redis():
-    h.redis().flushdb()
-    yield
-    h.redis().flushdb()
-
-
-@pytest.fixture
-def sim(transactional_db, tmp_path):
-    with Simulator(MailStore(), cert_dir=tmp_path / "sim", credentials=h.SIM_CREDENTIALS) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def ews(sim) -> EmailServerProfile:
-    return h.add_sim_profile(sim, "ews")
+def every_test_on_an_empty_redis(clean_redis: None) -> None:
+    """Not only the tests with the simulator (tests/worker_fixtures.py: clean_redis, sim, ews)."""
 
 
 def mailbox_with_mail(sim: Simulator, address: str, profile: EmailServerProfile, count: int = 3) -> Mailbox:
