@@ -6,11 +6,9 @@ import html
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import django_rq
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client, override_settings
 from django.urls import reverse
@@ -45,14 +43,6 @@ HTMX = {"HX-Request": "true"}
 def login(client: Client, user: User) -> Client:
     client.force_login(user)
     return client
-
-
-@pytest.fixture(autouse=True)
-def own_redis_db() -> Iterator[None]:
-    """A Redis database of its own, so that other test runs sharing the server cannot take its jobs."""
-    url = urlsplit(str(settings.RQ_QUEUES[QUEUE]["URL"]))._replace(path="/13").geturl()
-    with override_settings(RQ_QUEUES={QUEUE: {**settings.RQ_QUEUES[QUEUE], "URL": url}}):
-        yield
 
 
 @pytest.fixture
