@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.utils import timezone
 
 from tracking.actions import check_add_mailbox, check_add_profile, do_set_personal_options
+from tracking.context import mailbox_for_scan
 from tracking.models import Decision, EmailServerProfile, Mailbox
+from tracking.pipeline import RawItem, process_page
 
 # sim, ews and clean_redis, for the tests that run scans through RQ
 pytest_plugins = ["tests.worker_fixtures"]
@@ -64,6 +67,40 @@ def make_mailbox(address: str, username: str, profile: EmailServerProfile, track
     assert mailbox.user is not None
     do_set_personal_options(mailbox.user, track=track)
     return mailbox
+
+
+# Messages decided the way a scan decides them, for the web tests.
+
+
+def raw(
+    message_id: str,
+    *,
+    frm: str = "Ann Example <ann@example.net>",
+    to: str = "alice@contoso.com",
+    subject: str = "Hello",
+    extra: str = "",
+) -> bytes:
+    return (
+        f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: {message_id}\r\n"
+        f"Date: Mon, 2 Mar 2026 09:00:00 +0000\r\n{extra}\r\nbody\r\n"
+    ).encode()
+
+
+def scan(
+    mailbox: Mailbox, *messages: bytes, folder: str = "inbox", received: datetime = T0
+) -> list[Decision]:
+    """Decide messages the way a scan does (through the pipeline), one minute apart."""
+    items = [
+        RawItem(f"item-{i}-{received.timestamp()}", m, received_at=received + timedelta(minutes=i))
+        for i, m in enumerate(messages)
+    ]
+    done = process_page(mailbox_for_scan(mailbox.pk), folder, items, scan_run=None, now=timezone.now())
+    return [p.decision for p in done]
+
+
+def user_of(mailbox: Mailbox) -> User:
+    assert isinstance(mailbox.user, User)
+    return mailbox.user
 
 
 def make_decisions(mailbox: Mailbox, n: int, *, start: int = 0, **fields: object) -> list[Decision]:

@@ -7,51 +7,17 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.db import connection
 from django.http import StreamingHttpResponse
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.conftest import T0, make_decisions
+from tests.conftest import T0, make_decisions, raw, scan, user_of
 from tracking.actions import do_set_personal_options
-from tracking.context import mailbox_for_scan
-from tracking.models import AuditEvent, CrmRecord, Decision, Mailbox, TrackedEmail
-from tracking.pipeline import RawItem, process_page
+from tracking.models import AuditEvent, CrmRecord, Decision, TrackedEmail
 
 LOGIN = reverse("login")
-
-
-def raw(
-    message_id: str,
-    *,
-    frm: str = "Ann Example <ann@example.net>",
-    to: str = "alice@contoso.com",
-    subject: str = "Hello",
-    extra: str = "",
-) -> bytes:
-    return (
-        f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: {message_id}\r\n"
-        f"Date: Mon, 2 Mar 2026 09:00:00 +0000\r\n{extra}\r\nbody\r\n"
-    ).encode()
-
-
-def scan(
-    mailbox: Mailbox, *messages: bytes, folder: str = "inbox", received: datetime = T0
-) -> list[Decision]:
-    """Decide messages the way a scan does (through the pipeline), one minute apart."""
-    items = [
-        RawItem(f"item-{i}-{received.timestamp()}", m, received_at=received + timedelta(minutes=i))
-        for i, m in enumerate(messages)
-    ]
-    done = process_page(mailbox_for_scan(mailbox.pk), folder, items, scan_run=None, now=timezone.now())
-    return [p.decision for p in done]
-
-
-def user_of(mailbox: Mailbox) -> User:
-    assert isinstance(mailbox.user, User)
-    return mailbox.user
 
 
 @pytest.fixture

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
 
 from syncadmin.web.forms_decisions import MAX_MESSAGE_BYTES
+from tests.conftest import T0, raw, scan, user_of
 from tracking.actions import check_set_org_setting, do_set_personal_options
-from tracking.context import mailbox_for_scan
 from tracking.models import (
     AuditEvent,
     CrmRecord,
@@ -27,43 +25,11 @@ from tracking.models import (
     ScanRun,
     TrackedEmail,
 )
-from tracking.pipeline import RawItem, process_page
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 LOGIN = reverse("login")
 EXPLAIN = reverse("web-explain")
 WHAT_IF = reverse("web-what-if")
 MODELS = (Decision, TrackedEmail, EmailHash, ScanRun, CrmRecord, AuditEvent, OrgSettings)
-
-
-def raw(
-    message_id: str,
-    *,
-    frm: str = "Ann Example <ann@example.net>",
-    to: str = "alice@contoso.com",
-    subject: str = "Hello",
-    extra: str = "",
-) -> bytes:
-    return (
-        f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: {message_id}\r\n"
-        f"Date: Mon, 2 Mar 2026 09:00:00 +0000\r\n{extra}\r\nbody\r\n"
-    ).encode()
-
-
-def scan(
-    mailbox: Mailbox, *messages: bytes, folder: str = "inbox", received: datetime = T0
-) -> list[Decision]:
-    items = [
-        RawItem(f"item-{i}-{received.timestamp()}", m, received_at=received + timedelta(minutes=i))
-        for i, m in enumerate(messages)
-    ]
-    done = process_page(mailbox_for_scan(mailbox.pk), folder, items, scan_run=None, now=timezone.now())
-    return [p.decision for p in done]
-
-
-def user_of(mailbox: Mailbox) -> User:
-    assert isinstance(mailbox.user, User)
-    return mailbox.user
 
 
 def counts() -> dict[str, int]:
