@@ -44,11 +44,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="also profile the engine (pyinstrument)")
     args = parser.parse_args()
 
-    url = common.create_db(VENDOR, DB)
-    try:
+    with common.fresh_db(VENDOR, DB) as url:
         run(url, args)
-    finally:
-        common.drop_db(VENDOR, DB)
 
 
 def run(url: str, args: argparse.Namespace) -> None:

@@ -43,11 +43,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="mailboxes the messages are split over")
     parser.add_argument("--profile", action="store_true", help="profile the scan (pyinstrument), untimed")
     args = parser.parse_args()
-    url = common.create_db(VENDOR, DB)
-    try:
+    with common.fresh_db(VENDOR, DB) as url:
         run(url, args)
-    finally:
-        common.drop_db(VENDOR, DB)
 
 
 def run(url: str, args: argparse.Namespace) -> None:

@@ -30,11 +30,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10000)
     parser.add_argument("--vendor", default="sqlite", choices=("sqlite", "postgresql"))
     args = parser.parse_args()
-    url = common.create_db(args.vendor, DB)
-    try:
+    with common.fresh_db(args.vendor, DB) as url:
         run(url, args)
-    finally:
-        common.drop_db(args.vendor, DB)
 
 
 def run(url: str, args: argparse.Namespace) -> None:

@@ -74,11 +74,8 @@ def main() -> None:
     parser.add_argument("--mailboxes", type=int, default=40)
     parser.add_argument("--messages", type=int, default=50, help="per mailbox")
     args = parser.parse_args()
-    url = common.create_db(VENDOR, DB)
-    try:
+    with common.fresh_db(VENDOR, DB) as url:
         run(url, args)
-    finally:
-        common.drop_db(VENDOR, DB)
 
 
 def run(url: str, args: argparse.Namespace) -> None:

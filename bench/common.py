@@ -241,6 +241,16 @@ def create_db(vendor: str, name: str) -> str:
     return db_url(vendor, name)
 
 
+@contextlib.contextmanager
+def fresh_db(vendor: str, name: str) -> Iterator[str]:
+    """create_db for the length of a with block, then drop_db."""
+    url = create_db(vendor, name)
+    try:
+        yield url
+    finally:
+        drop_db(vendor, name)
+
+
 def drop_db(vendor: str, name: str) -> None:
     assert name.startswith(DB_PREFIX), name
     if vendor == "postgresql":
