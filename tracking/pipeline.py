@@ -190,22 +190,32 @@ def decision_as_json(d: Decision, *, new: bool) -> dict[str, object]:
     }
 
 
-def track_decision_manually(decision: Decision, regarding: RecordRef | None, *, now: datetime) -> Processed:
-    """Track / Set regarding on a message a scan did not track (DOMAIN §3.3): a manual decision beside it.
-
-    The caller checks who may do this (the mailbox's owner or an admin) and audits it.
-    """
-    msg = message_from_snapshot(
+def message_of(decision: Decision) -> ParsedMessage:
+    """The message a decision was made about, rebuilt from its fields and snapshot."""
+    snapshot = decision.message_snapshot if isinstance(decision.message_snapshot, dict) else {}
+    return message_from_snapshot(
         provider_item_id=decision.provider_item_id,
         message_id=decision.message_id,
         synthetic=decision.message_id_synthetic,
         subject=decision.subject,
         sender=decision.sender,
         received_at=decision.received_at,
-        snapshot=decision.message_snapshot,
+        snapshot=snapshot,
     )
+
+
+def track_decision_manually(decision: Decision, regarding: RecordRef | None, *, now: datetime) -> Processed:
+    """Track / Set regarding on a message a scan did not track (DOMAIN §3.3): a manual decision beside it.
+
+    The caller checks who may do this (the mailbox's owner or an admin) and audits it.
+    """
     mailbox = mailbox_for_scan(decision.mailbox_id)
     [processed] = process_page(
-        mailbox, decision.folder, [msg], scan_run=None, now=now, manual=ManualTracking(regarding)
+        mailbox,
+        decision.folder,
+        [message_of(decision)],
+        scan_run=None,
+        now=now,
+        manual=ManualTracking(regarding),
     )
     return processed

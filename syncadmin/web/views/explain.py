@@ -25,10 +25,10 @@ from syncadmin.web.permissions import is_admin, user_required
 from tracking.choices import Folder, Outcome, Reason, TrackOption
 from tracking.context import load_context, load_rules, mailbox_for_scan
 from tracking.decisions import DecisionContext, DecisionResult, OrgRules, decide_batch
-from tracking.messages import ParsedMessage, message_from_snapshot
+from tracking.messages import ParsedMessage
 from tracking.models import Decision, Mailbox
 from tracking.orgsettings import SettingSpec, SettingValue
-from tracking.pipeline import RawItem, explain_message
+from tracking.pipeline import RawItem, explain_message, message_of
 
 FOLDER_LABELS: dict[str, StrOrPromise] = dict(Folder.choices)
 INITIAL = {"n": WHAT_IF_DEFAULT, "change": WhatIfForm.TRACK}
@@ -184,20 +184,6 @@ class WhatIfReport:
     def transitions(self) -> list[Transition]:
         counts = Counter((r.before.outcome.value, r.after.outcome.value) for r in self.changed_rows)
         return [Transition(b, a, n) for (b, a), n in counts.most_common()]
-
-
-def message_of(decision: Decision) -> ParsedMessage:
-    """The message a decision was made about, rebuilt from its fields and snapshot."""
-    snapshot = decision.message_snapshot if isinstance(decision.message_snapshot, dict) else {}
-    return message_from_snapshot(
-        provider_item_id=decision.provider_item_id,
-        message_id=decision.message_id,
-        synthetic=decision.message_id_synthetic,
-        subject=decision.subject,
-        sender=decision.sender,
-        received_at=decision.received_at,
-        snapshot=snapshot,
-    )
 
 
 def without_tracked(ctx: DecisionContext, keys: Collection[int]) -> DecisionContext:
