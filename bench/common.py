@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 BUILD = ROOT / "build" / "bench"
-CORPORA = Path(os.environ.get("BENCH_CORPORA", "/work/shared/corpora"))
+CORPORA = Path(os.environ.get("BENCH_CORPORA", ROOT / "tests" / "data" / "corpora"))
 PG_SERVER = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 SETTINGS = "bench.settings"

@@ -22,7 +22,8 @@ from tracking.pipeline import RawItem, process_page
 # sim, ews and clean_redis, for the tests that run scans through RQ
 pytest_plugins = ["tests.worker_fixtures"]
 
-CORPORA = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora"
+# The real-mail corpora vendored for the tests (see tests/data/corpora/README.md).
+CORPORA = Path(__file__).resolve().parent / "data" / "corpora"
 # When make_decisions' rows are decided; row i was received i minutes later.
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

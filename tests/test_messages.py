@@ -1,7 +1,7 @@
 """The message parser (tracking.messages.parse_message): odd, broken and hostile input never raises.
 
-Most messages are built here byte by byte; a few come from the real corpora in /work/shared/corpora
-(read in place, never copied: some of them are GPL).
+Most messages are built here byte by byte; a few come from the real corpora vendored in
+tests/data/corpora.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from exchangelib.services import GetItem
 
+from tests.conftest import CORPORA
 from tracking.messages import ParsedMessage, ParseFailure, parse_message
 from tracking.simulators.faults import Fault
 from tracking.simulators.server import Simulator
@@ -21,7 +22,7 @@ from tracking.sources.base import ConnectionSettings, SourceError, SyncPage, Syn
 from tracking.sources.ews import EwsSource, items_from_fetch, service_endpoint
 from tracking.sources.local import read_paths
 
-ENRON = Path("/work/shared/corpora/enron-mbox")
+ENRON = CORPORA / "enron-mbox"
 OWNER = "tori.kuykendall@enron.com"
 FOLDER_FILES = {
     "inbox": ENRON / "kuykendall-t" / "inbox.mbox",

@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import cache
-from pathlib import Path
 
 import pytest
 import trustme
 
+from tests.conftest import CORPORA
 from tests.rq_helpers import free_port
 from tracking.messages import ParsedMessage, parse_message
 from tracking.simulators import graph as graph_sim
@@ -24,7 +24,6 @@ from tracking.simulators.store import MailStore
 from tracking.sources.base import ConnectionSettings, SourceError, SyncPage, SyncStateInvalid
 from tracking.sources.graph import GraphSource, message_from_graph
 
-CORPORA = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora"
 ALLEN = CORPORA / "enron-mbox" / "allen-p"
 MAILBOX = "phillip.allen@enron.com"
 TENANT = "contoso.onmicrosoft.com"
