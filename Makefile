@@ -24,7 +24,7 @@ venv: $(STAMP)
 run: $(STAMP)
 	mkdir -p var/static
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --no-input -v0
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runall --host $(HOST) --port $(PORT)
+	DEBUG=$${DEBUG:-1} SYNCADMIN_DEVTOOLS=$${SYNCADMIN_DEVTOOLS:-1} $(BIN)/python manage.py runall --host $(HOST) --port $(PORT)
 
 ## Every check of CI: lint, types, then the suite on SQLite and on PostgreSQL with the real Redis, the two
 ## side by side (each waits on subprocesses, browsers and servers much of the time), each printed when done.

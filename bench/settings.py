@@ -17,5 +17,8 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 from syncadmin.settings import *  # noqa: F403
 
 DEBUG = False
+# The benchmarks fill databases with generate_load and serve mail with the simulator (dev tools).
+if "syncadmin.devtools" not in INSTALLED_APPS:  # noqa: F405
+    INSTALLED_APPS.append("syncadmin.devtools")  # noqa: F405
 ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # noqa: F405  (Django's test Client)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # logging in is not what is measured

@@ -36,10 +36,10 @@ def main() -> None:
     spec = json.loads(Path(args.spec).read_text())
     common.setup_django(common.db_url("sqlite", common.template_name()))  # never queried
 
+    from syncadmin.devtools.simulators import store as store_module
+    from syncadmin.devtools.simulators.server import Simulator
+    from syncadmin.devtools.simulators.store import MailStore
     from tracking.messages import ParsedMessage, parse_message
-    from tracking.simulators import store as store_module
-    from tracking.simulators.server import Simulator
-    from tracking.simulators.store import MailStore
 
     started = time.perf_counter()
     originals = common.corpus_originals()

@@ -59,6 +59,11 @@ INSTALLED_APPS = [
     "tracking",
     "syncadmin.web",
 ]
+# The development tools (Exchange simulator, demo, runall, generate_load): on for development, off in
+# production, where their dependencies (the `demo` extra) are not installed.
+SYNCADMIN_DEVTOOLS = envbool("SYNCADMIN_DEVTOOLS", DEBUG)
+if SYNCADMIN_DEVTOOLS:
+    INSTALLED_APPS.append("syncadmin.devtools")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

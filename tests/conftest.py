@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from tracking.actions import check_add_mailbox, check_add_profile, do_set_personal_options
 from tracking.context import mailbox_for_scan
+from tracking.messages import RawItem
 from tracking.models import Decision, EmailServerProfile, Mailbox
-from tracking.pipeline import RawItem, process_page
+from tracking.pipeline import process_page
 
 # sim, ews and clean_redis, for the tests that run scans through RQ
 pytest_plugins = ["tests.worker_fixtures"]

@@ -34,6 +34,8 @@ from rq.job import Job, JobStatus
 from rq.rate_limit import RateLimitRegistry
 from rq.registry import StartedJobRegistry
 
+from syncadmin.devtools.simulators.faults import Fault
+from syncadmin.devtools.simulators.server import Simulator
 from tests.conftest import CORPORA
 from tracking.actions import (
     check_add_mailbox,
@@ -43,8 +45,6 @@ from tracking.actions import (
 )
 from tracking.jobs import QUEUE
 from tracking.models import Decision, EmailServerProfile, FolderSyncState, Mailbox, ScanRun, TrackedEmail
-from tracking.simulators.faults import Fault
-from tracking.simulators.server import Simulator
 
 BASE_DIR = Path(settings.BASE_DIR)
 ENRON = CORPORA / "enron-mbox"

@@ -12,6 +12,9 @@ os.environ.setdefault("SECURE_COOKIES", "0")
 
 from syncadmin.settings import *  # noqa: F403
 
+# The suite tests the development tools too (the simulator, runall, load_demo, generate_load).
+if "syncadmin.devtools" not in INSTALLED_APPS:  # noqa: F405
+    INSTALLED_APPS.append("syncadmin.devtools")  # noqa: F405
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  (WhiteNoise warns when it is missing)
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.MD5PasswordHasher"

@@ -33,8 +33,9 @@ from django.utils import timezone
 from tests.conftest import CORPORA, CommandResult
 from tracking.choices import REASONS_BY_OUTCOME, CorrelationMethod, Outcome
 from tracking.decisions import ManualTracking, RecordRef
+from tracking.messages import RawItem
 from tracking.models import CrmRecord, Decision, Mailbox, ScanRun, TrackedEmail
-from tracking.pipeline import RawItem, process_page
+from tracking.pipeline import process_page
 
 pytestmark = pytest.mark.corpus
 

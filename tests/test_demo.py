@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from syncadmin.devtools.simulators.server import Simulator
 from tracking.choices import ScanStatus
 from tracking.models import Decision, Mailbox, ScanRun, TrackedEmail
 from tracking.scanning import scan_folder
-from tracking.simulators.server import Simulator
 
 DEMO_MAIL = Path(__file__).resolve().parent.parent / "demo" / "mail"
 

@@ -25,6 +25,8 @@ from django.utils import timezone
 from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 
+from syncadmin.devtools.simulators.faults import Fault
+from syncadmin.devtools.simulators.server import Simulator
 from tests import rq_helpers as h
 from tests.conftest import run_command
 from tracking.actions import check_add_profile
@@ -41,8 +43,6 @@ from tracking.models import (
     ScanRun,
     TrackedEmail,
 )
-from tracking.simulators.faults import Fault
-from tracking.simulators.server import Simulator
 
 Snapshot = dict[str, list[tuple[object, ...]]]
 

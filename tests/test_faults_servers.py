@@ -24,6 +24,9 @@ import pytest
 from django.core import serializers
 from django.utils import timezone
 
+from syncadmin.devtools.simulators.faults import Fault
+from syncadmin.devtools.simulators.server import Simulator
+from syncadmin.devtools.simulators.store import MailStore
 from tests import rq_helpers as h
 from tracking import scanning
 from tracking.choices import ScanStatus
@@ -37,9 +40,6 @@ from tracking.models import (
     TrackedEmail,
 )
 from tracking.scanning import run_scan_cycle, run_test_and_enable
-from tracking.simulators.faults import Fault
-from tracking.simulators.server import Simulator
-from tracking.simulators.store import MailStore
 
 COUNT = 12
 PAGE = 5  # pages of 5, 5 and 2 messages

@@ -17,8 +17,9 @@ from django.utils import timezone
 
 from tracking.actions import do_set_personal_options
 from tracking.context import mailbox_for_scan
+from tracking.messages import RawItem
 from tracking.models import Decision, Mailbox
-from tracking.pipeline import RawItem, process_page
+from tracking.pipeline import process_page
 
 PO_FILE = Path(settings.BASE_DIR) / "locale" / "de" / "LC_MESSAGES" / "django.po"
 MO_FILE = PO_FILE.with_suffix(".mo")

@@ -23,6 +23,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from rq.job import Job, JobStatus
 
+from syncadmin.devtools.simulators.faults import Fault
+from syncadmin.devtools.simulators.server import Simulator
 from tests import rq_helpers as h
 from tracking.actions import (
     check_add_mailbox,
@@ -34,8 +36,6 @@ from tracking.choices import ScanStatus
 from tracking.jobs import BUSY_PROFILE_RETRY, CLAIM_LEASE, dispatch_due_mailboxes, enqueue_scan, scan_mailbox
 from tracking.models import Alert, Decision, EmailServerProfile, Mailbox, ScanRun, TrackedEmail
 from tracking.scanning import run_test_and_enable
-from tracking.simulators.faults import Fault
-from tracking.simulators.server import Simulator
 
 USING_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")
 

@@ -21,6 +21,7 @@ from tracking import pipeline
 from tracking.actions import check_set_org_setting, do_set_personal_options, do_start_scan_run
 from tracking.choices import Folder, Outcome, ScanSource
 from tracking.context import load_scan_rules, mailbox_for_scan
+from tracking.messages import RawItem
 from tracking.models import CrmRecord, Decision, EmailServerProfile, TrackedEmail
 
 # A page of the worst kind (auto-created senders, replies within the page, a folder's first page): 6 loads
@@ -43,7 +44,7 @@ def raw_message(headers: dict[str, str], body: str = "Hello.\n") -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
 
 
-def parent_items() -> list[pipeline.RawItem]:
+def parent_items() -> list[RawItem]:
     """Emails tracked before the measurement: each with a tracking token and a Thread-Index."""
     out = []
     for p in range(PARENTS):
@@ -55,11 +56,11 @@ def parent_items() -> list[pipeline.RawItem]:
             "Message-ID": f"<parent-{p}@partners.example>",
             "Thread-Index": thread_index(p),
         }
-        out.append(pipeline.RawItem(f"parent-{p}", raw_message(headers)))
+        out.append(RawItem(f"parent-{p}", raw_message(headers)))
     return out
 
 
-def page_items(tag: str, size: int, owner: str) -> list[pipeline.RawItem]:
+def page_items(tag: str, size: int, owner: str) -> list[RawItem]:
     """`size` varied messages; every kind of message occurs in a page of 10 already."""
     out = []
     for i in range(size):
@@ -86,7 +87,7 @@ def page_items(tag: str, size: int, owner: str) -> list[pipeline.RawItem]:
         if i % 5 == 4:
             # a reply to a message earlier in this page
             headers["In-Reply-To"] = f"<m{i - 1}.{tag}@ext.example>"
-        out.append(pipeline.RawItem(f"{tag}-{i}", raw_message(headers)))
+        out.append(RawItem(f"{tag}-{i}", raw_message(headers)))
     return out
 
 

@@ -18,8 +18,8 @@ from tracking.actions import (
     do_set_personal_options,
 )
 from tracking.choices import ScanStatus
+from tracking.messages import RawItem
 from tracking.models import Alert, Decision, FolderSyncState, Mailbox, ScanRun, TrackedEmail
-from tracking.pipeline import RawItem
 from tracking.scanning import run_test_and_enable, scan_folder
 from tracking.sources.base import SourceError, SyncPage
 

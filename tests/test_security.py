@@ -30,6 +30,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from syncadmin.devtools.simulators.faults import Fault
+from syncadmin.devtools.simulators.server import Simulator
+from syncadmin.devtools.simulators.store import MailStore
 from tests import rq_helpers as h
 from tests.conftest import CommandResult, run_command
 from tests.test_web_urlconf import PK_OF, routes
@@ -54,9 +57,6 @@ from tracking.models import (
 )
 from tracking.models.activity import ImmutableRecordError
 from tracking.scanning import run_scan_cycle
-from tracking.simulators.faults import Fault
-from tracking.simulators.server import Simulator
-from tracking.simulators.store import MailStore
 
 BASE_DIR = Path(settings.BASE_DIR)
 LOGIN = reverse("login")

@@ -29,11 +29,11 @@ from exchangelib.items import ID_ONLY
 from exchangelib.properties import DistinguishedFolderId, Mailbox
 from exchangelib.services import GetFolder, GetItem, SyncFolderItems
 
+from syncadmin.devtools.simulators.ews import encode_state
+from syncadmin.devtools.simulators.faults import Fault
+from syncadmin.devtools.simulators.server import Simulator
+from syncadmin.devtools.simulators.store import MailStore
 from tracking.messages import ParsedMessage, parse_message
-from tracking.simulators.ews import encode_state
-from tracking.simulators.faults import Fault
-from tracking.simulators.server import Simulator
-from tracking.simulators.store import MailStore
 from tracking.sources.ews import FETCH_FIELDS, CaBundleAdapter, message_from_item
 
 DATA = Path(__file__).parent / "data" / "ews"

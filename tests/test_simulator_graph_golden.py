@@ -16,10 +16,10 @@ import msal
 import pytest
 import requests
 
-from tracking.simulators import graph as graph_sim
-from tracking.simulators.faults import Fault
-from tracking.simulators.server import Simulator
-from tracking.simulators.store import MailStore
+from syncadmin.devtools.simulators import graph as graph_sim
+from syncadmin.devtools.simulators.faults import Fault
+from syncadmin.devtools.simulators.server import Simulator
+from syncadmin.devtools.simulators.store import MailStore
 
 DATA = Path(__file__).resolve().parent / "data" / "graph"
 MAILBOX = "meganb@contoso.com"

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from exchangelib.services import GetItem
 
+from syncadmin.devtools.simulators.faults import Fault
+from syncadmin.devtools.simulators.server import Simulator
+from syncadmin.devtools.simulators.store import MailStore
 from tests.conftest import CORPORA
 from tracking.messages import ParsedMessage, ParseFailure, parse_message
-from tracking.simulators.faults import Fault
-from tracking.simulators.server import Simulator
-from tracking.simulators.store import MailStore
 from tracking.sources.base import ConnectionSettings, SourceError, SyncPage, SyncStateInvalid
 from tracking.sources.ews import EwsSource, items_from_fetch, service_endpoint
 from tracking.sources.local import read_paths
@@ -349,7 +349,7 @@ def test_it_never_logs_the_password(sim, source, caplog):
 
 
 def _graph_can_issue_tokens() -> bool:
-    from tracking.simulators import graph
+    from syncadmin.devtools.simulators import graph
 
     return hasattr(graph, "verify_token") and hasattr(graph, "issue_token")
 

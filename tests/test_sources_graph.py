@@ -14,13 +14,13 @@ from functools import cache
 import pytest
 import trustme
 
+from syncadmin.devtools.simulators import graph as graph_sim
+from syncadmin.devtools.simulators.faults import Fault
+from syncadmin.devtools.simulators.server import Simulator
+from syncadmin.devtools.simulators.store import MailStore
 from tests.conftest import CORPORA
 from tests.rq_helpers import free_port
 from tracking.messages import ParsedMessage, parse_message
-from tracking.simulators import graph as graph_sim
-from tracking.simulators.faults import Fault
-from tracking.simulators.server import Simulator
-from tracking.simulators.store import MailStore
 from tracking.sources.base import ConnectionSettings, SourceError, SyncPage, SyncStateInvalid
 from tracking.sources.graph import GraphSource, message_from_graph
 

@@ -15,9 +15,8 @@ from tests.dovecot import Dovecot, MailUser, corpus_messages, date_of, make_mess
 from tests.rq_helpers import free_port
 from tracking.actions import check_add_profile
 from tracking.choices import Outcome, ScanStatus
-from tracking.messages import ParseFailure
+from tracking.messages import ParseFailure, RawItem
 from tracking.models import Decision, FolderSyncState, TrackedEmail
-from tracking.pipeline import RawItem
 from tracking.scanning import run_test_and_enable, scan_folder
 from tracking.sources.base import ConnectionSettings, SourceError, SyncPage, SyncStateInvalid
 from tracking.sources.imap import SENT_ITEMS_UNSUPPORTED, ImapSource, uid_set

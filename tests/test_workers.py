@@ -24,13 +24,13 @@ from rq import Worker
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
+from syncadmin.devtools.simulators.server import Simulator
 from tests import rq_helpers as h
 from tracking.actions import check_set_org_setting
 from tracking.choices import ScanStatus
 from tracking.health import check_health
 from tracking.jobs import CONNECTION_LEASE, dispatch_due_mailboxes, enqueue_scan
 from tracking.models import CrmRecord, Decision, EmailServerProfile, Mailbox, ScanRun, TrackedEmail
-from tracking.simulators.server import Simulator
 
 pytestmark = pytest.mark.workers
 

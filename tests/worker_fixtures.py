@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from syncadmin.devtools.simulators.server import Simulator
+from syncadmin.devtools.simulators.store import MailStore
 from tests import rq_helpers as h
 from tracking.models import EmailServerProfile
-from tracking.simulators.server import Simulator
-from tracking.simulators.store import MailStore
 
 
 @pytest.fixture

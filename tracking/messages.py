@@ -1,4 +1,8 @@
-"""ParsedMessage, the one form in which the engine sees a message, and the parser that makes it.
+"""The message types every layer shares, and the parser.
+
+RawItem is a message as a source hands it over; ParsedMessage the one form in which the engine sees a
+message. This module is the bottom: it imports nothing of the project, so sources, the engine and the
+pipeline all build on it.
 
 Parsing never raises on bad mail: what can be read is read, each problem is noted in
 `defects`, and only input with nothing to identify it becomes a `ParseFailure`.
@@ -20,7 +24,7 @@ from email.message import Message
 from email.parser import BytesParser
 
 SUBJECT_MAX = 2000  # longer subjects (seen in fuzzing: 1 MB) are cut; the cut is noted as a defect
-MESSAGE_ID_MAX = 998
+MESSAGE_ID_MAX = 998  # RFC 5322 line limit; longer ids are replaced by a hash when parsed
 SYNTHETIC_DOMAIN = "synthetic.syncadmin.invalid"
 _ID_RE = re.compile(r"<([^<>\s]+)>")
 _CONTROL_RE = re.compile(r"[\x00\ud800-\udfff]")
@@ -80,6 +84,19 @@ class ParseFailure:
     subject: str = ""
     sender: str = ""
     fetch_failed: bool = False  # the source could not fetch it (reason fetch_error), rather than parse it
+
+
+@dataclass(frozen=True)
+class RawItem:
+    """A message as a source hands it over: provider id, RFC 5322 bytes, received time if known."""
+
+    provider_item_id: str
+    data: bytes
+    received_at: datetime | None = None
+
+
+# What a source yields: raw bytes to parse, or a message it has already read from the server's fields.
+Item = RawItem | ParsedMessage | ParseFailure
 
 
 def clean_text(value: str) -> str:

@@ -16,25 +16,20 @@ from django.db import IntegrityError
 from tracking.actions import do_commit_page
 from tracking.context import ScanRules, load_context, load_rules, load_scan_rules, mailbox_for_scan
 from tracking.decisions import DecisionResult, ManualTracking, RecordRef, decide, decide_batch
-from tracking.messages import ParsedMessage, ParseFailure, message_from_snapshot, parse_message
+from tracking.messages import (
+    Item,
+    ParsedMessage,
+    ParseFailure,
+    RawItem,
+    message_from_snapshot,
+    parse_message,
+)
 from tracking.models import Decision, Mailbox, ScanRun
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
 COMMIT_ATTEMPTS = 3
-
-
-@dataclass(frozen=True)
-class RawItem:
-    """A message as a source hands it over: provider id, RFC 5322 bytes, received time if known."""
-
-    provider_item_id: str
-    data: bytes
-    received_at: datetime | None = None
-
-
-Item = RawItem | ParsedMessage | ParseFailure
 
 
 @dataclass(frozen=True)

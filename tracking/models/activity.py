@@ -6,8 +6,7 @@ from django.conf import settings
 from django.db import models
 
 from tracking.choices import CorrelationMethod, Direction, EntityKind, Outcome, Reason, ScanSource, ScanStatus
-
-MESSAGE_ID_MAX = 998  # RFC 5322 line limit; longer ids are replaced by a hash when parsed
+from tracking.messages import MESSAGE_ID_MAX
 
 
 class ImmutableRecordError(Exception):

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 import requests
 from django.conf import settings as django_settings
 
-from tracking.pipeline import Item
+from tracking.messages import Item
 
 
 class SourceError(Exception):
@@ -123,6 +125,24 @@ def read_limited(response: requests.Response, limit: int) -> None:
             raise ResponseTooLarge(response.url, limit)
         chunks.append(chunk)
     response._content = b"".join(chunks)  # what Response.content would have read; iter_content reuses it
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds: a number, or an HTTP date."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ import xml.parsers.expat
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from http.client import RemoteDisconnected
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
@@ -85,8 +84,7 @@ from exchangelib.services import GetFolder, SyncFolderItems
 from exchangelib.util import is_xml
 from oauthlib.oauth2 import OAuth2Error
 
-from tracking.messages import SYNTHETIC_DOMAIN, ParsedMessage, ParseFailure, parsed_from_fields
-from tracking.pipeline import Item
+from tracking.messages import SYNTHETIC_DOMAIN, Item, ParsedMessage, ParseFailure, parsed_from_fields
 from tracking.sources.base import (
     ConnectionSettings,
     SourceError,
@@ -95,6 +93,7 @@ from tracking.sources.base import (
     configured_max_response_bytes,
     exception_chain,
     read_limited,
+    retry_after_seconds,
     too_large_error,
 )
 
@@ -223,23 +222,6 @@ class EwsHttpError(TransportError):
         self.retry_after = retry_after
 
 
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    value = (headers.get("Retry-After") or "").strip()
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
-
-
 class FailFastKeepingRetryAfter(FailFast):
     """FailFast that keeps the HTTP status and the server's Retry-After of a failed response.
 
@@ -264,7 +246,7 @@ class FailFastKeepingRetryAfter(FailFast):
             if content and (status == 200 or status == 500):
                 _check_well_formed(content)
             return
-        raise EwsHttpError(status, response.url, retry_after_seconds(response.headers))
+        raise EwsHttpError(status, response.url, retry_after_seconds(response.headers.get("Retry-After")))
 
 
 class DtdRefused(MalformedResponseError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.utils
 import hashlib
 import http.client
 import logging
@@ -26,8 +25,7 @@ from urllib.parse import quote, urlsplit
 import msal
 import requests
 
-from tracking.messages import SYNTHETIC_DOMAIN, ParsedMessage, ParseFailure, parsed_from_fields
-from tracking.pipeline import Item
+from tracking.messages import SYNTHETIC_DOMAIN, Item, ParsedMessage, ParseFailure, parsed_from_fields
 from tracking.sources.base import (
     ConnectionSettings,
     SourceError,
@@ -35,6 +33,7 @@ from tracking.sources.base import (
     SyncStateInvalid,
     exception_chain,
     read_limited,
+    retry_after_seconds,
     too_large_error,
 )
 
@@ -143,24 +142,6 @@ def _mailbox_slot(api: str, mailbox: str, limit: int) -> threading.BoundedSemaph
 
 
 # -- small readers -----------------------------------------------------------------------------------
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds: a number, or an HTTP date."""
-    if not value:
-        return None
-    text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _origin(url: str) -> str:
@@ -330,9 +311,6 @@ class GraphSource:
         self._slot = _mailbox_slot(
             self.api, self.mailbox, max(1, min(MAX_CONCURRENT, settings.max_connections))
         )
-
-    def close(self) -> None:
-        self._session.close()
 
     # -- MailSource ----------------------------------------------------------------------------
 

@@ -36,8 +36,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from tracking.messages import SYNTHETIC_DOMAIN, ParseFailure
-from tracking.pipeline import Item, RawItem
+from tracking.messages import SYNTHETIC_DOMAIN, Item, ParseFailure, RawItem
 from tracking.sources.base import ConnectionSettings, SourceError, SyncPage, SyncStateInvalid
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from tracking.pipeline import RawItem
+from tracking.messages import RawItem
 from tracking.sources.base import SourceError, SyncPage, SyncStateInvalid
 
 

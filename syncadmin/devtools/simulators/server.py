@@ -27,9 +27,9 @@ from types import TracebackType
 
 import trustme
 
-from tracking.simulators.faults import GENERIC_KINDS, Fault, FaultPlan
-from tracking.simulators.http import Described, SimRequest, SimResponse
-from tracking.simulators.store import MailStore
+from syncadmin.devtools.simulators.faults import GENERIC_KINDS, Fault, FaultPlan
+from syncadmin.devtools.simulators.http import Described, SimRequest, SimResponse
+from syncadmin.devtools.simulators.store import MailStore
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class Simulator:
     # -- dispatch ------------------------------------------------------------------------------
 
     def describe(self, request: SimRequest) -> tuple[Described, Handler]:
-        from tracking.simulators import ews, graph
+        from syncadmin.devtools.simulators import ews, graph
 
         path = request.path
         if path.lower() == "/ews/exchange.asmx":

@@ -8,9 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from syncadmin.devtools.simulators.faults import Fault
+from syncadmin.devtools.simulators.server import Simulator
 from tracking.management.commands._common import check_port
-from tracking.simulators.faults import Fault
-from tracking.simulators.server import Simulator
 
 
 class Command(BaseCommand):

@@ -38,13 +38,13 @@ from email.message import Message
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
+from syncadmin.devtools.simulators.http import Described, SimRequest, SimResponse
+from syncadmin.devtools.simulators.store import SimFolder, SimMessage
 from tracking.messages import Address
-from tracking.simulators.http import Described, SimRequest, SimResponse
-from tracking.simulators.store import SimFolder, SimMessage
 
 if TYPE_CHECKING:
-    from tracking.simulators.faults import Fault
-    from tracking.simulators.server import Simulator
+    from syncadmin.devtools.simulators.faults import Fault
+    from syncadmin.devtools.simulators.server import Simulator
 
 NS_S = "http://schemas.xmlsoap.org/soap/envelope/"
 NS_M = "http://schemas.microsoft.com/exchange/services/2006/messages"
@@ -392,7 +392,7 @@ def _authenticated(sim: Simulator, request: SimRequest) -> bool:
 
 def _verify_bearer(sim: Simulator, token: str) -> bool:
     try:
-        from tracking.simulators.graph import verify_token  # type: ignore[attr-defined,unused-ignore]
+        from syncadmin.devtools.simulators.graph import verify_token  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         # the token endpoint lives in graph.py; until it can verify its tokens, any bearer token is let in
         return True

@@ -28,11 +28,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote, unquote_plus
 
-from tracking.simulators.http import Described, SimRequest, SimResponse
+from syncadmin.devtools.simulators.http import Described, SimRequest, SimResponse
 
 if TYPE_CHECKING:
-    from tracking.simulators.server import Simulator
-    from tracking.simulators.store import SimMessage
+    from syncadmin.devtools.simulators.server import Simulator
+    from syncadmin.devtools.simulators.store import SimMessage
 
 # Signing keys are fixed so that tokens survive a simulator restart (a demo's cached access token and
 # saved deltaLinks keep working against the same data), like a real tenant's would.
