@@ -50,7 +50,7 @@ def main() -> None:
 
 def run(url: str, args: argparse.Namespace) -> None:
     common.setup_django(url)
-    from tracking.actions import check_add_profile, check_set_org_setting
+    from tracking.actions import ProfileValues, check_add_profile, check_set_org_setting
     from tracking.context import load_context, mailbox_for_scan
     from tracking.decisions import decide_batch
     from tracking.messages import parse_message
@@ -61,11 +61,13 @@ def run(url: str, args: argparse.Namespace) -> None:
 
     check_set_org_setting("AutoTrackSentFolderItems", "true", actor_label="bench")
     check_add_profile(
-        "bench-b1",
-        "exchange_ews",
-        endpoint="https://exchange.bench.invalid/EWS/Exchange.asmx",
-        auth_method="basic",
-        username="svc",
+        ProfileValues(
+            "bench-b1",
+            "exchange_ews",
+            endpoint="https://exchange.bench.invalid/EWS/Exchange.asmx",
+            auth_method="basic",
+            username="svc",
+        ),
         secret="unused",
         actor_label="bench",
     )

@@ -33,18 +33,20 @@ def child(records: int) -> None:
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from tracking.actions import check_add_profile, check_set_org_setting, do_start_scan_run
+    from tracking.actions import ProfileValues, check_add_profile, check_set_org_setting, do_start_scan_run
     from tracking.context import load_scan_rules, mailbox_for_scan
     from tracking.messages import parse_message
     from tracking.pipeline import process_page
 
     check_set_org_setting("AutoTrackSentFolderItems", "true", actor_label="bench")
     check_add_profile(
-        "bench-b4",
-        "exchange_ews",
-        endpoint="https://exchange.bench.invalid/EWS/Exchange.asmx",
-        auth_method="basic",
-        username="svc",
+        ProfileValues(
+            "bench-b4",
+            "exchange_ews",
+            endpoint="https://exchange.bench.invalid/EWS/Exchange.asmx",
+            auth_method="basic",
+            username="svc",
+        ),
         secret="unused",
         actor_label="bench",
     )

@@ -105,9 +105,9 @@ def main() -> None:
             size = write_mbox(mail_root / ADDRESS / "inbox.mbox", args.messages)
         common.log(f"B6: {args.messages:,} messages ({size / 2**20:.0f} MiB) written in {wrote[0]:.0f} s")
         common.setup_django(url)
-        from tracking.actions import check_add_profile
+        from tracking.actions import ProfileValues, check_add_profile
 
-        check_add_profile("bench-local", "local", endpoint=str(mail_root), actor_label="bench")
+        check_add_profile(ProfileValues("bench-local", "local", endpoint=str(mail_root)), actor_label="bench")
         common.add_corpus_records(10000)
         common.add_enabled_mailbox(ADDRESS, "bench-local", track=2)
         from django.db import connections

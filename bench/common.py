@@ -528,18 +528,20 @@ class SimProcess:
 
 def add_sim_profile(sim: SimProcess, name: str = "bench-ews", max_connections: int = 10) -> Any:
     """An EWS server profile on the simulator (Basic auth, impersonation, the simulator's CA)."""
-    from tracking.actions import check_add_profile
+    from tracking.actions import ProfileValues, check_add_profile
 
     return check_add_profile(
-        name,
-        "exchange_ews",
-        endpoint=f"{sim.url}/EWS/Exchange.asmx",
-        auth_method="basic",
-        username=SIM_USER,
+        ProfileValues(
+            name,
+            "exchange_ews",
+            endpoint=f"{sim.url}/EWS/Exchange.asmx",
+            auth_method="basic",
+            username=SIM_USER,
+            ca_bundle=sim.ca_file,
+            use_impersonation=True,
+            max_concurrent_connections=max_connections,
+        ),
         secret=SIM_SECRET,
-        ca_bundle=sim.ca_file,
-        use_impersonation=True,
-        max_concurrent_connections=max_connections,
         actor_label="bench",
     )
 

@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.utils import timezone
 
-from tracking.actions import check_add_mailbox, check_add_profile, do_set_personal_options
+from tracking.actions import ProfileValues, check_add_mailbox, check_add_profile, do_set_personal_options
 from tracking.context import mailbox_for_scan
 from tracking.messages import RawItem
 from tracking.models import Decision, EmailServerProfile, Mailbox
@@ -53,13 +53,13 @@ def cmd() -> Callable[..., CommandResult]:
 @pytest.fixture
 def exchange_profile(db: None) -> EmailServerProfile:
     return check_add_profile(
-        "exchange", "exchange_ews", endpoint="https://mail.example.com/EWS/Exchange.asmx"
+        ProfileValues("exchange", "exchange_ews", endpoint="https://mail.example.com/EWS/Exchange.asmx")
     )
 
 
 @pytest.fixture
 def imap_profile(db: None) -> EmailServerProfile:
-    return check_add_profile("imap", "imap", endpoint="imaps://mail.example.com:993")
+    return check_add_profile(ProfileValues("imap", "imap", endpoint="imaps://mail.example.com:993"))
 
 
 def make_mailbox(address: str, username: str, profile: EmailServerProfile, track: int = 1) -> Mailbox:

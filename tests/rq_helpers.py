@@ -38,6 +38,7 @@ from syncadmin.devtools.simulators.faults import Fault
 from syncadmin.devtools.simulators.server import Simulator
 from tests.conftest import CORPORA
 from tracking.actions import (
+    ProfileValues,
     check_add_mailbox,
     check_add_profile,
     do_record_test_result,
@@ -338,7 +339,7 @@ def add_sim_profile(
     sim: Simulator, name: str, kind: str = "exchange_ews", **options: object
 ) -> EmailServerProfile:
     """A server profile reading from the simulator: EWS with Basic auth, or Graph with client credentials."""
-    common: dict[str, object] = {"ca_bundle": str(sim.ca_file), "secret": SIM_SECRET, "actor_label": "test"}
+    common: dict[str, object] = {"ca_bundle": str(sim.ca_file)}
     if kind == "exchange_ews":
         common.update(
             endpoint=f"{sim.url}/EWS/Exchange.asmx",
@@ -354,8 +355,10 @@ def add_sim_profile(
             client_id=GRAPH_CLIENT,
             authority=sim.url,
         )
+    secret = str(options.pop("secret", SIM_SECRET))
     common.update(options)
-    return check_add_profile(name, kind, **common)  # type: ignore[arg-type]
+    values = ProfileValues(name, kind, **common)  # type: ignore[arg-type]
+    return check_add_profile(values, secret=secret, actor_label="test")
 
 
 def enable(mailbox: Mailbox) -> None:

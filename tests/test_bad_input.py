@@ -26,8 +26,8 @@ from django.test import Client
 from django.utils import timezone
 
 from tests.conftest import CommandResult
-from tracking.actions import do_add_exclusion, personal_options_of
-from tracking.models import CrmRecord, Decision, Mailbox, OrgSettings, ScanRun
+from tracking.actions import do_add_exclusion
+from tracking.models import CrmRecord, Decision, Mailbox, OrgSettings, PersonalOptions, ScanRun
 
 Cmd = Callable[..., CommandResult]
 INT_OVER = str(2**31)  # one past the largest integer PostgreSQL stores in an integer column
@@ -495,7 +495,7 @@ def test_a_form_refuses_bad_input_with_a_clear_message_and_changes_nothing(
 ) -> None:
     user = admin if who == "admin" else world[who].user
     client.force_login(user)
-    personal_options_of(user)  # pages create a user's options row when they first read it
+    PersonalOptions.objects.of(user)  # pages create a user's options row when they first read it
     path = url.format(**{k: getattr(v, "pk", v) for k, v in world.items()})
     before = state()
 
@@ -580,7 +580,7 @@ def test_a_page_refuses_bad_query_parameters_and_changes_nothing(
 ) -> None:
     user = admin if who == "admin" else world[who].user
     client.force_login(user)
-    personal_options_of(user)
+    PersonalOptions.objects.of(user)
     path = url.format(**{k: getattr(v, "pk", v) for k, v in world.items()})
     before = state()
 

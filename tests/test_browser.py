@@ -22,7 +22,13 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from tests.conftest import run_command
-from tracking.actions import check_add_mailbox, check_add_profile, do_add_exclusion, do_record_test_result
+from tracking.actions import (
+    ProfileValues,
+    check_add_mailbox,
+    check_add_profile,
+    do_add_exclusion,
+    do_record_test_result,
+)
 from tracking.models import AuditEvent, Decision, EmailServerProfile, Mailbox, PersonalOptions
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -162,7 +168,9 @@ def local_mailbox(people, tmp_path) -> Mailbox:
     root = tmp_path / "mail"
     (root / "carol@contoso.com").mkdir(parents=True)
     (root / "carol@contoso.com" / "inbox.mbox").write_text("")
-    profile: EmailServerProfile = check_add_profile("local folders", "local", endpoint=str(root))
+    profile: EmailServerProfile = check_add_profile(
+        ProfileValues("local folders", "local", endpoint=str(root))
+    )
     return check_add_mailbox(
         "carol@contoso.com", profile_name=profile.name, username="carol", create_user=True, approve=False
     )

@@ -257,7 +257,7 @@ class TestProfileAdd:
         ("kind", "endpoint"),
         [
             ("exchange_ews", "https://mail.example.com/EWS/Exchange.asmx"),
-            ("exchange_ews", "mail.example.com"),
+            ("exchange_ews", "https://mail.example.com"),
             ("exchange_graph", "https://graph.microsoft.com"),
             ("imap", "imaps://mail.example.com:993"),
             ("local", "/srv/mail"),
@@ -280,6 +280,9 @@ class TestProfileAdd:
             ("exchange_graph", "http://graph.example.com"),
             ("exchange_ews", "ldap://mail.example.com"),
             ("exchange_ews", "https://"),
+            # The web form's rule, which the command shares: the EWS URL in full, over https.
+            ("exchange_ews", "mail.example.com"),
+            ("exchange_ews", "http://mail.example.com/EWS/Exchange.asmx"),
         ],
     )
     def test_it_refuses_an_endpoint_the_kind_cannot_connect_to(self, db, cmd, kind, endpoint):

@@ -29,7 +29,7 @@ from syncadmin.devtools.simulators.faults import Fault
 from syncadmin.devtools.simulators.server import Simulator
 from tests import rq_helpers as h
 from tests.conftest import run_command
-from tracking.actions import check_add_profile
+from tracking.actions import ProfileValues, check_add_profile
 from tracking.choices import MailboxStatus, ScanStatus
 from tracking.jobs import QUEUE, dispatch_due_mailboxes
 from tracking.models import (
@@ -372,7 +372,7 @@ def web_mailbox(db, tmp_path) -> Mailbox:
     """dana@contoso.com on a local profile, enabled, with one decision in the log."""
     root = tmp_path / "mail"
     (root / "dana@contoso.com").mkdir(parents=True)
-    profile = check_add_profile("files", "local", endpoint=str(root))
+    profile = check_add_profile(ProfileValues("files", "local", endpoint=str(root)))
     box = h.add_enabled_mailbox("dana@contoso.com", profile, track=0, username="dana")
     eml = tmp_path / "one.eml"
     eml.write_bytes(h.enron("kuykendall-t", count=1)[0])

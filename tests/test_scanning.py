@@ -12,6 +12,7 @@ from django.core.management.base import CommandError
 
 from tests.conftest import CORPORA
 from tracking.actions import (
+    ProfileValues,
     check_add_mailbox,
     check_add_profile,
     check_set_org_setting,
@@ -36,7 +37,7 @@ def maildir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def phil(db: None, maildir: Path) -> Mailbox:
-    check_add_profile("files", "local", endpoint=str(maildir))
+    check_add_profile(ProfileValues("files", "local", endpoint=str(maildir)))
     mailbox = check_add_mailbox(
         "phil@contoso.com", profile_name="files", username="phil", create_user=True, approve=True
     )

@@ -37,6 +37,7 @@ from tests import rq_helpers as h
 from tests.conftest import CommandResult, run_command
 from tests.test_web_urlconf import PK_OF, routes
 from tracking.actions import (
+    ProfileValues,
     check_add_folder_rule,
     check_add_profile,
     do_add_exclusion,
@@ -493,11 +494,13 @@ def test_the_decision_log_export_holds_no_secret(sim, admin) -> None:
 @pytest.fixture
 def secret_profile(db: None) -> EmailServerProfile:
     return check_add_profile(
-        "Contoso EWS",
-        "exchange_ews",
-        endpoint="https://mail.contoso.com/EWS/Exchange.asmx",
-        auth_method="basic",
-        username=h.SIM_USER,
+        ProfileValues(
+            "Contoso EWS",
+            "exchange_ews",
+            endpoint="https://mail.contoso.com/EWS/Exchange.asmx",
+            auth_method="basic",
+            username=h.SIM_USER,
+        ),
         secret=SECRET,
         actor_label="test",
     )

@@ -13,7 +13,7 @@ import trustme
 from tests.conftest import CORPORA, make_mailbox
 from tests.dovecot import Dovecot, MailUser, corpus_messages, date_of, make_message, message_id_of
 from tests.rq_helpers import free_port
-from tracking.actions import check_add_profile
+from tracking.actions import ProfileValues, check_add_profile
 from tracking.choices import Outcome, ScanStatus
 from tracking.messages import ParseFailure, RawItem
 from tracking.models import Decision, FolderSyncState, TrackedEmail
@@ -427,13 +427,15 @@ def test_it_writes_uid_sets_with_ranges():
 @pytest.fixture
 def imap_mailbox(db, dovecot, phil):
     profile = check_add_profile(
-        "dovecot",
-        "imap",
-        endpoint=dovecot.imaps_url,
-        auth_method="password",
-        username=phil.name,
+        ProfileValues(
+            "dovecot",
+            "imap",
+            endpoint=dovecot.imaps_url,
+            auth_method="password",
+            username=phil.name,
+            ca_bundle=str(dovecot.ca_file),
+        ),
         secret=phil.password,
-        ca_bundle=str(dovecot.ca_file),
     )
     return make_mailbox("phillip.allen@enron.com", "pallen", profile, track=0)
 

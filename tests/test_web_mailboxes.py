@@ -17,6 +17,7 @@ from rq import Queue, SimpleWorker
 
 from tests.conftest import make_mailbox
 from tracking.actions import (
+    ProfileValues,
     check_add_mailbox,
     check_add_profile,
     do_record_test_result,
@@ -79,7 +80,7 @@ def local_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def dana(local_root: Path) -> Mailbox:
     """An approved user mailbox on a local folder profile: Test & Enable succeeds without a network."""
-    profile = check_add_profile("files", "local", endpoint=str(local_root))
+    profile = check_add_profile(ProfileValues("files", "local", endpoint=str(local_root)))
     return make_mailbox("dana@contoso.com", "dana", profile)
 
 

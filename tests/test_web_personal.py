@@ -18,10 +18,16 @@ from tracking.actions import (
     check_add_mailbox,
     check_set_org_setting,
     do_set_personal_options,
-    personal_options_of,
 )
 from tracking.choices import TrackOption
-from tracking.models import AuditEvent, CrmRecord, EmailServerProfile, FolderTrackingRule, Mailbox
+from tracking.models import (
+    AuditEvent,
+    CrmRecord,
+    EmailServerProfile,
+    FolderTrackingRule,
+    Mailbox,
+    PersonalOptions,
+)
 
 URL = reverse("web-personal-options")
 RULES = reverse("web-folder-rules")
@@ -83,7 +89,7 @@ def test_it_refuses_anonymous_posts(client: Client, alice_user: User) -> None:
     rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Keep")
     r = client.post(reverse("web-folder-rule-delete", args=[rule.pk]))
     assert r.status_code == 302
-    assert personal_options_of(alice_user).rows_per_page == 50
+    assert PersonalOptions.objects.of(alice_user).rows_per_page == 50
     assert list(FolderTrackingRule.objects.values_list("folder", flat=True)) == ["Inbox/Keep"]
 
 
@@ -95,16 +101,16 @@ def test_every_user_has_their_own_options(
     for rows, person in enumerate(people.values(), start=11):
         do_set_personal_options(person, rows_per_page=rows)
     user = people[who]
-    own = personal_options_of(user).rows_per_page
+    own = PersonalOptions.objects.of(user).rows_per_page
     login(client, user)
     assert client.get(URL + "?tab=email").status_code == 200
     body = client.get(URL + "?tab=general").content.decode()
     shown = re.findall(r'name="rows_per_page" value="(\d+)"', body)
     assert shown == [str(own)]
     assert client.post(URL, general(rows_per_page="99")).status_code == 302
-    assert personal_options_of(user).rows_per_page == 99
+    assert PersonalOptions.objects.of(user).rows_per_page == 99
     others = [p for p in people.values() if p != user]
-    assert all(personal_options_of(p).rows_per_page != 99 for p in others)
+    assert all(PersonalOptions.objects.of(p).rows_per_page != 99 for p in others)
 
 
 def test_it_ignores_a_user_id_in_the_query(client: Client, alice_user: User, bob_user: User) -> None:
@@ -112,8 +118,8 @@ def test_it_ignores_a_user_id_in_the_query(client: Client, alice_user: User, bob
     body = login(client, alice_user).get(f"{URL}?user={bob_user.pk}&tab=general").content.decode()
     assert 'value="50"' in body and 'value="77"' not in body
     client.post(URL, {**general(rows_per_page="66"), "user": str(bob_user.pk)})
-    assert personal_options_of(bob_user).rows_per_page == 77
-    assert personal_options_of(alice_user).rows_per_page == 66
+    assert PersonalOptions.objects.of(bob_user).rows_per_page == 77
+    assert PersonalOptions.objects.of(alice_user).rows_per_page == 66
 
 
 def test_tabs_work_without_javascript(client: Client, alice_user: User) -> None:
@@ -134,7 +140,7 @@ def test_it_saves_the_general_tab_and_audits_it(client: Client, alice_user: User
         URL, general(time_zone="Europe/Berlin", rows_per_page="25", language="de")
     )
     assert r.status_code == 302 and r["Location"] == URL + "?tab=general"
-    options = personal_options_of(alice_user)
+    options = PersonalOptions.objects.of(alice_user)
     assert (options.time_zone, options.rows_per_page, options.language) == ("Europe/Berlin", 25, "de")
     events = {e.target: e for e in AuditEvent.objects.filter(action="personal_options_changed")}
     assert set(events) == {"alice.time_zone", "alice.rows_per_page", "alice.language"}
@@ -176,7 +182,7 @@ def test_it_refuses_bad_general_values(
     assert f'id="id_{field}_error"' in body
     assert message in body
     assert "Nothing was saved" in body
-    options = personal_options_of(alice_user)
+    options = PersonalOptions.objects.of(alice_user)
     assert (options.time_zone, options.rows_per_page, options.language) == ("UTC", 50, "en")
     assert not AuditEvent.objects.filter(action="personal_options_changed", actor=alice_user).exists()
 
@@ -222,7 +228,7 @@ def test_it_saves_the_email_tab_and_audits_it(client: Client, alice_user: User) 
         URL, email(track="3", allow_send_on_behalf="on", auto_create="on", auto_create_kind="lead")
     )
     assert r.status_code == 302 and r["Location"] == URL + "?tab=email"
-    options = personal_options_of(alice_user)
+    options = PersonalOptions.objects.of(alice_user)
     assert (options.track, options.allow_send_on_behalf, options.auto_create) == (3, True, "lead")
     targets = set(
         AuditEvent.objects.filter(action="personal_options_changed", actor=alice_user).values_list(
@@ -242,7 +248,7 @@ def test_create_and_record_type_map_to_auto_create(
 ) -> None:
     do_set_personal_options(alice_user, auto_create="contact" if stored == "off" else "off")
     login(client, alice_user).post(URL, email(auto_create=create, auto_create_kind=kind))
-    assert personal_options_of(alice_user).auto_create == stored
+    assert PersonalOptions.objects.of(alice_user).auto_create == stored
 
 
 def test_it_shows_the_stored_auto_create(client: Client, alice_user: User) -> None:
@@ -271,7 +277,7 @@ def test_it_refuses_bad_email_values(
     body = r.content.decode()
     assert message in body
     assert f'id="id_{field}_error"' in body
-    options = personal_options_of(alice_user)
+    options = PersonalOptions.objects.of(alice_user)
     assert (options.track, options.allow_send_on_behalf, options.auto_create) == (1, False, "off")
 
 
@@ -284,7 +290,7 @@ def test_it_hides_track_all_when_the_org_says_so(client: Client, alice_user: Use
         r.status_code == 200
         and "0 is not one of the Track options your organisation offers." in r.content.decode()
     )
-    assert personal_options_of(alice_user).track == 1
+    assert PersonalOptions.objects.of(alice_user).track == 1
 
 
 def test_it_hides_the_auto_track_options_when_the_org_says_so(client: Client, alice_user: User) -> None:
@@ -293,7 +299,7 @@ def test_it_hides_the_auto_track_options_when_the_org_says_so(client: Client, al
     assert sorted(radios(body)) == [0, 1, 4]
     for hidden in ("2", "3"):
         assert client.post(URL, email(track=hidden)).status_code == 200
-    assert personal_options_of(alice_user).track == 1
+    assert PersonalOptions.objects.of(alice_user).track == 1
     check_set_org_setting("HideTrackAllOption", "true")
     assert sorted(radios(client.get(URL + "?tab=email").content.decode())) == [1, 4]
 
@@ -309,12 +315,12 @@ def test_a_stored_hidden_option_stays_selected_and_flagged(client: Client, alice
     # saving the other fields keeps it
     r = client.post(URL, email(track="2", allow_send_on_behalf="on"))
     assert r.status_code == 302
-    options = personal_options_of(alice_user)
+    options = PersonalOptions.objects.of(alice_user)
     assert (options.track, options.allow_send_on_behalf) == (2, True)
     # once left, it cannot be chosen again
     client.post(URL, email(track="1"))
     assert client.post(URL, email(track="2")).status_code == 200
-    assert personal_options_of(alice_user).track == 1
+    assert PersonalOptions.objects.of(alice_user).track == 1
 
 
 def test_it_says_which_option_the_org_forces(client: Client, alice_user: User) -> None:
@@ -328,7 +334,7 @@ def test_it_says_which_option_the_org_forces(client: Client, alice_user: User) -
     assert "SSSForceFilteringMethodForUserMailboxes" in notice
     # choosing stays possible: the choice applies again when the override is lifted
     client.post(URL, email(track="4"))
-    assert personal_options_of(alice_user).track == 4
+    assert PersonalOptions.objects.of(alice_user).track == 4
 
 
 def test_it_links_to_the_users_mailbox(client: Client, alice_user: User, admin: User) -> None:

@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 
 from tests.conftest import make_mailbox
-from tracking.actions import check_add_profile
+from tracking.actions import ProfileValues, check_add_profile
 from tracking.models import AuditEvent, EmailServerProfile, Mailbox, PersonalOptions
 
 LIST = reverse("web-profiles")
@@ -57,11 +57,13 @@ def form_data(**overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 def ews(db: None) -> EmailServerProfile:
     return check_add_profile(
-        "Contoso EWS",
-        "exchange_ews",
-        endpoint="https://mail.contoso.com/EWS/Exchange.asmx",
-        auth_method="basic",
-        username="svc-sync",
+        ProfileValues(
+            "Contoso EWS",
+            "exchange_ews",
+            endpoint="https://mail.contoso.com/EWS/Exchange.asmx",
+            auth_method="basic",
+            username="svc-sync",
+        ),
         secret=SECRET,
     )
 
@@ -354,7 +356,7 @@ def test_it_audits_dates_in_utc(client: Client, admin: User, ews: EmailServerPro
 
 
 def test_it_validates_edits(client: Client, admin: User, ews: EmailServerProfile) -> None:
-    check_add_profile("Other", "imap", endpoint="imaps://imap.contoso.com:993")
+    check_add_profile(ProfileValues("Other", "imap", endpoint="imaps://imap.contoso.com:993"))
     login(client, admin)
     r = client.post(edit_url(ews), form_data(name="Other", secret=NEW_SECRET))
     assert r.status_code == 400

@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from tracking.actions import ProfileValues
 from tracking.models import (
     Alert,
     AuditEvent,
@@ -52,19 +53,7 @@ class ProfileForm(forms.ModelForm):
 
     class Meta:
         model = EmailServerProfile
-        fields = (
-            "name",
-            "kind",
-            "endpoint",
-            "auth_method",
-            "username",
-            "tenant_id",
-            "client_id",
-            "ca_bundle",
-            "use_impersonation",
-            "process_emails_received_after",
-            "max_concurrent_connections",
-        )
+        fields = ProfileValues.names()
 
 
 @admin.register(EmailServerProfile)

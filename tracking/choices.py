@@ -26,6 +26,11 @@ TRACK_OPTION_WORDS: dict[str, TrackOption] = {
 }
 
 
+# The words a yes/no value may be typed as (a setting, a CSV cell); forms and files add their own.
+TRUE_WORDS = frozenset({"true", "1", "yes"})
+FALSE_WORDS = frozenset({"false", "0", "no"})
+
+
 class AutoCreate(models.TextChoices):
     OFF = "off", _("Do not create records")
     CONTACT = "contact", _("Contacts")
@@ -180,3 +185,30 @@ class AlertLevel(models.TextChoices):
     ERROR = "error", _("Error")
     WARNING = "warning", _("Warning")
     INFORMATION = "information", _("Information")
+
+
+class AuditAction(models.TextChoices):
+    """What an audit row records; the values are stored, so they never change."""
+
+    ORGSETTING_CHANGED = "orgsetting_changed", _("Organisation setting changed")
+    PERSONAL_OPTIONS_CHANGED = "personal_options_changed", _("Personal options changed")
+    PROFILE_ADDED = "profile_added", _("Server profile added")
+    PROFILE_CHANGED = "profile_changed", _("Server profile changed")
+    MAILBOX_ADDED = "mailbox_added", _("Mailbox added")
+    MAILBOX_APPROVED = "mailbox_approved", _("Mailbox email approved")
+    MAILBOX_REJECTED = "mailbox_rejected", _("Mailbox email rejected")
+    MAILBOX_TESTED = "mailbox_tested", _("Mailbox tested")
+    MAILBOX_DISABLED = "mailbox_disabled", _("Mailbox disabled")
+    MAILBOX_WATERMARK_CHANGED = (
+        "mailbox_watermark_changed",
+        _("Mailbox 'process emails received after' changed"),
+    )
+    MAILBOX_SYNC_STATE_RESET = "mailbox_sync_state_reset", _("Mailbox sync state reset")
+    MAILBOX_TEST_QUEUED = "mailbox_test_queued", _("Test & Enable queued")
+    MAILBOX_SCAN_QUEUED = "mailbox_scan_queued", _("Scan queued")
+    EXCLUSION_ADDED = "exclusion_added", _("Exclusion added")
+    EXCLUSION_DELETED = "exclusion_deleted", _("Exclusion deleted")
+    FOLDER_RULE_ADDED = "folder_rule_added", _("Folder tracking rule added")
+    FOLDER_RULE_DELETED = "folder_rule_deleted", _("Folder tracking rule deleted")
+    MANUAL_TRACKING = "manual_tracking", _("Tracked manually")
+    DECISIONS_PURGED = "decisions_purged", _("Decisions purged")

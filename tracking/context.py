@@ -16,7 +16,7 @@ from django.contrib.auth.models import User
 from django.db.models import Q
 from django.db.models.functions import Lower
 
-from tracking.choices import EntityKind, Folder, TrackOption
+from tracking.choices import AuditAction, EntityKind, Folder, TrackOption
 from tracking.decisions import (
     DecisionContext,
     Entity,
@@ -139,15 +139,7 @@ def watermark_of(mailbox: Mailbox, folder: str) -> datetime | None:
         .values_list("watermark", flat=True)
         .first()
     )
-    marks = [
-        m
-        for m in (
-            mailbox.profile.process_emails_received_after,
-            mailbox.process_emails_received_after,
-            advanced,
-        )
-        if m
-    ]
+    marks = [m for m in (mailbox.configured_start_date(), advanced) if m]
     return max(marks) if marks else None
 
 
@@ -210,9 +202,9 @@ def _lookup_rounds(*values: set[str]) -> Iterator[tuple[set[str], ...]]:
 
 def earlier_tracking_prefixes(current: str) -> tuple[str, ...]:
     """Every TrackingPrefix the audit trail shows in use before, so their tokens keep correlating."""
-    values = AuditEvent.objects.filter(action="orgsetting_changed", target="TrackingPrefix").values_list(
-        "old_value", flat=True
-    )
+    values = AuditEvent.objects.filter(
+        action=AuditAction.ORGSETTING_CHANGED, target="TrackingPrefix"
+    ).values_list("old_value", flat=True)
     return tuple(sorted({v for v in values if v and v != current}))
 
 

@@ -10,7 +10,6 @@ from redis.exceptions import RedisError
 from rq import Worker, cron_scheduler_registry
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from tracking.actions import due_mailboxes
 from tracking.choices import ScanStatus
 from tracking.context import load_rules
 from tracking.jobs import QUEUE
@@ -62,7 +61,7 @@ def check_health(now: datetime) -> Health:
             .values_list("email_address", flat=True)[:100]
         ),
         mailboxes_overdue=list(
-            due_mailboxes(rules, now)
+            Mailbox.objects.due(rules, now)
             .filter(next_run_at__lt=overdue_before)
             .order_by("next_run_at")
             .values_list("email_address", flat=True)[:100]

@@ -13,11 +13,10 @@ from typing import Literal
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
+from tracking.choices import FALSE_WORDS, TRUE_WORDS
+
 SettingType = Literal["bool", "int", "text", "regex"]
 SettingValue = bool | int | str
-
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no"}
 
 
 class SettingError(ValueError):
@@ -50,9 +49,9 @@ class SettingSpec:
         refused = SettingError(f"{self.name}: {raw!r} is not valid; it accepts {self.accepts()}")
         if self.type == "bool":
             word = raw.strip().lower()
-            if word in _TRUE:
+            if word in TRUE_WORDS:
                 return True
-            if word in _FALSE:
+            if word in FALSE_WORDS:
                 return False
             raise refused
         if self.type == "int":

@@ -11,9 +11,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import IntegrityError
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
 
-from tracking.actions import do_commit_page
+from tracking.actions import do_audit_manual_tracking, do_commit_page
 from tracking.context import ScanRules, load_context, load_rules, load_scan_rules, mailbox_for_scan
 from tracking.decisions import DecisionResult, ManualTracking, RecordRef, decide, decide_batch
 from tracking.messages import (
@@ -199,10 +200,19 @@ def message_of(decision: Decision) -> ParsedMessage:
     )
 
 
-def track_decision_manually(decision: Decision, regarding: RecordRef | None, *, now: datetime) -> Processed:
-    """Track / Set regarding on a message a scan did not track (DOMAIN §3.3): a manual decision beside it.
+@transaction.atomic
+def track_decision_manually(
+    decision: Decision,
+    regarding: RecordRef | None,
+    *,
+    now: datetime,
+    acting_user: User | None = None,
+    actor_label: str = "cli",
+) -> Processed:
+    """Track / Set regarding on a message a scan did not track (DOMAIN §3.3): a manual decision beside it,
+    audited in the same transaction.
 
-    The caller checks who may do this (the mailbox's owner or an admin) and audits it.
+    The caller checks who may do this (the mailbox's owner or an admin).
     """
     mailbox = mailbox_for_scan(decision.mailbox_id)
     [processed] = process_page(
@@ -213,4 +223,8 @@ def track_decision_manually(decision: Decision, regarding: RecordRef | None, *, 
         now=now,
         manual=ManualTracking(regarding),
     )
+    if processed.new:
+        do_audit_manual_tracking(
+            decision, processed.decision, regarding, acting_user=acting_user, actor_label=actor_label
+        )
     return processed

@@ -29,7 +29,7 @@ from tracking.actions import (
     do_set_scan_estimate,
     do_start_scan_run,
 )
-from tracking.choices import Approval, Folder, IncomingMethod, ProfileKind, Reason
+from tracking.choices import Folder, IncomingMethod, ProfileKind, Reason
 from tracking.context import ScanRules, load_rules, load_scan_rules, mailbox_for_scan, watermark_of
 from tracking.crypto import SecretUnreadable
 from tracking.decisions import OrgRules
@@ -215,9 +215,8 @@ def run_test_and_enable(
     """Connect, check the folders to scan can be read, and enable the mailbox; (ok, words for the admin)."""
     mailbox = mailbox_for_scan(mailbox_id)
     rules = load_rules()
-    required = rules.require_approval_queue if mailbox.is_queue else rules.require_approval_user
     folders = folders_to_scan(mailbox, rules)
-    if required and mailbox.approval != Approval.APPROVED:
+    if mailbox.needs_approval(rules):
         ok, message = False, "the mailbox's email address is not approved; an admin must approve it first"
     else:
         try:
@@ -247,8 +246,7 @@ def run_scan_cycle(
     # The mailbox may have changed since the scan was queued (DOMAIN §3.1, §9).
     if not mailbox.enabled or mailbox.incoming_method != IncomingMethod.SERVER_SIDE_SYNC:
         return "skipped: the mailbox is not enabled for server-side synchronization"
-    required = rules.require_approval_queue if mailbox.is_queue else rules.require_approval_user
-    if required and mailbox.approval != Approval.APPROVED:
+    if mailbox.needs_approval(rules):
         return do_record_cycle_failure(
             mailbox_id,
             rules,

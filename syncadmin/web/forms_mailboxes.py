@@ -9,10 +9,9 @@ from urllib.parse import urlsplit
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from tracking.actions import ProfileValues, endpoint_problem
 from tracking.choices import AuthMethod, ProfileKind
 from tracking.models import EmailServerProfile
-from tracking.sources.base import SourceError
-from tracking.sources.imap import parse_endpoint
 
 # What <input type="datetime-local"> sends and shows; Django also parses the ISO form with seconds.
 DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
@@ -117,7 +116,7 @@ class ProfileForm(forms.Form):
     def __init__(self, *args: Any, profile: EmailServerProfile | None = None, **kwargs: Any) -> None:
         self.profile = profile
         if profile is not None:
-            kwargs.setdefault("initial", initial_of(profile))
+            kwargs.setdefault("initial", ProfileValues.of(profile).as_dict())  # never the secret
         super().__init__(*args, **kwargs)
         secret = self.fields["secret"]
         if profile is None:
@@ -148,37 +147,12 @@ class ProfileForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         kind, endpoint = data.get("kind"), data.get("endpoint", "")
-        if kind == ProfileKind.EXCHANGE_EWS and not _https_url(endpoint):
-            self.add_error(
-                "endpoint", _("Enter the EWS URL, e.g. https://mail.example.com/EWS/Exchange.asmx.")
-            )
-        elif kind == ProfileKind.EXCHANGE_GRAPH and endpoint and not _https_url(endpoint):
-            self.add_error("endpoint", _("Enter an https:// URL, or leave it empty for Microsoft Graph."))
-        elif kind == ProfileKind.IMAP:
-            try:
-                parse_endpoint(endpoint)
-            except SourceError:
-                self.add_error("endpoint", _("Enter imaps://host:993 or imap://host:143."))
+        problem = endpoint_problem(kind, endpoint, required=True) if kind else None
+        if problem:
+            self.add_error("endpoint", problem)
+        # The form is filled in on the server that will read the folder, so it can check it is there.
         elif kind == ProfileKind.LOCAL and not (endpoint and Path(endpoint).is_dir()):
             self.add_error("endpoint", _("Enter a directory that exists on this server."))
         if data.get("secret") and data.get("clear_secret"):
             self.add_error("clear_secret", _("Type a new secret or clear it, not both."))
         return data
-
-
-def initial_of(profile: EmailServerProfile) -> dict[str, object]:
-    """The form's values for a stored profile; the secret is never among them."""
-    return {
-        "name": profile.name,
-        "kind": profile.kind,
-        "endpoint": profile.endpoint,
-        "auth_method": profile.auth_method,
-        "username": profile.username,
-        "tenant_id": profile.tenant_id,
-        "client_id": profile.client_id,
-        "authority": profile.authority,
-        "ca_bundle": profile.ca_bundle,
-        "use_impersonation": profile.use_impersonation,
-        "process_emails_received_after": profile.process_emails_received_after,
-        "max_concurrent_connections": profile.max_concurrent_connections,
-    }

@@ -15,7 +15,7 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
-from tracking.choices import TrackOption
+from tracking.choices import TRUE_WORDS, TrackOption
 from tracking.models import OrgSettings
 from tracking.orgsettings import DB_INT_MAX, ORG_SETTINGS, SettingError, SettingSpec, SettingValue, spec_for
 
@@ -181,7 +181,7 @@ class SettingRow:
 
     @property
     def checked(self) -> bool:
-        return self.raw.strip().lower() in {"true", "1", "yes", "on"}
+        return self.raw.strip().lower() in TRUE_WORDS | {"on"}  # "on": what a ticked checkbox sends
 
     @property
     def input_max(self) -> int | None:

@@ -297,7 +297,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('actor_label', models.CharField(help_text="User name, or 'cli' / 'system'.", max_length=150)),
-                ('action', models.CharField(max_length=50)),
+                ('action', models.CharField(choices=[('orgsetting_changed', 'Organisation setting changed'), ('personal_options_changed', 'Personal options changed'), ('profile_added', 'Server profile added'), ('profile_changed', 'Server profile changed'), ('mailbox_added', 'Mailbox added'), ('mailbox_approved', 'Mailbox email approved'), ('mailbox_rejected', 'Mailbox email rejected'), ('mailbox_tested', 'Mailbox tested'), ('mailbox_disabled', 'Mailbox disabled'), ('mailbox_watermark_changed', "Mailbox 'process emails received after' changed"), ('mailbox_sync_state_reset', 'Mailbox sync state reset'), ('mailbox_test_queued', 'Test & Enable queued'), ('mailbox_scan_queued', 'Scan queued'), ('exclusion_added', 'Exclusion added'), ('exclusion_deleted', 'Exclusion deleted'), ('folder_rule_added', 'Folder tracking rule added'), ('folder_rule_deleted', 'Folder tracking rule deleted'), ('manual_tracking', 'Tracked manually'), ('decisions_purged', 'Decisions purged')], max_length=50)),
                 ('target', models.CharField(max_length=300)),
                 ('old_value', models.TextField(blank=True)),
                 ('new_value', models.TextField(blank=True)),

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
+
+if TYPE_CHECKING:
+    from tracking.models.mailboxes import Mailbox
 
 from tracking.choices import CorrelationMethod, Direction, EntityKind, Outcome, Reason, ScanSource, ScanStatus
 from tracking.messages import MESSAGE_ID_MAX
@@ -112,6 +116,13 @@ class ScanRun(models.Model):
         return f"{self.mailbox} {self.folder} {self.status}"
 
 
+class DecisionQuerySet(models.QuerySet["Decision"]):
+    def purgeable(self, cutoff: datetime, mailbox: Mailbox | None = None) -> DecisionQuerySet:
+        """The decisions made before cutoff (of one mailbox, or of all): what a purge would delete."""
+        decisions = self.filter(decided_at__lt=cutoff)
+        return decisions if mailbox is None else decisions.filter(mailbox=mailbox)
+
+
 class Decision(models.Model):
     """Why one message was or was not tracked. Append-only: written once, never edited."""
 
@@ -146,6 +157,8 @@ class Decision(models.Model):
         default=False, help_text="Made by Track / Set regarding (or ingest --regarding), not by a scan."
     )
     decided_at = models.DateTimeField()
+
+    objects = DecisionQuerySet.as_manager()
 
     class Meta:
         constraints = [

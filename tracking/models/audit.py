@@ -5,6 +5,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from tracking.choices import AuditAction
 from tracking.models.activity import ImmutableRecordError
 
 
@@ -14,7 +15,7 @@ class AuditEvent(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     actor_label = models.CharField(max_length=150, help_text="User name, or 'cli' / 'system'.")
-    action = models.CharField(max_length=50)
+    action = models.CharField(max_length=50, choices=AuditAction.choices)
     target = models.CharField(max_length=300)
     old_value = models.TextField(blank=True)
     new_value = models.TextField(blank=True)

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -14,6 +17,9 @@ from tracking.choices import (
     MailboxStatus,
     ProfileKind,
 )
+
+if TYPE_CHECKING:
+    from tracking.decisions import OrgRules
 
 
 class EmailServerProfile(models.Model):
@@ -72,6 +78,23 @@ class EmailServerProfile(models.Model):
         return crypto.decrypt(self.secret_encrypted) if self.secret_encrypted else ""
 
 
+class MailboxQuerySet(models.QuerySet["Mailbox"]):
+    def approved_as_required(self, rules: OrgRules) -> MailboxQuerySet:
+        """The mailboxes whose address is approved, or of a kind (user, queue) the org does not ask it of."""
+        approved = models.Q(approval=Approval.APPROVED)
+        users = models.Q(user__isnull=False) & (approved if rules.require_approval_user else models.Q())
+        queues = models.Q(queue__isnull=False) & (approved if rules.require_approval_queue else models.Q())
+        return self.filter(users | queues)
+
+    def due(self, rules: OrgRules, now: datetime) -> MailboxQuerySet:
+        """Mailboxes that may be scanned (§3.1) and whose next run has come."""
+        return self.approved_as_required(rules).filter(
+            models.Q(next_run_at__isnull=True) | models.Q(next_run_at__lte=now),
+            enabled=True,
+            incoming_method=IncomingMethod.SERVER_SIDE_SYNC,
+        )
+
+
 class Mailbox(models.Model):
     """One per user or per queue: what to scan, whether it may be scanned, and how the last scan went."""
 
@@ -103,6 +126,8 @@ class Mailbox(models.Model):
     dispatch_token = models.CharField(max_length=32, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = MailboxQuerySet.as_manager()
+
     class Meta:
         verbose_name_plural = "mailboxes"
         constraints = [
@@ -122,6 +147,18 @@ class Mailbox(models.Model):
     @property
     def is_queue(self) -> bool:
         return self.queue_id is not None
+
+    def needs_approval(self, rules: OrgRules) -> bool:
+        """Whether the org asks approval of this kind of mailbox (user or queue) and it is not approved."""
+        required = rules.require_approval_queue if self.is_queue else rules.require_approval_user
+        return required and self.approval != Approval.APPROVED
+
+    def configured_start_date(self) -> datetime | None:
+        """The later of the profile's and the mailbox's "process emails received after" (None: neither)."""
+        marks = [
+            m for m in (self.profile.process_emails_received_after, self.process_emails_received_after) if m
+        ]
+        return max(marks) if marks else None
 
 
 class FolderSyncState(models.Model):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
@@ -75,6 +76,12 @@ class OrgSettings(models.Model):
         return obj
 
 
+class PersonalOptionsManager(models.Manager["PersonalOptions"]):
+    def of(self, user: User) -> PersonalOptions:
+        """A user's options, created with the defaults on first use."""
+        return self.get_or_create(user=user)[0]
+
+
 class PersonalOptions(models.Model):
     """A user's Set Personal Options (DOMAIN §2); created with defaults on first use."""
 
@@ -91,6 +98,8 @@ class PersonalOptions(models.Model):
     language = models.CharField(max_length=10, default="en")
     # Per-user counter of the tracking token (DOMAIN §5 step 2); wraps at TrackingTokenCounterDigits.
     next_tracking_number = models.PositiveIntegerField(default=0)
+
+    objects = PersonalOptionsManager()
 
     class Meta:
         verbose_name_plural = "personal options"

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from django.contrib import messages
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -27,8 +26,8 @@ from syncadmin.web.permissions import may_track, reads_everything, user_required
 from syncadmin.web.views.decisions_export import csv_chunks
 from tracking.choices import Outcome
 from tracking.decisions import RecordRef
-from tracking.models import AuditEvent, CrmRecord, Decision, Mailbox, PersonalOptions
-from tracking.pipeline import Processed, track_decision_manually
+from tracking.models import CrmRecord, Decision, Mailbox, PersonalOptions
+from tracking.pipeline import track_decision_manually
 
 DEFAULT_ROWS_PER_PAGE = 50
 RELATED_LIMIT = 20
@@ -248,25 +247,6 @@ def decision_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "web/decision_detail.html", context)
 
 
-@transaction.atomic
-def _track_manually(decision: Decision, regarding: CrmRecord | None, *, acting_user: User) -> Processed:
-    """Track / Set regarding and its audit row, together (a thin wrapper: the pipeline decides)."""
-    ref = RecordRef(regarding.pk, regarding.kind, regarding.name) if regarding is not None else None
-    processed = track_decision_manually(decision, ref, now=timezone.now())
-    if processed.new:
-        made = processed.decision
-        AuditEvent.objects.create(
-            actor=acting_user,
-            actor_label=acting_user.get_username(),
-            action="manual_tracking",
-            target=f"{decision.mailbox.email_address} {decision.folder} {decision.message_id}"[:300],
-            old_value=f"decision {decision.pk}: {decision.outcome}/{decision.reason}",
-            new_value=f"decision {made.pk}: {made.outcome}/{made.reason}"
-            + (f", regarding {regarding.kind}:{regarding.name}" if regarding is not None else ""),
-        )
-    return processed
-
-
 @user_required
 @require_POST
 def decision_track(request: HttpRequest, pk: int) -> HttpResponse:
@@ -295,7 +275,9 @@ def decision_track(request: HttpRequest, pk: int) -> HttpResponse:
         return render(
             request, "web/decision_detail.html", _detail_context(request, decision, form), status=400
         )
-    processed = _track_manually(decision, form.cleaned_data["regarding"], acting_user=user)
+    regarding = form.cleaned_data["regarding"]
+    ref = RecordRef(regarding.pk, regarding.kind, regarding.name) if regarding is not None else None
+    processed = track_decision_manually(decision, ref, now=timezone.now(), acting_user=user)
     made = processed.decision
     if made.outcome == Outcome.TRACKED:
         messages.success(request, _("The message is tracked. This is the manual decision."))

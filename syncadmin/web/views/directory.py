@@ -15,9 +15,9 @@ from django.utils.translation import gettext as _
 
 from syncadmin.web.forms_directory import SAMPLE_HEADER, ImportForm, RecordFilter
 from syncadmin.web.permissions import admin_required, is_admin, user_required
-from tracking.actions import ActionError, check_import_records, personal_options_of
+from tracking.actions import ActionError, check_import_records
 from tracking.choices import RecordKind
-from tracking.models import CrmRecord
+from tracking.models import CrmRecord, PersonalOptions
 
 FILTER_KEYS = ("q", "kind", "owner", "active")
 
@@ -42,7 +42,7 @@ def record_list(request: HttpRequest) -> HttpResponse:
     anchor = CrmRecord.objects.filter(pk=int(after)).values("name").first() if after.isdigit() else None
     if anchor is not None:
         records = records.filter(Q(name__gt=anchor["name"]) | Q(name=anchor["name"], pk__gt=int(after)))
-    size = personal_options_of(_me(request)).rows_per_page
+    size = PersonalOptions.objects.of(_me(request)).rows_per_page
     page = list(records[: size + 1])
     next_url = _query(params, after=str(page[size - 1].pk)) if len(page) > size else ""
     tabs = [

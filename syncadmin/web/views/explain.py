@@ -11,7 +11,6 @@ import dataclasses
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
@@ -218,18 +217,6 @@ def with_owner_track(ctx: DecisionContext, track: int) -> DecisionContext:
     )
 
 
-def configured_watermark(mailbox: Mailbox) -> datetime | None:
-    """'Process emails received after' of the profile and mailbox, without the folders' scan progress.
-
-    The progress watermark moved past the replayed messages when they were scanned; applying it
-    would turn every one of them away as before_watermark.
-    """
-    marks = [
-        m for m in (mailbox.profile.process_emails_received_after, mailbox.process_emails_received_after) if m
-    ]
-    return max(marks) if marks else None
-
-
 def _own_tracked_emails(mailbox: Mailbox, decisions: Sequence[Decision]) -> dict[str, set[int]]:
     """Per folder, the TrackedEmails that this mailbox's own decisions (scan or manual) created."""
     own: dict[str, set[int]] = {}
@@ -258,7 +245,9 @@ def _decide(
         folder,
         messages,
         rules=rules,
-        watermark=configured_watermark(mailbox),
+        # Not the folders' scan progress: it moved past the replayed messages when they were scanned,
+        # and would turn every one of them away as before_watermark.
+        watermark=mailbox.configured_start_date(),
         use_watermark_override=True,
     )
     ctx = without_tracked(ctx, exclude)

@@ -173,15 +173,7 @@ def folder_states(mailbox: Mailbox) -> list[FolderState]:
     labels = dict(Folder.choices)
     out = []
     for state in FolderSyncState.objects.filter(mailbox=mailbox).order_by("folder"):
-        marks = [
-            m
-            for m in (
-                mailbox.profile.process_emails_received_after,
-                mailbox.process_emails_received_after,
-                state.watermark,
-            )
-            if m
-        ]
+        marks = [m for m in (mailbox.configured_start_date(), state.watermark) if m]
         out.append(
             FolderState(
                 folder=state.folder,
@@ -213,8 +205,7 @@ def scan_refusal(mailbox: Mailbox, rules: OrgRules) -> str:
     """Why Scan now would not scan this mailbox (DOMAIN §3.1), or ""."""
     if mailbox.incoming_method != IncomingMethod.SERVER_SIDE_SYNC:
         return _("its incoming method is not server-side synchronization.")
-    required = rules.require_approval_queue if mailbox.is_queue else rules.require_approval_user
-    if required and mailbox.approval != Approval.APPROVED:
+    if mailbox.needs_approval(rules):
         return _("its email address is not approved.")
     if not mailbox.enabled:
         return _("it is disabled; run Test & Enable first.")

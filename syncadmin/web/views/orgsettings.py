@@ -18,6 +18,7 @@ from django.utils.translation import ngettext
 from syncadmin.web import forms_settings as fs
 from syncadmin.web.permissions import is_admin, reader_required
 from tracking.actions import ActionError, check_set_org_setting
+from tracking.choices import AuditAction
 from tracking.models import AuditEvent, OrgSettings
 from tracking.orgsettings import ORG_SETTINGS, SETTINGS_BY_NAME
 
@@ -94,7 +95,7 @@ def _save(request: HttpRequest, current: dict[str, fs.SettingValue]) -> HttpResp
 @reader_required
 def org_settings_changes(request: HttpRequest) -> HttpResponse:
     """The audit list of org setting changes, newest first, 200 at a time (keyset on id)."""
-    events = AuditEvent.objects.filter(action="orgsetting_changed").order_by("-id")
+    events = AuditEvent.objects.filter(action=AuditAction.ORGSETTING_CHANGED).order_by("-id")
     # PostgreSQL refuses NUL in a text parameter; no setting name holds one.
     setting = request.GET.get("setting", "").replace("\x00", "")
     if setting:

@@ -25,7 +25,6 @@ from tracking.actions import (
     check_add_folder_rule,
     do_delete_folder_rule,
     do_set_personal_options,
-    personal_options_of,
 )
 from tracking.choices import AutoCreate, TrackOption
 from tracking.models import FolderTrackingRule, Mailbox, OrgSettings, PersonalOptions
@@ -80,7 +79,7 @@ def _render(
     rule_form: FolderRuleForm | None = None,
 ) -> HttpResponse:
     user = _me(request)
-    options = personal_options_of(user)
+    options = PersonalOptions.objects.of(user)
     org = OrgSettings.load()
     mailbox = _own_mailbox(user)
     context: dict[str, Any] = {
@@ -144,7 +143,7 @@ def personal_options(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _render(request, tab)
     user = _me(request)
-    options = personal_options_of(user)
+    options = PersonalOptions.objects.of(user)
     if tab == "general":
         general = GeneralForm(request.POST)
         if not general.is_valid():

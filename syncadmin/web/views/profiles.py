@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods
 
 from syncadmin.web.forms_mailboxes import ProfileForm
 from syncadmin.web.permissions import admin_required, is_admin, reader_required
-from tracking.actions import ActionError, check_add_profile, check_update_profile
+from tracking.actions import ActionError, ProfileValues, check_add_profile, check_update_profile
 from tracking.models import EmailServerProfile
 
 
@@ -36,23 +36,6 @@ def profile_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _values(form: ProfileForm) -> dict[str, object]:
-    """The cleaned fields the actions take, secret aside."""
-    data = form.cleaned_data
-    return {
-        "endpoint": data["endpoint"],
-        "auth_method": data["auth_method"],
-        "username": data["username"],
-        "tenant_id": data["tenant_id"],
-        "client_id": data["client_id"],
-        "authority": data["authority"],
-        "ca_bundle": data["ca_bundle"],
-        "use_impersonation": data["use_impersonation"],
-        "process_emails_received_after": data["process_emails_received_after"],
-        "max_concurrent_connections": data["max_concurrent_connections"],
-    }
-
-
 def _acting(request: HttpRequest) -> User:
     assert isinstance(request.user, User)
     return request.user
@@ -65,11 +48,9 @@ def profile_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             profile = check_add_profile(
-                form.cleaned_data["name"],
-                form.cleaned_data["kind"],
+                ProfileValues.from_data(form.cleaned_data),
                 secret=form.cleaned_data["secret"],
                 acting_user=_acting(request),
-                **_values(form),  # type: ignore[arg-type]
             )
         except ActionError as exc:
             form.add_error(None, str(exc))
@@ -97,12 +78,10 @@ def profile_edit(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             changed = check_update_profile(
                 profile,
-                name=form.cleaned_data["name"],
-                kind=form.cleaned_data["kind"],
+                ProfileValues.from_data(form.cleaned_data),
                 secret=form.cleaned_data["secret"] or None,
                 clear_secret=form.cleaned_data.get("clear_secret", False),
                 acting_user=_acting(request),
-                **_values(form),  # type: ignore[arg-type]
             )
         except ActionError as exc:
             form.add_error(None, str(exc))

@@ -6,8 +6,9 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from tracking.actions import do_set_personal_options, personal_options_of
+from tracking.actions import do_set_personal_options
 from tracking.choices import TRACK_OPTION_WORDS, AutoCreate, TrackOption
+from tracking.models import PersonalOptions
 
 TRACK_CHOICES = [str(v) for v in TrackOption.values] + list(TRACK_OPTION_WORDS)
 
@@ -37,7 +38,7 @@ class Command(BaseCommand):
                 user, track=value, auto_create=options["auto_create"], actor_label="cli"
             )
         else:
-            opts = personal_options_of(user)
+            opts = PersonalOptions.objects.of(user)
         self.stdout.write(f"track: {opts.track} ({TrackOption(opts.track).label})")
         self.stdout.write(f"auto_create: {opts.auto_create}")
         self.stdout.write(f"allow_send_on_behalf: {'true' if opts.allow_send_on_behalf else 'false'}")

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tracking.actions import ActionError, check_add_profile
+from tracking.actions import ActionError, ProfileValues, check_add_profile
 from tracking.choices import AuthMethod, ProfileKind
 from tracking.models import EmailServerProfile
 
@@ -70,21 +70,23 @@ class Command(BaseCommand):
             secret = getpass.getpass("Secret: ")
         try:
             profile = check_add_profile(
-                options["name"],
-                options["kind"],
-                endpoint=options["endpoint"],
-                auth_method=options["auth_method"],
-                username=options["username"],
-                tenant_id=options["tenant_id"],
-                client_id=options["client_id"],
-                authority=options["authority"],
+                ProfileValues(
+                    options["name"],
+                    options["kind"],
+                    endpoint=options["endpoint"],
+                    auth_method=options["auth_method"],
+                    username=options["username"],
+                    tenant_id=options["tenant_id"],
+                    client_id=options["client_id"],
+                    authority=options["authority"],
+                    ca_bundle=options["ca_bundle"],
+                    use_impersonation=options["impersonation"],
+                    process_emails_received_after=parse_when(options["process_after"])
+                    if options["process_after"]
+                    else None,
+                    max_concurrent_connections=options["max_connections"],
+                ),
                 secret=secret,
-                ca_bundle=options["ca_bundle"],
-                use_impersonation=options["impersonation"],
-                process_emails_received_after=parse_when(options["process_after"])
-                if options["process_after"]
-                else None,
-                max_concurrent_connections=options["max_connections"],
             )
         except ActionError as exc:
             raise CommandError(str(exc)) from None

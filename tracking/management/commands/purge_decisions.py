@@ -9,9 +9,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from tracking.actions import do_purge_decisions, purgeable_decisions
+from tracking.actions import do_purge_decisions
 from tracking.management.commands._common import MAX_DAYS, get_mailbox
-from tracking.models import AuditEvent
+from tracking.models import AuditEvent, Decision
 
 
 def parse_days(raw: str) -> int:
@@ -56,7 +56,7 @@ class Command(BaseCommand):
             raise CommandError(f"--actor: give a name of 1 to {limit - len('cli:')} characters")
         cutoff = timezone.now() - timedelta(days=days)
         if options["dry_run"]:
-            matched = purgeable_decisions(cutoff, mailbox).count()
+            matched = Decision.objects.purgeable(cutoff, mailbox).count()
             deleted = 0
         else:
             matched = deleted = do_purge_decisions(cutoff, mailbox=mailbox, actor_label=label)

@@ -12,6 +12,7 @@ from django.db import transaction
 
 from tracking.actions import (
     ActionError,
+    ProfileValues,
     check_add_mailbox,
     check_add_profile,
     check_import_records,
@@ -123,28 +124,32 @@ class Command(BaseCommand):
     def _profiles(self, url: str, ca_file: str) -> None:
         if not EmailServerProfile.objects.filter(name=EWS_PROFILE).exists():
             check_add_profile(
-                EWS_PROFILE,
-                "exchange_ews",
-                endpoint=f"{url}/EWS/Exchange.asmx",
-                auth_method="basic",
-                username="svc-syncadmin",
+                ProfileValues(
+                    EWS_PROFILE,
+                    "exchange_ews",
+                    endpoint=f"{url}/EWS/Exchange.asmx",
+                    auth_method="basic",
+                    username="svc-syncadmin",
+                    ca_bundle=ca_file,
+                    use_impersonation=True,
+                ),
                 secret="demo",
-                ca_bundle=ca_file,
-                use_impersonation=True,
                 actor_label="demo",
             )
             check_set_org_setting("AutoTrackSentFolderItems", "true", actor_label="demo")
         if not EmailServerProfile.objects.filter(name=GRAPH_PROFILE).exists():
             check_add_profile(
-                GRAPH_PROFILE,
-                "exchange_graph",
-                endpoint=url,
-                auth_method="oauth2",
-                tenant_id="contoso.example",
-                client_id="syncadmin-demo",
-                authority=url,
+                ProfileValues(
+                    GRAPH_PROFILE,
+                    "exchange_graph",
+                    endpoint=url,
+                    auth_method="oauth2",
+                    tenant_id="contoso.example",
+                    client_id="syncadmin-demo",
+                    authority=url,
+                    ca_bundle=ca_file,
+                ),
                 secret="demo",
-                ca_bundle=ca_file,
                 actor_label="demo",
             )
         # The simulator makes a new CA each time it starts, maybe on another port: follow it.

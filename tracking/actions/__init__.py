@@ -1,0 +1,78 @@
+"""Every state change of SyncAdmin: named, atomic, audited where the rules ask for it, one module per area.
+
+`do_*` performs a change that its caller has validated; `check_*` validates as well and raises
+ActionError (a message meant for the person who asked) without changing anything. Callers import
+from this package; the modules are where a reader finds an area's rules.
+"""
+
+from tracking.actions.directory import check_import_records
+from tracking.actions.errors import ActionError
+from tracking.actions.exclusions import do_add_exclusion, do_delete_exclusion
+from tracking.actions.mailboxes import (
+    check_add_mailbox,
+    do_approve_mailbox,
+    do_disable_mailbox,
+    do_note_mailbox_job,
+    do_record_test_result,
+    do_reset_mailbox_sync_state,
+    do_set_mailbox_watermark,
+)
+from tracking.actions.personal import check_add_folder_rule, do_delete_folder_rule, do_set_personal_options
+from tracking.actions.profiles import ProfileValues, check_add_profile, check_update_profile, endpoint_problem
+from tracking.actions.retention import do_purge_decisions
+from tracking.actions.scans import (
+    do_audit_manual_tracking,
+    do_commit_page,
+    do_finish_scan_run,
+    do_mark_scan_failed,
+    do_mark_scan_started,
+    do_mark_scan_succeeded,
+    do_record_skipped_scan,
+    do_reset_sync_state,
+    do_set_scan_estimate,
+    do_start_scan_run,
+)
+from tracking.actions.schedule import (
+    do_claim_due_mailboxes,
+    do_finish_cycle,
+    do_postpone_scan,
+    do_record_cycle_failure,
+)
+from tracking.actions.settings import check_set_org_setting
+
+__all__ = [
+    "ActionError",
+    "ProfileValues",
+    "check_add_folder_rule",
+    "check_add_mailbox",
+    "check_add_profile",
+    "check_import_records",
+    "check_set_org_setting",
+    "check_update_profile",
+    "do_add_exclusion",
+    "do_approve_mailbox",
+    "do_audit_manual_tracking",
+    "do_claim_due_mailboxes",
+    "do_commit_page",
+    "do_delete_exclusion",
+    "do_delete_folder_rule",
+    "do_disable_mailbox",
+    "do_finish_cycle",
+    "do_finish_scan_run",
+    "do_mark_scan_failed",
+    "do_mark_scan_started",
+    "do_mark_scan_succeeded",
+    "do_note_mailbox_job",
+    "do_postpone_scan",
+    "do_purge_decisions",
+    "do_record_cycle_failure",
+    "do_record_skipped_scan",
+    "do_record_test_result",
+    "do_reset_mailbox_sync_state",
+    "do_reset_sync_state",
+    "do_set_mailbox_watermark",
+    "do_set_personal_options",
+    "do_set_scan_estimate",
+    "do_start_scan_run",
+    "endpoint_problem",
+]

@@ -1,0 +1,287 @@
+"""Scans: runs, the commit of one page of decisions, folder sync state and watermark, manual tracking."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from tracking.actions.audit import audit
+from tracking.bulk import bulk_insert
+from tracking.choices import AuditAction, MailboxStatus, Outcome, ScanSource, ScanStatus
+from tracking.decisions import DecisionResult, RecordRef
+from tracking.messages import ParsedMessage, message_snapshot
+from tracking.models import CrmRecord, Decision, EmailHash, FolderSyncState, Mailbox, ScanRun, TrackedEmail
+
+
+def do_start_scan_run(
+    mailbox: Mailbox, folder: str, *, source: str = ScanSource.SCAN, now: datetime, job_id: str = ""
+) -> ScanRun:
+    # Scans of one mailbox never overlap, so a run still "running" now was cut short (its worker died).
+    ScanRun.objects.filter(mailbox=mailbox, folder=folder, status=ScanStatus.RUNNING).update(
+        status=ScanStatus.FAILED, finished_at=now, error="interrupted: the worker stopped during the scan"
+    )
+    return ScanRun.objects.create(
+        mailbox=mailbox,
+        folder=folder,
+        source=source,
+        status=ScanStatus.RUNNING,
+        started_at=now,
+        job_id=job_id,
+    )
+
+
+def do_record_skipped_scan(mailbox: Mailbox, folder: str, *, note: str, now: datetime) -> ScanRun:
+    """A folder that is not scanned still leaves a row saying why (e.g. sent_items_unsupported_server)."""
+    return ScanRun.objects.create(
+        mailbox=mailbox, folder=folder, status=ScanStatus.SKIPPED, started_at=now, finished_at=now, note=note
+    )
+
+
+def do_set_scan_estimate(run: ScanRun, total: int) -> None:
+    run.items_total = total
+    run.save(update_fields=["items_total"])
+
+
+def do_reset_sync_state(mailbox: Mailbox, folder: str) -> None:
+    """Forget a folder's sync state: the next scan reads it from the start (nothing is duplicated)."""
+    FolderSyncState.objects.filter(mailbox=mailbox, folder=folder).update(state="", pending_watermark=None)
+
+
+def do_mark_scan_started(mailbox: Mailbox, *, now: datetime) -> None:
+    Mailbox.objects.filter(pk=mailbox.pk).update(last_sync_started_at=now)
+
+
+def do_mark_scan_succeeded(mailbox: Mailbox, *, now: datetime) -> None:
+    Mailbox.objects.filter(pk=mailbox.pk).update(
+        incoming_status=MailboxStatus.SUCCESS,
+        last_sync_succeeded_at=now,
+        last_error="",
+        transient_failure_count=0,
+    )
+
+
+def do_mark_scan_failed(mailbox: Mailbox, *, error: str, now: datetime) -> None:
+    Mailbox.objects.filter(pk=mailbox.pk).update(incoming_status=MailboxStatus.FAILURE, last_error=error)
+
+
+@transaction.atomic
+def do_finish_scan_run(run: ScanRun, *, now: datetime, error: str = "") -> None:
+    """Close a run; a successful run makes the folder's pending watermark its watermark."""
+    run.status = ScanStatus.FAILED if error else ScanStatus.SUCCEEDED
+    run.finished_at = now
+    run.error = error
+    run.save(update_fields=["status", "finished_at", "error"])
+    if error:
+        return
+    state = (
+        FolderSyncState.objects.select_for_update()
+        .filter(mailbox_id=run.mailbox_id, folder=run.folder)
+        .first()
+    )
+    if state is None or state.pending_watermark is None:
+        return
+    if state.watermark is None or state.pending_watermark > state.watermark:
+        state.watermark = state.pending_watermark
+    state.pending_watermark = None
+    state.save(update_fields=["watermark", "pending_watermark", "updated_at"])
+
+
+def _accepting_fields(res: DecisionResult) -> dict[str, object]:
+    a = res.accepting
+    if a is None:
+        return {"accepting_kind": "", "accepting_id": None, "accepting_name": "", "accepting_email": ""}
+    return {
+        "accepting_kind": a.kind,
+        "accepting_id": a.id,
+        "accepting_name": a.name,
+        "accepting_email": a.email,
+    }
+
+
+@transaction.atomic
+def do_commit_page(
+    mailbox: Mailbox,
+    folder: str,
+    results: Sequence[DecisionResult],
+    *,
+    scan_run: ScanRun | None,
+    now: datetime,
+    sync_state: str | None = None,
+    manual: bool = False,
+) -> list[Decision]:
+    """Write one page: auto-created records, TrackedEmails, hashes, Decisions, counts, sync state.
+
+    One transaction, so a crash loses at most the page in flight; the unique constraints on
+    Decision and TrackedEmail turn a replayed page into an IntegrityError, never a duplicate.
+    """
+    # Auto-created senders, one per address even if several messages asked.
+    wanted = {r.auto_create.address: r.auto_create for r in results if r.auto_create is not None}
+    if wanted:
+        CrmRecord.objects.bulk_create(
+            [
+                CrmRecord(kind=a.kind, name=a.name[:300], email1=a.address, owner_id=a.owner_user_id)
+                for a in wanted.values()
+            ]
+        )
+
+    # TrackedEmails; provisional keys (negative, in-batch) map to the ids just created.
+    positions = [
+        pos
+        for pos, r in enumerate(results)
+        if r.outcome == Outcome.TRACKED and isinstance(r.message, ParsedMessage)
+    ]
+    tracked_results = [results[pos] for pos in positions]
+    emails: list[TrackedEmail] = []
+    for res in tracked_results:
+        msg = res.message
+        assert isinstance(msg, ParsedMessage)
+        parent = res.correlated
+        emails.append(
+            TrackedEmail(
+                message_id=msg.message_id,
+                direction=res.direction,
+                subject=msg.subject,
+                sender=msg.sender.address if msg.sender else "",
+                sender_name=(msg.sender.name if msg.sender else "")[:300],
+                recipients=[[h, a.address] for h, a in msg.recipients],
+                sent_at=msg.sent_at,
+                in_reply_to=" ".join(msg.in_reply_to),
+                references=" ".join(msg.references),
+                conversation_index=msg.conversation_index,
+                tracking_token=res.tracking_token or "",
+                regarding_id=res.regarding.id if res.regarding else None,
+                owner_id=res.owner_user_id,
+                receiving_mailbox=mailbox,
+                correlation_method=res.correlation_method or "",
+                correlated_email_id=parent.key if parent is not None and parent.key > 0 else None,
+                **_accepting_fields(res),
+            )
+        )
+    bulk_insert(emails)
+    by_position = {-(pos + 1): e for pos, e in zip(positions, emails, strict=True)}
+    late_links = []
+    for res, email in zip(tracked_results, emails, strict=True):
+        if res.correlated is not None and res.correlated.key < 0:
+            email.correlated_email_id = by_position[res.correlated.key].pk
+            late_links.append(email)
+    if late_links:
+        TrackedEmail.objects.bulk_update(late_links, ["correlated_email"])
+    bulk_insert(
+        [
+            EmailHash(tracked_email=email, kind=kind, value=value)
+            for res, email in zip(tracked_results, emails, strict=True)
+            for kind, values in (
+                (EmailHash.SUBJECT, res.subject_hashes),
+                (EmailHash.ADDRESS, res.address_hashes),
+            )
+            for value in values
+        ]
+    )
+
+    decisions = []
+    for pos, res in enumerate(results):
+        msg = res.message
+        linked: TrackedEmail | None = by_position.get(-(pos + 1))
+        linked_id = (
+            linked.pk
+            if linked is not None
+            else (res.existing.key if res.existing and res.existing.key > 0 else None)
+        )
+        if linked is None and res.existing is not None and res.existing.key < 0:
+            linked_id = by_position[res.existing.key].pk
+        sender = (
+            msg.sender.address
+            if isinstance(msg, ParsedMessage) and msg.sender
+            else getattr(msg, "sender", "")
+        )
+        decisions.append(
+            Decision(
+                mailbox=mailbox,
+                folder=folder,
+                scan_run=scan_run,
+                provider_item_id=msg.provider_item_id[:500],
+                message_id=msg.message_id,
+                message_id_synthetic=isinstance(msg, ParsedMessage) and msg.message_id_synthetic,
+                subject=msg.subject,
+                sender=str(sender)[:320],
+                received_at=msg.received_at,
+                direction=res.direction,
+                outcome=res.outcome,
+                reason=res.reason,
+                correlation_method=res.correlation_method or "",
+                correlated_message_id=res.correlated.message_id if res.correlated else "",
+                regarding_id=res.regarding.id if res.regarding else None,
+                tracked_email_id=linked_id,
+                trace=[s.as_json() for s in res.trace],
+                message_snapshot=message_snapshot(msg) if isinstance(msg, ParsedMessage) else {},
+                manual=manual,
+                decided_at=now,
+                **_accepting_fields(res),
+            )
+        )
+    bulk_insert(decisions)
+
+    if scan_run is not None:
+        counts = {o.value: 0 for o in Outcome}
+        for res in results:
+            counts[res.outcome] += 1
+        ScanRun.objects.filter(pk=scan_run.pk).update(
+            tracked=F("tracked") + counts[Outcome.TRACKED],
+            already_tracked=F("already_tracked") + counts[Outcome.ALREADY_TRACKED],
+            not_tracked=F("not_tracked") + counts[Outcome.NOT_TRACKED],
+            failed=F("failed") + counts[Outcome.FAILED],
+            items_done=F("items_done") + len(results),
+        )
+
+    # Manual tracking reaches back into old mail on purpose; it must not move the scan's watermark.
+    received = [] if manual else [r.message.received_at for r in results if r.message.received_at is not None]
+    if received or sync_state is not None:
+        _advance_sync_state(mailbox, folder, latest=max(received, default=None), sync_state=sync_state)
+    return decisions
+
+
+def _advance_sync_state(
+    mailbox: Mailbox, folder: str, *, latest: datetime | None, sync_state: str | None
+) -> None:
+    """Move the folder's pending watermark forward (never back) and save its sync token, in one UPDATE.
+
+    The row is created on the folder's first page only; a writer that created it in between makes
+    the INSERT fail, which rolls the page back for process_page to retry.
+    """
+    changes: dict[str, object] = {"updated_at": timezone.now()}
+    if latest is not None:
+        changes["pending_watermark"] = Case(
+            When(Q(pending_watermark__isnull=True) | Q(pending_watermark__lt=latest), then=Value(latest)),
+            default=F("pending_watermark"),
+        )
+    if sync_state is not None:
+        changes["state"] = sync_state
+    if not FolderSyncState.objects.filter(mailbox=mailbox, folder=folder).update(**changes):
+        FolderSyncState.objects.create(
+            mailbox=mailbox, folder=folder, state=sync_state or "", pending_watermark=latest
+        )
+
+
+def do_audit_manual_tracking(
+    decision: Decision,
+    made: Decision,
+    regarding: RecordRef | None,
+    *,
+    acting_user: User | None,
+    actor_label: str = "cli",
+) -> None:
+    """The audit row of Track / Set regarding: the scan's decision and the manual one beside it."""
+    audit(
+        AuditAction.MANUAL_TRACKING,
+        f"{decision.mailbox.email_address} {decision.folder} {decision.message_id}"[:300],
+        f"decision {decision.pk}: {decision.outcome}/{decision.reason}",
+        f"decision {made.pk}: {made.outcome}/{made.reason}"
+        + (f", regarding {regarding.kind}:{regarding.name}" if regarding is not None else ""),
+        acting_user=acting_user,
+        actor_label=actor_label,
+    )
