@@ -16,6 +16,7 @@ from tracking.choices import Folder, TrackOption
 from tracking.decisions import OrgRules
 from tracking.models import CrmRecord, Mailbox
 from tracking.orgsettings import ORG_SETTINGS, SettingError, SettingSpec, SettingValue
+from tracking.whatif import Change
 
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 WHAT_IF_DEFAULT = 50
@@ -175,6 +176,13 @@ class WhatIfForm(_MailboxForm):
                     self.add_error("value", str(exc))
                 data["spec"] = spec
         return data
+
+    def tried_change(self) -> Change:
+        """What the valid form asks to try."""
+        data = self.cleaned_data
+        if data["change"] == self.TRACK:
+            return Change(track=data["track"])
+        return Change(setting=data["spec"], value=data["setting_value"])
 
 
 def _current(spec: SettingSpec, rules: OrgRules) -> str:
