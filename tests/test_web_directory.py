@@ -272,7 +272,7 @@ def test_it_refuses_bad_imports(client: Client, admin: User, data: dict[str, obj
         assert isinstance(raw, str | bytes)
         post["file"] = csv_file(raw)
     r = login(client, admin).post(IMPORT, post)
-    assert r.status_code == 200
+    assert r.status_code == 400
     body = r.content.decode().replace("&#x27;", "'")
     assert message in body
     assert "Nothing was imported" in body

@@ -525,7 +525,7 @@ def test_it_asks_before_resetting_the_sync_state(client: Client, admin: User, sy
 
 def test_it_does_not_reset_without_the_confirmation(client: Client, admin: User, synced: Mailbox) -> None:
     r = login(client, admin).post(url("web-mailbox-reset-sync", synced), {"folder": "inbox"})
-    assert r.status_code == 200
+    assert r.status_code == 400
     assert "Tick the box to confirm." in text(r)
     assert FolderSyncState.objects.filter(state="").count() == 0
     assert not AuditEvent.objects.filter(action="mailbox_sync_state_reset").exists()
@@ -555,7 +555,7 @@ def test_it_refuses_an_unknown_folder(client: Client, admin: User, synced: Mailb
     r = login(client, admin).post(
         url("web-mailbox-reset-sync", synced), {"folder": "drafts", "confirm": "on"}
     )
-    assert r.status_code == 200
+    assert r.status_code == 400
     assert "Select a valid choice." in text(r)
     assert FolderSyncState.objects.filter(state="").count() == 0
 

@@ -222,7 +222,7 @@ def test_it_refuses_a_bad_value_and_changes_nothing(
     before = {spec.name: getattr(OrgSettings.load(), spec.field) for spec in ORG_SETTINGS}
     # a valid change in the same post must not be saved either
     r = login(client, admin).post(URL, full_form(**{name: raw, "MailboxPollIntervalMinutes": "9"}))
-    assert r.status_code == 200
+    assert r.status_code == 400
     body = r.content.decode()
     row = row_of(body, name)
     assert f'id="err_{name}"' in row

@@ -3,9 +3,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import models
 
 from tracking.choices import CorrelationMethod, Direction, EntityKind, Outcome, Reason, ScanSource, ScanStatus
+from tracking.models.mailboxes import Mailbox
+from tracking.roles import reads_everything
 
 MESSAGE_ID_MAX = 998  # RFC 5322 line limit; longer ids are replaced by a hash when parsed
 
@@ -113,6 +116,22 @@ class ScanRun(models.Model):
         return f"{self.mailbox} {self.folder} {self.status}"
 
 
+class DecisionQuerySet(models.QuerySet["Decision"]):
+    def visible_to(self, user: User | AnonymousUser) -> DecisionQuerySet:
+        """Every decision for admins and auditors; those of a user's own mailbox for everyone else.
+
+        By mailbox id rather than a join on the owner: scoped only by the join (mailbox.user_id),
+        PostgreSQL walks the whole table backwards by id to find one user's rows; with
+        mailbox_id IN (...) it uses the (mailbox, -id) index.
+        """
+        if reads_everything(user):
+            return self
+        if not user.is_authenticated:
+            return self.none()
+        own = list(Mailbox.objects.filter(user_id=user.pk).values_list("pk", flat=True))
+        return self.filter(mailbox_id__in=own)
+
+
 class Decision(models.Model):
     """Why one message was or was not tracked. Append-only: written once, never edited."""
 
@@ -147,6 +166,8 @@ class Decision(models.Model):
         default=False, help_text="Made by Track / Set regarding (or ingest --regarding), not by a scan."
     )
     decided_at = models.DateTimeField()
+
+    objects = DecisionQuerySet.as_manager()
 
     class Meta:
         constraints = [

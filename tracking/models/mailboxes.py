@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
@@ -14,6 +15,7 @@ from tracking.choices import (
     MailboxStatus,
     ProfileKind,
 )
+from tracking.roles import is_admin, reads_everything
 
 
 class EmailServerProfile(models.Model):
@@ -72,6 +74,32 @@ class EmailServerProfile(models.Model):
         return crypto.decrypt(self.secret_encrypted) if self.secret_encrypted else ""
 
 
+class MailboxQuerySet(models.QuerySet["Mailbox"]):
+    def visible_to(self, user: User | AnonymousUser) -> MailboxQuerySet:
+        """Every mailbox for admins and auditors; a user's own for everyone else (DOMAIN §1)."""
+        if reads_everything(user):
+            return self
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(user_id=user.pk)
+
+    def explainable_by(self, user: User | AnonymousUser) -> MailboxQuerySet:
+        """Every mailbox for an admin; otherwise the user's own (for auditors too: explain is not a log)."""
+        if is_admin(user):
+            return self
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(user_id=user.pk)
+
+
+class FolderTrackingRuleQuerySet(models.QuerySet["FolderTrackingRule"]):
+    def visible_to(self, user: User | AnonymousUser) -> FolderTrackingRuleQuerySet:
+        """The rules of the user's own mailbox, for admins too: the rules are Personal Options."""
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(mailbox__user_id=user.pk)
+
+
 class Mailbox(models.Model):
     """One per user or per queue: what to scan, whether it may be scanned, and how the last scan went."""
 
@@ -102,6 +130,8 @@ class Mailbox(models.Model):
     # Which dispatcher run claimed the mailbox last: two dispatchers never both enqueue one scan.
     dispatch_token = models.CharField(max_length=32, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = MailboxQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "mailboxes"
@@ -153,6 +183,8 @@ class FolderTrackingRule(models.Model):
     folder = models.CharField(max_length=255)
     regarding = models.ForeignKey("tracking.CrmRecord", null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = FolderTrackingRuleQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["mailbox", "folder"], name="folderrule_unique_folder")]

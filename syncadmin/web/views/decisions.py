@@ -13,21 +13,21 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import push_url
 
 from syncadmin.web.filters_decisions import filter_decisions
 from syncadmin.web.forms_decisions import TrackForm
 from syncadmin.web.htmx import is_htmx
-from syncadmin.web.permissions import may_track, reads_everything, user_required, visible_decisions
+from syncadmin.web.permissions import AuthenticatedHttpRequest, may_track, user_required
 from syncadmin.web.views.decisions_export import csv_chunks
 from tracking.choices import Outcome
 from tracking.decisions import RecordRef
-from tracking.models import AuditEvent, CrmRecord, Decision, Mailbox, PersonalOptions
+from tracking.models import AuditEvent, CrmRecord, Decision, PersonalOptions
 from tracking.pipeline import Processed, track_decision_manually
 
 DEFAULT_ROWS_PER_PAGE = 50
@@ -77,7 +77,7 @@ def keyset_page(
     )
 
 
-def _nonempty_query(request: HttpRequest) -> str:
+def _nonempty_query(request: AuthenticatedHttpRequest) -> str:
     params = request.GET.copy()
     for key in list(params):
         params.setlist(key, [v for v in params.getlist(key) if v])
@@ -86,22 +86,9 @@ def _nonempty_query(request: HttpRequest) -> str:
     return f"?{params.urlencode()}" if params else ""
 
 
-def _id_param(request: HttpRequest, name: str) -> int | None:
+def _id_param(request: AuthenticatedHttpRequest, name: str) -> int | None:
     raw = request.GET.get(name, "")
     return int(raw) if raw.isdigit() and len(raw) < 19 else None
-
-
-def scoped_decisions(user: User | AnonymousUser) -> QuerySet[Decision]:
-    """permissions.visible_decisions, with a user's own mailbox ids spelled out.
-
-    Scoped only by the join (mailbox.user_id), PostgreSQL walks the whole table backwards by id
-    to find one user's rows; with mailbox_id IN (...) it uses the (mailbox, -id) index.
-    """
-    decisions = visible_decisions(user)
-    if reads_everything(user):
-        return decisions
-    own = list(Mailbox.objects.filter(user_id=user.pk or 0).values_list("pk", flat=True))
-    return decisions.filter(mailbox_id__in=own)
 
 
 def rows_per_page(user: User | AnonymousUser) -> int:
@@ -112,8 +99,9 @@ def rows_per_page(user: User | AnonymousUser) -> int:
 
 
 @user_required
-def decision_list(request: HttpRequest) -> HttpResponse:
-    filterset = filter_decisions(request, scoped_decisions(request.user))
+@require_safe
+def decision_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    filterset = filter_decisions(request, Decision.objects.visible_to(request.user))
     queryset = filterset.qs.select_related("mailbox").defer(*LIST_DEFERRED)
     page = keyset_page(
         queryset,
@@ -135,8 +123,9 @@ def decision_list(request: HttpRequest) -> HttpResponse:
 
 
 @user_required
-def decision_export(request: HttpRequest) -> StreamingHttpResponse:
-    filterset = filter_decisions(request, scoped_decisions(request.user))
+@require_safe
+def decision_export(request: AuthenticatedHttpRequest) -> StreamingHttpResponse:
+    filterset = filter_decisions(request, Decision.objects.visible_to(request.user))
     # The generator runs after the view returns, when the middleware has reset the time zone.
     tz = timezone.get_current_timezone()
     response = StreamingHttpResponse(csv_chunks(filterset.qs, tz), content_type="text/csv; charset=utf-8")
@@ -150,10 +139,10 @@ def decision_export(request: HttpRequest) -> StreamingHttpResponse:
 # ---------------------------------------------------------------------------------------------
 
 
-def _get_decision(request: HttpRequest, pk: int) -> Decision:
-    """The decision with everything the detail page shows; 404 unless permissions.visible_decisions has it."""
+def _get_decision(request: AuthenticatedHttpRequest, pk: int) -> Decision:
+    """The decision with everything the detail page shows; 404 unless the user may see it."""
     decision = (
-        visible_decisions(request.user)
+        Decision.objects.visible_to(request.user)
         .select_related(
             "mailbox__user",
             "mailbox__queue",
@@ -203,10 +192,10 @@ def offered_records(decision: Decision, search: str) -> list[CrmRecord]:
 
 
 def _detail_context(
-    request: HttpRequest, decision: Decision, form: TrackForm | None = None
+    request: AuthenticatedHttpRequest, decision: Decision, form: TrackForm | None = None
 ) -> dict[str, object]:
     related = list(
-        scoped_decisions(request.user)
+        Decision.objects.visible_to(request.user)
         .filter(message_id=decision.message_id)
         .exclude(pk=decision.pk)
         .select_related("mailbox")
@@ -240,7 +229,8 @@ def _detail_context(
 
 
 @user_required
-def decision_detail(request: HttpRequest, pk: int) -> HttpResponse:
+@require_safe
+def decision_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     decision = _get_decision(request, pk)
     context = _detail_context(request, decision)
     if is_htmx(request, target="track-form") and context["can_track"]:
@@ -269,10 +259,10 @@ def _track_manually(decision: Decision, regarding: CrmRecord | None, *, acting_u
 
 @user_required
 @require_POST
-def decision_track(request: HttpRequest, pk: int) -> HttpResponse:
+def decision_track(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     decision = _get_decision(request, pk)
     user = request.user
-    if not isinstance(user, User) or not may_track(user, decision):
+    if not may_track(user, decision):
         raise PermissionDenied
     if not is_trackable(decision):
         messages.error(request, _("Only a message a scan did not track can be tracked by hand."))

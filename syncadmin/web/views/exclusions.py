@@ -13,13 +13,13 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
-from syncadmin.web.permissions import is_admin, user_required
+from syncadmin.web.permissions import AuthenticatedHttpRequest, is_admin, user_required
 from tracking.actions import ActionError, do_add_exclusion, do_delete_exclusion
 from tracking.models import ExclusionEntry
 
@@ -80,14 +80,10 @@ class ExclusionForm(forms.Form):
         return data
 
 
-def _me(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
-
-
 @user_required
-def exclusion_list(request: HttpRequest) -> HttpResponse:
-    user = _me(request)
+@require_http_methods(["GET", "POST"])
+def exclusion_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    user = request.user
     admin = is_admin(user)
     # Two forms on one page post the same field names; auto_id keeps their element ids apart.
     org_form = ExclusionForm(initial={"scope": ORG}, user=user, auto_id=f"{ORG}_%s")
@@ -116,24 +112,26 @@ def exclusion_list(request: HttpRequest) -> HttpResponse:
             org_form = form
         else:
             own_form = form
+    entries = list(ExclusionEntry.objects.visible_to(user).order_by("pattern"))
     context = {
         "title": _("Exclusion list"),
         "nav_section": "exclusions",
-        "org_entries": ExclusionEntry.objects.filter(user__isnull=True).order_by("pattern"),
-        "own_entries": ExclusionEntry.objects.filter(user=user).order_by("pattern"),
+        "org_entries": [e for e in entries if e.user_id is None],
+        "own_entries": [e for e in entries if e.user_id is not None],
         "can_edit_org": admin,
         "org_form": org_form,
         "own_form": own_form,
     }
-    return render(request, "web/exclusions.html", context)
+    invalid = org_form.errors or own_form.errors
+    return render(request, "web/exclusions.html", context, status=400 if invalid else 200)
 
 
 @user_required
 @require_POST
-def exclusion_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    user = _me(request)
-    entry = ExclusionEntry.objects.select_related("user").filter(pk=pk).first()
-    if entry is None or (entry.user_id is not None and entry.user_id != user.pk):
+def exclusion_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    user = request.user
+    entry = ExclusionEntry.objects.visible_to(user).select_related("user").filter(pk=pk).first()
+    if entry is None:
         raise Http404
     if entry.user_id is None and not is_admin(user):
         raise PermissionDenied

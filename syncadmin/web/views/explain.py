@@ -7,15 +7,16 @@ change. Admins may use any mailbox; everyone else only their own (another mailbo
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_safe
 from django_stubs_ext import StrOrPromise
 
 from syncadmin.web.forms_decisions import WHAT_IF_DEFAULT, ExplainForm, WhatIfForm
-from syncadmin.web.permissions import is_admin, user_required
+from syncadmin.web.permissions import AuthenticatedHttpRequest, is_admin, user_required
 from tracking.choices import Folder, Reason
 from tracking.context import load_rules, mailbox_for_scan
 from tracking.decisions import DecisionResult
@@ -27,14 +28,12 @@ FOLDER_LABELS: dict[str, StrOrPromise] = dict(Folder.choices)
 INITIAL = {"n": WHAT_IF_DEFAULT, "change": WhatIfForm.TRACK}
 
 
-def explainable_mailboxes(user: User | AnonymousUser) -> QuerySet[Mailbox]:
-    """Every mailbox for an admin; otherwise the user's own (auditors too: explain is not reading logs)."""
-    mailboxes = Mailbox.objects.select_related("user", "queue", "profile").order_by("email_address")
-    if is_admin(user):
-        return mailboxes
-    if not user.is_authenticated:
-        return mailboxes.none()
-    return mailboxes.filter(user_id=user.pk)
+def explainable_mailboxes(user: User) -> QuerySet[Mailbox]:
+    return (
+        Mailbox.objects.explainable_by(user)
+        .select_related("user", "queue", "profile")
+        .order_by("email_address")
+    )
 
 
 def _refuse_other_mailboxes(data: QueryDict, mailboxes: QuerySet[Mailbox]) -> None:
@@ -50,7 +49,8 @@ def _refuse_other_mailboxes(data: QueryDict, mailboxes: QuerySet[Mailbox]) -> No
 
 
 @user_required
-def explain(request: HttpRequest) -> HttpResponse:
+@require_http_methods(["GET", "POST"])
+def explain(request: AuthenticatedHttpRequest) -> HttpResponse:
     mailboxes = explainable_mailboxes(request.user)
     result: DecisionResult | None = None
     explained: Mailbox | None = None
@@ -81,7 +81,8 @@ def explain(request: HttpRequest) -> HttpResponse:
 
 
 @user_required
-def what_if(request: HttpRequest) -> HttpResponse:
+@require_safe
+def what_if(request: AuthenticatedHttpRequest) -> HttpResponse:
     mailboxes = explainable_mailboxes(request.user)
     rules = load_rules()
     bound = "mailbox" in request.GET

@@ -15,14 +15,14 @@ import django_rq
 from django.contrib import messages
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_stubs_ext import StrOrPromise
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
@@ -32,12 +32,12 @@ from syncadmin.web.filters_mailboxes import MailboxFilter
 from syncadmin.web.forms_mailboxes import ResetSyncStateForm, WatermarkForm
 from syncadmin.web.htmx import is_htmx
 from syncadmin.web.permissions import (
+    AuthenticatedHttpRequest,
     admin_required,
     get_visible_mailbox,
     is_admin,
     reads_everything,
     user_required,
-    visible_mailboxes,
 )
 from tracking import jobs
 from tracking.actions import (
@@ -70,9 +70,14 @@ def _rows_per_page(user: User | AnonymousUser) -> int:
 
 
 @user_required
-def mailbox_list(request: HttpRequest) -> HttpResponse:
+@require_safe
+def mailbox_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Admins and auditors filter every mailbox; a user sees their own, without filters."""
-    mailboxes = visible_mailboxes(request.user).order_by("email_address")
+    mailboxes = (
+        Mailbox.objects.visible_to(request.user)
+        .select_related("user", "queue", "profile")
+        .order_by("email_address")
+    )
     reader = reads_everything(request.user)
     filters = MailboxFilter(request.GET or None, queryset=mailboxes) if reader else None
     found = filters.qs if filters is not None else mailboxes
@@ -247,7 +252,7 @@ def _job_status(job_id: str) -> str | None:
     return str(status.value if isinstance(status, JobStatus) else status)
 
 
-def test_state(request: HttpRequest, mailbox: Mailbox) -> TestState | None:
+def test_state(request: AuthenticatedHttpRequest, mailbox: Mailbox) -> TestState | None:
     """The Test & Enable this session queued for the mailbox: still waiting, or its result."""
     info = request.session.get(TEST_SESSION_KEY.format(pk=mailbox.pk))
     if not isinstance(info, dict):
@@ -269,7 +274,7 @@ def test_state(request: HttpRequest, mailbox: Mailbox) -> TestState | None:
     return TestState(queued_at=queued_at, done=False)
 
 
-def _status_context(request: HttpRequest, mailbox: Mailbox) -> dict[str, object]:
+def _status_context(request: AuthenticatedHttpRequest, mailbox: Mailbox) -> dict[str, object]:
     return {
         "mailbox": mailbox,
         "error_words": error_in_words(mailbox.last_error),
@@ -277,7 +282,7 @@ def _status_context(request: HttpRequest, mailbox: Mailbox) -> dict[str, object]
     }
 
 
-def _detail_context(request: HttpRequest, mailbox: Mailbox) -> dict[str, object]:
+def _detail_context(request: AuthenticatedHttpRequest, mailbox: Mailbox) -> dict[str, object]:
     rules = load_rules()
     admin = is_admin(request.user)
     refusal = sent_items_refusal(mailbox, rules)
@@ -308,13 +313,15 @@ def _detail_context(request: HttpRequest, mailbox: Mailbox) -> dict[str, object]
 
 
 @user_required
-def mailbox_detail(request: HttpRequest, pk: int) -> HttpResponse:
+@require_safe
+def mailbox_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mailbox = get_visible_mailbox(request, pk)
     return render(request, "web/mailbox_detail.html", _detail_context(request, mailbox))
 
 
 @user_required
-def mailbox_status(request: HttpRequest, pk: int) -> HttpResponse:
+@require_safe
+def mailbox_status(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The status panel, polled by htmx while a Test & Enable is queued; a page of its own without JS."""
     mailbox = get_visible_mailbox(request, pk)
     context = {
@@ -340,12 +347,7 @@ def _back(mailbox: Mailbox) -> HttpResponse:
     return redirect("web-mailbox", mailbox.pk)
 
 
-def _acting(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)  # admin_required let only a signed-in admin through
-    return request.user
-
-
-def _queue_unavailable(request: HttpRequest, what: str, error: str) -> None:
+def _queue_unavailable(request: AuthenticatedHttpRequest, what: str, error: str) -> None:
     messages.error(
         request,
         _("The job queue is unavailable (%(error)s): %(what)s was not queued. Try again when Redis answers.")
@@ -355,21 +357,21 @@ def _queue_unavailable(request: HttpRequest, what: str, error: str) -> None:
 
 @admin_required
 @require_POST
-def mailbox_approve(request: HttpRequest, pk: int) -> HttpResponse:
+def mailbox_approve(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mailbox = get_visible_mailbox(request, pk)
     if mailbox.approval == Approval.APPROVED:
         messages.info(
             request, _("The email address of %(mailbox)s is already approved.") % {"mailbox": mailbox}
         )
     else:
-        do_approve_mailbox(mailbox, acting_user=_acting(request))
+        do_approve_mailbox(mailbox, acting_user=request.user)
         messages.success(request, _("Approved the email address of %(mailbox)s.") % {"mailbox": mailbox})
     return _back(mailbox)
 
 
 @admin_required
 @require_POST
-def mailbox_test(request: HttpRequest, pk: int) -> HttpResponse:
+def mailbox_test(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mailbox = get_visible_mailbox(request, pk)
     what = _("Test & Enable")
     problem = queue_problem()
@@ -389,7 +391,7 @@ def mailbox_test(request: HttpRequest, pk: int) -> HttpResponse:
     except RedisError as exc:
         _queue_unavailable(request, what, str(exc))
         return _back(mailbox)
-    do_note_mailbox_job(mailbox, "test", acting_user=_acting(request))
+    do_note_mailbox_job(mailbox, "test", acting_user=request.user)
     request.session[TEST_SESSION_KEY.format(pk=mailbox.pk)] = {
         "job_id": job_id,
         "queued_at": queued_at.isoformat(),
@@ -400,7 +402,7 @@ def mailbox_test(request: HttpRequest, pk: int) -> HttpResponse:
 
 @admin_required
 @require_POST
-def mailbox_scan(request: HttpRequest, pk: int) -> HttpResponse:
+def mailbox_scan(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mailbox = get_visible_mailbox(request, pk)
     refusal = scan_refusal(mailbox, load_rules())
     if refusal:
@@ -418,7 +420,7 @@ def mailbox_scan(request: HttpRequest, pk: int) -> HttpResponse:
     except RedisError as exc:
         _queue_unavailable(request, what, str(exc))
         return _back(mailbox)
-    do_note_mailbox_job(mailbox, "scan", acting_user=_acting(request))
+    do_note_mailbox_job(mailbox, "scan", acting_user=request.user)
     messages.success(
         request,
         _("Scan of %(mailbox)s queued; it starts when a worker is free (one scan of a mailbox at a time).")
@@ -429,9 +431,9 @@ def mailbox_scan(request: HttpRequest, pk: int) -> HttpResponse:
 
 @admin_required
 @require_POST
-def mailbox_disable(request: HttpRequest, pk: int) -> HttpResponse:
+def mailbox_disable(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mailbox = get_visible_mailbox(request, pk)
-    if do_disable_mailbox(mailbox, acting_user=_acting(request)):
+    if do_disable_mailbox(mailbox, acting_user=request.user):
         messages.success(
             request, _("%(mailbox)s is disabled and will not be scanned.") % {"mailbox": mailbox}
         )
@@ -442,7 +444,7 @@ def mailbox_disable(request: HttpRequest, pk: int) -> HttpResponse:
 
 @admin_required
 @require_http_methods(["GET", "POST"])
-def mailbox_reset_sync(request: HttpRequest, pk: int) -> HttpResponse:
+def mailbox_reset_sync(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """GET asks "are you sure?"; POST with the box ticked forgets the sync state."""
     mailbox = get_visible_mailbox(request, pk)
     states = folder_states(mailbox)
@@ -451,7 +453,7 @@ def mailbox_reset_sync(request: HttpRequest, pk: int) -> HttpResponse:
         form = ResetSyncStateForm(request.POST, folders=choices)
         if form.is_valid():
             folder = form.cleaned_data["folder"] or None
-            reset = do_reset_mailbox_sync_state(mailbox, folder, acting_user=_acting(request))
+            reset = do_reset_mailbox_sync_state(mailbox, folder, acting_user=request.user)
             if reset:
                 messages.success(
                     request,
@@ -473,12 +475,13 @@ def mailbox_reset_sync(request: HttpRequest, pk: int) -> HttpResponse:
             "states": states,
             "form": form,
         },
+        status=400 if form.errors else 200,
     )
 
 
 @admin_required
 @require_POST
-def mailbox_watermark(request: HttpRequest, pk: int) -> HttpResponse:
+def mailbox_watermark(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mailbox = get_visible_mailbox(request, pk)
     form = WatermarkForm(request.POST)
     if not form.is_valid():
@@ -486,7 +489,7 @@ def mailbox_watermark(request: HttpRequest, pk: int) -> HttpResponse:
         context["watermark_form"] = form
         return render(request, "web/mailbox_detail.html", context, status=400)
     value = form.cleaned_data["process_emails_received_after"]
-    do_set_mailbox_watermark(mailbox, value, acting_user=_acting(request))
+    do_set_mailbox_watermark(mailbox, value, acting_user=request.user)
     if value is None:
         messages.success(request, _("Cleared “process emails received after”."))
     else:
