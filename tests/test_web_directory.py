@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from tracking.actions import do_set_personal_options
-from tracking.models import CrmRecord
+from tracking.models import CrmRecord, PersonalOptions
 
 URL = reverse("web-directory")
 IMPORT = reverse("web-directory-import")
@@ -189,6 +189,19 @@ def test_it_pages_by_the_users_rows_per_page(client: Client, alice_user: User) -
     assert len(seen) == 24
     assert seen == sorted(seen)
     assert seen.count("Person 05") == 2
+
+
+def test_a_user_without_personal_options_gets_the_default_page_and_nothing_is_written(
+    client: Client, admin: User
+) -> None:
+    """Reading the page size is a read: a GET creates no Personal Options row."""
+    CrmRecord.objects.bulk_create(
+        [CrmRecord(kind="contact", name=f"Person {i:02d}", email1=f"p{i}@example.com") for i in range(51)]
+    )
+    assert not PersonalOptions.objects.filter(user=admin).exists()
+    body = login(client, admin).get(URL).content.decode()
+    assert len(names(body)) == 50 and 'rel="next"' in body
+    assert not PersonalOptions.objects.filter(user=admin).exists()
 
 
 def test_it_shows_empty_states(client: Client, admin: User, alice_user: User) -> None:

@@ -6,13 +6,11 @@ manual decision beside a not-tracked one (DOMAIN §3.3) through tracking.pipelin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.contrib import messages
-from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -23,14 +21,14 @@ from django_htmx.http import push_url
 from syncadmin.web.filters_decisions import filter_decisions
 from syncadmin.web.forms_decisions import TrackForm
 from syncadmin.web.htmx import is_htmx
+from syncadmin.web.paging import cursor_param, keyset_page, rows_per_page
 from syncadmin.web.permissions import AuthenticatedHttpRequest, may_track, user_required
 from syncadmin.web.views.decisions_export import csv_chunks
 from tracking.choices import Outcome
 from tracking.decisions import RecordRef
-from tracking.models import AuditEvent, CrmRecord, Decision, PersonalOptions
+from tracking.models import AuditEvent, CrmRecord, Decision
 from tracking.pipeline import Processed, track_decision_manually
 
-DEFAULT_ROWS_PER_PAGE = 50
 RELATED_LIMIT = 20
 RECORD_CHOICES_LIMIT = 50
 # Big JSON columns the list never shows.
@@ -38,43 +36,8 @@ LIST_DEFERRED = ("trace", "message_snapshot")
 
 
 # ---------------------------------------------------------------------------------------------
-# List: keyset pages on -id, never OFFSET, never COUNT(*)
+# List: keyset pages on -id (paging.keyset_page), never OFFSET, never COUNT(*)
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KeysetPage:
-    rows: list[Decision]
-    newer: int | None  # ?after= for the "Newer" link, None when there is nothing newer
-    older: int | None  # ?before= for the "Older" link, None when there is nothing older
-    paged: bool  # a page other than the newest was asked for
-
-
-def keyset_page(
-    queryset: QuerySet[Decision], *, before: int | None, after: int | None, size: int
-) -> KeysetPage:
-    """One page of `size` rows, newest first, starting below `before` or above `after`.
-
-    One extra row tells whether the next page in the direction of travel exists; an EXISTS
-    (LIMIT 1) answers for the other direction. Both use the (filter, -id) indexes.
-    """
-    if after is not None:
-        rows = list(queryset.filter(id__gt=after).order_by("id")[: size + 1])
-        more_newer = len(rows) > size
-        rows = rows[:size][::-1]
-        more_older = bool(rows) and queryset.filter(id__lt=rows[-1].pk).exists()
-    else:
-        page = queryset.filter(id__lt=before) if before is not None else queryset
-        rows = list(page.order_by("-id")[: size + 1])
-        more_older = len(rows) > size
-        rows = rows[:size]
-        more_newer = before is not None and bool(rows) and queryset.filter(id__gt=rows[0].pk).exists()
-    return KeysetPage(
-        rows=rows,
-        newer=rows[0].pk if rows and more_newer else None,
-        older=rows[-1].pk if rows and more_older else None,
-        paged=before is not None or after is not None,
-    )
 
 
 def _nonempty_query(request: AuthenticatedHttpRequest) -> str:
@@ -86,27 +49,17 @@ def _nonempty_query(request: AuthenticatedHttpRequest) -> str:
     return f"?{params.urlencode()}" if params else ""
 
 
-def _id_param(request: AuthenticatedHttpRequest, name: str) -> int | None:
-    raw = request.GET.get(name, "")
-    return int(raw) if raw.isdigit() and len(raw) < 19 else None
-
-
-def rows_per_page(user: User | AnonymousUser) -> int:
-    value = (
-        PersonalOptions.objects.filter(user_id=user.pk or 0).values_list("rows_per_page", flat=True).first()
-    )
-    return value or DEFAULT_ROWS_PER_PAGE
-
-
 @user_required
 @require_safe
 def decision_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     filterset = filter_decisions(request, Decision.objects.visible_to(request.user))
     queryset = filterset.qs.select_related("mailbox").defer(*LIST_DEFERRED)
+    # Newest first: ?before= an id pages on to older decisions, ?after= back to newer ones.
     page = keyset_page(
         queryset,
-        before=_id_param(request, "before"),
-        after=_id_param(request, "after"),
+        order=("-id",),
+        start_after=cursor_param(request, "before"),
+        end_before=cursor_param(request, "after"),
         size=rows_per_page(request.user),
     )
     context = {"filter": filterset, "page": page, "nav_section": "decisions", "title": _("Decision log")}

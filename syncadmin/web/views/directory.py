@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
@@ -15,8 +14,9 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from syncadmin.web.forms_directory import SAMPLE_HEADER, ImportForm, RecordFilter
 from syncadmin.web.htmx import is_htmx
+from syncadmin.web.paging import cursor_param, keyset_page, rows_per_page
 from syncadmin.web.permissions import AuthenticatedHttpRequest, admin_required, is_admin, user_required
-from tracking.actions import ActionError, check_import_records, personal_options_of
+from tracking.actions import ActionError, check_import_records
 from tracking.choices import RecordKind
 from tracking.models import CrmRecord
 
@@ -33,15 +33,14 @@ def _query(params: dict[str, str], **changes: str) -> str:
 def record_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Records by name, filtered; pages by keyset on (name, id) so that no page needs a COUNT or OFFSET."""
     filterset = RecordFilter(request.GET, queryset=CrmRecord.objects.select_related("owner"))
-    records = filterset.qs.order_by("name", "pk") if filterset.is_valid() else CrmRecord.objects.none()
+    records = filterset.qs if filterset.is_valid() else CrmRecord.objects.none()
     params = {k: request.GET.get(k, "") for k in FILTER_KEYS}
-    after = request.GET.get("after", "")
-    anchor = CrmRecord.objects.filter(pk=int(after)).values("name").first() if after.isdigit() else None
-    if anchor is not None:
-        records = records.filter(Q(name__gt=anchor["name"]) | Q(name=anchor["name"], pk__gt=int(after)))
-    size = personal_options_of(request.user).rows_per_page
-    page = list(records[: size + 1])
-    next_url = _query(params, after=str(page[size - 1].pk)) if len(page) > size else ""
+    page = keyset_page(
+        records,
+        order=("name", "pk"),
+        start_after=cursor_param(request, "after"),
+        size=rows_per_page(request.user),
+    )
     tabs = [
         ("", _("All")),
         (RecordKind.ACCOUNT, _("Accounts")),
@@ -53,9 +52,9 @@ def record_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "title": _("CRM directory"),
         "nav_section": "directory",
         "filter": filterset,
-        "records": page[:size],
-        "next_url": next_url,
-        "first_url": _query(params) if anchor is not None else "",
+        "records": page.rows,
+        "next_url": _query(params, after=str(page.next)) if page.next is not None else "",
+        "first_url": _query(params) if page.paged else "",
         "kind": params["kind"],
         "kind_tabs": [(value, label, _query(params, kind=value)) for value, label in tabs],
         "can_import": is_admin(request.user),

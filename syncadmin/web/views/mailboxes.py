@@ -13,8 +13,6 @@ from datetime import datetime, timedelta
 
 import django_rq
 from django.contrib import messages
-from django.contrib.auth.models import AnonymousUser, User
-from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -31,6 +29,7 @@ from rq.job import Job, JobStatus
 from syncadmin.web.filters_mailboxes import MailboxFilter
 from syncadmin.web.forms_mailboxes import ResetSyncStateForm, WatermarkForm
 from syncadmin.web.htmx import is_htmx
+from syncadmin.web.paging import numbered_page, rows_per_page
 from syncadmin.web.permissions import (
     AuthenticatedHttpRequest,
     admin_required,
@@ -50,7 +49,7 @@ from tracking.actions import (
 from tracking.choices import Approval, Folder, IncomingMethod
 from tracking.context import load_rules
 from tracking.decisions import OrgRules
-from tracking.models import Alert, FolderSyncState, Mailbox, PersonalOptions, ScanRun
+from tracking.models import Alert, FolderSyncState, Mailbox, ScanRun
 from tracking.scanning import folders_to_scan, sent_items_refusal
 
 TEST_PREFIX = "Test & Enable"  # how do_record_test_result's alerts begin
@@ -60,13 +59,6 @@ TEST_RESULT_KEPT = timedelta(hours=1)  # how long the page keeps showing the res
 
 
 # -- reading --------------------------------------------------------------------------------------------
-
-
-def _rows_per_page(user: User | AnonymousUser) -> int:
-    if user.pk is None:
-        return 50
-    rows = PersonalOptions.objects.filter(user_id=user.pk).values_list("rows_per_page", flat=True).first()
-    return rows or 50
 
 
 @user_required
@@ -81,7 +73,7 @@ def mailbox_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     reader = reads_everything(request.user)
     filters = MailboxFilter(request.GET or None, queryset=mailboxes) if reader else None
     found = filters.qs if filters is not None else mailboxes
-    page = Paginator(found, _rows_per_page(request.user)).get_page(request.GET.get("page"))
+    page = numbered_page(found, request, rows_per_page(request.user))
     query = request.GET.copy()
     query.pop("page", None)
     context = {

@@ -16,6 +16,7 @@ from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods, require_safe
 
 from syncadmin.web import forms_settings as fs
+from syncadmin.web.paging import cursor_param, keyset_page
 from syncadmin.web.permissions import AuthenticatedHttpRequest, is_admin, reader_required
 from tracking.actions import ActionError, check_set_org_setting
 from tracking.models import AuditEvent, OrgSettings
@@ -93,24 +94,20 @@ def _save(request: AuthenticatedHttpRequest, current: dict[str, fs.SettingValue]
 @require_safe
 def org_settings_changes(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The audit list of org setting changes, newest first, 200 at a time (keyset on id)."""
-    events = AuditEvent.objects.filter(action="orgsetting_changed").order_by("-id")
+    events = AuditEvent.objects.filter(action="orgsetting_changed")
     # PostgreSQL refuses NUL in a text parameter; no setting name holds one.
     setting = request.GET.get("setting", "").replace("\x00", "")
     if setting:
         events = events.filter(target=setting)
-    before = request.GET.get("before", "")
-    if before.isdigit():
-        events = events.filter(id__lt=int(before))
-    page = list(events[: CHANGES_PAGE + 1])
-    older = page[CHANGES_PAGE - 1].pk if len(page) > CHANGES_PAGE else None
+    page = keyset_page(events, order=("-id",), start_after=cursor_param(request, "before"), size=CHANGES_PAGE)
     context = {
         "title": _("Changes to organisation settings"),
         "nav_section": "orgsettings",
         "tab": "changes",
-        "events": page[:CHANGES_PAGE],
-        "older": older,
+        "events": page.rows,
+        "older": page.next,
         "setting": setting,
-        "paged": before.isdigit(),
+        "paged": page.paged,
         "setting_names": [spec.name for spec in ORG_SETTINGS],
     }
     return render(request, "web/orgsettings_changes.html", context)
