@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from syncadmin.web.forms_settings import SECTIONS
+from syncadmin.web.forms.settings import SECTIONS
 from tracking.actions import check_set_org_setting
 from tracking.models import AuditEvent, OrgSettings
 from tracking.orgsettings import ORG_SETTINGS, spec_for

@@ -18,8 +18,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import push_url
 
-from syncadmin.web.filters_decisions import filter_decisions
-from syncadmin.web.forms_decisions import TrackForm
+from syncadmin.web.filters.decisions import filter_decisions
+from syncadmin.web.forms.decisions import TrackForm
 from syncadmin.web.htmx import is_htmx
 from syncadmin.web.paging import cursor_param, keyset_page, rows_per_page
 from syncadmin.web.permissions import AuthenticatedHttpRequest, may_track, user_required

@@ -26,8 +26,8 @@ from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from syncadmin.web.filters_mailboxes import MailboxFilter
-from syncadmin.web.forms_mailboxes import ResetSyncStateForm, WatermarkForm
+from syncadmin.web.filters.mailboxes import MailboxFilter
+from syncadmin.web.forms.mailboxes import ResetSyncStateForm, WatermarkForm
 from syncadmin.web.htmx import is_htmx
 from syncadmin.web.paging import numbered_page, rows_per_page
 from syncadmin.web.permissions import (

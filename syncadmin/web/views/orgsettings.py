@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods, require_safe
 
-from syncadmin.web import forms_settings as fs
+from syncadmin.web.forms import settings as fs
 from syncadmin.web.paging import cursor_param, keyset_page
 from syncadmin.web.permissions import AuthenticatedHttpRequest, is_admin, reader_required
 from tracking.actions import ActionError, check_set_org_setting

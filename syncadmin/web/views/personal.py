@@ -18,7 +18,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from syncadmin.web.forms_personal import EmailForm, FolderRuleForm, GeneralForm
+from syncadmin.web.forms.personal import EmailForm, FolderRuleForm, GeneralForm
 from syncadmin.web.permissions import AuthenticatedHttpRequest, user_required
 from tracking.actions import (
     ActionError,

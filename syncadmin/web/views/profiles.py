@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_safe
 
-from syncadmin.web.forms_mailboxes import ProfileForm
+from syncadmin.web.forms.mailboxes import ProfileForm
 from syncadmin.web.permissions import AuthenticatedHttpRequest, admin_required, is_admin, reader_required
 from tracking.actions import ActionError, check_add_profile, check_update_profile
 from tracking.models import EmailServerProfile
