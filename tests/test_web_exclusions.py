@@ -9,16 +9,12 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from syncadmin.web.views.exclusions import normalize_pattern
+from syncadmin.web.forms.exclusions import normalize_pattern
+from tests.conftest import login
 from tracking.actions import do_add_exclusion
 from tracking.models import AuditEvent, ExclusionEntry, Mailbox
 
 URL = reverse("web-exclusions")
-
-
-def login(client: Client, user: User) -> Client:
-    client.force_login(user)
-    return client
 
 
 def delete_url(entry: ExclusionEntry) -> str:

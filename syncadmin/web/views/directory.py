@@ -12,7 +12,8 @@ from django.shortcuts import render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_safe
 
-from syncadmin.web.forms.directory import SAMPLE_HEADER, ImportForm, RecordFilter
+from syncadmin.web.filters.directory import RecordFilter
+from syncadmin.web.forms.directory import SAMPLE_HEADER, ImportForm
 from syncadmin.web.htmx import is_htmx
 from syncadmin.web.paging import cursor_param, keyset_page, rows_per_page
 from syncadmin.web.permissions import AuthenticatedHttpRequest, admin_required, is_admin, user_required

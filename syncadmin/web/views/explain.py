@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_safe
 from django_stubs_ext import StrOrPromise
 
-from syncadmin.web.forms.decisions import WHAT_IF_DEFAULT, ExplainForm, WhatIfForm
+from syncadmin.web.forms.explain import WHAT_IF_DEFAULT, ExplainForm, WhatIfForm
 from syncadmin.web.permissions import AuthenticatedHttpRequest, is_admin, user_required
 from tracking.choices import Folder, Reason
 from tracking.context import load_rules, mailbox_for_scan
