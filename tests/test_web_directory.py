@@ -8,16 +8,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
+from tests.conftest import login
 from tracking.actions import do_set_personal_options
 from tracking.models import CrmRecord, PersonalOptions
 
 URL = reverse("web-directory")
 IMPORT = reverse("web-directory-import")
-
-
-def login(client: Client, user: User) -> Client:
-    client.force_login(user)
-    return client
 
 
 def names(body: str) -> list[str]:

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rq import Queue, SimpleWorker
 
-from tests.conftest import make_mailbox
+from tests.conftest import login, make_mailbox
 from tracking.actions import (
     check_add_mailbox,
     check_add_profile,
@@ -38,11 +38,6 @@ from tracking.models import (
 # Nothing listens here: django-rq pointed at it is Redis being down.
 REDIS_DOWN = {"default": {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 60}}
 HTMX = {"HX-Request": "true"}
-
-
-def login(client: Client, user: User) -> Client:
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from syncadmin.web.forms.settings import SECTIONS
+from tests.conftest import login
 from tracking.actions import check_set_org_setting
 from tracking.models import AuditEvent, OrgSettings
 from tracking.orgsettings import ORG_SETTINGS, spec_for
@@ -37,11 +38,6 @@ def full_form(**overrides: str | bool) -> dict[str, Any]:
 def row_of(body: str, name: str) -> str:
     """One setting's block of the email tab."""
     return body.split(f'id="setting-{name}"')[1].split('id="setting-')[0].split("</fieldset>")[0]
-
-
-def login(client: Client, user: User) -> Client:
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from tests.conftest import make_mailbox
+from tests.conftest import login, make_mailbox
 from tracking.actions import (
     ActionError,
     check_add_folder_rule,
@@ -25,11 +25,6 @@ from tracking.models import AuditEvent, CrmRecord, EmailServerProfile, FolderTra
 
 URL = reverse("web-personal-options")
 RULES = reverse("web-folder-rules")
-
-
-def login(client: Client, user: User) -> Client:
-    client.force_login(user)
-    return client
 
 
 def main_of(body: str) -> str:
