@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.test import Client
 from django.utils import timezone
 
 from tracking.actions import ProfileValues, check_add_mailbox, check_add_profile, do_set_personal_options
@@ -98,6 +99,12 @@ def scan(
     ]
     done = process_page(mailbox_for_scan(mailbox.pk), folder, items, scan_run=None, now=timezone.now())
     return [p.decision for p in done]
+
+
+def login(client: Client, user: User) -> Client:
+    """The test client, signed in as `user` (without the sign-in form)."""
+    client.force_login(user)
+    return client
 
 
 def user_of(mailbox: Mailbox) -> User:

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from syncadmin.web.views.dashboard import build_chart, daily_outcomes, nice_step
+from tests.conftest import login
 from tracking.actions import check_add_mailbox, do_record_test_result, do_start_scan_run
 from tracking.choices import AlertLevel, MailboxStatus, Outcome, Reason
 from tracking.models import Alert, Decision, EmailServerProfile, Mailbox, PersonalOptions, ScanRun
@@ -23,11 +24,6 @@ SCANS = reverse("web-dashboard-scans")
 REDIS_DOWN = {"default": {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 60}}
 HTMX = {"HX-Request": "true"}
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
-
-
-def login(client: Client, user: User) -> Client:
-    client.force_login(user)
-    return client
 
 
 def text(r) -> str:

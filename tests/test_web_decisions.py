@@ -296,18 +296,18 @@ def test_it_pages_by_keyset_without_offset_or_count(client, alice, admin):
             assert not set(ids) & set(seen)
             seen += ids
             pages.append(page)
-            if page.older is None:
+            if page.next is None:
                 break
-            params = {"before": page.older}
+            params = {"before": page.next}
     _assert_no_offset_or_bare_count(ctx.captured_queries)
     assert seen == all_ids
     assert [len(p.rows) for p in pages] == [50, 50, 23]
-    assert pages[0].newer is None and pages[1].newer == pages[1].rows[0].pk
+    assert pages[0].previous is None and pages[1].previous == pages[1].rows[0].pk
     # and back up again with ?after=
-    r = client.get(reverse("web-decisions"), {"after": pages[2].newer})
+    r = client.get(reverse("web-decisions"), {"after": pages[2].previous})
     assert ids_in(r) == [d.pk for d in pages[1].rows]
-    r = client.get(reverse("web-decisions"), {"after": r.context["page"].newer})
-    assert ids_in(r) == [d.pk for d in pages[0].rows] and r.context["page"].newer is None
+    r = client.get(reverse("web-decisions"), {"after": r.context["page"].previous})
+    assert ids_in(r) == [d.pk for d in pages[0].rows] and r.context["page"].previous is None
 
 
 def test_it_pages_within_a_filter_and_keeps_it_in_the_links(client, alice, admin):
@@ -318,7 +318,7 @@ def test_it_pages_within_a_filter_and_keeps_it_in_the_links(client, alice, admin
     r = client.get(reverse("web-decisions"), {"outcome": "tracked"})
     page = r.context["page"]
     assert len(page.rows) == 10 and all(d.outcome == "tracked" for d in page.rows)
-    assert f"outcome=tracked&amp;before={page.older}".encode() in r.content
+    assert f"outcome=tracked&amp;before={page.next}".encode() in r.content
     export = reverse("web-decisions-export") + "?outcome=tracked"
     assert export.encode() in r.content
     walked = []
@@ -326,9 +326,9 @@ def test_it_pages_within_a_filter_and_keeps_it_in_the_links(client, alice, admin
     while True:
         r = client.get(reverse("web-decisions"), params)
         walked += ids_in(r)
-        if r.context["page"].older is None:
+        if r.context["page"].next is None:
             break
-        params["before"] = r.context["page"].older
+        params["before"] = r.context["page"].next
     assert walked == sorted((d.pk for d in tracked), reverse=True)
 
 

@@ -8,16 +8,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
+from tests.conftest import login
 from tracking.actions import do_set_personal_options
-from tracking.models import CrmRecord
+from tracking.models import CrmRecord, PersonalOptions
 
 URL = reverse("web-directory")
 IMPORT = reverse("web-directory-import")
-
-
-def login(client: Client, user: User) -> Client:
-    client.force_login(user)
-    return client
 
 
 def names(body: str) -> list[str]:
@@ -191,6 +187,19 @@ def test_it_pages_by_the_users_rows_per_page(client: Client, alice_user: User) -
     assert seen.count("Person 05") == 2
 
 
+def test_a_user_without_personal_options_gets_the_default_page_and_nothing_is_written(
+    client: Client, admin: User
+) -> None:
+    """Reading the page size is a read: a GET creates no Personal Options row."""
+    CrmRecord.objects.bulk_create(
+        [CrmRecord(kind="contact", name=f"Person {i:02d}", email1=f"p{i}@example.com") for i in range(51)]
+    )
+    assert not PersonalOptions.objects.filter(user=admin).exists()
+    body = login(client, admin).get(URL).content.decode()
+    assert len(names(body)) == 50 and 'rel="next"' in body
+    assert not PersonalOptions.objects.filter(user=admin).exists()
+
+
 def test_it_shows_empty_states(client: Client, admin: User, alice_user: User) -> None:
     assert "The CRM directory is empty." in login(client, admin).get(URL).content.decode()
     assert "Import records from a CSV file." in client.get(URL).content.decode()
@@ -272,7 +281,7 @@ def test_it_refuses_bad_imports(client: Client, admin: User, data: dict[str, obj
         assert isinstance(raw, str | bytes)
         post["file"] = csv_file(raw)
     r = login(client, admin).post(IMPORT, post)
-    assert r.status_code == 200
+    assert r.status_code == 400
     body = r.content.decode().replace("&#x27;", "'")
     assert message in body
     assert "Nothing was imported" in body

@@ -11,7 +11,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from syncadmin.web.forms_decisions import MAX_MESSAGE_BYTES
+from syncadmin.web.forms.explain import MAX_MESSAGE_BYTES
 from tests.conftest import T0, raw, scan, user_of
 from tracking.actions import check_set_org_setting, do_set_personal_options
 from tracking.models import (

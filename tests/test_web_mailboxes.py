@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rq import Queue, SimpleWorker
 
-from tests.conftest import make_mailbox
+from tests.conftest import login, make_mailbox
 from tracking.actions import (
     ProfileValues,
     check_add_mailbox,
@@ -39,11 +39,6 @@ from tracking.models import (
 # Nothing listens here: django-rq pointed at it is Redis being down.
 REDIS_DOWN = {"default": {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 60}}
 HTMX = {"HX-Request": "true"}
-
-
-def login(client: Client, user: User) -> Client:
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -526,7 +521,7 @@ def test_it_asks_before_resetting_the_sync_state(client: Client, admin: User, sy
 
 def test_it_does_not_reset_without_the_confirmation(client: Client, admin: User, synced: Mailbox) -> None:
     r = login(client, admin).post(url("web-mailbox-reset-sync", synced), {"folder": "inbox"})
-    assert r.status_code == 200
+    assert r.status_code == 400
     assert "Tick the box to confirm." in text(r)
     assert FolderSyncState.objects.filter(state="").count() == 0
     assert not AuditEvent.objects.filter(action="mailbox_sync_state_reset").exists()
@@ -556,7 +551,7 @@ def test_it_refuses_an_unknown_folder(client: Client, admin: User, synced: Mailb
     r = login(client, admin).post(
         url("web-mailbox-reset-sync", synced), {"folder": "drafts", "confirm": "on"}
     )
-    assert r.status_code == 200
+    assert r.status_code == 400
     assert "Select a valid choice." in text(r)
     assert FolderSyncState.objects.filter(state="").count() == 0
 

@@ -9,7 +9,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from syncadmin.web.forms_settings import SECTIONS
+from syncadmin.web.forms.settings import SECTIONS
+from tests.conftest import login
 from tracking.actions import check_set_org_setting
 from tracking.models import AuditEvent, OrgSettings
 from tracking.orgsettings import ORG_SETTINGS, spec_for
@@ -37,11 +38,6 @@ def full_form(**overrides: str | bool) -> dict[str, Any]:
 def row_of(body: str, name: str) -> str:
     """One setting's block of the email tab."""
     return body.split(f'id="setting-{name}"')[1].split('id="setting-')[0].split("</fieldset>")[0]
-
-
-def login(client: Client, user: User) -> Client:
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -222,7 +218,7 @@ def test_it_refuses_a_bad_value_and_changes_nothing(
     before = {spec.name: getattr(OrgSettings.load(), spec.field) for spec in ORG_SETTINGS}
     # a valid change in the same post must not be saved either
     r = login(client, admin).post(URL, full_form(**{name: raw, "MailboxPollIntervalMinutes": "9"}))
-    assert r.status_code == 200
+    assert r.status_code == 400
     body = r.content.decode()
     row = row_of(body, name)
     assert f'id="err_{name}"' in row

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from tests.conftest import make_mailbox
+from tests.conftest import login, make_mailbox
 from tracking.actions import (
     ActionError,
     check_add_folder_rule,
@@ -31,11 +31,6 @@ from tracking.models import (
 
 URL = reverse("web-personal-options")
 RULES = reverse("web-folder-rules")
-
-
-def login(client: Client, user: User) -> Client:
-    client.force_login(user)
-    return client
 
 
 def main_of(body: str) -> str:
@@ -177,7 +172,7 @@ def test_it_refuses_bad_general_values(
     data = general(time_zone="Europe/Paris", rows_per_page="20", language="de")
     data[field] = value
     r = login(client, alice_user).post(URL, data)
-    assert r.status_code == 200
+    assert r.status_code == 400
     body = r.content.decode()
     assert f'id="id_{field}_error"' in body
     assert message in body
@@ -273,7 +268,7 @@ def test_it_refuses_bad_email_values(
 ) -> None:
     data = {**data, "allow_send_on_behalf": "on"}
     r = login(client, alice_user).post(URL, data)
-    assert r.status_code == 200
+    assert r.status_code == 400
     body = r.content.decode()
     assert message in body
     assert f'id="id_{field}_error"' in body
@@ -287,7 +282,7 @@ def test_it_hides_track_all_when_the_org_says_so(client: Client, alice_user: Use
     assert sorted(radios(body)) == [1, 2, 3, 4]
     r = client.post(URL, email(track="0"))
     assert (
-        r.status_code == 200
+        r.status_code == 400
         and "0 is not one of the Track options your organisation offers." in r.content.decode()
     )
     assert PersonalOptions.objects.of(alice_user).track == 1
@@ -298,7 +293,7 @@ def test_it_hides_the_auto_track_options_when_the_org_says_so(client: Client, al
     body = login(client, alice_user).get(URL + "?tab=email").content.decode()
     assert sorted(radios(body)) == [0, 1, 4]
     for hidden in ("2", "3"):
-        assert client.post(URL, email(track=hidden)).status_code == 200
+        assert client.post(URL, email(track=hidden)).status_code == 400
     assert PersonalOptions.objects.of(alice_user).track == 1
     check_set_org_setting("HideTrackAllOption", "true")
     assert sorted(radios(client.get(URL + "?tab=email").content.decode())) == [1, 4]
@@ -319,7 +314,7 @@ def test_a_stored_hidden_option_stays_selected_and_flagged(client: Client, alice
     assert (options.track, options.allow_send_on_behalf) == (2, True)
     # once left, it cannot be chosen again
     client.post(URL, email(track="1"))
-    assert client.post(URL, email(track="2")).status_code == 200
+    assert client.post(URL, email(track="2")).status_code == 400
     assert PersonalOptions.objects.of(alice_user).track == 1
 
 
@@ -389,7 +384,7 @@ def test_it_refuses_bad_folder_rules(
     client: Client, alice_user: User, data: dict[str, str], message: str
 ) -> None:
     r = login(client, alice_user).post(RULES, data)
-    assert r.status_code == 200
+    assert r.status_code == 400
     assert message in r.content.decode()
     assert not FolderTrackingRule.objects.exists()
     assert not AuditEvent.objects.filter(action="folder_rule_added").exists()
@@ -398,7 +393,7 @@ def test_it_refuses_bad_folder_rules(
 def test_it_refuses_a_second_rule_for_the_same_folder(client: Client, alice_user: User) -> None:
     login(client, alice_user).post(RULES, {"folder": "Inbox/Projects"})
     r = client.post(RULES, {"folder": "inbox/projects"})
-    assert r.status_code == 200 and "already has a rule" in r.content.decode()
+    assert r.status_code == 400 and "already has a rule" in r.content.decode()
     assert FolderTrackingRule.objects.count() == 1
 
 
@@ -408,7 +403,7 @@ def test_it_refuses_more_rules_than_the_org_allows(client: Client, alice_user: U
     for name in ("Inbox/A", "Inbox/B"):
         assert client.post(RULES, {"folder": name}).status_code == 302
     r = client.post(RULES, {"folder": "Inbox/C"})
-    assert r.status_code == 200
+    assert r.status_code == 400
     assert "You already have 2 folder tracking rules, the most the organisation allows." in r.content.decode()
     assert FolderTrackingRule.objects.count() == 2
     body = client.get(URL + "?tab=email").content.decode()
@@ -426,7 +421,7 @@ def test_a_non_exchange_mailbox_gets_no_folder_rules(
     assert "Folder tracking rules need an Exchange mailbox" in body
     assert f'action="{RULES}"' not in body
     r = client.post(RULES, {"folder": "Inbox/Projects"})
-    assert r.status_code == 200 and "Folder tracking rules need an Exchange mailbox." in r.content.decode()
+    assert r.status_code == 400 and "Folder tracking rules need an Exchange mailbox." in r.content.decode()
     assert not FolderTrackingRule.objects.exists()
 
 
@@ -436,13 +431,13 @@ def test_no_folder_rules_when_the_org_turns_them_off(client: Client, alice_user:
     assert "Your organisation has turned folder-based tracking off." in body
     assert f'action="{RULES}"' not in body
     r = client.post(RULES, {"folder": "Inbox/Projects"})
-    assert r.status_code == 200 and "turned off for the organisation" in r.content.decode()
+    assert r.status_code == 400 and "turned off for the organisation" in r.content.decode()
     assert not FolderTrackingRule.objects.exists()
 
 
 def test_a_user_without_a_mailbox_gets_no_folder_rules(client: Client, admin: User) -> None:
     r = login(client, admin).post(RULES, {"folder": "Inbox/Projects"})
-    assert r.status_code == 200 and "You have no mailbox in SyncAdmin." in r.content.decode()
+    assert r.status_code == 400 and "You have no mailbox in SyncAdmin." in r.content.decode()
     assert not FolderTrackingRule.objects.exists()
 
 

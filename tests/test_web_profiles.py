@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from tests.conftest import make_mailbox
+from tests.conftest import login, make_mailbox
 from tracking.actions import ProfileValues, check_add_profile
 from tracking.models import AuditEvent, EmailServerProfile, Mailbox, PersonalOptions
 
@@ -20,11 +20,6 @@ LIST = reverse("web-profiles")
 CREATE = reverse("web-profile-create")
 SECRET = "Sup3r-s3cret-Pa55!"
 NEW_SECRET = "An0ther-s3cret-Pa55?"
-
-
-def login(client: Client, user: User) -> Client:
-    client.force_login(user)
-    return client
 
 
 def text(r) -> str:

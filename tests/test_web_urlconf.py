@@ -285,6 +285,21 @@ def test_anonymous_visitors_are_sent_to_sign_in(world: World, name: str) -> None
     assert response["Location"].startswith("/login/?next=")
 
 
+# -- every view says which methods it answers (require_http_methods, require_POST, require_safe)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_route_refuses_a_method_it_does_not_serve(world: World, name: str) -> None:
+    """A view without a method decorator would answer PUT like GET; 405 with an Allow header means one
+    guards it. Asked by a role that may open the route (the sign-in page: anonymous; the rest: admin)."""
+    role = "anonymous" if name in {"login", "logout"} else "admin"
+    for method in ("PUT", "DELETE", "PATCH"):
+        response = world.clients[role].generic(method, world.url(name))
+        assert response.status_code == 405, (name, method)
+        assert response.has_header("Allow"), (name, method)
+        assert method not in response["Allow"], (name, method)
+
+
 # -- POST: a wrong role is refused and nothing changes -----------------------------------------------------
 
 

@@ -3,7 +3,8 @@
 Admins (superusers or group syncadmin-admins) see and change everything; auditors (group
 syncadmin-auditors) read logs, scan runs, mailboxes and settings and export, and change nothing;
 every signed-in user reads their own mailbox and decisions and edits their own Personal Options.
-A wrong role gets 403; another user's object gets 404, so ids cannot be probed.
+A wrong role gets 403; another user's object gets 404, so ids cannot be probed. What each role
+sees of a model is the model's `visible_to(user)`.
 """
 
 from __future__ import annotations
@@ -15,46 +16,40 @@ from typing import Concatenate, ParamSpec
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 from django.http.response import HttpResponseBase
 
 from tracking.models import Decision, Mailbox
+from tracking.roles import is_admin, is_auditor, reads_everything
 
-ADMINS_GROUP = "syncadmin-admins"
-AUDITORS_GROUP = "syncadmin-auditors"
+__all__ = [
+    "AuthenticatedHttpRequest",
+    "admin_required",
+    "get_visible_mailbox",
+    "is_admin",
+    "is_auditor",
+    "may_track",
+    "reader_required",
+    "reads_everything",
+    "user_required",
+]
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    """A request the decorators below let through: its user is signed in."""
+
+    user: User
+
 
 P = ParamSpec("P")
-View = Callable[Concatenate[HttpRequest, P], HttpResponseBase]
-
-
-def _groups(user: User | AnonymousUser) -> frozenset[str]:
-    if not user.is_authenticated:
-        return frozenset()
-    cached: frozenset[str] | None = getattr(user, "_syncadmin_groups", None)
-    if cached is None:
-        cached = frozenset(user.groups.values_list("name", flat=True))
-        setattr(user, "_syncadmin_groups", cached)  # noqa: B010  (once per request, not per check)
-    return cached
-
-
-def is_admin(user: User | AnonymousUser) -> bool:
-    return user.is_authenticated and user.is_active and (user.is_superuser or ADMINS_GROUP in _groups(user))
-
-
-def is_auditor(user: User | AnonymousUser) -> bool:
-    return user.is_authenticated and user.is_active and AUDITORS_GROUP in _groups(user)
-
-
-def reads_everything(user: User | AnonymousUser) -> bool:
-    return is_admin(user) or is_auditor(user)
+View = Callable[Concatenate[AuthenticatedHttpRequest, P], HttpResponseBase]
 
 
 def admin_required(view: View[P]) -> View[P]:
     """Signed in (else the sign-in page) and an admin (else 403)."""
 
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponseBase:
+    def wrapper(request: AuthenticatedHttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponseBase:
         if not is_admin(request.user):
             raise PermissionDenied
         return view(request, *args, **kwargs)
@@ -66,7 +61,7 @@ def reader_required(view: View[P]) -> View[P]:
     """Signed in and an admin or an auditor (else 403)."""
 
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponseBase:
+    def wrapper(request: AuthenticatedHttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponseBase:
         if not reads_everything(request.user):
             raise PermissionDenied
         return view(request, *args, **kwargs)
@@ -75,44 +70,20 @@ def reader_required(view: View[P]) -> View[P]:
 
 
 def user_required(view: View[P]) -> View[P]:
-    """Any signed-in user; the view scopes what it shows with the helpers below."""
+    """Any signed-in user; the view scopes what it shows with the models' visible_to(user)."""
     return login_required(view)
 
 
-def visible_mailboxes(user: User | AnonymousUser) -> QuerySet[Mailbox]:
-    mailboxes = Mailbox.objects.select_related("user", "queue", "profile")
-    if reads_everything(user):
-        return mailboxes
-    if not user.is_authenticated:
-        return mailboxes.none()
-    return mailboxes.filter(user_id=user.pk)
-
-
-def visible_decisions(user: User | AnonymousUser) -> QuerySet[Decision]:
-    if reads_everything(user):
-        return Decision.objects.all()
-    if not user.is_authenticated:
-        return Decision.objects.none()
-    # By mailbox id rather than a join on the owner, so the (mailbox, -id) index serves the log.
-    own = list(Mailbox.objects.filter(user_id=user.pk).values_list("pk", flat=True))
-    return Decision.objects.filter(mailbox_id__in=own)
-
-
-def get_visible_mailbox(request: HttpRequest, pk: int) -> Mailbox:
-    mailbox = visible_mailboxes(request.user).filter(pk=pk).first()
+def get_visible_mailbox(request: AuthenticatedHttpRequest, pk: int) -> Mailbox:
+    mailbox = (
+        Mailbox.objects.visible_to(request.user)
+        .select_related("user", "queue", "profile")
+        .filter(pk=pk)
+        .first()
+    )
     if mailbox is None:
         raise Http404
     return mailbox
-
-
-def get_visible_decision(request: HttpRequest, pk: int) -> Decision:
-    decision = (
-        visible_decisions(request.user).select_related("mailbox", "regarding", "tracked_email").filter(pk=pk)
-    )
-    found = decision.first()
-    if found is None:
-        raise Http404
-    return found
 
 
 def may_track(user: User | AnonymousUser, decision: Decision) -> bool:

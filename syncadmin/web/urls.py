@@ -2,6 +2,7 @@
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
+from django.views.decorators.http import require_http_methods
 
 from syncadmin.web.views import (
     dashboard,
@@ -18,7 +19,12 @@ from syncadmin.web.views import (
 
 urlpatterns = [
     path("", home.home, name="web-home"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    # Django's LoginView would take a PUT as a POST.
+    path(
+        "login/",
+        require_http_methods(["GET", "POST"])(auth_views.LoginView.as_view(redirect_authenticated_user=True)),
+        name="login",
+    ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     # dashboard (admins, auditors)
     path("dashboard/", dashboard.dashboard, name="web-dashboard"),

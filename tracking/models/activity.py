@@ -1,16 +1,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import models
-
-if TYPE_CHECKING:
-    from tracking.models.mailboxes import Mailbox
 
 from tracking.choices import CorrelationMethod, Direction, EntityKind, Outcome, Reason, ScanSource, ScanStatus
 from tracking.messages import MESSAGE_ID_MAX
+from tracking.models.mailboxes import Mailbox
+from tracking.roles import reads_everything
 
 
 class ImmutableRecordError(Exception):
@@ -121,6 +121,20 @@ class DecisionQuerySet(models.QuerySet["Decision"]):
         """The decisions made before cutoff (of one mailbox, or of all): what a purge would delete."""
         decisions = self.filter(decided_at__lt=cutoff)
         return decisions if mailbox is None else decisions.filter(mailbox=mailbox)
+
+    def visible_to(self, user: User | AnonymousUser) -> DecisionQuerySet:
+        """Every decision for admins and auditors; those of a user's own mailbox for everyone else.
+
+        By mailbox id rather than a join on the owner: scoped only by the join (mailbox.user_id),
+        PostgreSQL walks the whole table backwards by id to find one user's rows; with
+        mailbox_id IN (...) it uses the (mailbox, -id) index.
+        """
+        if reads_everything(user):
+            return self
+        if not user.is_authenticated:
+            return self.none()
+        own = list(Mailbox.objects.filter(user_id=user.pk).values_list("pk", flat=True))
+        return self.filter(mailbox_id__in=own)
 
 
 class Decision(models.Model):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -61,6 +62,14 @@ class CrmRecord(models.Model):
         return [e for e in (self.email1, self.email2, self.email3) if e]
 
 
+class ExclusionEntryQuerySet(models.QuerySet["ExclusionEntry"]):
+    def visible_to(self, user: User | AnonymousUser) -> ExclusionEntryQuerySet:
+        """The org-wide entries and the user's own; another user's personal entries for nobody, admins too."""
+        if not user.is_authenticated:
+            return self.filter(user__isnull=True)
+        return self.filter(models.Q(user__isnull=True) | models.Q(user_id=user.pk))
+
+
 class ExclusionEntry(models.Model):
     """An address or @domain that is never tracked (DOMAIN §10); org-wide when `user` is empty."""
 
@@ -69,6 +78,8 @@ class ExclusionEntry(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="exclusions"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ExclusionEntryQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "exclusion entries"

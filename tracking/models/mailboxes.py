@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
@@ -17,6 +18,7 @@ from tracking.choices import (
     MailboxStatus,
     ProfileKind,
 )
+from tracking.roles import is_admin, reads_everything
 
 if TYPE_CHECKING:
     from tracking.decisions import OrgRules
@@ -93,6 +95,30 @@ class MailboxQuerySet(models.QuerySet["Mailbox"]):
             enabled=True,
             incoming_method=IncomingMethod.SERVER_SIDE_SYNC,
         )
+
+    def visible_to(self, user: User | AnonymousUser) -> MailboxQuerySet:
+        """Every mailbox for admins and auditors; a user's own for everyone else (DOMAIN §1)."""
+        if reads_everything(user):
+            return self
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(user_id=user.pk)
+
+    def explainable_by(self, user: User | AnonymousUser) -> MailboxQuerySet:
+        """Every mailbox for an admin; otherwise the user's own (for auditors too: explain is not a log)."""
+        if is_admin(user):
+            return self
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(user_id=user.pk)
+
+
+class FolderTrackingRuleQuerySet(models.QuerySet["FolderTrackingRule"]):
+    def visible_to(self, user: User | AnonymousUser) -> FolderTrackingRuleQuerySet:
+        """The rules of the user's own mailbox, for admins too: the rules are Personal Options."""
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(mailbox__user_id=user.pk)
 
 
 class Mailbox(models.Model):
@@ -190,6 +216,8 @@ class FolderTrackingRule(models.Model):
     folder = models.CharField(max_length=255)
     regarding = models.ForeignKey("tracking.CrmRecord", null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = FolderTrackingRuleQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["mailbox", "folder"], name="folderrule_unique_folder")]

@@ -7,13 +7,14 @@ from datetime import date, datetime, time, timedelta, tzinfo
 
 from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_safe
 
 from syncadmin.web.htmx import is_htmx
-from syncadmin.web.permissions import reader_required
+from syncadmin.web.permissions import AuthenticatedHttpRequest, reader_required
 from tracking.choices import Approval, MailboxStatus, Outcome, ScanStatus
 from tracking.health import check_health
 from tracking.models import Alert, Decision, Mailbox, ScanRun
@@ -206,7 +207,8 @@ def running_scans() -> list[ScanRun]:
 
 
 @reader_required
-def dashboard(request: HttpRequest) -> HttpResponse:
+@require_safe
+def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     now = timezone.now()
     tz = timezone.get_current_timezone()
     today = timezone.localdate(now, tz)
@@ -228,7 +230,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 @reader_required
-def scans_in_progress(request: HttpRequest) -> HttpResponse:
+@require_safe
+def scans_in_progress(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The scans-in-progress panel: a fragment for htmx polling, a page of its own without JavaScript."""
     template = "web/_dashboard_scans.html" if is_htmx(request) else "web/dashboard_scans.html"
     return render(

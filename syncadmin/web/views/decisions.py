@@ -6,30 +6,27 @@ manual decision beside a not-tracked one (DOMAIN §3.3) through tracking.pipelin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.contrib import messages
-from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.db.models import Q
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import push_url
 
-from syncadmin.web.filters_decisions import filter_decisions
-from syncadmin.web.forms_decisions import TrackForm
+from syncadmin.web.filters.decisions import filter_decisions
+from syncadmin.web.forms.decisions import TrackForm
 from syncadmin.web.htmx import is_htmx
-from syncadmin.web.permissions import may_track, reads_everything, user_required, visible_decisions
+from syncadmin.web.paging import cursor_param, keyset_page, rows_per_page
+from syncadmin.web.permissions import AuthenticatedHttpRequest, may_track, user_required
 from syncadmin.web.views.decisions_export import csv_chunks
 from tracking.choices import Outcome
 from tracking.decisions import RecordRef
-from tracking.models import CrmRecord, Decision, Mailbox, PersonalOptions
+from tracking.models import CrmRecord, Decision
 from tracking.pipeline import track_decision_manually
 
-DEFAULT_ROWS_PER_PAGE = 50
 RELATED_LIMIT = 20
 RECORD_CHOICES_LIMIT = 50
 # Big JSON columns the list never shows.
@@ -37,46 +34,11 @@ LIST_DEFERRED = ("trace", "message_snapshot")
 
 
 # ---------------------------------------------------------------------------------------------
-# List: keyset pages on -id, never OFFSET, never COUNT(*)
+# List: keyset pages on -id (paging.keyset_page), never OFFSET, never COUNT(*)
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class KeysetPage:
-    rows: list[Decision]
-    newer: int | None  # ?after= for the "Newer" link, None when there is nothing newer
-    older: int | None  # ?before= for the "Older" link, None when there is nothing older
-    paged: bool  # a page other than the newest was asked for
-
-
-def keyset_page(
-    queryset: QuerySet[Decision], *, before: int | None, after: int | None, size: int
-) -> KeysetPage:
-    """One page of `size` rows, newest first, starting below `before` or above `after`.
-
-    One extra row tells whether the next page in the direction of travel exists; an EXISTS
-    (LIMIT 1) answers for the other direction. Both use the (filter, -id) indexes.
-    """
-    if after is not None:
-        rows = list(queryset.filter(id__gt=after).order_by("id")[: size + 1])
-        more_newer = len(rows) > size
-        rows = rows[:size][::-1]
-        more_older = bool(rows) and queryset.filter(id__lt=rows[-1].pk).exists()
-    else:
-        page = queryset.filter(id__lt=before) if before is not None else queryset
-        rows = list(page.order_by("-id")[: size + 1])
-        more_older = len(rows) > size
-        rows = rows[:size]
-        more_newer = before is not None and bool(rows) and queryset.filter(id__gt=rows[0].pk).exists()
-    return KeysetPage(
-        rows=rows,
-        newer=rows[0].pk if rows and more_newer else None,
-        older=rows[-1].pk if rows and more_older else None,
-        paged=before is not None or after is not None,
-    )
-
-
-def _nonempty_query(request: HttpRequest) -> str:
+def _nonempty_query(request: AuthenticatedHttpRequest) -> str:
     params = request.GET.copy()
     for key in list(params):
         params.setlist(key, [v for v in params.getlist(key) if v])
@@ -85,39 +47,17 @@ def _nonempty_query(request: HttpRequest) -> str:
     return f"?{params.urlencode()}" if params else ""
 
 
-def _id_param(request: HttpRequest, name: str) -> int | None:
-    raw = request.GET.get(name, "")
-    return int(raw) if raw.isdigit() and len(raw) < 19 else None
-
-
-def scoped_decisions(user: User | AnonymousUser) -> QuerySet[Decision]:
-    """permissions.visible_decisions, with a user's own mailbox ids spelled out.
-
-    Scoped only by the join (mailbox.user_id), PostgreSQL walks the whole table backwards by id
-    to find one user's rows; with mailbox_id IN (...) it uses the (mailbox, -id) index.
-    """
-    decisions = visible_decisions(user)
-    if reads_everything(user):
-        return decisions
-    own = list(Mailbox.objects.filter(user_id=user.pk or 0).values_list("pk", flat=True))
-    return decisions.filter(mailbox_id__in=own)
-
-
-def rows_per_page(user: User | AnonymousUser) -> int:
-    value = (
-        PersonalOptions.objects.filter(user_id=user.pk or 0).values_list("rows_per_page", flat=True).first()
-    )
-    return value or DEFAULT_ROWS_PER_PAGE
-
-
 @user_required
-def decision_list(request: HttpRequest) -> HttpResponse:
-    filterset = filter_decisions(request, scoped_decisions(request.user))
+@require_safe
+def decision_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    filterset = filter_decisions(request, Decision.objects.visible_to(request.user))
     queryset = filterset.qs.select_related("mailbox").defer(*LIST_DEFERRED)
+    # Newest first: ?before= an id pages on to older decisions, ?after= back to newer ones.
     page = keyset_page(
         queryset,
-        before=_id_param(request, "before"),
-        after=_id_param(request, "after"),
+        order=("-id",),
+        start_after=cursor_param(request, "before"),
+        end_before=cursor_param(request, "after"),
         size=rows_per_page(request.user),
     )
     context = {"filter": filterset, "page": page, "nav_section": "decisions", "title": _("Decision log")}
@@ -134,8 +74,9 @@ def decision_list(request: HttpRequest) -> HttpResponse:
 
 
 @user_required
-def decision_export(request: HttpRequest) -> StreamingHttpResponse:
-    filterset = filter_decisions(request, scoped_decisions(request.user))
+@require_safe
+def decision_export(request: AuthenticatedHttpRequest) -> StreamingHttpResponse:
+    filterset = filter_decisions(request, Decision.objects.visible_to(request.user))
     # The generator runs after the view returns, when the middleware has reset the time zone.
     tz = timezone.get_current_timezone()
     response = StreamingHttpResponse(csv_chunks(filterset.qs, tz), content_type="text/csv; charset=utf-8")
@@ -149,10 +90,10 @@ def decision_export(request: HttpRequest) -> StreamingHttpResponse:
 # ---------------------------------------------------------------------------------------------
 
 
-def _get_decision(request: HttpRequest, pk: int) -> Decision:
-    """The decision with everything the detail page shows; 404 unless permissions.visible_decisions has it."""
+def _get_decision(request: AuthenticatedHttpRequest, pk: int) -> Decision:
+    """The decision with everything the detail page shows; 404 unless the user may see it."""
     decision = (
-        visible_decisions(request.user)
+        Decision.objects.visible_to(request.user)
         .select_related(
             "mailbox__user",
             "mailbox__queue",
@@ -202,10 +143,10 @@ def offered_records(decision: Decision, search: str) -> list[CrmRecord]:
 
 
 def _detail_context(
-    request: HttpRequest, decision: Decision, form: TrackForm | None = None
+    request: AuthenticatedHttpRequest, decision: Decision, form: TrackForm | None = None
 ) -> dict[str, object]:
     related = list(
-        scoped_decisions(request.user)
+        Decision.objects.visible_to(request.user)
         .filter(message_id=decision.message_id)
         .exclude(pk=decision.pk)
         .select_related("mailbox")
@@ -239,7 +180,8 @@ def _detail_context(
 
 
 @user_required
-def decision_detail(request: HttpRequest, pk: int) -> HttpResponse:
+@require_safe
+def decision_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     decision = _get_decision(request, pk)
     context = _detail_context(request, decision)
     if is_htmx(request, target="track-form") and context["can_track"]:
@@ -249,10 +191,10 @@ def decision_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @user_required
 @require_POST
-def decision_track(request: HttpRequest, pk: int) -> HttpResponse:
+def decision_track(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     decision = _get_decision(request, pk)
     user = request.user
-    if not isinstance(user, User) or not may_track(user, decision):
+    if not may_track(user, decision):
         raise PermissionDenied
     if not is_trackable(decision):
         messages.error(request, _("Only a message a scan did not track can be tracked by hand."))

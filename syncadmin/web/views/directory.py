@@ -7,24 +7,21 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from django.contrib.auth.models import User
-from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_safe
 
-from syncadmin.web.forms_directory import SAMPLE_HEADER, ImportForm, RecordFilter
-from syncadmin.web.permissions import admin_required, is_admin, user_required
+from syncadmin.web.filters.directory import RecordFilter
+from syncadmin.web.forms.directory import SAMPLE_HEADER, ImportForm
+from syncadmin.web.htmx import is_htmx
+from syncadmin.web.paging import cursor_param, keyset_page, rows_per_page
+from syncadmin.web.permissions import AuthenticatedHttpRequest, admin_required, is_admin, user_required
 from tracking.actions import ActionError, check_import_records
 from tracking.choices import RecordKind
-from tracking.models import CrmRecord, PersonalOptions
+from tracking.models import CrmRecord
 
 FILTER_KEYS = ("q", "kind", "owner", "active")
-
-
-def _me(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
 
 
 def _query(params: dict[str, str], **changes: str) -> str:
@@ -33,18 +30,18 @@ def _query(params: dict[str, str], **changes: str) -> str:
 
 
 @user_required
-def record_list(request: HttpRequest) -> HttpResponse:
+@require_safe
+def record_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Records by name, filtered; pages by keyset on (name, id) so that no page needs a COUNT or OFFSET."""
     filterset = RecordFilter(request.GET, queryset=CrmRecord.objects.select_related("owner"))
-    records = filterset.qs.order_by("name", "pk") if filterset.is_valid() else CrmRecord.objects.none()
+    records = filterset.qs if filterset.is_valid() else CrmRecord.objects.none()
     params = {k: request.GET.get(k, "") for k in FILTER_KEYS}
-    after = request.GET.get("after", "")
-    anchor = CrmRecord.objects.filter(pk=int(after)).values("name").first() if after.isdigit() else None
-    if anchor is not None:
-        records = records.filter(Q(name__gt=anchor["name"]) | Q(name=anchor["name"], pk__gt=int(after)))
-    size = PersonalOptions.objects.of(_me(request)).rows_per_page
-    page = list(records[: size + 1])
-    next_url = _query(params, after=str(page[size - 1].pk)) if len(page) > size else ""
+    page = keyset_page(
+        records,
+        order=("name", "pk"),
+        start_after=cursor_param(request, "after"),
+        size=rows_per_page(request.user),
+    )
     tabs = [
         ("", _("All")),
         (RecordKind.ACCOUNT, _("Accounts")),
@@ -56,22 +53,23 @@ def record_list(request: HttpRequest) -> HttpResponse:
         "title": _("CRM directory"),
         "nav_section": "directory",
         "filter": filterset,
-        "records": page[:size],
-        "next_url": next_url,
-        "first_url": _query(params) if anchor is not None else "",
+        "records": page.rows,
+        "next_url": _query(params, after=str(page.next)) if page.next is not None else "",
+        "first_url": _query(params) if page.paged else "",
         "kind": params["kind"],
         "kind_tabs": [(value, label, _query(params, kind=value)) for value, label in tabs],
         "can_import": is_admin(request.user),
         "filtered": any(params.values()),
     }
-    if getattr(request, "htmx", False):
+    if is_htmx(request):
         # The filter form asked: the results, and the kind tabs out of band so that they keep the filters.
         return render(request, "web/_directory_table.html", {**context, "htmx": True})
     return render(request, "web/directory.html", context)
 
 
 @admin_required
-def record_import(request: HttpRequest) -> HttpResponse:
+@require_http_methods(["GET", "POST"])
+def record_import(request: AuthenticatedHttpRequest) -> HttpResponse:
     if request.GET.get("sample") == "csv":
         response = HttpResponse(SAMPLE_HEADER, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="syncadmin-records-sample.csv"'
@@ -90,4 +88,4 @@ def record_import(request: HttpRequest) -> HttpResponse:
         "report": report,
         "kind_label": dict(RecordKind.choices).get(form.data.get("kind", ""), ""),
     }
-    return render(request, "web/directory_import.html", context)
+    return render(request, "web/directory_import.html", context, status=400 if form.errors else 200)

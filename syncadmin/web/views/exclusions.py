@@ -6,88 +6,23 @@ their own (another user's entry is a 404, for admins too) and nobody else sees t
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
-from django import forms
 from django.contrib import messages
-from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
-from syncadmin.web.permissions import is_admin, user_required
+from syncadmin.web.forms.exclusions import ORG, PERSONAL, ExclusionForm
+from syncadmin.web.permissions import AuthenticatedHttpRequest, is_admin, user_required
 from tracking.actions import ActionError, do_add_exclusion, do_delete_exclusion
 from tracking.models import ExclusionEntry
 
-PATTERN_MAX = 320
-_DOMAIN = re.compile(r"^(?=.{1,253}$)[^\s@.]+(?:\.[^\s@.]+)*$")
-ORG, PERSONAL = "org", "personal"
-
-
-def normalize_pattern(raw: str) -> str | None:
-    """name@example.com or @example.com, lower-cased; None when it is neither."""
-    value = raw.strip().lower()
-    if not value or len(value) > PATTERN_MAX or any(c.isspace() for c in value):
-        return None
-    local, at, domain = value.rpartition("@")
-    if not at or "@" in local or not _DOMAIN.match(domain):
-        return None
-    if local.startswith(".") or local.endswith(".") or ".." in local:
-        return None
-    return value
-
-
-class ExclusionForm(forms.Form):
-    scope = forms.ChoiceField(choices=[(ORG, ORG), (PERSONAL, PERSONAL)], widget=forms.HiddenInput)
-    pattern = forms.CharField(
-        label=gettext_lazy("Email address or @domain"),
-        max_length=PATTERN_MAX,
-        help_text=gettext_lazy(
-            "For example name@example.com, or @example.com for every address of a domain."
-        ),
-        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
-    )
-
-    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
-        kwargs.setdefault("label_suffix", "")
-        super().__init__(*args, **kwargs)
-        self.user = user
-
-    def clean_pattern(self) -> str:
-        pattern = normalize_pattern(self.cleaned_data["pattern"])
-        if pattern is None:
-            raise forms.ValidationError(
-                _("Enter an email address (name@example.com) or a domain starting with @ (@example.com).")
-            )
-        return pattern
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        pattern, scope = data.get("pattern"), data.get("scope")
-        if pattern and scope:
-            owner = None if scope == ORG else self.user
-            if ExclusionEntry.objects.filter(pattern__iexact=pattern, user=owner).exists():
-                message = (
-                    _("%(pattern)s is already on the organisation's exclusion list.")
-                    if owner is None
-                    else _("%(pattern)s is already on your exclusion list.")
-                )
-                self.add_error("pattern", message % {"pattern": pattern})
-        return data
-
-
-def _me(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
-
 
 @user_required
-def exclusion_list(request: HttpRequest) -> HttpResponse:
-    user = _me(request)
+@require_http_methods(["GET", "POST"])
+def exclusion_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    user = request.user
     admin = is_admin(user)
     # Two forms on one page post the same field names; auto_id keeps their element ids apart.
     org_form = ExclusionForm(initial={"scope": ORG}, user=user, auto_id=f"{ORG}_%s")
@@ -116,24 +51,26 @@ def exclusion_list(request: HttpRequest) -> HttpResponse:
             org_form = form
         else:
             own_form = form
+    entries = list(ExclusionEntry.objects.visible_to(user).order_by("pattern"))
     context = {
         "title": _("Exclusion list"),
         "nav_section": "exclusions",
-        "org_entries": ExclusionEntry.objects.filter(user__isnull=True).order_by("pattern"),
-        "own_entries": ExclusionEntry.objects.filter(user=user).order_by("pattern"),
+        "org_entries": [e for e in entries if e.user_id is None],
+        "own_entries": [e for e in entries if e.user_id is not None],
         "can_edit_org": admin,
         "org_form": org_form,
         "own_form": own_form,
     }
-    return render(request, "web/exclusions.html", context)
+    invalid = org_form.errors or own_form.errors
+    return render(request, "web/exclusions.html", context, status=400 if invalid else 200)
 
 
 @user_required
 @require_POST
-def exclusion_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    user = _me(request)
-    entry = ExclusionEntry.objects.select_related("user").filter(pk=pk).first()
-    if entry is None or (entry.user_id is not None and entry.user_id != user.pk):
+def exclusion_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    user = request.user
+    entry = ExclusionEntry.objects.visible_to(user).select_related("user").filter(pk=pk).first()
+    if entry is None:
         raise Http404
     if entry.user_id is None and not is_admin(user):
         raise PermissionDenied

@@ -13,31 +13,30 @@ from datetime import datetime, timedelta
 
 import django_rq
 from django.contrib import messages
-from django.contrib.auth.models import AnonymousUser, User
-from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_stubs_ext import StrOrPromise
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from syncadmin.web.filters_mailboxes import MailboxFilter
-from syncadmin.web.forms_mailboxes import ResetSyncStateForm, WatermarkForm
+from syncadmin.web.filters.mailboxes import MailboxFilter
+from syncadmin.web.forms.mailboxes import ResetSyncStateForm, WatermarkForm
 from syncadmin.web.htmx import is_htmx
+from syncadmin.web.paging import numbered_page, rows_per_page
 from syncadmin.web.permissions import (
+    AuthenticatedHttpRequest,
     admin_required,
     get_visible_mailbox,
     is_admin,
     reads_everything,
     user_required,
-    visible_mailboxes,
 )
 from tracking import jobs
 from tracking.actions import (
@@ -50,7 +49,7 @@ from tracking.actions import (
 from tracking.choices import Approval, Folder, IncomingMethod
 from tracking.context import load_rules
 from tracking.decisions import OrgRules
-from tracking.models import Alert, FolderSyncState, Mailbox, PersonalOptions, ScanRun
+from tracking.models import Alert, FolderSyncState, Mailbox, ScanRun
 from tracking.scanning import folders_to_scan, sent_items_refusal
 
 TEST_PREFIX = "Test & Enable"  # how do_record_test_result's alerts begin
@@ -62,21 +61,19 @@ TEST_RESULT_KEPT = timedelta(hours=1)  # how long the page keeps showing the res
 # -- reading --------------------------------------------------------------------------------------------
 
 
-def _rows_per_page(user: User | AnonymousUser) -> int:
-    if user.pk is None:
-        return 50
-    rows = PersonalOptions.objects.filter(user_id=user.pk).values_list("rows_per_page", flat=True).first()
-    return rows or 50
-
-
 @user_required
-def mailbox_list(request: HttpRequest) -> HttpResponse:
+@require_safe
+def mailbox_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Admins and auditors filter every mailbox; a user sees their own, without filters."""
-    mailboxes = visible_mailboxes(request.user).order_by("email_address")
+    mailboxes = (
+        Mailbox.objects.visible_to(request.user)
+        .select_related("user", "queue", "profile")
+        .order_by("email_address")
+    )
     reader = reads_everything(request.user)
     filters = MailboxFilter(request.GET or None, queryset=mailboxes) if reader else None
     found = filters.qs if filters is not None else mailboxes
-    page = Paginator(found, _rows_per_page(request.user)).get_page(request.GET.get("page"))
+    page = numbered_page(found, request, rows_per_page(request.user))
     query = request.GET.copy()
     query.pop("page", None)
     context = {
@@ -238,7 +235,7 @@ def _job_status(job_id: str) -> str | None:
     return str(status.value if isinstance(status, JobStatus) else status)
 
 
-def test_state(request: HttpRequest, mailbox: Mailbox) -> TestState | None:
+def test_state(request: AuthenticatedHttpRequest, mailbox: Mailbox) -> TestState | None:
     """The Test & Enable this session queued for the mailbox: still waiting, or its result."""
     info = request.session.get(TEST_SESSION_KEY.format(pk=mailbox.pk))
     if not isinstance(info, dict):
@@ -260,7 +257,7 @@ def test_state(request: HttpRequest, mailbox: Mailbox) -> TestState | None:
     return TestState(queued_at=queued_at, done=False)
 
 
-def _status_context(request: HttpRequest, mailbox: Mailbox) -> dict[str, object]:
+def _status_context(request: AuthenticatedHttpRequest, mailbox: Mailbox) -> dict[str, object]:
     return {
         "mailbox": mailbox,
         "error_words": error_in_words(mailbox.last_error),
@@ -268,7 +265,7 @@ def _status_context(request: HttpRequest, mailbox: Mailbox) -> dict[str, object]
     }
 
 
-def _detail_context(request: HttpRequest, mailbox: Mailbox) -> dict[str, object]:
+def _detail_context(request: AuthenticatedHttpRequest, mailbox: Mailbox) -> dict[str, object]:
     rules = load_rules()
     admin = is_admin(request.user)
     refusal = sent_items_refusal(mailbox, rules)
@@ -299,13 +296,15 @@ def _detail_context(request: HttpRequest, mailbox: Mailbox) -> dict[str, object]
 
 
 @user_required
-def mailbox_detail(request: HttpRequest, pk: int) -> HttpResponse:
+@require_safe
+def mailbox_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mailbox = get_visible_mailbox(request, pk)
     return render(request, "web/mailbox_detail.html", _detail_context(request, mailbox))
 
 
 @user_required
-def mailbox_status(request: HttpRequest, pk: int) -> HttpResponse:
+@require_safe
+def mailbox_status(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The status panel, polled by htmx while a Test & Enable is queued; a page of its own without JS."""
     mailbox = get_visible_mailbox(request, pk)
     context = {
@@ -331,12 +330,7 @@ def _back(mailbox: Mailbox) -> HttpResponse:
     return redirect("web-mailbox", mailbox.pk)
 
 
-def _acting(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)  # admin_required let only a signed-in admin through
-    return request.user
-
-
-def _queue_unavailable(request: HttpRequest, what: str, error: str) -> None:
+def _queue_unavailable(request: AuthenticatedHttpRequest, what: str, error: str) -> None:
     messages.error(
         request,
         _("The job queue is unavailable (%(error)s): %(what)s was not queued. Try again when Redis answers.")
@@ -346,21 +340,21 @@ def _queue_unavailable(request: HttpRequest, what: str, error: str) -> None:
 
 @admin_required
 @require_POST
-def mailbox_approve(request: HttpRequest, pk: int) -> HttpResponse:
+def mailbox_approve(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mailbox = get_visible_mailbox(request, pk)
     if mailbox.approval == Approval.APPROVED:
         messages.info(
             request, _("The email address of %(mailbox)s is already approved.") % {"mailbox": mailbox}
         )
     else:
-        do_approve_mailbox(mailbox, acting_user=_acting(request))
+        do_approve_mailbox(mailbox, acting_user=request.user)
         messages.success(request, _("Approved the email address of %(mailbox)s.") % {"mailbox": mailbox})
     return _back(mailbox)
 
 
 @admin_required
 @require_POST
-def mailbox_test(request: HttpRequest, pk: int) -> HttpResponse:
+def mailbox_test(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mailbox = get_visible_mailbox(request, pk)
     what = _("Test & Enable")
     problem = queue_problem()
@@ -380,7 +374,7 @@ def mailbox_test(request: HttpRequest, pk: int) -> HttpResponse:
     except RedisError as exc:
         _queue_unavailable(request, what, str(exc))
         return _back(mailbox)
-    do_note_mailbox_job(mailbox, "test", acting_user=_acting(request))
+    do_note_mailbox_job(mailbox, "test", acting_user=request.user)
     request.session[TEST_SESSION_KEY.format(pk=mailbox.pk)] = {
         "job_id": job_id,
         "queued_at": queued_at.isoformat(),
@@ -391,7 +385,7 @@ def mailbox_test(request: HttpRequest, pk: int) -> HttpResponse:
 
 @admin_required
 @require_POST
-def mailbox_scan(request: HttpRequest, pk: int) -> HttpResponse:
+def mailbox_scan(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mailbox = get_visible_mailbox(request, pk)
     refusal = scan_refusal(mailbox, load_rules())
     if refusal:
@@ -409,7 +403,7 @@ def mailbox_scan(request: HttpRequest, pk: int) -> HttpResponse:
     except RedisError as exc:
         _queue_unavailable(request, what, str(exc))
         return _back(mailbox)
-    do_note_mailbox_job(mailbox, "scan", acting_user=_acting(request))
+    do_note_mailbox_job(mailbox, "scan", acting_user=request.user)
     messages.success(
         request,
         _("Scan of %(mailbox)s queued; it starts when a worker is free (one scan of a mailbox at a time).")
@@ -420,9 +414,9 @@ def mailbox_scan(request: HttpRequest, pk: int) -> HttpResponse:
 
 @admin_required
 @require_POST
-def mailbox_disable(request: HttpRequest, pk: int) -> HttpResponse:
+def mailbox_disable(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mailbox = get_visible_mailbox(request, pk)
-    if do_disable_mailbox(mailbox, acting_user=_acting(request)):
+    if do_disable_mailbox(mailbox, acting_user=request.user):
         messages.success(
             request, _("%(mailbox)s is disabled and will not be scanned.") % {"mailbox": mailbox}
         )
@@ -433,7 +427,7 @@ def mailbox_disable(request: HttpRequest, pk: int) -> HttpResponse:
 
 @admin_required
 @require_http_methods(["GET", "POST"])
-def mailbox_reset_sync(request: HttpRequest, pk: int) -> HttpResponse:
+def mailbox_reset_sync(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """GET asks "are you sure?"; POST with the box ticked forgets the sync state."""
     mailbox = get_visible_mailbox(request, pk)
     states = folder_states(mailbox)
@@ -442,7 +436,7 @@ def mailbox_reset_sync(request: HttpRequest, pk: int) -> HttpResponse:
         form = ResetSyncStateForm(request.POST, folders=choices)
         if form.is_valid():
             folder = form.cleaned_data["folder"] or None
-            reset = do_reset_mailbox_sync_state(mailbox, folder, acting_user=_acting(request))
+            reset = do_reset_mailbox_sync_state(mailbox, folder, acting_user=request.user)
             if reset:
                 messages.success(
                     request,
@@ -464,12 +458,13 @@ def mailbox_reset_sync(request: HttpRequest, pk: int) -> HttpResponse:
             "states": states,
             "form": form,
         },
+        status=400 if form.errors else 200,
     )
 
 
 @admin_required
 @require_POST
-def mailbox_watermark(request: HttpRequest, pk: int) -> HttpResponse:
+def mailbox_watermark(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mailbox = get_visible_mailbox(request, pk)
     form = WatermarkForm(request.POST)
     if not form.is_valid():
@@ -477,7 +472,7 @@ def mailbox_watermark(request: HttpRequest, pk: int) -> HttpResponse:
         context["watermark_form"] = form
         return render(request, "web/mailbox_detail.html", context, status=400)
     value = form.cleaned_data["process_emails_received_after"]
-    do_set_mailbox_watermark(mailbox, value, acting_user=_acting(request))
+    do_set_mailbox_watermark(mailbox, value, acting_user=request.user)
     if value is None:
         messages.success(request, _("Cleared “process emails received after”."))
     else:

@@ -11,15 +11,15 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.models import User
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
-from syncadmin.web.forms_personal import EmailForm, FolderRuleForm, GeneralForm
-from syncadmin.web.permissions import user_required
+from syncadmin.web.forms.personal import EmailForm, FolderRuleForm, GeneralForm
+from syncadmin.web.permissions import AuthenticatedHttpRequest, user_required
 from tracking.actions import (
     ActionError,
     check_add_folder_rule,
@@ -30,11 +30,6 @@ from tracking.choices import AutoCreate, TrackOption
 from tracking.models import FolderTrackingRule, Mailbox, OrgSettings, PersonalOptions
 
 TABS = ("general", "email")
-
-
-def _me(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
 
 
 def _own_mailbox(user: User) -> Mailbox | None:
@@ -71,14 +66,15 @@ def _folder_rules_block(mailbox: Mailbox | None, org: OrgSettings) -> dict[str, 
 
 
 def _render(
-    request: HttpRequest,
+    request: AuthenticatedHttpRequest,
     tab: str,
     *,
     general_form: GeneralForm | None = None,
     email_form: EmailForm | None = None,
     rule_form: FolderRuleForm | None = None,
+    status: int = 200,
 ) -> HttpResponse:
-    user = _me(request)
+    user = request.user
     options = PersonalOptions.objects.of(user)
     org = OrgSettings.load()
     mailbox = _own_mailbox(user)
@@ -106,7 +102,7 @@ def _render(
         )
         context["rule_form"] = rule_form or FolderRuleForm()
         context.update(_folder_rules_block(mailbox, org))
-    return render(request, "web/personal.html", context)
+    return render(request, "web/personal.html", context, status=status)
 
 
 def _email_initial(options: PersonalOptions) -> dict[str, Any]:
@@ -136,18 +132,19 @@ def _track_choices(form: EmailForm, options: PersonalOptions) -> list[dict[str, 
 
 
 @user_required
-def personal_options(request: HttpRequest) -> HttpResponse:
+@require_http_methods(["GET", "POST"])
+def personal_options(request: AuthenticatedHttpRequest) -> HttpResponse:
     tab = request.POST.get("tab") if request.method == "POST" else request.GET.get("tab")
     if tab not in TABS:
         tab = "general"
     if request.method != "POST":
         return _render(request, tab)
-    user = _me(request)
+    user = request.user
     options = PersonalOptions.objects.of(user)
     if tab == "general":
         general = GeneralForm(request.POST)
         if not general.is_valid():
-            return _render(request, tab, general_form=general)
+            return _render(request, tab, general_form=general, status=400)
         options = do_set_personal_options(
             user,
             time_zone=general.cleaned_data["time_zone"],
@@ -158,7 +155,7 @@ def personal_options(request: HttpRequest) -> HttpResponse:
     else:
         email = EmailForm(request.POST, options=options, org=OrgSettings.load())
         if not email.is_valid():
-            return _render(request, tab, email_form=email)
+            return _render(request, tab, email_form=email, status=400)
         options = do_set_personal_options(
             user,
             track=email.cleaned_data["track"],
@@ -174,35 +171,36 @@ def personal_options(request: HttpRequest) -> HttpResponse:
 
 @user_required
 @require_POST
-def folder_rules(request: HttpRequest) -> HttpResponse:
+def folder_rules(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Add a folder tracking rule to the user's own mailbox."""
-    user = _me(request)
+    user = request.user
     form = FolderRuleForm(request.POST)
     if not form.is_valid():
-        return _render(request, "email", rule_form=form)
+        return _render(request, "email", rule_form=form, status=400)
     mailbox = _own_mailbox(user)
     if mailbox is None:
         form.add_error(None, _("You have no mailbox in SyncAdmin."))
-        return _render(request, "email", rule_form=form)
+        return _render(request, "email", rule_form=form, status=400)
     try:
         rule = check_add_folder_rule(
             mailbox, form.cleaned_data["folder"], regarding=form.cleaned_data["regarding"], acting_user=user
         )
     except ActionError as exc:
         form.add_error(None, str(exc))
-        return _render(request, "email", rule_form=form)
+        return _render(request, "email", rule_form=form, status=400)
     messages.success(request, _("Messages in %(folder)s will be tracked.") % {"folder": rule.folder})
     return redirect(_tab_url("email", "#folder-rules"))
 
 
 @user_required
 @require_POST
-def folder_rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def folder_rule_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """Delete one of the user's own folder rules; another user's rule id is a 404, admins included."""
-    user = _me(request)
+    user = request.user
     rule = (
-        FolderTrackingRule.objects.select_related("mailbox", "regarding")
-        .filter(pk=pk, mailbox__user=user)
+        FolderTrackingRule.objects.visible_to(user)
+        .select_related("mailbox", "regarding")
+        .filter(pk=pk)
         .first()
     )
     if rule is None:

@@ -7,22 +7,22 @@ field keeps the stored secret, and pages only ever say whether one is set.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
 
-from syncadmin.web.forms_mailboxes import ProfileForm
-from syncadmin.web.permissions import admin_required, is_admin, reader_required
+from syncadmin.web.forms.mailboxes import ProfileForm
+from syncadmin.web.permissions import AuthenticatedHttpRequest, admin_required, is_admin, reader_required
 from tracking.actions import ActionError, ProfileValues, check_add_profile, check_update_profile
 from tracking.models import EmailServerProfile
 
 
 @reader_required
-def profile_list(request: HttpRequest) -> HttpResponse:
+@require_safe
+def profile_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     profiles = EmailServerProfile.objects.annotate(mailbox_count=Count("mailboxes")).order_by("name")
     return render(
         request,
@@ -36,21 +36,16 @@ def profile_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _acting(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
-
-
 @admin_required
 @require_http_methods(["GET", "POST"])
-def profile_create(request: HttpRequest) -> HttpResponse:
+def profile_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = ProfileForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             profile = check_add_profile(
                 ProfileValues.from_data(form.cleaned_data),
                 secret=form.cleaned_data["secret"],
-                acting_user=_acting(request),
+                acting_user=request.user,
             )
         except ActionError as exc:
             form.add_error(None, str(exc))
@@ -67,7 +62,7 @@ def profile_create(request: HttpRequest) -> HttpResponse:
 
 @reader_required
 @require_http_methods(["GET", "POST"])
-def profile_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def profile_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """Admins edit; auditors read the same fields, and their POST is refused."""
     profile = get_object_or_404(EmailServerProfile.objects.annotate(mailbox_count=Count("mailboxes")), pk=pk)
     admin = is_admin(request.user)
@@ -81,7 +76,7 @@ def profile_edit(request: HttpRequest, pk: int) -> HttpResponse:
                 ProfileValues.from_data(form.cleaned_data),
                 secret=form.cleaned_data["secret"] or None,
                 clear_secret=form.cleaned_data.get("clear_secret", False),
-                acting_user=_acting(request),
+                acting_user=request.user,
             )
         except ActionError as exc:
             form.add_error(None, str(exc))

@@ -1,9 +1,8 @@
-"""Forms of the decision pages: Track / Set regarding, Explain and What-if."""
+"""The forms of Explain and What-if."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -14,8 +13,9 @@ from django.utils.translation import gettext_lazy as _
 
 from tracking.choices import Folder, TrackOption
 from tracking.decisions import OrgRules
-from tracking.models import CrmRecord, Mailbox
+from tracking.models import Mailbox
 from tracking.orgsettings import ORG_SETTINGS, SettingError, SettingSpec, SettingValue
+from tracking.whatif import Change
 
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 WHAT_IF_DEFAULT = 50
@@ -40,29 +40,6 @@ DECIDING_SETTINGS: tuple[SettingSpec, ...] = tuple(
     s for s in ORG_SETTINGS if s.field in _RULE_FIELDS and s.field not in _NOT_DECIDING
 )
 _DECIDING_BY_NAME = {s.name: s for s in DECIDING_SETTINGS}
-
-
-class TrackForm(forms.Form):
-    """Track / Set regarding: an optional regarding record; the choices offered are a short list."""
-
-    regarding = forms.ModelChoiceField(
-        queryset=CrmRecord.objects.all(),
-        required=False,
-        label=_("Regarding"),
-        empty_label=_("(no regarding record)"),
-    )
-
-    def __init__(self, *args: object, offered: Sequence[CrmRecord] = (), **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        # Validation accepts any record; the select lists only the suggestions and search hits.
-        field = self.fields["regarding"]
-        assert isinstance(field, forms.ModelChoiceField)
-        field.widget.choices = [("", field.empty_label), *((r.pk, _record_label(r)) for r in offered)]
-
-
-def _record_label(record: CrmRecord) -> str:
-    label = f"{record} ({record.email1})" if record.email1 else str(record)
-    return label if record.active else f"{label} — {_('inactive')}"
 
 
 class _MailboxForm(forms.Form):
@@ -175,6 +152,13 @@ class WhatIfForm(_MailboxForm):
                     self.add_error("value", str(exc))
                 data["spec"] = spec
         return data
+
+    def tried_change(self) -> Change:
+        """What the valid form asks to try."""
+        data = self.cleaned_data
+        if data["change"] == self.TRACK:
+            return Change(track=data["track"])
+        return Change(setting=data["spec"], value=data["setting_value"])
 
 
 def _current(spec: SettingSpec, rules: OrgRules) -> str:

@@ -13,7 +13,6 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_stubs_ext import StrOrPromise
 
-from syncadmin.web.permissions import visible_mailboxes
 from tracking.choices import CorrelationMethod, Folder, Outcome, Reason
 from tracking.models import Decision, FolderTrackingRule, Mailbox
 
@@ -23,7 +22,11 @@ NO_CORRELATION = "none"
 def _mailboxes(request: HttpRequest | None) -> QuerySet[Mailbox]:
     if request is None:
         return Mailbox.objects.none()
-    return visible_mailboxes(request.user).order_by("email_address")
+    return (
+        Mailbox.objects.visible_to(request.user)
+        .select_related("user", "queue", "profile")
+        .order_by("email_address")
+    )
 
 
 def _folders(request: HttpRequest | None) -> list[tuple[str, StrOrPromise]]:

@@ -1,0 +1,1 @@
+"""The web lists' FilterSets, one module per list."""

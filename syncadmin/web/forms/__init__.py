@@ -1,0 +1,1 @@
+"""The web pages' forms, one module per area."""

@@ -1,0 +1,147 @@
+"""Paging of the web lists, in one place: how many rows a user wants, and which rows a page holds.
+
+Lists that may grow without bound (the decision log, the CRM directory, the audit of org setting
+changes) page by keyset: a page starts after, or ends before, a row (its id in the query string),
+so that no page needs an OFFSET or a COUNT(*). The mailbox list is small and shows "page n of m"
+with its count, so it pages by number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Generic, TypeVar
+
+from django.contrib.auth.models import User
+from django.core.paginator import Page, Paginator
+from django.db.models import Model, Q, QuerySet
+from django.http import HttpRequest
+
+from tracking.models import PersonalOptions
+
+M = TypeVar("M", bound=Model)
+
+DEFAULT_ROWS_PER_PAGE: int = PersonalOptions._meta.get_field("rows_per_page").get_default()
+CURSOR_DIGITS = 18  # a longer id cannot be a row's (and would overflow a bigint)
+
+
+def rows_per_page(user: User) -> int:
+    """The user's Personal Options "records per page"; reading it writes nothing (no options row is made)."""
+    value = PersonalOptions.objects.filter(user_id=user.pk).values_list("rows_per_page", flat=True).first()
+    return value or DEFAULT_ROWS_PER_PAGE
+
+
+def cursor_param(request: HttpRequest, name: str) -> int | None:
+    """The row id a query parameter holds, or None when it holds none."""
+    raw = request.GET.get(name, "")
+    return int(raw) if raw.isdigit() and len(raw) <= CURSOR_DIGITS else None
+
+
+def _beyond(order: Sequence[str], values: dict[str, object], *, forward: bool) -> Q:
+    """The rows after (forward) or before the row with these values, in the list's order.
+
+    (a, b) after (x, y) is a > x or (a = x and b > y); a "-" field compares the other way.
+    """
+    q = Q()
+    for i, field in enumerate(order):
+        name = field.lstrip("-")
+        ascending = not field.startswith("-")
+        lookup = "gt" if ascending == forward else "lt"
+        step = Q(**{f"{name}__{lookup}": values[name]})
+        for earlier in order[:i]:
+            step &= Q(**{earlier.lstrip("-"): values[earlier.lstrip("-")]})
+        q |= step
+    return q
+
+
+def _reversed(order: Sequence[str]) -> list[str]:
+    return [f[1:] if f.startswith("-") else f"-{f}" for f in order]
+
+
+def _values_of(row: Model, order: Sequence[str]) -> dict[str, object]:
+    return {f.lstrip("-"): getattr(row, f.lstrip("-")) for f in order}
+
+
+class KeysetPage(Generic[M]):
+    """One page of a list in `order`: `next` and `previous` are the ids to start after / end before."""
+
+    def __init__(
+        self,
+        queryset: QuerySet[M],
+        order: Sequence[str],
+        rows: list[M],
+        *,
+        more_after: bool,
+        more_before: bool | None,
+        paged: bool,
+    ) -> None:
+        self._queryset = queryset
+        self._order = order
+        self._more_after = more_after
+        self._more_before = more_before  # None: not known yet, asked when a page shows it
+        self.rows = rows
+        self.paged = paged  # a page other than the first was asked for
+
+    @property
+    def next(self) -> int | None:
+        """Where the next page starts (after its last row), None on the last page."""
+        return self.rows[-1].pk if self.rows and self._more_after else None
+
+    @cached_property
+    def previous(self) -> int | None:
+        """Where the previous page ends (before its first row), None on the first page."""
+        if not self.rows:
+            return None
+        more = self._more_before
+        if more is None:
+            earlier = _beyond(self._order, _values_of(self.rows[0], self._order), forward=False)
+            more = self._queryset.filter(earlier).exists()
+        return self.rows[0].pk if more else None
+
+
+def keyset_page(
+    queryset: QuerySet[M],
+    *,
+    order: Sequence[str],
+    size: int,
+    start_after: int | None = None,
+    end_before: int | None = None,
+) -> KeysetPage[M]:
+    """The `size` rows of `queryset` in `order` (unique; its last field the primary key) that follow
+    the row `start_after`, or that precede the row `end_before`, or else the first `size`.
+
+    One extra row tells whether the next page in the direction of travel exists; the other direction
+    is an EXISTS (LIMIT 1). Both can use an index on `order`.
+    """
+    cursor = end_before if end_before is not None else start_after
+    if cursor is None:
+        rows = list(queryset.order_by(*order)[: size + 1])
+        return KeysetPage(
+            queryset, order, rows[:size], more_after=len(rows) > size, more_before=False, paged=False
+        )
+    fields = [f.lstrip("-") for f in order]
+    if fields in (["id"], ["pk"]):
+        values: dict[str, object] = {fields[0]: cursor}
+    else:
+        anchor = queryset.model._default_manager.filter(pk=cursor).values(*fields).first()
+        if anchor is None:  # a row that is gone: start again at the top
+            return keyset_page(queryset, order=order, size=size)
+        values = anchor
+    if end_before is None:
+        rows = list(queryset.filter(_beyond(order, values, forward=True)).order_by(*order)[: size + 1])
+        return KeysetPage(
+            queryset, order, rows[:size], more_after=len(rows) > size, more_before=None, paged=True
+        )
+    rows = list(
+        queryset.filter(_beyond(order, values, forward=False)).order_by(*_reversed(order))[: size + 1]
+    )
+    shown = rows[:size][::-1]
+    more_after = (
+        bool(shown) and queryset.filter(_beyond(order, _values_of(shown[-1], order), forward=True)).exists()
+    )
+    return KeysetPage(queryset, order, shown, more_after=more_after, more_before=len(rows) > size, paged=True)
+
+
+def numbered_page(queryset: QuerySet[M], request: HttpRequest, size: int) -> Page[M]:
+    """Page ?page=n of a short list (a number out of range gives the nearest page)."""
+    return Paginator(queryset, size).get_page(request.GET.get("page"))
