@@ -14,6 +14,7 @@ from tracking.choices import (
     AlertLevel,
     Approval,
     AuthMethod,
+    ErrorKind,
     IncomingMethod,
     MailboxStatus,
     ProfileKind,
@@ -146,6 +147,7 @@ class Mailbox(models.Model):
     last_sync_started_at = models.DateTimeField(null=True, blank=True)
     last_sync_succeeded_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    last_error_kind = models.CharField(max_length=20, choices=ErrorKind.choices, blank=True)
     transient_failure_count = models.PositiveIntegerField(default=0)
     next_run_at = models.DateTimeField(null=True, blank=True)
     # Which dispatcher run claimed the mailbox last: two dispatchers never both enqueue one scan.

@@ -84,6 +84,7 @@ from exchangelib.services import GetFolder, SyncFolderItems
 from exchangelib.util import is_xml
 from oauthlib.oauth2 import OAuth2Error
 
+from tracking.choices import ErrorKind
 from tracking.messages import SYNTHETIC_DOMAIN, Item, ParsedMessage, ParseFailure, parsed_from_fields
 from tracking.sources.base import (
     ConnectionSettings,
@@ -289,13 +290,16 @@ def service_endpoint(raw: str) -> str:
         raise SourceError(
             "the server profile has no EWS endpoint; enter the server's URL, "
             "e.g. https://mail.example.com/EWS/Exchange.asmx",
+            kind=ErrorKind.NOT_FOUND,
             permanent=True,
         )
     if "://" not in value:
         value = "https://" + value
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SourceError(f"the EWS endpoint {raw!r} is not an http(s) URL", permanent=True)
+        raise SourceError(
+            f"the EWS endpoint {raw!r} is not an http(s) URL", kind=ErrorKind.UNREACHABLE, permanent=True
+        )
     path = parts.path.rstrip("/")
     if not path.lower().endswith(".asmx"):
         path = path + "/Exchange.asmx" if path.lower().endswith("/ews") else path + EWS_PATH
@@ -507,6 +511,7 @@ class EwsSource:
                 raise SourceError(
                     f"the CA bundle {s.ca_bundle} of the server profile cannot be read; "
                     "check the path and its permissions",
+                    kind=ErrorKind.TLS,
                     permanent=True,
                 )
             CaBundleAdapter.trust(self.endpoint, s.ca_bundle)
@@ -519,6 +524,7 @@ class EwsSource:
                 raise SourceError(
                     "OAuth 2.0 needs the application (client) id, its secret and the tenant id in the "
                     "server profile",
+                    kind=ErrorKind.CREDENTIALS,
                     permanent=True,
                 )
             credentials = AuthorityOAuth2Credentials(
@@ -531,12 +537,15 @@ class EwsSource:
             auth_type = OAUTH2
         elif method in ("basic", "password", "ntlm"):
             if not s.username:
-                raise SourceError("the server profile has no user name", permanent=True)
+                raise SourceError(
+                    "the server profile has no user name", kind=ErrorKind.CREDENTIALS, permanent=True
+                )
             credentials = Credentials(username=s.username, password=s.secret)
             auth_type = NTLM if method == "ntlm" else BASIC
         else:
             raise SourceError(
                 f"authentication {method!r} cannot be used with EWS; choose OAuth 2.0, NTLM or Basic",
+                kind=ErrorKind.CREDENTIALS,
                 permanent=True,
             )
         impersonate = s.use_impersonation or auth_type == OAUTH2  # app-only tokens need ExchangeImpersonation
@@ -558,7 +567,9 @@ class EwsSource:
             )
         except ValueError as exc:
             raise SourceError(
-                f"the mailbox address {s.mailbox!r} is not valid: {exc}", permanent=True
+                f"the mailbox address {s.mailbox!r} is not valid: {exc}",
+                kind=ErrorKind.NOT_FOUND,
+                permanent=True,
             ) from None
         # exchangelib's timeout is a class attribute; set it on this (shared, per endpoint) protocol
         account.protocol.TIMEOUT = s.timeout
@@ -569,6 +580,7 @@ class EwsSource:
         if known is None:
             raise SourceError(
                 f"folder {name!r} cannot be read over EWS; only Inbox and Sent Items are supported",
+                kind=ErrorKind.NOT_FOUND,
                 permanent=True,
             )
         cls, label = known
@@ -588,6 +600,7 @@ class EwsSource:
             raise SourceError(
                 f"{self.origin} answered {len(results)} items when {len(ids)} were asked for "
                 f"(fetching messages of {label}); the scan will be retried",
+                kind=ErrorKind.SERVER_ERROR,
                 permanent=False,
             )
         return items_from_fetch([item_id for item_id, _ in ids], results)
@@ -604,6 +617,7 @@ class EwsSource:
             # only exchangelib runs inside these blocks: its parser met an answer it did not expect
             raise SourceError(
                 f"{self.origin} sent an answer that could not be read ({doing}): {type(exc).__name__}: {exc}",
+                kind=ErrorKind.SERVER_ERROR,
                 permanent=False,
             ) from exc
 
@@ -621,16 +635,23 @@ class EwsSource:
             back_off = exc.back_off
             wait = f"; it asked to wait {back_off:g} s" if back_off else ""
             return SourceError(
-                f"{self.origin} is busy (ErrorServerBusy){wait}{where}", permanent=False, retry_after=back_off
+                f"{self.origin} is busy (ErrorServerBusy){wait}{where}",
+                kind=ErrorKind.THROTTLED,
+                permanent=False,
+                retry_after=back_off,
             )
         if isinstance(exc, RateLimitError):
             return SourceError(
-                f"{self.origin} is throttling requests{where}", permanent=False, retry_after=exc.wait
+                f"{self.origin} is throttling requests{where}",
+                kind=ErrorKind.THROTTLED,
+                permanent=False,
+                retry_after=exc.wait,
             )
         if isinstance(exc, UnauthorizedError):
             return SourceError(
                 f"the server refused the credentials of {who!r} ({exc}); check the user name and the "
                 "password or secret in the server profile",
+                kind=ErrorKind.CREDENTIALS,
                 permanent=True,
             )
         if isinstance(exc, OAuth2Error):
@@ -639,12 +660,18 @@ class EwsSource:
                 return SourceError(
                     f"the token endpoint {s.authority_host} refused the client credentials of {who!r} "
                     f"({reason}); check the client id, its secret and the tenant id",
+                    kind=ErrorKind.CREDENTIALS,
                     permanent=True,
                 )
-            return SourceError(f"no token from {s.authority_host} ({reason}){where}", permanent=False)
+            return SourceError(
+                f"no token from {s.authority_host} ({reason}){where}",
+                kind=ErrorKind.SERVER_ERROR,
+                permanent=False,
+            )
         if isinstance(exc, ErrorNonExistentMailbox):
             return SourceError(
                 f"mailbox not found: {s.mailbox} has no mailbox on {self.origin}; check the address",
+                kind=ErrorKind.NOT_FOUND,
                 permanent=True,
             )
         if isinstance(exc, (ErrorAccessDenied, ErrorImpersonateUserDenied, ErrorImpersonationDenied)):
@@ -654,14 +681,19 @@ class EwsSource:
                 else "give the account full access to the mailbox"
             )
             return SourceError(
-                f"access to {s.mailbox} was denied ({type(exc).__name__}: {exc}); {grant}", permanent=True
+                f"access to {s.mailbox} was denied ({type(exc).__name__}: {exc}); {grant}",
+                kind=ErrorKind.PERMISSION,
+                permanent=True,
             )
         if isinstance(exc, (ErrorFolderNotFound, ErrorSyncFolderNotFound)):
-            return SourceError(f"the folder was not found{where}: {exc}", permanent=True)
+            return SourceError(
+                f"the folder was not found{where}: {exc}", kind=ErrorKind.NOT_FOUND, permanent=True
+            )
         if isinstance(exc, EwsHttpError):
             if exc.status in (408, 429) or exc.status >= 500:
                 return SourceError(
                     f"{self.origin} answered HTTP {exc.status}{where}",
+                    kind=ErrorKind.THROTTLED if exc.status == 429 else ErrorKind.SERVER_ERROR,
                     permanent=False,
                     retry_after=exc.retry_after,
                 )
@@ -669,20 +701,25 @@ class EwsSource:
                 return SourceError(
                     f"the server denied access (HTTP 403 from {exc.url}); check that EWS is enabled for "
                     "the account and that it may open this mailbox",
+                    kind=ErrorKind.PERMISSION,
                     permanent=True,
                 )
             if exc.status == 404:
                 return SourceError(
                     f"no EWS service at {exc.url} (HTTP 404); check the endpoint in the server profile",
+                    kind=ErrorKind.NOT_FOUND,
                     permanent=True,
                 )
             return SourceError(
-                f"{self.origin} refused the request with HTTP {exc.status}{where}", permanent=True
+                f"{self.origin} refused the request with HTTP {exc.status}{where}",
+                kind=ErrorKind.SERVER_ERROR,
+                permanent=True,
             )
         if isinstance(exc, RedirectError):
             return SourceError(
                 f"{self.endpoint} redirects to {exc.url}; set the endpoint of the server profile to "
                 "the EWS URL",
+                kind=ErrorKind.NOT_FOUND,
                 permanent=True,
             )
         tls = _tls_problem(exc)
@@ -692,20 +729,36 @@ class EwsSource:
             return SourceError(
                 f"cannot reach {self.origin}: its TLS certificate is not trusted ({tls}); set the CA bundle "
                 "of the server profile to the CA that issued the server's certificate",
+                kind=ErrorKind.TLS,
                 permanent=True,
             )
         problem = _connection_problem(exc, s.timeout)
         if problem is not None:
-            return SourceError(f"cannot reach {self.origin}: {problem}{where}", permanent=False)
+            return SourceError(
+                f"cannot reach {self.origin}: {problem}{where}", kind=ErrorKind.UNREACHABLE, permanent=False
+            )
         if isinstance(exc, OSError):
-            return SourceError(f"{type(exc).__name__}: {exc}{where}", permanent=False)
+            return SourceError(
+                f"{type(exc).__name__}: {exc}{where}", kind=ErrorKind.UNREACHABLE, permanent=False
+            )
         if isinstance(exc, (SOAPError, MalformedResponseError)):
             return SourceError(
                 f"{self.origin} sent a response that is not valid EWS{where}: {str(exc)[:200]}",
+                kind=ErrorKind.SERVER_ERROR,
                 permanent=False,
             )
         if isinstance(exc, CASError):
-            return SourceError(f"{self.origin} reported a CAS error {exc.cas_error}{where}", permanent=False)
+            return SourceError(
+                f"{self.origin} reported a CAS error {exc.cas_error}{where}",
+                kind=ErrorKind.SERVER_ERROR,
+                permanent=False,
+            )
         if isinstance(exc, TRANSIENT_EWS_ERRORS):
-            return SourceError(f"{self.origin} reported {type(exc).__name__}: {exc}{where}", permanent=False)
-        return SourceError(f"{type(exc).__name__}: {str(exc)[:300]}{where}", permanent=False)
+            return SourceError(
+                f"{self.origin} reported {type(exc).__name__}: {exc}{where}",
+                kind=ErrorKind.SERVER_ERROR,
+                permanent=False,
+            )
+        return SourceError(
+            f"{type(exc).__name__}: {str(exc)[:300]}{where}", kind=ErrorKind.SERVER_ERROR, permanent=False
+        )
