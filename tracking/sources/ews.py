@@ -22,6 +22,7 @@ import binascii
 import hashlib
 import logging
 import os
+import re
 import socket
 import threading
 import xml.parsers.expat
@@ -82,7 +83,7 @@ from exchangelib.properties import DistinguishedFolderId, Mailbox
 from exchangelib.protocol import BaseProtocol
 from exchangelib.services import GetFolder, SyncFolderItems
 from exchangelib.util import is_xml
-from oauthlib.oauth2 import OAuth2Error
+from oauthlib.oauth2 import OAuth2Error, TokenExpiredError
 
 from tracking.choices import ErrorKind
 from tracking.messages import SYNTHETIC_DOMAIN, Item, ParsedMessage, ParseFailure, parsed_from_fields
@@ -223,14 +224,52 @@ class EwsHttpError(TransportError):
         self.retry_after = retry_after
 
 
+_INVALID_TOKEN = re.compile(r'\berror\s*=\s*"?invalid_token"?', re.IGNORECASE)
+# Response codes by which Exchange refuses a saved sync state (EWS ResponseCodeType); like Graph's codes,
+# they mean a full resync whatever the HTTP status they come with.
+SYNC_STATE_CODES = (b"ErrorInvalidSyncStateData",)
+
+
+def refused_token(response: requests.Response) -> bool:
+    """A 401 whose Bearer challenge says the access token itself is no good (expired, revoked):
+    `WWW-Authenticate: Bearer client_id="…", …, error="invalid_token"` (RFC 6750 §3.1)."""
+    challenge = response.headers.get("WWW-Authenticate", "")
+    return (
+        response.status_code == 401
+        and "bearer" in challenge.lower()
+        and bool(_INVALID_TOKEN.search(challenge))
+    )
+
+
 class FailFastKeepingRetryAfter(FailFast):
     """FailFast that keeps the HTTP status and the server's Retry-After of a failed response.
 
     Plain FailFast turns 429, 403, 404 and non-XML 5xx answers into MalformedResponseError (and 503 into a
     back-off of its own choosing), losing both what happened and how long the server asked us to wait.
+
+    An access token refused mid-scan (401 `invalid_token`) is not a wrong secret (DOMAIN §9): it is
+    raised as oauthlib's TokenExpiredError, for which exchangelib drops the session (and with it the
+    token), fetches a fresh token and repeats the request. Only a second refusal in a row, the fresh
+    token's, is a credentials error. exchangelib calls this per response, in the requesting thread.
     """
 
+    def __init__(self) -> None:
+        self._renewed = threading.local()
+
     def raise_response_errors(self, response: requests.Response) -> None:
+        if refused_token(response):
+            if not getattr(self._renewed, "once", False):
+                self._renewed.once = True
+                log.info(
+                    "%s refused the access token (invalid_token); one fresh token, one repeat", response.url
+                )
+                raise TokenExpiredError(description="the server refused the access token (invalid_token)")
+            self._renewed.once = False
+            raise UnauthorizedError(
+                "the server refused the access token twice in a row, a freshly issued one included "
+                f"({response.url})"
+            )
+        self._renewed.once = False
         status = response.status_code
         content = response.content or b""
         exchangelib_knows = (
@@ -247,6 +286,8 @@ class FailFastKeepingRetryAfter(FailFast):
             if content and (status == 200 or status == 500):
                 _check_well_formed(content)
             return
+        if content and is_xml(content) and any(code in content for code in SYNC_STATE_CODES):
+            raise ErrorInvalidSyncStateData(f"HTTP {status} from {response.url} refused the sync state")
         raise EwsHttpError(status, response.url, retry_after_seconds(response.headers.get("Retry-After")))
 
 
@@ -646,6 +687,13 @@ class EwsSource:
                 kind=ErrorKind.THROTTLED,
                 permanent=False,
                 retry_after=exc.wait,
+            )
+        if isinstance(exc, UnauthorizedError) and (s.auth_method or "").lower() == "oauth2":
+            return SourceError(
+                f"the server refused the credentials: {self.origin} refused the access tokens of app {who!r} "
+                f"({exc}); check that the app has the full_access_as_app permission with admin consent",
+                kind=ErrorKind.CREDENTIALS,
+                permanent=True,
             )
         if isinstance(exc, UnauthorizedError):
             return SourceError(

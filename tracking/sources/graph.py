@@ -66,6 +66,7 @@ EXPAND = f"singleValueExtendedProperties($filter=id eq '{IN_REPLY_TO_PROP}' or i
 WELL_KNOWN_FOLDERS = frozenset(
     {"inbox", "sentitems", "drafts", "deleteditems", "junkemail", "outbox", "archive", "msgfolderroot"}
 )
+SYNC_STATE_CODES = frozenset({"syncstatenotfound", "syncstateinvalid", "resyncrequired"})
 _MAILBOX_NOT_FOUND = frozenset(
     {"errorinvaliduser", "mailboxnotenabledforrestapi", "mailboxnotsupportedforrestapi", "resourcenotfound"}
 )
@@ -193,15 +194,23 @@ def unreachable(url: str, exc: requests.RequestException, timeout: float) -> Sou
     return SourceError(f"cannot reach {origin}: {reason}", kind=ErrorKind.UNREACHABLE, permanent=False)
 
 
-def _graph_error(response: requests.Response) -> tuple[str, str]:
+def _graph_error(response: requests.Response) -> tuple[str, str, str]:
+    """(code, message, inner code) of a Graph error body `{"error": {"code", "message", "innerError"}}`.
+
+    The message of a body that is not Graph's JSON is not kept: it is whatever the service at that
+    address sends (a banner, an HTML page), which is logged at debug level and never shown.
+    """
     try:
         body = response.json()
     except (ValueError, RecursionError):
-        return "", _WS.sub(" ", response.text[:200]).strip()
+        log.debug("non-JSON error body from %s: %r", response.url, response.content[:500])
+        return "", "", ""
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
-        return str(error.get("code") or ""), _WS.sub(" ", str(error.get("message") or ""))[:300]
-    return "", ""
+        inner = error.get("innerError") or error.get("innererror")
+        inner_code = str(inner.get("code") or "") if isinstance(inner, dict) else ""
+        return str(error.get("code") or ""), _WS.sub(" ", str(error.get("message") or ""))[:300], inner_code
+    return "", "", ""
 
 
 def _text(value: object) -> str | None:
@@ -474,10 +483,12 @@ class GraphSource:
 
     def _http_error(self, response: requests.Response, what: str) -> SourceError:
         status = response.status_code
-        code, message = _graph_error(response)
+        code, message, inner_code = _graph_error(response)
         detail = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
         retry = retry_after_seconds(response.headers.get("Retry-After"))
-        if status == 410:
+        # Microsoft's delta documentation: an expired delta token can come back as 410 Gone or as a 40X
+        # error with a code such as syncStateNotFound or resyncRequired; the code decides, not the status.
+        if status == 410 or {code.lower(), inner_code.lower()} & SYNC_STATE_CODES:
             return SyncStateInvalid(
                 f"the server no longer accepts the saved sync state of {what} ({detail}); "
                 "a full resync is needed"
