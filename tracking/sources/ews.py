@@ -656,8 +656,9 @@ class EwsSource:
             raise self.source_error(exc, doing) from exc
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             # only exchangelib runs inside these blocks: its parser met an answer it did not expect
+            log.debug("%s: an answer exchangelib could not read (%s)", self.origin, doing, exc_info=True)
             raise SourceError(
-                f"{self.origin} sent an answer that could not be read ({doing}): {type(exc).__name__}: {exc}",
+                f"{self.origin} sent an answer that could not be read ({doing}): {type(exc).__name__}",
                 kind=ErrorKind.SERVER_ERROR,
                 permanent=False,
             ) from exc
@@ -790,8 +791,13 @@ class EwsSource:
                 f"{type(exc).__name__}: {exc}{where}", kind=ErrorKind.UNREACHABLE, permanent=False
             )
         if isinstance(exc, (SOAPError, MalformedResponseError)):
+            # Our own refusals (a DTD, XML cut short) say what was wrong; exchangelib's messages quote the
+            # answer itself, whatever service sent it, so those stay in the log.
+            ours = isinstance(exc, DtdRefused) or str(exc).startswith("the response is not well-formed XML")
+            if not ours:
+                log.debug("%s: not a valid EWS answer%s: %s", self.origin, where, exc)
             return SourceError(
-                f"{self.origin} sent a response that is not valid EWS{where}: {str(exc)[:200]}",
+                f"{self.origin} sent a response that is not valid EWS{where}" + (f": {exc}" if ours else ""),
                 kind=ErrorKind.SERVER_ERROR,
                 permanent=False,
             )

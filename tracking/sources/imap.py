@@ -341,11 +341,27 @@ class _Session:
         doing = "lost the connection to" if self.logged_in else "cannot reach"
         try:
             return fn()
-        except imaplib.IMAP4.abort as exc:  # BYE or a broken stream: the server went away mid-session
-            raise SourceError(
-                f"{doing} {url}: {_abort_text(exc)}", kind=ErrorKind.UNREACHABLE, permanent=False
-            ) from None
         except imaplib.IMAP4.error as exc:
+            if self.conn is None or "unexpected response" in str(exc):
+                # No IMAP greeting, or an answer that is not IMAP at all: the endpoint names another
+                # service. Its banner would make the alert a port scanner's read-out, so its bytes go
+                # to the log only.
+                log.debug("%s: not an IMAP answer: %s", url, exc)
+                said = (
+                    "the server refused the connection (BYE)"
+                    if "* BYE" in str(exc)
+                    else "the service there does not answer as an IMAP server; check the endpoint's "
+                    "host and port"
+                )
+                raise SourceError(
+                    f"cannot reach {url}: {said}",
+                    kind=ErrorKind.UNREACHABLE,
+                    permanent=False,
+                ) from None
+            if isinstance(exc, imaplib.IMAP4.abort):  # BYE or a broken stream: the server went away
+                raise SourceError(
+                    f"{doing} {url}: {_abort_text(exc)}", kind=ErrorKind.UNREACHABLE, permanent=False
+                ) from None
             if rethrow_no:
                 raise
             text = _text(exc.args[0] if exc.args else exc)
