@@ -15,7 +15,7 @@ from tracking.actions.errors import ActionError, check_lengths
 from tracking.actions.personal import do_set_personal_options
 from tracking.actions.scans import do_reset_sync_state
 from tracking.choices import AlertLevel, Approval, AuditAction, ErrorKind, MailboxStatus, TrackOption
-from tracking.messages import normalize_address
+from tracking.messages import is_email_address, normalize_address
 from tracking.models import Alert, EmailServerProfile, FolderSyncState, Mailbox, Queue
 
 
@@ -33,7 +33,7 @@ def check_add_mailbox(
     actor_label: str = "cli",
 ) -> Mailbox:
     email = normalize_address(address)
-    if email is None:
+    if email is None or not is_email_address(email):
         raise ActionError(gettext("%(address)s is not an email address") % {"address": repr(address)})
     if (username is None) == (queue_name is None):
         raise ActionError(gettext("a mailbox belongs to exactly one user or one queue"))
