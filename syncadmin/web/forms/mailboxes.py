@@ -123,7 +123,10 @@ class ProfileForm(forms.Form):
             del self.fields["clear_secret"]
             secret.help_text = _("Stored encrypted and never shown again.")
         elif profile.has_secret:
-            secret.help_text = _("A secret is set. Leave empty to keep it; type a new one to replace it.")
+            secret.help_text = _(
+                "A secret is set. Leave empty to keep it; type a new one to replace it. Changing the "
+                "endpoint, authority, tenant, user name, authentication or CA bundle requires it again."
+            )
         else:
             secret.help_text = _("No secret is set. Leave empty to go on without one.")
 

@@ -16,7 +16,13 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from syncadmin.web.forms.mailboxes import ProfileForm
 from syncadmin.web.permissions import AuthenticatedHttpRequest, admin_required, is_admin, reader_required
-from tracking.actions import ActionError, ProfileValues, check_add_profile, check_update_profile
+from tracking.actions import (
+    ActionError,
+    ProfileValues,
+    SecretRequired,
+    check_add_profile,
+    check_update_profile,
+)
 from tracking.models import EmailServerProfile
 
 
@@ -78,6 +84,8 @@ def profile_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
                 clear_secret=form.cleaned_data.get("clear_secret", False),
                 acting_user=request.user,
             )
+        except SecretRequired as exc:
+            form.add_error("secret", str(exc))
         except ActionError as exc:
             form.add_error(None, str(exc))
         else:

@@ -65,7 +65,7 @@ class Command(BaseCommand):
                             json.dumps(decision_as_json(p.decision, new=p.new), ensure_ascii=False)
                         )
         except UnreadablePath as exc:
-            do_finish_scan_run(run, now=timezone.now(), error=str(exc))
+            do_finish_scan_run(run, now=timezone.now(), error=str(exc), error_kind=exc.kind)
             raise CommandError(str(exc)) from None
         except BaseException as exc:
             do_finish_scan_run(run, now=timezone.now(), error=f"{type(exc).__name__}: {exc}")
