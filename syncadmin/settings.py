@@ -66,6 +66,8 @@ if SYNCADMIN_DEVTOOLS:
     INSTALLED_APPS.append("syncadmin.devtools")
 
 MIDDLEWARE = [
+    # First: refuses an oversized body before anything reads it (MAX_REQUEST_MB).
+    "syncadmin.web.request_size.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -148,6 +150,9 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True  # serve from the app directories too, so `make run` needs no collectstatic
 
+# No request body may be larger than this (the proxy in front should refuse the same: docs/deployment.md);
+# larger ones get 413 unread, before anything is spooled to the temp folder.
+MAX_REQUEST_BYTES = envint("MAX_REQUEST_MB", 12, minimum=1) * 1024 * 1024
 # Explain accepts pasted or uploaded messages up to 10 MB; the form says so above that.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024

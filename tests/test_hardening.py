@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client
+from django.test import Client, override_settings
 
+from tests.conftest import user_of
 from tracking.models import Mailbox
 
 pytestmark = pytest.mark.django_db
@@ -44,3 +48,58 @@ def test_odd_mailbox_id_in_explain_post_is_no_server_error(admin: User, alice: M
         "/explain/", {"mailbox": "²", "folder": "inbox", "message": "From: a@b.c\r\n\r\nx"}
     )
     assert response.status_code in (200, 400, 404), response.status_code
+
+
+# -- 1. request bodies are capped before anything reads them -----------------------------------------------
+
+
+def _multipart(size: int) -> tuple[bytes, str]:
+    boundary = "hardeningboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    return (
+        head + b"x" * size + f"\r\n--{boundary}--\r\n".encode(),
+        f"multipart/form-data; boundary={boundary}",
+    )
+
+
+@pytest.mark.parametrize("url", ["/login/", "/explain/"])
+def test_oversized_body_is_refused_unread(url: str, tmp_path: Path, alice: Mailbox) -> None:
+    """13 MB (over the default 12) to /login/ anonymously and to /explain/ signed in: 413, no temp file."""
+    body, content_type = _multipart(13 * 1024 * 1024)
+    client = Client(raise_request_exception=False) if url == "/login/" else signed_in(user_of(alice))
+    before = os.stat(tmp_path).st_mtime_ns
+    # Without the cap, the file part would be spooled to tmp_path (anything over 1 KB is).
+    with override_settings(FILE_UPLOAD_TEMP_DIR=str(tmp_path), FILE_UPLOAD_MAX_MEMORY_SIZE=1024):
+        response = client.generic("POST", url, body, content_type=content_type)
+    assert response.status_code == 413
+    assert "12 MB" in response.content.decode()
+    assert list(tmp_path.iterdir()) == [] and os.stat(tmp_path).st_mtime_ns == before  # nothing made there
+
+
+def test_chunked_body_is_counted(tmp_path: Path, db: None) -> None:
+    """A body without Content-Length is read through a counter: 2 MB over a 1 MB cap is a 413.
+
+    (Django parses no multipart body without a Content-Length, so nothing is spooled; a form body
+    is read, and that read is what the counter stops.)"""
+    body, content_type = b"username=" + b"x" * 2 * 1024 * 1024, "application/x-www-form-urlencoded"
+    with override_settings(
+        FILE_UPLOAD_TEMP_DIR=str(tmp_path), FILE_UPLOAD_MAX_MEMORY_SIZE=1024, MAX_REQUEST_BYTES=1024 * 1024
+    ):
+        response = Client(raise_request_exception=False).generic(
+            "POST",
+            "/login/",
+            body,
+            content_type=content_type,
+            CONTENT_LENGTH="",
+            HTTP_TRANSFER_ENCODING="chunked",
+        )
+    assert response.status_code == 413
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_body_within_the_limit_passes(alice: Mailbox) -> None:
+    response = Client().post("/login/", {"username": "alice", "password": "wrong"})
+    assert response.status_code == 200
