@@ -90,7 +90,7 @@ class RequestSizeLimitMiddleware:
         elif request.META.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
             # Django would read nothing of a body without Content-Length; read it, counted.
             counter = CountingStream(request.META["wsgi.input"], limit)
-            request._stream = counter  # type: ignore[attr-defined]
+            setattr(request, "_stream", counter)  # noqa: B010  (HttpRequest.read reads _stream)
         response = self.get_response(request)
         if counter is not None and counter.exceeded:
             # The view (or Django's body parser) hit the limit; whatever it answered, it is a 413.
