@@ -103,3 +103,22 @@ def test_chunked_body_is_counted(tmp_path: Path, db: None) -> None:
 def test_body_within_the_limit_passes(alice: Mailbox) -> None:
     response = Client().post("/login/", {"username": "alice", "password": "wrong"})
     assert response.status_code == 200
+
+
+# -- 12. security headers on every page; nothing signed-in is cached ---------------------------------------
+
+
+def test_security_headers_and_no_store(alice: Mailbox) -> None:
+    anonymous = Client().get("/login/")
+    assert "default-src 'self'" in anonymous["Content-Security-Policy"]
+    assert "script-src 'self'" in anonymous["Content-Security-Policy"]
+    assert "camera=()" in anonymous["Permissions-Policy"]
+    client = signed_in(user_of(alice))
+    for url in ("/mailboxes/", "/decisions/", "/decisions/export.csv", "/me/options/", "/directory/"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert "no-store" in response["Cache-Control"], url
+        assert response["Content-Security-Policy"].startswith("default-src 'self'"), url
+        assert "Permissions-Policy" in response, url
+    page = client.get("/mailboxes/").content.decode()
+    assert "<style" not in page and " style=" not in page and "<script>" not in page  # nothing inline
