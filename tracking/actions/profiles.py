@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.translation import gettext
+from django.views.decorators.debug import sensitive_variables
 
 from tracking.actions.audit import audit, utc_text
 from tracking.actions.errors import ActionError, check_lengths
@@ -119,6 +120,7 @@ def _name_taken(name: str) -> ActionError:
 
 
 @transaction.atomic
+@sensitive_variables("secret")  # innermost: it hides the variables of the frame right below it
 def check_add_profile(
     values: ProfileValues,
     *,
@@ -144,6 +146,7 @@ def check_add_profile(
 
 
 @transaction.atomic
+@sensitive_variables("secret")  # innermost: it hides the variables of the frame right below it
 def check_update_profile(
     profile: EmailServerProfile,
     values: ProfileValues,

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.views.decorators.debug import sensitive_variables
 
 from tracking import crypto
 from tracking.choices import (
@@ -73,6 +74,7 @@ class EmailServerProfile(models.Model):
     def has_secret(self) -> bool:
         return bool(self.secret_encrypted)
 
+    @sensitive_variables("plaintext")
     def set_secret(self, plaintext: str) -> None:
         self.secret_encrypted = crypto.encrypt(plaintext) if plaintext else ""
 
