@@ -10,6 +10,7 @@ import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from syncadmin.env import envbool, envint, envsecret, envstr
+from tracking.crypto import key_problem
 
 django_stubs_ext.monkeypatch()  # lets ModelAdmin[Model] and friends be subscripted at run time
 
@@ -24,6 +25,9 @@ if not SECRET_KEY:
 
 # Comma-separated Fernet keys, newest first; older keys still decrypt (see docs on key rotation).
 SYNCADMIN_ENCRYPTION_KEY = envsecret("SYNCADMIN_ENCRYPTION_KEY") or ""
+if not DEBUG and (_key_problem := key_problem(SYNCADMIN_ENCRYPTION_KEY)):
+    # Refused at start-up, not at the first use of a secret (`check --deploy` says the same).
+    raise ImproperlyConfigured(_key_problem)
 
 ALLOWED_HOSTS = [
     h.strip() for h in envstr("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()
@@ -84,6 +88,9 @@ MIDDLEWARE = [
     # Last, as django-axes asks: it turns a lockout signalled during sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
+
+# Error pages and reports hide secrets marked sensitive, with DEBUG on too (syncadmin/web/error_reports.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "syncadmin.web.error_reports.SafeAlsoInDebugFilter"
 
 ROOT_URLCONF = "syncadmin.urls"
 WSGI_APPLICATION = "syncadmin.wsgi.application"

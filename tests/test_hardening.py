@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,8 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
 from tests.conftest import user_of
-from tracking.models import Mailbox
+from tests.test_security import BASE_DIR, production_env
+from tracking.models import EmailServerProfile, Mailbox
 
 pytestmark = pytest.mark.django_db
 
@@ -122,3 +125,57 @@ def test_security_headers_and_no_store(alice: Mailbox) -> None:
         assert "Permissions-Policy" in response, url
     page = client.get("/mailboxes/").content.decode()
     assert "<style" not in page and " style=" not in page and "<script>" not in page  # nothing inline
+
+
+# -- 9. the encryption key is checked at start-up and by check --deploy ------------------------------------
+
+
+def _manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env={**production_env(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("key", ["", "garbage", "l6hVwQ1l0hZNMRqzCUjprJ6Or7i1yOeFPKy_Fn9FwcY=,short"])
+def test_bad_encryption_key_is_refused(tmp_path: Path, key: str) -> None:
+    started = _manage(tmp_path, "check", "--deploy", SYNCADMIN_ENCRYPTION_KEY=key)
+    assert started.returncode != 0
+    assert "SYNCADMIN_ENCRYPTION_KEY" in started.stderr and len(started.stderr.splitlines()) == 1
+    assert "no issues" not in started.stdout
+    # With DEBUG on the process starts (a development key is derived), but check --deploy says it.
+    debug = _manage(tmp_path, "check", "--deploy", SYNCADMIN_ENCRYPTION_KEY=key, DEBUG="1")
+    assert debug.returncode != 0
+    assert "syncadmin.E001" in debug.stderr and "SYNCADMIN_ENCRYPTION_KEY" in debug.stderr
+
+
+# -- 8. a typed secret never reaches Django's error page ---------------------------------------------------
+
+
+TYPED_SECRET = "Typed-Secret-4711-zq"
+
+
+def test_debug_error_page_hides_a_typed_secret(admin: User, exchange_profile: EmailServerProfile) -> None:
+    """A key that cannot encrypt fails the save (a 500); with DEBUG on its page must not show the secret."""
+    client = signed_in(admin)
+    form = {
+        "name": "leaky",
+        "kind": "exchange_ews",
+        "endpoint": "https://mail.example.com/EWS/Exchange.asmx",
+        "auth_method": "basic",
+        "username": "svc",
+        "secret": TYPED_SECRET,
+        "max_concurrent_connections": "10",
+    }
+    with override_settings(DEBUG=True, SYNCADMIN_ENCRYPTION_KEY="garbage"):
+        created = client.post("/profiles/new/", form)
+        edited = client.post(f"/profiles/{exchange_profile.pk}/", {**form, "name": "exchange"})
+    for response in (created, edited):
+        assert response.status_code == 500
+        page = response.content.decode()
+        assert "ImproperlyConfigured" in page  # the debug page, with its frames and POST data
+        assert TYPED_SECRET not in page
