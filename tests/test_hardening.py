@@ -6,14 +6,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, override_settings
 
-from tests.conftest import user_of
+from tests.conftest import run_command, user_of
+from tests.rq_helpers import burst
 from tests.test_security import BASE_DIR, production_env
-from tracking.models import EmailServerProfile, Mailbox
+from tracking.models import CrmRecord, EmailServerProfile, ImportRun, Mailbox
 
 pytestmark = pytest.mark.django_db
 
@@ -179,3 +182,49 @@ def test_debug_error_page_hides_a_typed_secret(admin: User, exchange_profile: Em
         page = response.content.decode()
         assert "ImproperlyConfigured" in page  # the debug page, with its frames and POST data
         assert TYPED_SECRET not in page
+
+
+# -- 2. the CRM import of the documented maximum runs as a job, in bulk -------------------------------------
+
+
+def _largest_csv() -> bytes:
+    """Just under the documented 5 MB: ~200,000 rows (the probe's file had 197,008)."""
+    lines = ["name,email"]
+    size = len(lines[0]) + 1
+    i = 0
+    while True:
+        line = f"C {i},c{i}@ex.com"
+        if size + len(line) + 1 > 5 * 1024 * 1024:
+            break
+        lines.append(line)
+        size += len(line) + 1
+        i += 1
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_import_of_the_largest_file_runs_as_a_job(
+    admin: User, django_capture_on_commit_callbacks: Any, tmp_path: Path
+) -> None:
+    data = _largest_csv()
+    rows = data.count(b"\n") - 1
+    assert rows > 190_000
+    client = signed_in(admin)
+    upload = SimpleUploadedFile("contacts.csv", data, content_type="text/csv")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/directory/import/", {"kind": "contact", "file": upload})
+    assert response.status_code == 302  # the request only checks the file and queues it
+    run = ImportRun.objects.get()
+    assert (run.status, run.rows_total, run.rows_done) == ("queued", rows, 0)
+    burst()
+    run.refresh_from_db()
+    assert (run.status, run.rows_done, run.created, run.updated) == ("succeeded", rows, rows, 0)
+    assert run.rejected == [] and run.text == ""
+    assert CrmRecord.objects.count() == rows
+    page = client.get(response["Location"]).content.decode()
+    assert f'<div class="value">{rows}</div><div class="label">created</div>' in page
+    # The same file again through the CLI: every row is an update, nothing is duplicated.
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(data)
+    out = run_command("import_records", "contact", str(path)).out
+    assert out.strip() == f"created 0, updated {rows}, rejected 0"
+    assert CrmRecord.objects.count() == rows
