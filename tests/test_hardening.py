@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management.base import CommandError
 from django.test import Client, override_settings
 
 from tests.conftest import run_command, user_of
@@ -228,3 +229,44 @@ def test_import_of_the_largest_file_runs_as_a_job(
     out = run_command("import_records", "contact", str(path)).out
     assert out.strip() == f"created 0, updated {rows}, rejected 0"
     assert CrmRecord.objects.count() == rows
+
+
+# -- 7. a malformed URL or an over-long CSV field: one clear error, no 500 and no traceback ------------------
+
+
+@pytest.mark.parametrize("field", ["endpoint", "authority"])
+def test_malformed_url_is_a_form_error(admin: User, field: str) -> None:
+    form = {
+        "name": "broken",
+        "kind": "exchange_ews",
+        "endpoint": "https://mail.example.com/EWS/Exchange.asmx",
+        "auth_method": "basic",
+        "max_concurrent_connections": "10",
+        field: "https://[::1/EWS",
+    }
+    response = signed_in(admin).post("/profiles/new/", form)
+    assert response.status_code in (200, 400)
+    assert not EmailServerProfile.objects.exists()
+
+
+@pytest.mark.parametrize("option", ["--endpoint", "--authority"])
+def test_malformed_url_is_one_line_from_the_cli(option: str, db: None) -> None:
+    """A CommandError is what manage.py prints as one line (a traceback was a ValueError)."""
+    with pytest.raises(CommandError, match="is not a"):
+        run_command("profile", "add", "broken", "--kind", "exchange_ews", option, "https://[::1/EWS")
+    assert not EmailServerProfile.objects.exists()
+
+
+def test_overlong_csv_field_is_one_clear_error(admin: User, tmp_path: Path) -> None:
+    text = "name,email\n" + "A" * 140_000 + ",a@example.com\nB,b@example.com\n"
+    response = signed_in(admin).post(
+        "/directory/import/",
+        {"kind": "contact", "file": SimpleUploadedFile("x.csv", text.encode(), content_type="text/csv")},
+    )
+    assert response.status_code == 200
+    assert "longer than 131,072 characters" in response.content.decode()
+    path = tmp_path / "x.csv"
+    path.write_text(text)
+    with pytest.raises(CommandError, match="line 2: a field is longer than 131,072 characters"):
+        run_command("import_records", "contact", str(path))
+    assert not CrmRecord.objects.exists() and not ImportRun.objects.exists()

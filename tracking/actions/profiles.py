@@ -61,12 +61,11 @@ class ProfileValues:
 
 
 def _is_url(endpoint: str, schemes: tuple[str, ...]) -> bool:
-    parts = urlsplit(endpoint)
     try:
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:
-        port_ok = False
-    return parts.scheme.lower() in schemes and bool(parts.hostname) and port_ok
+        parts = urlsplit(endpoint)
+        return parts.scheme.lower() in schemes and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # an unclosed IPv6 bracket ("https://[::1/EWS"), a port that is no number
+        return False
 
 
 def endpoint_problem(kind: str, endpoint: str, *, required: bool = False) -> str | None:
@@ -113,6 +112,12 @@ def _check_profile_values(values: ProfileValues) -> None:
     problem = endpoint_problem(values.kind, values.endpoint.strip())
     if problem:
         raise ActionError(problem)
+    authority = values.authority.strip()
+    if authority and not _is_url(authority, ("https",)):
+        # The identity platform's address (national clouds), as the web form requires it.
+        raise ActionError(
+            gettext("the authority %(url)s is not a https://host URL") % {"url": repr(authority)}
+        )
 
 
 def _name_taken(name: str) -> ActionError:

@@ -51,8 +51,11 @@ class ResetSyncStateForm(forms.Form):
 
 
 def _https_url(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme == "https" and bool(parts.hostname)
+    try:
+        parts = urlsplit(value)
+        return parts.scheme == "https" and bool(parts.hostname)
+    except ValueError:  # e.g. "https://[::1/EWS": an unclosed IPv6 bracket
+        return False
 
 
 class ProfileForm(forms.Form):
