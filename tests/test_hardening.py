@@ -270,3 +270,21 @@ def test_overlong_csv_field_is_one_clear_error(admin: User, tmp_path: Path) -> N
     with pytest.raises(CommandError, match="line 2: a field is longer than 131,072 characters"):
         run_command("import_records", "contact", str(path))
     assert not CrmRecord.objects.exists() and not ImportRun.objects.exists()
+
+
+# -- 11. the directory's owner filter lists only what the role needs ----------------------------------------
+
+
+def test_owner_filter_lists_no_stranger_to_a_user(
+    alice: Mailbox, bob: Mailbox, admin: User, auditor: User
+) -> None:
+    CrmRecord.objects.create(kind="contact", name="Dana", email1="dana@fabrikam.com", owner=user_of(bob))
+    page = signed_in(user_of(alice)).get("/directory/").content.decode()
+    options = page.split('name="owner"')[1].split("</select>")[0]
+    assert ">bob<" in options  # owns a record the user sees
+    for stranger in ("ada", "audrey", "alice"):
+        assert f">{stranger}<" not in options
+    readers = (
+        signed_in(admin).get("/directory/").content.decode().split('name="owner"')[1].split("</select>")[0]
+    )
+    assert ">audrey<" in readers and ">bob<" in readers

@@ -41,7 +41,9 @@ def _query(params: dict[str, str], **changes: str) -> str:
 @require_safe
 def record_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Records by name, filtered; pages by keyset on (name, id) so that no page needs a COUNT or OFFSET."""
-    filterset = RecordFilter(request.GET, queryset=CrmRecord.objects.select_related("owner"))
+    filterset = RecordFilter(
+        request.GET, queryset=CrmRecord.objects.select_related("owner"), viewer=request.user
+    )
     records = filterset.qs if filterset.is_valid() else CrmRecord.objects.none()
     params = {k: request.GET.get(k, "") for k in FILTER_KEYS}
     page = keyset_page(
