@@ -17,6 +17,7 @@ from django.test import Client, override_settings
 from tests.conftest import run_command, user_of
 from tests.rq_helpers import burst
 from tests.test_security import BASE_DIR, production_env
+from tracking.actions import do_set_personal_options
 from tracking.models import CrmRecord, EmailServerProfile, ImportRun, Mailbox
 
 pytestmark = pytest.mark.django_db
@@ -288,3 +289,38 @@ def test_owner_filter_lists_no_stranger_to_a_user(
         signed_in(admin).get("/directory/").content.decode().split('name="owner"')[1].split("</select>")[0]
     )
     assert ">audrey<" in readers and ">bob<" in readers
+
+
+# -- 6. dates are bounded: 400 / a form error / one line, never a 500 or a traceback ---------------------
+
+
+def test_edge_dates_are_refused(alice: Mailbox, admin: User, exchange_profile: EmailServerProfile) -> None:
+    do_set_personal_options(user_of(alice), time_zone="Europe/Berlin")
+    client = signed_in(user_of(alice))
+    listing = client.get("/decisions/?received_from=0001-01-01")
+    assert listing.status_code == 200 and "1900-01-01 and 2999-12-31" in listing.content.decode()
+    export = client.get("/decisions/export.csv?received_from=0001-01-01")
+    assert export.status_code == 400 and "1900-01-01" in export.content.decode()
+    do_set_personal_options(admin, time_zone="Etc/GMT+12")
+    staff = signed_in(admin)
+    form = {
+        "name": "far",
+        "kind": "exchange_ews",
+        "endpoint": "https://mail.example.com/EWS/Exchange.asmx",
+        "auth_method": "basic",
+        "max_concurrent_connections": "10",
+        "process_emails_received_after": "9999-12-31T23:59",
+    }
+    created = staff.post("/profiles/new/", form)
+    assert created.status_code in (200, 400) and "1900-01-01 and 2999-12-31" in created.content.decode()
+    start = staff.post(
+        f"/mailboxes/{alice.pk}/watermark/", {"process_emails_received_after": "9999-12-31T23:59"}
+    )
+    assert start.status_code in (200, 302, 400)
+    alice.refresh_from_db()
+    assert alice.process_emails_received_after is None
+    with pytest.raises(CommandError, match="1900-01-01 and 2999-12-31"):
+        run_command(
+            "profile", "add", "far", "--kind", "exchange_ews", "--process-after", "9999-12-31T23:59-12:00"
+        )
+    assert EmailServerProfile.objects.count() == 1

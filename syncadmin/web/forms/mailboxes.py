@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from tracking.actions import ProfileValues, endpoint_problem
 from tracking.choices import AuthMethod, ProfileKind
+from tracking.dates import validate_date_range
 from tracking.models import EmailServerProfile
 
 # What <input type="datetime-local"> sends and shows; Django also parses the ISO form with seconds.
@@ -28,6 +29,7 @@ class WatermarkForm(forms.Form):
     """A mailbox's "process emails received after", entered in the user's time zone; empty clears it."""
 
     process_emails_received_after = forms.DateTimeField(
+        validators=[validate_date_range],
         label=_("Process emails received after"),
         required=False,
         widget=DateTimeLocalInput(),
@@ -107,6 +109,7 @@ class ProfileForm(forms.Form):
     )
     use_impersonation = forms.BooleanField(label=_("Use impersonation (EWS)"), required=False)
     process_emails_received_after = forms.DateTimeField(
+        validators=[validate_date_range],
         label=_("Process emails received after"),
         required=False,
         widget=DateTimeLocalInput(),

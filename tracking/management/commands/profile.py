@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from tracking.actions import ActionError, ProfileValues, check_add_profile
 from tracking.choices import AuthMethod, ProfileKind
+from tracking.dates import date_range_problem
 from tracking.models import EmailServerProfile
 
 
@@ -20,7 +21,11 @@ def parse_when(raw: str) -> datetime:
         raise CommandError(
             f"{raw!r} is not an ISO date or date-time (e.g. 2026-01-31 or 2026-01-31T08:00+01:00)"
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    problem = date_range_problem(when)
+    if problem:
+        raise CommandError(f"{raw!r}: {problem}")
+    return when
 
 
 class Command(BaseCommand):
