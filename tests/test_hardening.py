@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -324,3 +325,36 @@ def test_edge_dates_are_refused(alice: Mailbox, admin: User, exchange_profile: E
             "profile", "add", "far", "--kind", "exchange_ews", "--process-after", "9999-12-31T23:59-12:00"
         )
     assert EmailServerProfile.objects.count() == 1
+
+
+# -- 14. a killed ingest does not stay "running" ------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_killed_ingest_run_is_closed(tmp_path: Path, exchange_profile: EmailServerProfile) -> None:
+    from tests.conftest import make_mailbox
+    from tests.rq_helpers import BackgroundProcess
+    from tracking.choices import ScanStatus
+    from tracking.models import ScanRun
+
+    make_mailbox("alice@contoso.com", "alice", exchange_profile)
+    admin_user = User.objects.create_superuser("root", "root@contoso.com", "pw")
+    fifo = tmp_path / "incoming.eml"
+    os.mkfifo(fifo)  # the ingest blocks reading it, with its run started
+    ingest = BackgroundProcess(
+        "ingest", "--mailbox", "alice@contoso.com", "--folder", "inbox", str(fifo), log_dir=tmp_path
+    )
+    try:
+        for _ in range(600):
+            if ScanRun.objects.filter(status=ScanStatus.RUNNING).exists():
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(ingest.output)
+    finally:
+        ingest.kill()
+    ingest.wait(30)
+    page = signed_in(admin_user).get("/dashboard/")
+    assert page.status_code == 200
+    run = ScanRun.objects.get()
+    assert run.status == ScanStatus.FAILED and run.error.startswith("interrupted")
