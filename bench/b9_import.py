@@ -1,6 +1,6 @@
 """B9: the CRM import (issue 17): N CSV rows in ≥ 20,000 rows/s, at most 2× a plain bulk insert of them.
 
-In a fresh database of each vendor: `tracking.imports.import_records` of an N-row contact CSV (name,
+In a fresh database of each vendor: `tracking.actions.check_import_records` of an N-row contact CSV (name,
 two addresses, an owner, active; every row valid and new) — parsing, checking every row, looking up
 existing records and writing in batches — against the baseline, a plain bulk insert of the same rows,
 already prepared, in the same batches (`tracking.bulk.insert_rows`, one transaction per batch). Each is
@@ -33,7 +33,7 @@ def child(rows: int, repeat: int) -> None:
     from django.utils import timezone
 
     from tracking.bulk import insert_rows
-    from tracking.imports import BATCH_ROWS, COLUMNS_WRITTEN, import_records
+    from tracking.actions.directory import BATCH_ROWS, COLUMNS_WRITTEN, check_import_records
     from tracking.models import CrmRecord
 
     owner = User.objects.create_user("bench-owner")
@@ -56,7 +56,7 @@ def child(rows: int, repeat: int) -> None:
                 insert_rows(CrmRecord, columns, prepared[start : start + BATCH_ROWS])
 
     def imported() -> None:
-        report = import_records("contact", text)
+        report = check_import_records("contact", text)
         assert report.created == rows and not report.rejected, (report.created, report.rejected[:3])
 
     baseline: list[float] = []
