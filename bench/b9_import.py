@@ -32,8 +32,8 @@ def child(rows: int, repeat: int) -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from tracking.bulk import insert_rows
     from tracking.actions.directory import BATCH_ROWS, COLUMNS_WRITTEN, check_import_records
+    from tracking.bulk import insert_rows
     from tracking.models import CrmRecord
 
     owner = User.objects.create_user("bench-owner")

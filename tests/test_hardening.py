@@ -254,7 +254,7 @@ def test_malformed_url_is_a_form_error(admin: User, field: str) -> None:
 @pytest.mark.parametrize("option", ["--endpoint", "--authority"])
 def test_malformed_url_is_one_line_from_the_cli(option: str, db: None) -> None:
     """A CommandError is what manage.py prints as one line (a traceback was a ValueError)."""
-    with pytest.raises(CommandError, match="EWS URL|https://host URL"):
+    with pytest.raises(CommandError, match=r"EWS URL|https://host URL"):
         run_command("profile", "add", "broken", "--kind", "exchange_ews", option, "https://[::1/EWS")
     assert not EmailServerProfile.objects.exists()
 
