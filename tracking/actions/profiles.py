@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.translation import gettext, pgettext_lazy
+from django.views.decorators.debug import sensitive_variables
 
 from tracking.actions.audit import audit, utc_text
 from tracking.actions.errors import ActionError, check_lengths
@@ -60,12 +61,11 @@ class ProfileValues:
 
 
 def _is_url(endpoint: str, schemes: tuple[str, ...]) -> bool:
-    parts = urlsplit(endpoint)
     try:
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:
-        port_ok = False
-    return parts.scheme.lower() in schemes and bool(parts.hostname) and port_ok
+        parts = urlsplit(endpoint)
+        return parts.scheme.lower() in schemes and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # an unclosed IPv6 bracket ("https://[::1/EWS"), a port that is no number
+        return False
 
 
 def endpoint_problem(kind: str, endpoint: str, *, required: bool = False) -> str | None:
@@ -143,6 +143,12 @@ def _check_profile_values(values: ProfileValues) -> None:
     problem = endpoint_problem(values.kind, values.endpoint.strip())
     if problem:
         raise ActionError(problem)
+    authority = values.authority.strip()
+    if authority and not _is_url(authority, ("https",)):
+        # The identity platform's address (national clouds), as the web form requires it.
+        raise ActionError(
+            gettext("the authority %(url)s is not a https://host URL") % {"url": repr(authority)}
+        )
 
 
 def _name_taken(name: str) -> ActionError:
@@ -150,6 +156,7 @@ def _name_taken(name: str) -> ActionError:
 
 
 @transaction.atomic
+@sensitive_variables("secret")  # innermost: it hides the variables of the frame right below it
 def check_add_profile(
     values: ProfileValues,
     *,
@@ -175,6 +182,7 @@ def check_add_profile(
 
 
 @transaction.atomic
+@sensitive_variables("secret")  # innermost: it hides the variables of the frame right below it
 def check_update_profile(
     profile: EmailServerProfile,
     values: ProfileValues,

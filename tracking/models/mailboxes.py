@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_variables
 
 from tracking import crypto
 from tracking.choices import (
@@ -77,6 +78,7 @@ class EmailServerProfile(models.Model):
     def has_secret(self) -> bool:
         return bool(self.secret_encrypted)
 
+    @sensitive_variables("plaintext")
     def set_secret(self, plaintext: str) -> None:
         self.secret_encrypted = crypto.encrypt(plaintext) if plaintext else ""
 

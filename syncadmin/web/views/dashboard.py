@@ -18,6 +18,7 @@ from syncadmin.web.permissions import AuthenticatedHttpRequest, reader_required
 from tracking.choices import Approval, ErrorKind, MailboxStatus, Outcome, ScanStatus
 from tracking.health import check_health
 from tracking.models import Alert, Decision, Mailbox, ScanRun
+from tracking.runs import do_close_interrupted_runs
 
 CHART_DAYS = 30
 # Bottom to top in each day's stacked bar, and left to right in the legend and the table.
@@ -209,6 +210,7 @@ def needing_attention(failing: list[str], overdue: list[str]) -> list[AttentionR
 
 
 def running_scans() -> list[ScanRun]:
+    do_close_interrupted_runs(now=timezone.now())  # an ingest killed mid-run is not "in progress"
     return list(
         ScanRun.objects.filter(status=ScanStatus.RUNNING)
         .select_related("mailbox")

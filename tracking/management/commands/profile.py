@@ -17,6 +17,7 @@ from tracking.actions import (
     check_update_profile,
 )
 from tracking.choices import AuthMethod, ProfileKind
+from tracking.dates import date_range_problem
 from tracking.models import EmailServerProfile
 
 
@@ -27,7 +28,11 @@ def parse_when(raw: str) -> datetime:
         raise CommandError(
             f"{raw!r} is not an ISO date or date-time (e.g. 2026-01-31 or 2026-01-31T08:00+01:00)"
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    problem = date_range_problem(when)
+    if problem:
+        raise CommandError(f"{raw!r}: {problem}")
+    return when
 
 
 class Command(BaseCommand):
