@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import CommandResult, make_mailbox
-from tracking.messages import ParseFailure, parse_message
+from tracking.messages import ParseFailure, RawItem, parse_message
 from tracking.models import Decision, EmailServerProfile, Mailbox, ScanRun
 from tracking.sources.local import read_paths
 
@@ -82,6 +82,7 @@ def ingest_batch(cmd: Cmd, mailbox: Mailbox, bad: Sequence[bytes]) -> list[dict[
 
         assert len(rows) == len(items)
         for item, row in zip(items, rows, strict=True):
+            assert isinstance(item, RawItem)
             expected = parse_message(item.data, provider_item_id=item.provider_item_id)
             assert row["message_id"] == expected.message_id
             if isinstance(expected, ParseFailure):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,11 +17,15 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import CommandError
 from django.test import Client, override_settings
 
+from tests.conftest import raw as raw_message
 from tests.conftest import run_command, user_of
 from tests.rq_helpers import burst
 from tests.test_security import BASE_DIR, production_env
 from tracking.actions import do_set_personal_options
-from tracking.models import CrmRecord, EmailServerProfile, ImportRun, Mailbox
+from tracking.messages import ADDRESSES_PER_HEADER_MAX, ParsedMessage, ParseFailure, RawItem, parse_message
+from tracking.models import CrmRecord, Decision, EmailServerProfile, ImportRun, Mailbox
+from tracking.sources.graph import message_from_graph
+from tracking.sources.local import LocalSource
 
 pytestmark = pytest.mark.django_db
 
@@ -358,3 +364,183 @@ def test_killed_ingest_run_is_closed(tmp_path: Path, exchange_profile: EmailServ
     assert page.status_code == 200
     run = ScanRun.objects.get()
     assert run.status == ScanStatus.FAILED and run.error.startswith("interrupted")
+
+
+# -- 3. what a message may carry is bounded, for Explain and scans alike ------------------------------------
+
+
+def _many_to(count: int) -> bytes:
+    """A message whose To header names `count` distinct addresses (the probe: 465,146 in 10 MB)."""
+    to = ", ".join(f"u{i}@ex.co" for i in range(count))
+    return (
+        f"From: ann@example.net\r\nTo: {to}\r\nSubject: many\r\nMessage-ID: <many-{count}@example.net>\r\n"
+        "Date: Mon, 2 Mar 2026 09:00:00 +0000\r\n\r\nbody\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize("count", [465_146, ADDRESSES_PER_HEADER_MAX + 1])
+def test_explain_refuses_a_message_with_too_many_addresses(alice: Mailbox, count: int) -> None:
+    client = signed_in(user_of(alice))
+    upload = SimpleUploadedFile("many.eml", _many_to(count), content_type="message/rfc822")
+    response = client.post("/explain/", {"mailbox": alice.pk, "folder": "inbox", "eml": upload})
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "a header may carry at most 1,000" in text
+    assert 'class="badge failed"' in text and "(unparseable)" in text  # failed, not a slow success
+
+
+def test_explain_at_the_address_limit_decides(alice: Mailbox) -> None:
+    message = _many_to(ADDRESSES_PER_HEADER_MAX)
+    result = parse_message(message)
+    assert isinstance(result, ParsedMessage) and len(result.to) == ADDRESSES_PER_HEADER_MAX
+    client = signed_in(user_of(alice))
+    upload = SimpleUploadedFile("limit.eml", message, content_type="message/rfc822")
+    response = client.post("/explain/", {"mailbox": alice.pk, "folder": "inbox", "eml": upload})
+    assert response.status_code == 200
+    assert "may carry at most" not in response.content.decode()
+
+
+def test_scans_refuse_too_many_addresses(alice: Mailbox, tmp_path: Path) -> None:
+    over = tmp_path / "over.eml"
+    over.write_bytes(_many_to(ADDRESSES_PER_HEADER_MAX + 1))
+    out = run_command("explain", "--mailbox", "alice@contoso.com", "--folder", "inbox", str(over)).out
+    assert "failed/unparseable" in out and "a header may carry at most 1,000" in out
+    rows = run_command(
+        "ingest", "--mailbox", "alice@contoso.com", "--folder", "inbox", str(over), "--json"
+    ).json_lines()
+    assert [(r["outcome"], r["reason"]) for r in rows] == [("failed", "unparseable")]
+    # Across headers: 800 To + 800 Cc + 800 Bcc is within each header's limit, over the message's.
+    spread = parse_message(
+        b"From: a@b.c\r\nTo: "
+        + b", ".join(b"t%d@x.y" % i for i in range(800))
+        + b"\r\nCc: "
+        + b", ".join(b"c%d@x.y" % i for i in range(800))
+        + b"\r\nBcc: "
+        + b", ".join(b"b%d@x.y" % i for i in range(800))
+        + b"\r\n\r\n"
+    )
+    assert isinstance(spread, ParseFailure) and "a message may carry at most 2,000" in spread.error
+    # The server-side sources (EWS, Graph) read addresses from fields: the same limit.
+    graph = message_from_graph(
+        {
+            "id": "AAMk1",
+            "internetMessageId": "<g@x.y>",
+            "toRecipients": [
+                {"emailAddress": {"address": f"t{i}@x.y"}} for i in range(ADDRESSES_PER_HEADER_MAX + 1)
+            ],
+        }
+    )
+    assert isinstance(graph, ParseFailure) and graph.error.startswith("To: 1,001 addresses")
+
+
+# -- 4. ingest and local profiles stream files and refuse an over-size message ------------------------------
+
+
+def _limited_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+MEMORY_LIMIT = 1024 * 1024 * 1024
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ingest_of_dev_zero_ends_in_bounded_memory(exchange_profile: EmailServerProfile) -> None:
+    """Was: read /dev/zero whole, growing to 23.5 GB until the kernel killed it."""
+    from tests.conftest import make_mailbox
+    from tests.rq_helpers import subprocess_env
+
+    make_mailbox("alice@contoso.com", "alice", exchange_profile)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "ingest",
+            "--mailbox",
+            "alice@contoso.com",
+            "--folder",
+            "inbox",
+            "/dev/zero",
+        ],
+        cwd=BASE_DIR,
+        env=subprocess_env(SOURCE_MAX_RESPONSE_MB="2"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_limited_memory,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == (
+        "/dev/zero: the message is larger than 2 MB (SOURCE_MAX_RESPONSE_MB); it was not read"
+    )
+    assert "failed 1" in done.stdout
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_mbox_is_streamed_and_an_over_size_message_fails(
+    exchange_profile: EmailServerProfile, tmp_path: Path
+) -> None:
+    """A 300 MB message between two small ones, through a pipe, to an ingest limited to 1 GB of memory."""
+    from tests.conftest import make_mailbox
+    from tests.rq_helpers import subprocess_env
+
+    make_mailbox("alice@contoso.com", "alice", exchange_profile)
+    fifo = tmp_path / "big.mbox"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        with fifo.open("wb") as fh:
+            fh.write(b"From a\n" + raw_message("<one@x.y>") + b"\nFrom b\n" + raw_message("<big@x.y>"))
+            line = b"y" * 1023 + b"\n"
+            for _ in range(300 * 1024):
+                fh.write(line)
+            fh.write(b"\nFrom c\n" + raw_message("<three@x.y>"))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "ingest",
+            "--mailbox",
+            "alice@contoso.com",
+            "--folder",
+            "inbox",
+            str(fifo),
+        ],
+        cwd=BASE_DIR,
+        env=subprocess_env(SOURCE_MAX_RESPONSE_MB="2"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limited_memory,
+    )
+    writer.join(60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == (
+        f"{fifo}#1: the message is larger than 2 MB (SOURCE_MAX_RESPONSE_MB); it was not read"
+    )
+    assert done.stdout.startswith("3 message(s)") and "failed 1" in done.stdout
+    assert set(Decision.objects.values_list("message_id", flat=True)) >= {"<one@x.y>", "<three@x.y>"}
+
+
+@override_settings(SOURCE_MAX_RESPONSE_BYTES=1024 * 1024)
+def test_a_local_profile_scan_fails_an_over_size_message(tmp_path: Path) -> None:
+    folder = tmp_path / "alice@contoso.com"
+    folder.mkdir()
+    (folder / "inbox.mbox").write_bytes(
+        b"From a\n"
+        + raw_message("<one@x.y>")
+        + b"\nFrom b\n"
+        + raw_message("<big@x.y>")
+        + b"z" * (2 * 1024 * 1024)
+        + b"\n\nFrom c\n"
+        + raw_message("<three@x.y>")
+    )
+    source = LocalSource(tmp_path, "alice@contoso.com", page_size=2)
+    pages = list(source.sync("inbox", ""))
+    assert [len(p.items) for p in pages] == [2, 1] and [p.more for p in pages] == [True, False]
+    [first, big, third] = [i for p in pages for i in p.items]
+    assert isinstance(first, RawItem) and isinstance(third, RawItem)
+    assert isinstance(big, ParseFailure) and "larger than 1 MB" in big.error
+    assert [p.items for p in source.sync("inbox", pages[-1].state)] == [[]]

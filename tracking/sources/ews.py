@@ -86,7 +86,14 @@ from exchangelib.util import is_xml
 from oauthlib.oauth2 import OAuth2Error, TokenExpiredError
 
 from tracking.choices import ErrorKind
-from tracking.messages import SYNTHETIC_DOMAIN, Item, ParsedMessage, ParseFailure, parsed_from_fields
+from tracking.messages import (
+    SYNTHETIC_DOMAIN,
+    Item,
+    ParsedMessage,
+    ParseFailure,
+    TooManyAddresses,
+    parsed_from_fields,
+)
 from tracking.sources.base import (
     ConnectionSettings,
     SourceError,
@@ -401,20 +408,23 @@ def message_from_item(item: Any) -> ParsedMessage | ParseFailure:
             "the server returned no Message-ID, sender, recipients, subject or date for this item",
             received_at=received_at,
         )
-    return parsed_from_fields(
-        provider_item_id=item_id,
-        message_id=message_id,
-        subject=subject,
-        sender=sender,
-        to=to,
-        cc=cc,
-        bcc=bcc,
-        sent_at=sent_at,
-        received_at=received_at,
-        in_reply_to=getattr(item, "in_reply_to", None) or headers.get("in-reply-to"),
-        references=getattr(item, "references", None) or headers.get("references"),
-        conversation_index=index if isinstance(index, bytes) else None,
-    )
+    try:
+        return parsed_from_fields(
+            provider_item_id=item_id,
+            message_id=message_id,
+            subject=subject,
+            sender=sender,
+            to=to,
+            cc=cc,
+            bcc=bcc,
+            sent_at=sent_at,
+            received_at=received_at,
+            in_reply_to=getattr(item, "in_reply_to", None) or headers.get("in-reply-to"),
+            references=getattr(item, "references", None) or headers.get("references"),
+            conversation_index=index if isinstance(index, bytes) else None,
+        )
+    except TooManyAddresses as exc:
+        return ParseFailure(item_id, synthetic_id("unparseable", item_id), str(exc), received_at=received_at)
 
 
 def items_from_fetch(item_ids: Sequence[str], results: Sequence[Any]) -> list[Item]:

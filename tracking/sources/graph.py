@@ -26,7 +26,14 @@ import msal
 import requests
 
 from tracking.choices import ErrorKind
-from tracking.messages import SYNTHETIC_DOMAIN, Item, ParsedMessage, ParseFailure, parsed_from_fields
+from tracking.messages import (
+    SYNTHETIC_DOMAIN,
+    Item,
+    ParsedMessage,
+    ParseFailure,
+    TooManyAddresses,
+    parsed_from_fields,
+)
 from tracking.sources.base import (
     ConnectionSettings,
     SourceError,
@@ -294,9 +301,8 @@ def message_from_graph(entry: Mapping[str, Any]) -> ParsedMessage | ParseFailure
         )
     except Exception as exc:  # one odd item becomes a failed decision; it must not stop the scan
         digest = hashlib.sha256(item_id.encode()).hexdigest()[:40]
-        return ParseFailure(
-            item_id, f"<{digest}@unparseable.{SYNTHETIC_DOMAIN}>", f"{type(exc).__name__}: {exc}"
-        )
+        error = str(exc) if isinstance(exc, TooManyAddresses) else f"{type(exc).__name__}: {exc}"
+        return ParseFailure(item_id, f"<{digest}@unparseable.{SYNTHETIC_DOMAIN}>", error)
 
 
 # -- the source --------------------------------------------------------------------------------------

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import mailbox
+import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from tracking.choices import ErrorKind
-from tracking.messages import RawItem, is_email_address
-from tracking.sources.base import SourceError, SyncPage, SyncStateInvalid
+from tracking.messages import SYNTHETIC_DOMAIN, Item, ParseFailure, RawItem, is_email_address
+from tracking.sources.base import SourceError, SyncPage, SyncStateInvalid, configured_max_response_bytes
+
+# Lines are read in pieces of at most this size, so a file without line breaks (/dev/zero) is no one line.
+LINE_CHUNK = 64 * 1024
 
 
 class UnreadablePath(Exception):
@@ -51,28 +55,90 @@ def _files_under(directory: Path) -> Iterator[Path]:
                 yield Path(root) / name
 
 
-def _read_mbox(path: Path) -> Iterator[RawItem]:
-    box = mailbox.mbox(path, create=False)
+def too_large(provider_item_id: str, limit: int) -> ParseFailure:
+    """The failed decision for a message over the size limit: it was not read further."""
+    digest = hashlib.sha256(provider_item_id.encode()).hexdigest()[:40]
+    return ParseFailure(
+        provider_item_id,
+        f"<{digest}@too-large.{SYNTHETIC_DOMAIN}>",
+        f"the message is larger than {limit // (1024 * 1024):,} MB (SOURCE_MAX_RESPONSE_MB); it was not read",
+    )
+
+
+def _lines(fh: BinaryIO) -> Iterator[tuple[bytes, bool]]:
+    """(piece, starts a line): a file's lines in pieces of at most LINE_CHUNK bytes."""
+    at_start = True
+    while piece := fh.readline(LINE_CHUNK):
+        yield piece, at_start
+        at_start = piece.endswith(b"\n")
+
+
+def _read_mbox(path: Path, limit: int) -> Iterator[RawItem | ParseFailure]:
+    """The messages of an mbox file, read as a stream: one message at a time in memory, none over `limit`.
+
+    Splits where the stdlib's mailbox.mbox does (a line starting "From "; the blank line before it is
+    the separator, not the message's), so messages keep the bytes, and ids ("<path>#<index>"), they had.
+    """
+    index = -1
+    parts: list[bytes] = []
+    size = 0
+    over = False
+
+    def finish() -> RawItem | ParseFailure:
+        if over:
+            return too_large(f"{path}#{index}", limit)
+        data = b"".join(parts)
+        return RawItem(
+            provider_item_id=f"{path}#{index}",
+            data=data[:-1] if data.endswith(b"\n\n") or data == b"\n" else data,
+        )
+
+    with path.open("rb") as fh:
+        for piece, line_start in _lines(fh):
+            if line_start and piece.startswith(b"From "):
+                if index >= 0:
+                    yield finish()
+                index, parts, size, over = index + 1, [], 0, False
+                while not piece.endswith(b"\n") and (piece := fh.readline(LINE_CHUNK)):
+                    pass  # the rest of an over-long From_ line
+                continue
+            if index < 0 or over:
+                continue  # before the first message (mailbox.mbox skips it too), or past the limit
+            size += len(piece)
+            if size > limit:
+                over, parts = True, []
+            else:
+                parts.append(piece)
+        if index >= 0:
+            yield finish()
+
+
+def _read_file(path: Path, limit: int) -> RawItem | ParseFailure:
+    """One message file, read no further than `limit` bytes (a device such as /dev/zero never ends)."""
     try:
-        for index, key in enumerate(box.iterkeys()):
-            yield RawItem(provider_item_id=f"{path}#{index}", data=box.get_bytes(key))
-    finally:
-        box.close()
+        with path.open("rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise UnreadablePath(f"{path}: {exc.strerror}", ErrorKind.PERMISSION) from None
+    return (
+        too_large(str(path), limit) if len(data) > limit else RawItem(provider_item_id=str(path), data=data)
+    )
 
 
-def read_paths(paths: Sequence[Path]) -> Iterator[RawItem]:
-    """Every message under the paths, in a stable order (files sorted, mbox messages in file order)."""
+def read_paths(paths: Sequence[Path], limit: int | None = None) -> Iterator[RawItem | ParseFailure]:
+    """Every message under the paths, in a stable order (files sorted, mbox messages in file order).
+
+    Streamed: files are read one message at a time, and a message over `limit` bytes (default
+    SOURCE_MAX_RESPONSE_MB, the cap of every source) is a failed decision rather than read whole.
+    """
+    limit = configured_max_response_bytes() if limit is None else limit
     for path in paths:
         files = _files_under(path) if path.is_dir() else iter([path])
         for file in files:
             if _is_mbox(file):
-                yield from _read_mbox(file)
+                yield from _read_mbox(file, limit)
             else:
-                try:
-                    data = file.read_bytes()
-                except OSError as exc:
-                    raise UnreadablePath(f"{file}: {exc.strerror}", ErrorKind.PERMISSION) from None
-                yield RawItem(provider_item_id=str(file), data=data)
+                yield _read_file(file, limit)
 
 
 class LocalSource:
@@ -146,18 +212,29 @@ class LocalSource:
             yield SyncPage(items=[], state=str(done), more=False, estimated_total=0)
             return
         try:
-            items = list(read_paths([path]))
+            # Two streamed passes: one counts (what a page's progress needs), one hands out a page at a
+            # time, so a folder never sits in memory whole.
+            total = sum(1 for _ in read_paths([path]))
+            if done > total:
+                raise SyncStateInvalid(
+                    f"{path} holds fewer messages than already read; a full resync is needed"
+                )
+            if done == total:
+                yield SyncPage(items=[], state=str(done), more=False, estimated_total=0)
+                return
+            pending = total - done
+            chunk: list[Item] = []
+            for position, item in enumerate(read_paths([path])):
+                if position < done:
+                    continue
+                chunk.append(item)
+                if len(chunk) == self.page_size or position + 1 == total:
+                    done += len(chunk)
+                    yield SyncPage(items=chunk, state=str(done), more=done < total, estimated_total=pending)
+                    chunk = []
+                    if done == total:
+                        return
         except (UnreadablePath, OSError) as exc:
             raise SourceError(
                 f"cannot read {path}: {exc}", kind=ErrorKind.PERMISSION, permanent=False
             ) from None
-        if done > len(items):
-            raise SyncStateInvalid(f"{path} holds fewer messages than already read; a full resync is needed")
-        pending = items[done:]
-        if not pending:
-            yield SyncPage(items=[], state=str(done), more=False, estimated_total=0)
-            return
-        for start in range(0, len(pending), self.page_size):
-            chunk = pending[start : start + self.page_size]
-            done += len(chunk)
-            yield SyncPage(items=chunk, state=str(done), more=done < len(items), estimated_total=len(pending))

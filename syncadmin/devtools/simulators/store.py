@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from tracking.messages import Address, ParsedMessage, parse_message
+from tracking.messages import Address, ParsedMessage, RawItem, parse_message
 from tracking.sources.local import read_paths
 
 ChangeKind = Literal["create", "update", "delete"]
@@ -88,7 +88,8 @@ class MailStore:
                 folder = entry.stem if entry.is_file() else entry.name
                 store.folder(address, folder.lower())
                 for item in read_paths([entry]):
-                    store.add_message(address, folder.lower(), item.data)
+                    if isinstance(item, RawItem):  # a message over the size limit is not served
+                        store.add_message(address, folder.lower(), item.data)
         return store
 
     def folder(self, address: str, folder: str) -> SimFolder:

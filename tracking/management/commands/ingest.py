@@ -9,13 +9,22 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from tracking.actions import do_finish_scan_run, do_start_scan_run
-from tracking.choices import Folder, ScanSource
+from tracking.choices import Folder, Outcome, ScanSource
 from tracking.context import watermark_of
 from tracking.decisions import ManualTracking
 from tracking.management.commands._common import get_mailbox, get_regarding
 from tracking.pipeline import decision_as_json, pages, process_page
 from tracking.runs import this_process
 from tracking.sources.local import UnreadablePath, check_paths, read_paths
+
+
+def _failure(trace: object) -> str:
+    """Why a message failed: the detail of its trace's failed step (parse or fetch)."""
+    steps = trace if isinstance(trace, list) else []
+    for step in steps:
+        if isinstance(step, dict) and step.get("result") == "failed":
+            return str(step.get("detail", ""))
+    return "failed"
 
 
 class Command(BaseCommand):
@@ -67,6 +76,8 @@ class Command(BaseCommand):
                         self.stdout.write(
                             json.dumps(decision_as_json(p.decision, new=p.new), ensure_ascii=False)
                         )
+                    elif p.decision.outcome == Outcome.FAILED:
+                        self.stderr.write(f"{p.decision.provider_item_id}: {_failure(p.decision.trace)}")
         except UnreadablePath as exc:
             do_finish_scan_run(run, now=timezone.now(), error=str(exc), error_kind=exc.kind)
             raise CommandError(str(exc)) from None
