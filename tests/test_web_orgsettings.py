@@ -205,9 +205,9 @@ def test_it_leaves_settings_the_form_did_not_send_alone(client: Client, admin: U
         ("TrackingTokenIdBase", "-1", "a whole number of at least 0"),
         ("TrackingTokenIdBase", "2147483648", "a whole number of at least 0"),
         ("SSSForceFilteringMethodForUserMailboxes", "5", "a whole number from -1 to 4"),
-        ("TrackingPrefix", "", "text of 1 to 20 characters"),
-        ("TrackingPrefix", "X" * 21, "text of 1 to 20 characters"),
-        ("TrackingPrefix", " CRM", "text of 1 to 20 characters"),
+        ("TrackingPrefix", "", "letters and digits (A–Z, 0–9), 1 to 20 of them"),
+        ("TrackingPrefix", "X" * 21, "letters and digits (A–Z, 0–9), 1 to 20 of them"),
+        ("TrackingPrefix", " CRM", "letters and digits (A–Z, 0–9), 1 to 20 of them"),
         ("AutoTrackSentFolderItems", "maybe", "true or false (also yes/no or 1/0)"),
         ("HashFilterKeywords", "([a-z", "not a valid regular expression"),
     ],
@@ -257,7 +257,7 @@ def test_it_lists_every_setting_with_value_default_and_type(client: Client, audi
     assert "yes/no" in row
     assert "changed" in row
     prefix = body.split('id="orgdb-TrackingPrefix"')[1].split("</tr>")[0]
-    assert "<code>CRM</code>" in prefix and "text of 1 to 20 characters" in prefix
+    assert "<code>CRM</code>" in prefix and "letters and digits (A–Z, 0–9), 1 to 20 of them" in prefix
     assert 'aria-current="page"' in body.split("OrgDBOrgSettings</a>")[0].rsplit("<a", 1)[1]
 
 

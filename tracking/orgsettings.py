@@ -7,6 +7,7 @@ command, the settings page and validation read, so each name is spelled in exact
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +24,11 @@ class SettingError(ValueError):
     """A setting name or value that is refused; the message names the setting and what it accepts."""
 
 
+def has_control_characters(value: str) -> bool:
+    """Control, format (bidi overrides, zero-width) or surrogate characters: never wanted in a setting."""
+    return any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in value)
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     name: str
@@ -32,6 +38,9 @@ class SettingSpec:
     description: str | Promise
     minimum: int | None = None
     maximum: int | None = None
+    # text only: the characters allowed (a regex character class) and how accepts() names them
+    charset: str | None = None
+    charset_label: str = ""
 
     def accepts(self) -> str:
         if self.type == "bool":
@@ -41,12 +50,17 @@ class SettingSpec:
                 return f"an integer ≥ {self.minimum}"
             return f"an integer from {self.minimum} to {self.maximum}"
         if self.type == "text":
-            return f"text of {self.minimum} to {self.maximum} characters"
+            return f"{self.charset_label or 'text'} of {self.minimum} to {self.maximum} characters"
         return "a valid regular expression"
 
     def parse(self, raw: str) -> SettingValue:
         """Turn command-line or form text into a typed value, or raise SettingError."""
         refused = SettingError(f"{self.name}: {raw!r} is not valid; it accepts {self.accepts()}")
+        if self.type in ("text", "regex") and has_control_characters(raw):
+            raise SettingError(
+                f"{self.name}: {raw!r} holds a control character (NUL, a line break, a bidi override …); "
+                "none is allowed"
+            )
         if self.type == "bool":
             word = raw.strip().lower()
             if word in TRUE_WORDS:
@@ -67,6 +81,8 @@ class SettingSpec:
         if self.type == "text":
             assert self.minimum is not None and self.maximum is not None
             if not (self.minimum <= len(raw) <= self.maximum) or raw != raw.strip():
+                raise refused
+            if self.charset is not None and not re.fullmatch(f"[{self.charset}]+", raw):
                 raise refused
             return raw
         try:
@@ -146,6 +162,8 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         _("Prefix of tracking tokens; tokens with earlier prefixes stay recognised."),
         1,
         20,
+        charset="A-Za-z0-9",
+        charset_label="letters and digits (A–Z, 0–9)",
     ),
     _int(
         "TrackingTokenIdBase",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.translation import gettext
@@ -10,6 +12,7 @@ from tracking.actions.audit import audit
 from tracking.actions.errors import ActionError
 from tracking.choices import AuditAction, Folder
 from tracking.models import CrmRecord, FolderTrackingRule, Mailbox, OrgSettings, PersonalOptions
+from tracking.orgsettings import has_control_characters
 
 
 @transaction.atomic
@@ -90,6 +93,9 @@ def check_add_folder_rule(
         )
     if len(folder) > FOLDER_NAME_MAX:
         raise ActionError(gettext("A folder name has at most %(max)d characters.") % {"max": FOLDER_NAME_MAX})
+    if has_control_characters(folder) or ".." in re.split(r"[/\\]", folder):
+        # A path step up would name a folder outside the mailbox's (a local profile reads paths).
+        raise ActionError(gettext("A folder path may not contain “..” or control characters."))
     rules = FolderTrackingRule.objects.filter(mailbox=mailbox)
     if rules.filter(folder__iexact=folder).exists():
         raise ActionError(gettext("The folder %(folder)s already has a rule.") % {"folder": folder})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django import forms
@@ -10,24 +9,12 @@ from django.contrib.auth.models import User
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from tracking.actions.exclusions import PATTERN_MAX, normalize_exclusion
 from tracking.models import ExclusionEntry
 
-PATTERN_MAX = 320
-_DOMAIN = re.compile(r"^(?=.{1,253}$)[^\s@.]+(?:\.[^\s@.]+)*$")
 ORG, PERSONAL = "org", "personal"
-
-
-def normalize_pattern(raw: str) -> str | None:
-    """name@example.com or @example.com, lower-cased; None when it is neither."""
-    value = raw.strip().lower()
-    if not value or len(value) > PATTERN_MAX or any(c.isspace() for c in value):
-        return None
-    local, at, domain = value.rpartition("@")
-    if not at or "@" in local or not _DOMAIN.match(domain):
-        return None
-    if local.startswith(".") or local.endswith(".") or ".." in local:
-        return None
-    return value
+# The rule lives with the action, so the form and every other caller refuse alike.
+normalize_pattern = normalize_exclusion
 
 
 class ExclusionForm(forms.Form):

@@ -17,7 +17,15 @@ from django.utils.translation import gettext_lazy as _
 
 from tracking.choices import TRUE_WORDS, TrackOption
 from tracking.models import OrgSettings
-from tracking.orgsettings import DB_INT_MAX, ORG_SETTINGS, SettingError, SettingSpec, SettingValue, spec_for
+from tracking.orgsettings import (
+    DB_INT_MAX,
+    ORG_SETTINGS,
+    SettingError,
+    SettingSpec,
+    SettingValue,
+    has_control_characters,
+    spec_for,
+)
 
 SECTIONS: tuple[tuple[Promise, tuple[str, ...]], ...] = (
     (
@@ -101,6 +109,11 @@ def accepts(spec: SettingSpec) -> str:
         if spec.maximum is None or spec.maximum == DB_INT_MAX:
             return gettext("a whole number of at least %(min)d") % {"min": spec.minimum}
         return gettext("a whole number from %(min)d to %(max)d") % {"min": spec.minimum, "max": spec.maximum}
+    if spec.type == "text" and spec.charset is not None:
+        return gettext("letters and digits (A–Z, 0–9), %(min)d to %(max)d of them") % {
+            "min": spec.minimum,
+            "max": spec.maximum,
+        }
     if spec.type == "text":
         return gettext("text of %(min)d to %(max)d characters, without spaces at either end") % {
             "min": spec.minimum,
@@ -111,6 +124,10 @@ def accepts(spec: SettingSpec) -> str:
 
 def refusal(spec: SettingSpec, raw: str) -> str:
     """The message shown next to a refused field: what was typed and what the setting accepts."""
+    if has_control_characters(raw):
+        return gettext(
+            "%(name)s may not hold a control character (NUL, a line break, a bidi override …)."
+        ) % {"name": spec.name}
     if spec.type == "regex":
         try:
             re.compile(raw)
