@@ -21,9 +21,23 @@ from tests.conftest import raw as raw_message
 from tests.conftest import run_command, user_of
 from tests.rq_helpers import burst
 from tests.test_security import BASE_DIR, production_env
-from tracking.actions import do_set_personal_options
+from tracking.actions import (
+    ActionError,
+    check_add_folder_rule,
+    do_add_exclusion,
+    do_set_personal_options,
+)
 from tracking.messages import ADDRESSES_PER_HEADER_MAX, ParsedMessage, ParseFailure, RawItem, parse_message
-from tracking.models import CrmRecord, Decision, EmailServerProfile, ImportRun, Mailbox
+from tracking.models import (
+    CrmRecord,
+    Decision,
+    EmailServerProfile,
+    ExclusionEntry,
+    FolderTrackingRule,
+    ImportRun,
+    Mailbox,
+    OrgSettings,
+)
 from tracking.sources.graph import message_from_graph
 from tracking.sources.local import LocalSource
 
@@ -544,3 +558,111 @@ def test_a_local_profile_scan_fails_an_over_size_message(tmp_path: Path) -> None
     assert isinstance(first, RawItem) and isinstance(third, RawItem)
     assert isinstance(big, ParseFailure) and "larger than 1 MB" in big.error
     assert [p.items for p in source.sync("inbox", pages[-1].state)] == [[]]
+
+
+# -- 13. validation: exclusions, folder paths, TrackingPrefix, control characters ---------------------------
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["<a@b.example>", "a@b.example, c@d.example", "a@b.example\x07", "@b.example/../x", "@exa\u202emple.com"],
+)
+def test_an_exclusion_is_an_address_or_a_domain(alice: Mailbox, admin: User, pattern: str) -> None:
+    response = signed_in(admin).post("/exclusions/", {"scope": "org", "pattern": pattern})
+    assert response.status_code == 400 and "Enter an email address" in response.content.decode()
+    with pytest.raises(ActionError, match="Enter an email address"):
+        do_add_exclusion(pattern)  # the action itself refuses, whoever calls it
+    assert not ExclusionEntry.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "folder", ["Inbox/../../Sent", "..", "Inbox\\..\\x", "Inbox/A\x07B", "Inbox/\x1b[31mA"]
+)
+def test_a_folder_path_steps_nowhere_up(alice: Mailbox, folder: str) -> None:
+    response = signed_in(user_of(alice)).post("/me/folder-rules/", {"folder": folder})
+    assert response.status_code == 400
+    assert "may not contain “..” or control characters" in response.content.decode()
+    with pytest.raises(ActionError):
+        check_add_folder_rule(alice, folder)
+    assert not FolderTrackingRule.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("TrackingPrefix", "CR-M", "letters and digits"),
+        ("TrackingPrefix", "CRM:", "letters and digits"),
+        ("TrackingPrefix", "CRM\u200b", "control character"),
+        ("HashFilterKeywords", "^re:\n", "control character"),
+        ("HashFilterKeywords", "^\u202ere:", "control character"),
+    ],
+)
+def test_text_settings_refuse_odd_characters(admin: User, name: str, value: str, message: str) -> None:
+    before = OrgSettings.load()
+    response = signed_in(admin).post("/settings/", {"setting": name, name: value})
+    assert response.status_code == 400 and message in response.content.decode()
+    with pytest.raises(CommandError, match=message):
+        run_command("orgsettings", "set", name, value)
+    after = OrgSettings.load()
+    assert (after.tracking_prefix, after.hash_filter_keywords) == (
+        before.tracking_prefix,
+        before.hash_filter_keywords,
+    )
+    assert run_command("orgsettings", "set", "TrackingPrefix", "Tkt2026").out is not None
+
+
+# -- 10. Explain and What-if consider only what the user may see --------------------------------------------
+
+
+def _trace_text(result: Any) -> str:
+    return "\n".join(f"{s.check}: {s.result} — {s.detail}" for s in result.trace)
+
+
+def test_explain_and_what_if_show_a_user_only_what_they_may_see(
+    alice: Mailbox, bob: Mailbox, admin: User
+) -> None:
+    """Was: alice's Explain said bob's email was tracked, and named bob as a party."""
+    from tests.conftest import scan
+    from tracking.context import scope_of
+
+    do_set_personal_options(user_of(bob), track=0)
+    scan(
+        bob,
+        raw_message("<secret@contoso.com>", frm="carol@contoso.com", to="bob@contoso.com", subject="Deal"),
+    )
+    same = raw_message(
+        "<secret@contoso.com>", frm="carol@contoso.com", to="alice@contoso.com", subject="Deal"
+    )
+    reply = raw_message(
+        "<r1@northwind.example>",
+        frm="bob@contoso.com",
+        subject="Re: Deal",
+        extra="In-Reply-To: <secret@contoso.com>\r\n",
+    )
+    leaks = ("is already tracked", "is a tracked email", "'bob' <bob@contoso.com>")
+    note = scope_of(user_of(alice)).note()
+    for user, everything in ((user_of(alice), False), (admin, True)):
+        client = signed_in(user)
+        texts = []
+        for message in (same, reply):
+            response = client.post(
+                "/explain/", {"mailbox": alice.pk, "folder": "inbox", "raw": message.decode()}
+            )
+            assert response.status_code == 200
+            texts.append(_trace_text(response.context["result"]))
+        text = "\n".join(texts)
+        assert all((leak in text) is everything for leak in leaks), (user, text)
+        assert (note in text) is not everything
+        assert texts[0].startswith("scope: limited") is not everything
+    # What-if replays alice's reply: for her, without bob's email to correlate to; she is told so.
+    do_set_personal_options(user_of(alice), track=0)
+    scan(alice, reply)
+    for user, everything in ((user_of(alice), False), (admin, True)):
+        response = signed_in(user).get(
+            "/what-if/", {"mailbox": alice.pk, "n": 10, "change": "track", "track": 4}
+        )
+        assert response.status_code == 200
+        [row] = response.context["report"].rows
+        text = _trace_text(row.before)
+        assert ("is a tracked email" in text) is everything
+        assert ("Only what you may see was considered" in response.content.decode()) is not everything

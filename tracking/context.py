@@ -32,6 +32,7 @@ from tracking.messages import ParsedMessage, ParseFailure
 from tracking.models import (
     AuditEvent,
     CrmRecord,
+    Decision,
     EmailHash,
     ExclusionEntry,
     FolderSyncState,
@@ -53,6 +54,29 @@ def _chunks(values: Iterable[str], size: int = IN_CHUNK) -> Iterable[list[str]]:
     it = iter(sorted(set(values)))
     while chunk := list(islice(it, size)):
         yield chunk
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one signed-in user may see, for Explain and What-if (a scan, and an admin, see everything).
+
+    Parties: the user and the CRM directory (every user may browse it), not other users or queues.
+    Tracked emails: those a decision of the user's own mailboxes tracked, not other mailboxes'.
+    """
+
+    user_id: int
+    label: str
+
+    def note(self) -> str:
+        return (
+            f"only what {self.label} may see was considered: as parties themselves and the CRM directory, "
+            "and the emails tracked from their own mailbox; other users, queues and other mailboxes' "
+            "tracked emails were left out (an admin's Explain sees everything)"
+        )
+
+
+def scope_of(user: User) -> Scope:
+    return Scope(user.pk, user.get_username())
 
 
 def load_rules(org: OrgSettings | None = None) -> OrgRules:
@@ -143,14 +167,19 @@ def watermark_of(mailbox: Mailbox, folder: str) -> datetime | None:
     return max(marks) if marks else None
 
 
-def load_entities(addresses: Iterable[str]) -> dict[str, list[Entity]]:
-    """Every user, queue and CRM record having one of these addresses, keyed by lower-case address."""
+def load_entities(addresses: Iterable[str], scope: Scope | None = None) -> dict[str, list[Entity]]:
+    """Every user, queue and CRM record having one of these addresses, keyed by lower-case address.
+
+    Within a `scope`, of the users only its user and no queue.
+    """
     found: dict[str, list[Entity]] = {}
     User = get_user_model()
+    people = User.objects.all() if scope is None else User.objects.filter(pk=scope.user_id)
+    queues_seen = Queue.objects.all() if scope is None else Queue.objects.none()
     for chunk in _chunks(addresses):
         wanted = set(chunk)
         users = (
-            User.objects.annotate(email_lower=Lower("email"))
+            people.annotate(email_lower=Lower("email"))
             .filter(Q(email_lower__in=chunk) | Q(mailbox__email_address__in=chunk))
             .select_related("personal_options", "mailbox")
         )
@@ -160,9 +189,9 @@ def load_entities(addresses: Iterable[str]) -> dict[str, list[Entity]]:
             own = {entity.email} | ({user.mailbox.email_address} if has_mailbox else set())
             for address in own & wanted:
                 found.setdefault(address, []).append(entity)
-        queues = Queue.objects.filter(
-            Q(email__in=chunk) | Q(mailbox__email_address__in=chunk)
-        ).select_related("mailbox")
+        queues = queues_seen.filter(Q(email__in=chunk) | Q(mailbox__email_address__in=chunk)).select_related(
+            "mailbox"
+        )
         for queue in queues:
             has_mailbox = hasattr(queue, "mailbox")
             entity = queue_entity(queue, has_mailbox=has_mailbox)
@@ -217,10 +246,12 @@ def load_context(
     earlier_prefixes: tuple[str, ...] | None = None,
     watermark: datetime | None = None,
     use_watermark_override: bool = False,
+    scope: Scope | None = None,
 ) -> DecisionContext:
     """Load, for one page, all data the engine may consult; the query count does not grow with the page.
 
     `earlier_prefixes` None reads them from the audit trail (a scan passes the ones it loaded once).
+    `scope` limits the parties and tracked emails to what one user may see (Scope); None is everything.
     """
     rules = rules or load_rules()
     parsed = [m for m in messages if isinstance(m, ParsedMessage)]
@@ -245,7 +276,7 @@ def load_context(
     addresses = {a.address for m in parsed for _, a in m.recipients} | {
         m.sender.address for m in parsed if m.sender
     }
-    ctx.entities_by_address = load_entities(addresses)
+    ctx.entities_by_address = load_entities(addresses, scope)
 
     if rules.use_tracking_tokens:
         ctx.earlier_prefixes = (
@@ -263,6 +294,10 @@ def load_context(
         else set()
     )
     tracked = TrackedEmail.objects.select_related("regarding").order_by("pk")
+    if scope is not None:
+        # A subquery, not a second round trip: the query count stays what it is without a scope.
+        own = Decision.objects.filter(mailbox__user_id=scope.user_id, tracked_email__isnull=False)
+        tracked = tracked.filter(pk__in=own.values("tracked_email_id"))
     # One query finds the tracked emails by Message-ID, tracking token and ConversationIndex at once.
     for id_chunk, token_chunk, prefix_chunk in _lookup_rounds(ids, tokens, prefixes):
         wanted = Q()

@@ -6,6 +6,7 @@ before the commit. No second code path decides anything.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -15,8 +16,15 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from tracking.actions import do_audit_manual_tracking, do_commit_page
-from tracking.context import ScanRules, load_context, load_rules, load_scan_rules, mailbox_for_scan
-from tracking.decisions import DecisionResult, ManualTracking, RecordRef, decide, decide_batch
+from tracking.context import (
+    ScanRules,
+    Scope,
+    load_context,
+    load_rules,
+    load_scan_rules,
+    mailbox_for_scan,
+)
+from tracking.decisions import DecisionResult, ManualTracking, RecordRef, TraceStep, decide, decide_batch
 from tracking.messages import (
     Item,
     ParsedMessage,
@@ -138,11 +146,23 @@ def process_page(
     return out
 
 
-def explain_message(mailbox: Mailbox, folder: str, item: Item) -> DecisionResult:
-    """The decision a scan would make for this message now, with its trace; writes nothing."""
+def explain_message(
+    mailbox: Mailbox, folder: str, item: Item, *, scope: Scope | None = None
+) -> DecisionResult:
+    """The decision a scan would make for this message now, with its trace; writes nothing.
+
+    With a `scope`, only what its user may see is considered, and the trace says so first.
+    """
     msg = parse_item(item)
-    ctx = load_context(mailbox, folder, [msg], rules=load_rules())
-    return decide(msg, ctx)
+    ctx = load_context(mailbox, folder, [msg], rules=load_rules(), scope=scope)
+    return scoped(decide(msg, ctx), scope)
+
+
+def scoped(result: DecisionResult, scope: Scope | None) -> DecisionResult:
+    """The result with its trace opened by the scope it was decided in (none: unchanged)."""
+    if scope is None:
+        return result
+    return dataclasses.replace(result, trace=(TraceStep("scope", "limited", scope.note()), *result.trace))
 
 
 # ---------------------------------------------------------------------------------------------

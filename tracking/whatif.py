@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from django.utils.translation import gettext as _
 
 from tracking.choices import Outcome, Reason, TrackOption
-from tracking.context import load_context, load_rules
+from tracking.context import Scope, load_context, load_rules
 from tracking.decisions import DecisionContext, DecisionResult, OrgRules, decide_batch
 from tracking.messages import ParsedMessage
 from tracking.models import Decision, Mailbox
 from tracking.orgsettings import SettingSpec, SettingValue
-from tracking.pipeline import message_of
+from tracking.pipeline import message_of, scoped
 
 # Which rows of a report a page lists: those whose outcome changes, whose outcome or reason does, or all.
 SHOW_OUTCOMES, SHOW_DIFFERENCES, SHOW_ALL = "outcomes", "differences", "all"
@@ -102,6 +102,7 @@ class WhatIfReport:
     skipped_failed: int
     without_snapshot: int
     folders: list[tuple[str, int]]
+    scope: Scope | None = None  # what the replay considered, when limited to one user's view
 
     @property
     def changed_rows(self) -> list[ReplayRow]:
@@ -187,6 +188,7 @@ def _decide(
     rules: OrgRules,
     exclude: Collection[int],
     track: int | None,
+    scope: Scope | None,
 ) -> list[DecisionResult]:
     ctx = load_context(
         mailbox,
@@ -197,14 +199,17 @@ def _decide(
         # and would turn every one of them away as before_watermark.
         watermark=mailbox.configured_start_date(),
         use_watermark_override=True,
+        scope=scope,
     )
     ctx = without_tracked(ctx, exclude)
     if track is not None:
         ctx = with_owner_track(ctx, track)
-    return decide_batch(messages, ctx)
+    return [scoped(r, scope) for r in decide_batch(messages, ctx)]
 
 
-def replay(mailbox: Mailbox, n: int, change: Change, *, rules: OrgRules | None = None) -> WhatIfReport:
+def replay(
+    mailbox: Mailbox, n: int, change: Change, *, rules: OrgRules | None = None, scope: Scope | None = None
+) -> WhatIfReport:
     """Decide the mailbox's last `n` scan decisions again, now and with the change; writes nothing.
 
     Each message is decided as if it had not been tracked yet: the TrackedEmail this mailbox's own
@@ -225,8 +230,10 @@ def replay(mailbox: Mailbox, n: int, change: Change, *, rules: OrgRules | None =
     for folder, decisions in by_folder.items():
         messages = [message_of(d) for d in decisions]
         exclude = own.get(folder, set())
-        before = _decide(mailbox, folder, messages, rules=rules, exclude=exclude, track=None)
-        after = _decide(mailbox, folder, messages, rules=changed_rules, exclude=exclude, track=change.track)
+        before = _decide(mailbox, folder, messages, rules=rules, exclude=exclude, track=None, scope=scope)
+        after = _decide(
+            mailbox, folder, messages, rules=changed_rules, exclude=exclude, track=change.track, scope=scope
+        )
         for d, b, a in zip(decisions, before, after, strict=True):
             results[d.pk] = ReplayRow(d, b, a)
     return WhatIfReport(
@@ -236,4 +243,5 @@ def replay(mailbox: Mailbox, n: int, change: Change, *, rules: OrgRules | None =
         skipped_failed=len(recent) - len(replayable),
         without_snapshot=sum(1 for d in replayable if not d.message_snapshot),
         folders=[(f, len(ds)) for f, ds in by_folder.items()],
+        scope=scope,
     )

@@ -2,7 +2,9 @@
 
 Explain decides one pasted or uploaded message for a chosen mailbox and folder. What-if replays a
 mailbox's recent decisions under another Track option or org setting value and lists what would
-change. Admins may use any mailbox; everyone else only their own (another mailbox is a 404).
+change. Admins may use any mailbox; everyone else only their own (another mailbox is a 404), and
+for them only what they may see is considered (tracking.context.Scope): no other user's data leaks
+through an answer.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from syncadmin.web.forms.explain import WHAT_IF_DEFAULT, ExplainForm, WhatIfForm
 from syncadmin.web.ids import parse_id
 from syncadmin.web.permissions import AuthenticatedHttpRequest, is_admin, user_required
 from tracking.choices import Folder, Reason
-from tracking.context import load_rules, mailbox_for_scan
+from tracking.context import Scope, load_rules, mailbox_for_scan, scope_of
 from tracking.decisions import DecisionResult
 from tracking.messages import RawItem
 from tracking.models import Mailbox
@@ -36,6 +38,11 @@ def explainable_mailboxes(user: User) -> QuerySet[Mailbox]:
         .select_related("user", "queue", "profile")
         .order_by("email_address")
     )
+
+
+def _scope(user: User) -> Scope | None:
+    """Everything for an admin; what the user may see for anyone else (an auditor too: not a log)."""
+    return None if is_admin(user) else scope_of(user)
 
 
 def _refuse_other_mailboxes(data: QueryDict, mailboxes: QuerySet[Mailbox]) -> None:
@@ -62,7 +69,7 @@ def explain(request: AuthenticatedHttpRequest) -> HttpResponse:
         if form.is_valid():
             explained = mailbox_for_scan(form.cleaned_data["mailbox"].pk)
             item = RawItem(provider_item_id="explain", data=form.cleaned_data["content"])
-            result = explain_message(explained, form.cleaned_data["folder"], item)
+            result = explain_message(explained, form.cleaned_data["folder"], item, scope=_scope(request.user))
     else:
         form = ExplainForm(mailboxes=mailboxes)
     context = {
@@ -95,7 +102,7 @@ def what_if(request: AuthenticatedHttpRequest) -> HttpResponse:
     if bound and form.is_valid():
         data = form.cleaned_data
         mailbox = mailbox_for_scan(data["mailbox"].pk)
-        report = replay(mailbox, data["n"], form.tried_change(), rules=rules)
+        report = replay(mailbox, data["n"], form.tried_change(), rules=rules, scope=_scope(request.user))
     show = request.GET.get("show", "")
     if show not in SHOW_CHOICES:
         show = SHOW_OUTCOMES
