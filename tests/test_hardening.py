@@ -659,7 +659,7 @@ def test_explain_and_what_if_show_a_user_only_what_they_may_see(
     scan(alice, reply)
     for user, everything in ((user_of(alice), False), (admin, True)):
         response = signed_in(user).get(
-            "/what-if/", {"mailbox": alice.pk, "n": 10, "change": "track", "track": 4}
+            "/what-if/", {"mailbox": str(alice.pk), "n": "10", "change": "track", "track": "4"}
         )
         assert response.status_code == 200
         [row] = response.context["report"].rows
