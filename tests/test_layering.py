@@ -38,14 +38,20 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("engine and sources", ("tracking.decisions", "tracking.sources")),
-    ("models", ("tracking.models",)),
+    ("models", ("tracking.models", "tracking.roles")),
     ("loaders and actions", ("tracking.context", "tracking.actions")),
     ("pipeline", ("tracking.pipeline", "tracking.whatif")),
     ("scanning", ("tracking.scanning",)),
     ("jobs", ("tracking.jobs", "tracking.cron", "tracking.health")),
     (
         "interfaces",
-        ("tracking.admin", "tracking.management", "syncadmin.web", "syncadmin.urls", "syncadmin.wsgi"),
+        (
+            "tracking.admin",
+            "tracking.management",
+            "syncadmin.web",
+            "syncadmin.urls",
+            "syncadmin.wsgi",
+        ),
     ),
     ("development tools", ("syncadmin.devtools",)),
 ]

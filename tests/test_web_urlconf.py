@@ -61,6 +61,8 @@ EXPECTED: dict[str, dict[str, int]] = {
     "web-directory": row(LOGIN, 200, 200, 200, 200),
     "web-directory-import": row(LOGIN, 403, 403, 403, 200),
     "web-exclusions": row(LOGIN, 200, 200, 200, 200),
+    "web-audit": row(LOGIN, 403, 403, 200, 200),
+    "web-audit-export": row(LOGIN, 403, 403, 200, 200),
     "web-exclusion-delete": row(LOGIN, 405, 405, 405, 405),
 }
 
@@ -127,6 +129,8 @@ READ_ONLY = {
     "web-decision",
     "web-what-if",
     "web-directory",
+    "web-audit",
+    "web-audit-export",
 }
 
 # What each refused POST sends (a plausible, valid-looking body, so that only the permission stops it).

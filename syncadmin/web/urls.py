@@ -5,6 +5,7 @@ from django.urls import path
 from django.views.decorators.http import require_http_methods
 
 from syncadmin.web.views import (
+    audit,
     dashboard,
     decisions,
     directory,
@@ -58,6 +59,9 @@ urlpatterns = [
     # explain and what-if
     path("explain/", explain.explain, name="web-explain"),
     path("what-if/", explain.what_if, name="web-what-if"),
+    # audit trail (admins, auditors)
+    path("audit/", audit.audit_list, name="web-audit"),
+    path("audit/export.csv", audit.audit_export, name="web-audit-export"),
     # CRM directory
     path("directory/", directory.record_list, name="web-directory"),
     path("directory/import/", directory.record_import, name="web-directory-import"),

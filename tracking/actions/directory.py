@@ -7,11 +7,13 @@ import io
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.translation import gettext
 
+from tracking.actions.audit import audit
 from tracking.actions.errors import ActionError, too_long
-from tracking.choices import FALSE_WORDS, TRUE_WORDS, RecordKind
+from tracking.choices import FALSE_WORDS, TRUE_WORDS, AuditAction, RecordKind
 from tracking.messages import normalize_address
 from tracking.models import CrmRecord
 
@@ -29,12 +31,33 @@ INACTIVE_WORDS = FALSE_WORDS | {"inactive"}
 
 
 @transaction.atomic
-def check_import_records(kind: str, text: str) -> ImportReport:
+def check_import_records(
+    kind: str,
+    text: str,
+    *,
+    file_name: str = "",
+    acting_user: User | None = None,
+    actor_label: str = "cli",
+) -> ImportReport:
     """Create or update CRM records from CSV (header name,email[,email2,email3,owner,kind,active]).
 
     A row is matched to an existing record of the same kind by name and primary email; a bad row
-    is rejected with its line number and reason, and the good rows are still imported.
+    is rejected with its line number and reason, and the good rows are still imported. The import
+    is one audit event: the file's name, the kind and the counts.
     """
+    report = _import_rows(kind, text)
+    audit(
+        AuditAction.RECORDS_IMPORTED,
+        file_name or "(CSV)",
+        None,
+        f"{kind}: created {report.created}, updated {report.updated}, rejected {len(report.rejected)}",
+        acting_user=acting_user,
+        actor_label=actor_label,
+    )
+    return report
+
+
+def _import_rows(kind: str, text: str) -> ImportReport:
     if kind not in RecordKind.values:
         raise ActionError(
             gettext("unknown record kind %(kind)s; use one of %(kinds)s")
@@ -54,8 +77,7 @@ def check_import_records(kind: str, text: str) -> ImportReport:
             gettext("unknown CSV column(s): %(columns)s") % {"columns": ", ".join(sorted(unknown))}
         )
     reader.fieldnames = header
-    User = get_user_model()
-    owners = {u.get_username(): u for u in User.objects.all()}
+    owners = {u.get_username(): u for u in get_user_model().objects.all()}
     report = ImportReport()
     for row in reader:
         line = reader.line_num

@@ -43,4 +43,6 @@ class ImportForm(forms.Form):
             ) from None
         if "\x00" in text:
             raise forms.ValidationError(_("The file is not a CSV text file."))
+        # the audit event names the file (a browser sends the name only, never a path)
+        self.cleaned_data["file_name"] = (upload.name or "")[:200]
         return text

@@ -78,7 +78,12 @@ def record_import(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         try:
-            report = check_import_records(form.cleaned_data["kind"], form.cleaned_data["file"])
+            report = check_import_records(
+                form.cleaned_data["kind"],
+                form.cleaned_data["file"],
+                file_name=form.cleaned_data["file_name"],
+                acting_user=request.user,
+            )
         except ActionError as exc:
             form.add_error("file", str(exc))
     context = {
