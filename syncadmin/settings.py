@@ -173,6 +173,16 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "web-home"
 LOGOUT_REDIRECT_URL = "login"
 
+# People (issue 15): local accounts, invitations and password resets. A set-password link (invitation or
+# reset) is good once and for 72 hours; links in mail start with SITE_URL (default: the first
+# CSRF_TRUSTED_ORIGINS entry, else the address the admin's browser used). LOCAL_LOGIN=0 leaves only the
+# identity provider (superusers can still sign in with a password at /admin/, as break-glass).
+PASSWORD_RESET_TIMEOUT = 72 * 3600
+SITE_URL = envstr("SITE_URL", CSRF_TRUSTED_ORIGINS[0] if CSRF_TRUSTED_ORIGINS else "")
+LOCAL_LOGIN = envbool("LOCAL_LOGIN", True)
+OIDC_ENABLED = bool(envstr("OIDC_ISSUER", "").strip())
+AUTHENTICATION_BACKENDS[-1] = "syncadmin.web.backends.LocalPasswordBackend"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

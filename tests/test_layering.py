@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("loaders and actions", ("tracking.context", "tracking.actions")),
     ("pipeline", ("tracking.pipeline", "tracking.whatif")),
     ("scanning", ("tracking.scanning",)),
-    ("jobs", ("tracking.jobs", "tracking.cron", "tracking.health")),
+    ("jobs", ("tracking.jobs", "tracking.cron", "tracking.health", "tracking.invitations")),
     (
         "interfaces",
         (
