@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "tracking.locks",
             "tracking.messages",
             "tracking.orgsettings",
+            "tracking.roles",
         ),
     ),
     ("engine and sources", ("tracking.decisions", "tracking.sources")),
