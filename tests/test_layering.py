@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("engine and sources", ("tracking.decisions", "tracking.sources")),
-    ("models", ("tracking.models", "tracking.roles")),
+    ("models", ("tracking.models",)),
     ("loaders and actions", ("tracking.context", "tracking.actions")),
     ("pipeline", ("tracking.pipeline", "tracking.whatif")),
     ("scanning", ("tracking.scanning",)),
