@@ -50,6 +50,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "tracking.admin",
             "tracking.management",
             "syncadmin.web",
+            "syncadmin.oidc",
             "syncadmin.urls",
             "syncadmin.wsgi",
         ),

@@ -61,6 +61,10 @@ EXPECTED: dict[str, dict[str, int]] = {
     "web-directory": row(LOGIN, 200, 200, 200, 200),
     "web-directory-import": row(LOGIN, 403, 403, 403, 200),
     "web-exclusions": row(LOGIN, 200, 200, 200, 200),
+    # OpenID Connect: off in the tests' settings (tests/test_oidc.py turns it on)
+    "oidc_authentication_init": row(404, 404, 404, 404, 404),
+    "oidc_authentication_callback": row(404, 404, 404, 404, 404),
+    "web-oidc-refused": row(403, 403, 403, 403, 403),
     "password_reset": row(200, 200, 200, 200, 200),
     "password_reset_done": row(200, 200, 200, 200, 200),
     "password_reset_confirm": row(200, 200, 200, 200, 200),
@@ -151,6 +155,9 @@ READ_ONLY = {
     "password_reset_done",
     "password_reset_complete",
     "web-users",
+    "oidc_authentication_init",
+    "oidc_authentication_callback",
+    "web-oidc-refused",
 }
 
 # What each refused POST sends (a plausible, valid-looking body, so that only the permission stops it).

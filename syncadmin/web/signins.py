@@ -11,7 +11,7 @@ from django.http import HttpRequest
 
 from tracking.actions.users import do_audit_sign_in, do_audit_sign_in_failure
 
-# The session key a sign-in through the identity provider leaves, naming the provider.
+# The session key a sign-in through the identity provider leaves, naming the provider (syncadmin/oidc.py).
 SIGN_IN_METHOD_KEY = "syncadmin_sign_in_method"
 
 

@@ -28,6 +28,10 @@ urlpatterns = [
     path("set-password/<uidb64>/<token>/", accounts.password_reset_confirm, name="password_reset_confirm"),
     path("set-password/done/", accounts.password_reset_complete, name="password_reset_complete"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # OpenID Connect sign-in (when OIDC_ISSUER is set; 404 otherwise); the redirect URI is /oidc/callback/
+    path("oidc/authenticate/", accounts.oidc_sign_in, name="oidc_authentication_init"),
+    path("oidc/callback/", accounts.oidc_callback, name="oidc_authentication_callback"),
+    path("oidc/refused/", accounts.oidc_refused, name="web-oidc-refused"),
     # dashboard (admins, auditors)
     path("dashboard/", dashboard.dashboard, name="web-dashboard"),
     path("dashboard/scans/", dashboard.scans_in_progress, name="web-dashboard-scans"),

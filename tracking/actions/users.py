@@ -265,3 +265,36 @@ def do_audit_password_reset_requested(user: User, *, mailed: bool) -> None:
         acting_user=None,
         actor_label="anonymous",
     )
+
+
+def do_audit_sign_in_refused(address: str, *, reason: str, provider: str) -> None:
+    """The identity provider vouched for someone SyncAdmin does not let in (unknown or deactivated)."""
+    audit(
+        AuditAction.SIGN_IN_REFUSED,
+        address.replace("\x00", "")[:ATTEMPT_CHARS] or "(no email claim)",
+        None,
+        f"{provider}: {reason}",
+        acting_user=None,
+        actor_label="anonymous",
+    )
+
+
+@transaction.atomic
+def do_create_provider_user(address: str, role: Role, *, provider: str) -> User | None:
+    """A user for a person the provider vouches for (OIDC_CREATE_USERS), with no local password."""
+    email = normalize_address(address)
+    if email is None:
+        return None
+    user = User(username=_free_username(email), email=email)
+    user.set_unusable_password()
+    user.save()
+    _apply_role(user, role)
+    audit(
+        AuditAction.USER_CREATED,
+        user.get_username(),
+        None,
+        f"{email} as {role.value} ({provider})",
+        acting_user=None,
+        actor_label="system",
+    )
+    return user

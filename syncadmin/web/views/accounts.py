@@ -12,6 +12,7 @@ from django.contrib.auth.forms import PasswordResetForm, SetPasswordForm
 from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
+from django.shortcuts import render
 from django.urls import reverse_lazy
 from django.views.decorators.http import require_http_methods
 
@@ -23,7 +24,7 @@ def _sign_in_context() -> dict[str, Any]:
     return {
         "local_login": settings.LOCAL_LOGIN,
         "oidc_enabled": settings.OIDC_ENABLED,
-        "oidc_provider_name": getattr(settings, "OIDC_PROVIDER_NAME", "Microsoft"),
+        "oidc_provider_name": settings.OIDC_PROVIDER_NAME,
         "password_reset": settings.LOCAL_LOGIN and mail_configured(),
     }
 
@@ -72,3 +73,46 @@ password_reset_done = require_http_methods(["GET"])(
 )
 password_reset_confirm = require_http_methods(["GET", "POST"])(SetPasswordView.as_view())
 password_reset_complete = require_http_methods(["GET"])(auth_views.PasswordResetCompleteView.as_view())
+
+
+# -- OpenID Connect ------------------------------------------------------------------------------------
+
+
+def _provider_view(view: Any) -> Any:
+    """A provider view that exists only when OIDC_ISSUER is set."""
+
+    def wrapper(request: HttpRequest) -> HttpResponseBase:
+        if not settings.OIDC_ENABLED:
+            raise Http404
+        response: HttpResponseBase = view(request)
+        return response
+
+    return require_http_methods(["GET"])(wrapper)
+
+
+def _oidc_sign_in(request: HttpRequest) -> HttpResponseBase:
+    from syncadmin.oidc import ProviderSignInView
+
+    response: HttpResponseBase = ProviderSignInView.as_view()(request)
+    return response
+
+
+def _oidc_callback(request: HttpRequest) -> HttpResponseBase:
+    from syncadmin.oidc import ProviderCallbackView
+
+    response: HttpResponseBase = ProviderCallbackView.as_view()(request)
+    return response
+
+
+oidc_sign_in = _provider_view(_oidc_sign_in)
+oidc_callback = _provider_view(_oidc_callback)
+
+
+@require_http_methods(["GET"])
+def oidc_refused(request: HttpRequest) -> HttpResponse:
+    """Why the provider's sign-in did not let the person in: unknown, deactivated, or an error."""
+    reason = (
+        request.session.pop("syncadmin_oidc_refusal", "error") if hasattr(request, "session") else "error"
+    )
+    context = {"reason": reason, "local_login": settings.LOCAL_LOGIN, "provider": settings.OIDC_PROVIDER_NAME}
+    return render(request, "registration/oidc_refused.html", context, status=403)
