@@ -30,8 +30,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "syncadmin.settings",
             "tracking.apps",
             "tracking.bulk",
+            "tracking.checks",
             "tracking.choices",
             "tracking.crypto",
+            "tracking.dates",
             "tracking.locks",
             "tracking.messages",
             "tracking.orgsettings",
@@ -40,10 +42,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("engine and sources", ("tracking.decisions", "tracking.sources")),
     ("models", ("tracking.models",)),
-    ("loaders and actions", ("tracking.context", "tracking.actions")),
+    ("loaders and actions", ("tracking.context", "tracking.actions", "tracking.runs")),
     ("pipeline", ("tracking.pipeline", "tracking.whatif")),
     ("scanning", ("tracking.scanning",)),
-    ("jobs", ("tracking.jobs", "tracking.cron", "tracking.health", "tracking.invitations")),
+    (
+        "jobs",
+        ("tracking.jobs", "tracking.cron", "tracking.health", "tracking.imports", "tracking.invitations"),
+    ),
     (
         "interfaces",
         (

@@ -6,6 +6,7 @@ import csv
 import getpass
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -155,10 +156,20 @@ def test_the_cli_import_names_the_file(cmd, db: None, tmp_path: Path) -> None:
     assert event.actor_label == f"cli:{getpass.getuser()}"
 
 
-def test_the_web_import_is_audited_as_its_admin(client: Client, admin: User) -> None:
+def test_the_web_import_is_audited_as_its_admin(
+    client: Client, admin: User, django_capture_on_commit_callbacks: Any
+) -> None:
     from django.core.files.uploadedfile import SimpleUploadedFile
 
+    from tests.rq_helpers import burst
+
     upload = SimpleUploadedFile("accounts.csv", b"name,email\nContoso,info@contoso.example\n")
-    login(client, admin).post(reverse("web-directory-import"), {"kind": "account", "file": upload})
+    with django_capture_on_commit_callbacks(execute=True):  # the import job is sent when the request commits
+        login(client, admin).post(reverse("web-directory-import"), {"kind": "account", "file": upload})
+    burst()
     event = AuditEvent.objects.get(action="records_imported")
-    assert (event.actor, event.target) == (admin, "accounts.csv")
+    assert (event.actor, event.target, event.new_value) == (
+        admin,
+        "accounts.csv",
+        "account: created 1, updated 0, rejected 0",
+    )

@@ -17,7 +17,15 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from tests.conftest import run_command, user_of
 from tracking.actions import check_add_folder_rule, do_add_exclusion
-from tracking.models import AuditEvent, Decision, ExclusionEntry, FolderTrackingRule, Mailbox, OrgSettings
+from tracking.models import (
+    AuditEvent,
+    Decision,
+    ExclusionEntry,
+    FolderTrackingRule,
+    ImportRun,
+    Mailbox,
+    OrgSettings,
+)
 
 ROLES = ("anonymous", "user", "other_user", "auditor", "admin")
 EXCLUDED_PREFIXES = ("admin/", "i18n/")
@@ -60,6 +68,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "web-what-if": row(LOGIN, 200, 200, 200, 200),
     "web-directory": row(LOGIN, 200, 200, 200, 200),
     "web-directory-import": row(LOGIN, 403, 403, 403, 200),
+    "web-directory-import-result": row(LOGIN, 403, 403, 403, 200),
     "web-exclusions": row(LOGIN, 200, 200, 200, 200),
     # OpenID Connect: off in the tests' settings (tests/test_oidc.py turns it on)
     "oidc_authentication_init": row(404, 404, 404, 404, 404),
@@ -95,6 +104,7 @@ PK_OF = {
     "web-exclusion-delete": "exclusion",
     "web-user-role": "person",
     "web-user-deactivate": "person",
+    "web-directory-import-result": "import_run",
 }
 # Routes with other parameters, and what fills them (a link that is no longer valid).
 KWARGS_OF = {"password_reset_confirm": {"uidb64": "MQ", "token": "c0ffee-0123456789abcdef"}}
@@ -114,6 +124,7 @@ POST_REFUSED: dict[str, dict[str, int]] = {
     "web-user-invite": {"user": 403, "other_user": 403, "auditor": 403},
     "web-user-role": {"user": 403, "other_user": 403, "auditor": 403},
     "web-user-deactivate": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-directory-import-result": {"user": 403, "other_user": 403, "auditor": 403},
     # alice's own objects: anyone else gets 404 (ids cannot be probed); admins may track, not delete hers
     "web-folder-rule-delete": {"other_user": 404, "auditor": 404, "admin": 404},
     "web-exclusion-delete": {"other_user": 404, "auditor": 404, "admin": 404},
@@ -241,6 +252,7 @@ def world(db: None, alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tm
         "folder_rule": rule.pk,
         "exclusion": exclusion.pk,
         "person": user_of(alice).pk,
+        "import_run": ImportRun.objects.create(kind="contact", text="name,email\n").pk,
     }
     return World(clients=clients, ids=ids, alice=alice)
 
