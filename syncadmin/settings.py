@@ -187,6 +187,40 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "web-home"
 LOGOUT_REDIRECT_URL = "login"
 
+# People (issue 15): local accounts, invitations and password resets. A set-password link (invitation or
+# reset) is good once and for 72 hours; links in mail start with SITE_URL (default: the first
+# CSRF_TRUSTED_ORIGINS entry, else the address the admin's browser used). LOCAL_LOGIN=0 leaves only the
+# identity provider (superusers can still sign in with a password at /admin/, as break-glass).
+PASSWORD_RESET_TIMEOUT = 72 * 3600
+SITE_URL = envstr("SITE_URL", CSRF_TRUSTED_ORIGINS[0] if CSRF_TRUSTED_ORIGINS else "")
+LOCAL_LOGIN = envbool("LOCAL_LOGIN", True)
+# OpenID Connect sign-in (syncadmin/oidc.py, on mozilla-django-oidc); OIDC_ISSUER turns it on.
+OIDC_ISSUER = envstr("OIDC_ISSUER", "").strip()
+OIDC_ENABLED = bool(OIDC_ISSUER)
+OIDC_PROVIDER_NAME = envstr("OIDC_PROVIDER_NAME", "Microsoft")
+OIDC_ROLES_CLAIM = envstr("OIDC_ROLES_CLAIM", "roles")
+OIDC_ADMIN_ROLES = [r.strip() for r in envstr("OIDC_ADMIN_ROLES", "SyncAdmin.Admin").split(",") if r.strip()]
+OIDC_AUDITOR_ROLES = [
+    r.strip() for r in envstr("OIDC_AUDITOR_ROLES", "SyncAdmin.Auditor").split(",") if r.strip()
+]
+OIDC_CREATE_USERS = envbool("OIDC_CREATE_USERS", False)
+OIDC_RP_CLIENT_ID = envstr("OIDC_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = envsecret("OIDC_CLIENT_SECRET") or ""
+OIDC_VERIFY_SSL: bool | str = envstr("OIDC_CA_BUNDLE", "") or True
+if OIDC_ENABLED:
+    if not OIDC_RP_CLIENT_ID or not OIDC_RP_CLIENT_SECRET:
+        raise ImproperlyConfigured(
+            "OIDC_ISSUER is set: OIDC_CLIENT_ID and OIDC_CLIENT_SECRET are required too"
+        )
+    if isinstance(OIDC_VERIFY_SSL, str) and not Path(OIDC_VERIFY_SSL).is_file():
+        raise ImproperlyConfigured(f"OIDC_CA_BUNDLE={OIDC_VERIFY_SSL!r} is not a file")
+    AUTHENTICATION_BACKENDS.insert(1, "syncadmin.oidc.ProviderBackend")
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_RP_SCOPES = "openid email profile"
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = 10
+AUTHENTICATION_BACKENDS[-1] = "syncadmin.web.backends.LocalPasswordBackend"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -7,6 +7,7 @@ message an admin can act on, and a refused command changes nothing.
 from __future__ import annotations
 
 import base64
+import getpass
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from django.test.utils import CaptureQueriesContext
 
 from tests.conftest import make_mailbox
 from tracking.actions import do_set_personal_options
+from tracking.actions.audit import cli_label
 from tracking.choices import Approval, TrackOption
 from tracking.models import (
     AuditEvent,
@@ -172,7 +174,8 @@ class TestOrgSettingsSet:
         assert event.target == spec.name
         assert event.old_value == spec.format(spec.default)
         assert event.new_value == shown
-        assert event.actor_label == "cli"
+        assert event.actor_label == cli_label()  # cli:<the operating-system user>
+        assert event.actor_label == f"cli:{getpass.getuser()}"
 
     @pytest.mark.parametrize("spec", ORG_SETTINGS, ids=SPEC_IDS)
     def test_it_refuses_invalid_values(self, db, cmd, spec):
@@ -594,7 +597,8 @@ class TestPersonalOptions:
             e.target: (e.old_value, e.new_value, e.actor_label)
             for e in AuditEvent.objects.filter(action="personal_options_changed")
         }
-        assert events == {"alice.track": ("1", "0", "cli"), "alice.auto_create": ("off", "contact", "cli")}
+        cli = cli_label()
+        assert events == {"alice.track": ("1", "0", cli), "alice.auto_create": ("off", "contact", cli)}
 
     def test_it_refuses_an_unknown_user(self, db, cmd):
         with pytest.raises(CommandError) as exc:

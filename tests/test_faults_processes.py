@@ -417,7 +417,11 @@ def test_scan_now_and_test_and_enable_say_the_queue_is_unavailable_and_change_no
     client: Client, admin: User, web_mailbox
 ):
     before = mailbox_row(web_mailbox)
-    counts = (ScanRun.objects.count(), Alert.objects.count(), AuditEvent.objects.count())
+    counts = (
+        ScanRun.objects.count(),
+        Alert.objects.count(),
+        AuditEvent.objects.exclude(action="signed_in").count(),
+    )
     client.force_login(admin)
     for name, what in (("web-mailbox-scan", "Scan now"), ("web-mailbox-test", "Test &amp; Enable")):
         response = client.post(reverse(name, args=[web_mailbox.pk]), follow=True)
@@ -425,4 +429,8 @@ def test_scan_now_and_test_and_enable_say_the_queue_is_unavailable_and_change_no
         assert response.status_code == 200
         assert "The job queue is unavailable" in body and f"{what} was not queued" in body, body
     assert mailbox_row(web_mailbox) == before
-    assert (ScanRun.objects.count(), Alert.objects.count(), AuditEvent.objects.count()) == counts
+    assert (
+        ScanRun.objects.count(),
+        Alert.objects.count(),
+        AuditEvent.objects.exclude(action="signed_in").count(),
+    ) == counts

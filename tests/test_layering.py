@@ -45,10 +45,20 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("loaders and actions", ("tracking.context", "tracking.actions", "tracking.runs")),
     ("pipeline", ("tracking.pipeline", "tracking.whatif")),
     ("scanning", ("tracking.scanning",)),
-    ("jobs", ("tracking.jobs", "tracking.cron", "tracking.health", "tracking.imports")),
+    (
+        "jobs",
+        ("tracking.jobs", "tracking.cron", "tracking.health", "tracking.imports", "tracking.invitations"),
+    ),
     (
         "interfaces",
-        ("tracking.admin", "tracking.management", "syncadmin.web", "syncadmin.urls", "syncadmin.wsgi"),
+        (
+            "tracking.admin",
+            "tracking.management",
+            "syncadmin.web",
+            "syncadmin.oidc",
+            "syncadmin.urls",
+            "syncadmin.wsgi",
+        ),
     ),
     ("development tools", ("syncadmin.devtools",)),
 ]

@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timedelta
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management.base import CommandError
 from django.db import IntegrityError
 from django.utils import timezone
@@ -39,7 +40,7 @@ def decide(mailbox: Mailbox, name: str, *, days_ago: float, tracked: bool = Fals
 
 
 @pytest.fixture
-def history(alice: Mailbox, bob: Mailbox) -> dict[str, Decision]:
+def history(alice: Mailbox, bob: Mailbox, admin: User) -> dict[str, Decision]:
     return {
         "alice_old": decide(alice, "alice-old", days_ago=40, tracked=True),
         "alice_edge": decide(alice, "alice-edge", days_ago=29.9),
@@ -57,7 +58,7 @@ ALL = {"alice-old", "alice-edge", "alice-new", "bob-old", "bob-new"}
 
 
 def test_it_deletes_only_the_decisions_older_than_the_cutoff(history, cmd):
-    out = cmd("purge_decisions", "--older-than", "30", "--actor", "ops").out
+    out = cmd("purge_decisions", "--older-than", "30", "--actor", "ada").out
     assert "deleted 2 decision(s)" in out and "older than 30 days" in out
     assert left() == {"alice-edge", "alice-new", "bob-new"}
 
@@ -71,9 +72,9 @@ def test_what_goes_with_them_is_nothing_else(history, cmd):
 
 
 def test_it_writes_one_audit_event_with_who_the_cutoff_and_the_count(history, cmd):
-    cmd("purge_decisions", "--older-than", "30", "--actor", "ops")
+    cmd("purge_decisions", "--older-than", "30", "--actor", "ada")
     event = AuditEvent.objects.get(action="decisions_purged")
-    assert event.actor_label == "cli:ops"
+    assert event.actor_label == "cli:ada"
     assert event.target == "all mailboxes"
     assert event.old_value.startswith("decided before ")
     cutoff = event.old_value.removeprefix("decided before ")
@@ -104,10 +105,10 @@ def test_mailbox_limits_the_purge_to_one_mailbox(history, cmd):
 
 
 def test_json_output(history, cmd):
-    summary = json.loads(cmd("purge_decisions", "--older-than", "30", "--json", "--actor", "ops").out)
+    summary = json.loads(cmd("purge_decisions", "--older-than", "30", "--json", "--actor", "ada").out)
     assert summary.keys() == {"cutoff", "mailbox", "dry_run", "matched", "deleted", "actor"}
     assert summary["mailbox"] is None and summary["dry_run"] is False
-    assert (summary["matched"], summary["deleted"], summary["actor"]) == (2, 2, "cli:ops")
+    assert (summary["matched"], summary["deleted"], summary["actor"]) == (2, 2, "cli:ada")
     dry = json.loads(
         cmd(
             "purge_decisions", "--older-than", "1", "--json", "--dry-run", "--mailbox", "alice@contoso.com"
@@ -141,9 +142,20 @@ def test_it_refuses_an_unknown_mailbox(history, cmd):
     assert left() == ALL
 
 
-def test_it_refuses_an_overlong_actor(history, cmd):
+@pytest.mark.parametrize("actor", ["x" * 200, "ops", "alice", "audrey", ""])
+def test_the_actor_must_be_an_admin_of_syncadmin(history, cmd, auditor, actor):
+    """--actor is validated, not free text: the user name of an active admin (alice is a plain user)."""
+    with pytest.raises(CommandError, match=r"--actor .*not the user name of an active admin"):
+        cmd("purge_decisions", "--older-than", "1", "--actor", actor)
+    assert left() == ALL
+    assert not AuditEvent.objects.filter(action="decisions_purged").exists()
+
+
+def test_an_inactive_admin_is_no_actor(history, cmd, admin):
+    admin.is_active = False
+    admin.save()
     with pytest.raises(CommandError, match="--actor"):
-        cmd("purge_decisions", "--older-than", "1", "--actor", "x" * 200)
+        cmd("purge_decisions", "--older-than", "1", "--actor", "ada")
     assert left() == ALL
 
 

@@ -35,7 +35,7 @@ from syncadmin.devtools.simulators.server import Simulator
 from syncadmin.devtools.simulators.store import MailStore
 from tests import rq_helpers as h
 from tests.conftest import CommandResult, run_command
-from tests.test_web_urlconf import PK_OF, routes
+from tests.test_web_urlconf import KWARGS_OF, PK_OF, routes
 from tracking.actions import (
     ProfileValues,
     check_add_folder_rule,
@@ -302,7 +302,7 @@ def test_no_web_post_changes_a_decision_or_an_audit_event(history, admin, alice)
         assert name is not None
         for user in (admin, alice.user):
             for pk in ids if name in PK_OF else [None]:
-                url = reverse(name, kwargs={"pk": pk}) if pk is not None else reverse(name)
+                url = reverse(name, kwargs={"pk": pk} if pk is not None else KWARGS_OF.get(name))
                 client_of(user).post(url, {"regarding": "", "confirm": "on", "folder": "inbox"})
                 tried += 1
     assert tried >= len(routes()) * 2
@@ -521,7 +521,10 @@ def test_the_django_admin_never_shows_the_secret_or_its_ciphertext(secret_profil
         ),
     ]
     for page in pages:
-        assert page.status_code == 200
+        assert page.status_code in (
+            200,
+            403,
+        )  # the POST: the admin is read-only (tests/test_admin_readonly.py)
         text = page.content.decode()
         assert SECRET not in text and WRONG_SECRET not in text and ciphertext not in text
         assert ciphertext[:20] not in text
@@ -620,6 +623,7 @@ def csrf_world(alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tmp_pat
         "decision": decision.pk,
         "folder_rule": check_add_folder_rule(alice, "Projects").pk,
         "exclusion": do_add_exclusion("friend@example.org", user=alice.user).pk,
+        "person": bob.user_id,
         "import_run": ImportRun.objects.create(kind="contact", text="name,email\n").pk,
     }
     users = {"anonymous": None, "user": alice.user, "auditor": auditor, "admin": admin}
@@ -633,7 +637,8 @@ def test_every_post_without_a_csrf_token_is_refused(csrf_world) -> None:
     refused = 0
     for route, name, _ in routes():
         assert name is not None
-        url = reverse(name, kwargs={"pk": csrf_world["ids"][PK_OF[name]]}) if name in PK_OF else reverse(name)
+        kwargs = {"pk": csrf_world["ids"][PK_OF[name]]} if name in PK_OF else KWARGS_OF.get(name)
+        url = reverse(name, kwargs=kwargs)
         for role in CSRF_ROLES:
             client = Client(enforce_csrf_checks=True)
             if csrf_world["users"][role] is not None:
@@ -749,9 +754,11 @@ PROBES: list[Probe] = [
 def test_a_user_cannot_reach_another_users_object_by_its_id(bobs, alice, probe: Probe) -> None:
     CrmRecord.objects.get_or_create(kind="contact", name="Carla", email1="carla@fabrikam.example")
     _, method, url, data, target = probe
-    before, audits = bob_state(), AuditEvent.objects.count()
+    before = bob_state()
     headers = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": target} if target else {}
-    response = getattr(client_of(alice.user), method)(url(bobs), data(bobs), **headers)
+    client = client_of(alice.user)  # signing in is an audit event of its own
+    audits = AuditEvent.objects.count()
+    response = getattr(client, method)(url(bobs), data(bobs), **headers)
     assert response.status_code == 404
     assert b"bob-secret-subject" not in response.content
     assert bob_state() == before and AuditEvent.objects.count() == audits

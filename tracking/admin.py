@@ -1,16 +1,18 @@
-"""Django admin registrations: for superusers; decisions and audit rows are read-only here."""
+"""Django admin registrations: for superusers, and read-only for every product model.
+
+Changes go through the product's pages and commands, which validate them and write the audit trail;
+an edit here would skip both (an invalid regular expression, a poll interval of 0, an unaudited
+setting), so the admin shows the rows and changes none, superusers included. Deleting a user here
+is refused when it would take decisions with it (users are deactivated on the Users & roles page).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from django import forms
 from django.contrib import admin
-from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from tracking.actions import ProfileValues, secret_bound_changes, secret_required_message
 from tracking.models import (
     Alert,
     AuditEvent,
@@ -44,44 +46,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class ProfileForm(forms.ModelForm):
-    secret = forms.CharField(
-        required=False,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="Write-only: leave empty to keep the stored secret.",
-    )
-
-    class Meta:
-        model = EmailServerProfile
-        fields = ProfileValues.names()
-
-    def clean(self) -> dict[str, Any] | None:
-        data = super().clean()
-        if data is not None and self.instance.pk is not None and not data.get("secret"):
-            # self.instance still holds the stored values here; the form's are applied after clean()
-            bound = secret_bound_changes(self.instance, {f: data[f] for f in self.changed_data if f in data})
-            if bound:
-                self.add_error("secret", secret_required_message(bound))
-        return data
-
-
 @admin.register(EmailServerProfile)
-class EmailServerProfileAdmin(admin.ModelAdmin[EmailServerProfile]):
-    form = ProfileForm
+class EmailServerProfileAdmin(ReadOnlyAdmin):
     list_display = ("name", "kind", "endpoint", "auth_method", "secret_state")
+    exclude = ("secret_encrypted",)  # neither the secret nor its ciphertext is ever shown
 
     @admin.display(description="secret")
     def secret_state(self, obj: EmailServerProfile) -> str:
         return "set" if obj.has_secret else "not set"
 
-    def save_model(self, request: HttpRequest, obj: EmailServerProfile, form: Any, change: bool) -> None:
-        if form.cleaned_data.get("secret"):
-            obj.set_secret(form.cleaned_data["secret"])
-        super().save_model(request, obj, form, change)
-
 
 @admin.register(Mailbox)
-class MailboxAdmin(admin.ModelAdmin[Mailbox]):
+class MailboxAdmin(ReadOnlyAdmin):
     list_display = (
         "email_address",
         "user",
@@ -97,38 +73,24 @@ class MailboxAdmin(admin.ModelAdmin[Mailbox]):
 
 
 @admin.register(Queue)
-class QueueAdmin(admin.ModelAdmin[Queue]):
+class QueueAdmin(ReadOnlyAdmin):
     list_display = ("name", "email", "track", "active")
 
 
 @admin.register(CrmRecord)
-class CrmRecordAdmin(admin.ModelAdmin[CrmRecord]):
+class CrmRecordAdmin(ReadOnlyAdmin):
     list_display = ("name", "kind", "other_kind", "email1", "owner", "active")
     list_filter = ("kind", "active")
     search_fields = ("name", "email1", "email2", "email3")
 
-    def get_deleted_objects(
-        self, objs: Sequence[CrmRecord] | QuerySet[CrmRecord], request: HttpRequest
-    ) -> tuple[list[Any], dict[Any, Any], set[Any], list[Any]]:
-        # Deleting a record would blank the regarding of the decisions naming it, an edit of the record;
-        # Django refuses a deletion whose perms_needed is not empty.
-        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        if Decision.objects.filter(regarding__in=objs).exists():
-            perms_needed.add(str(Decision._meta.verbose_name))
-        return deleted, counts, perms_needed, protected
-
 
 @admin.register(OrgSettings)
-class OrgSettingsAdmin(admin.ModelAdmin[OrgSettings]):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return not OrgSettings.objects.exists()
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+class OrgSettingsAdmin(ReadOnlyAdmin):
+    pass
 
 
 @admin.register(PersonalOptions)
-class PersonalOptionsAdmin(admin.ModelAdmin[PersonalOptions]):
+class PersonalOptionsAdmin(ReadOnlyAdmin):
     list_display = ("user", "track", "auto_create")
 
 
@@ -170,5 +132,5 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
 admin.site.register(Alert, ReadOnlyAdmin)
 admin.site.register(FolderSyncState, ReadOnlyAdmin)
-admin.site.register(FolderTrackingRule)
-admin.site.register(ExclusionEntry)
+admin.site.register(FolderTrackingRule, ReadOnlyAdmin)
+admin.site.register(ExclusionEntry, ReadOnlyAdmin)

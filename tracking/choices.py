@@ -212,6 +212,25 @@ class AuditAction(models.TextChoices):
     FOLDER_RULE_DELETED = "folder_rule_deleted", _("Folder tracking rule deleted")
     MANUAL_TRACKING = "manual_tracking", _("Tracked manually")
     DECISIONS_PURGED = "decisions_purged", _("Decisions purged")
+    RECORDS_IMPORTED = "records_imported", _("CRM records imported")
+    USER_INVITED = "user_invited", _("User invited")
+    USER_ROLE_CHANGED = "user_role_changed", _("User role changed")
+    USER_DEACTIVATED = "user_deactivated", _("User deactivated")
+    USER_CREATED = "user_created", _("User created at sign-in")
+    PASSWORD_SET = "password_set", _("Password set")
+    PASSWORD_RESET_REQUESTED = "password_reset_requested", _("Password reset requested")
+    SIGNED_IN = "signed_in", _("Signed in")
+    SIGN_IN_FAILED = "sign_in_failed", _("Sign-in failed")
+    SIGN_IN_REFUSED = "sign_in_refused", _("Sign-in refused")
+    LOCKED_OUT = "locked_out", _("Locked out")
+
+
+class Role(models.TextChoices):
+    """A person's role (DOMAIN §1): admins and auditors are the two groups, users are in neither."""
+
+    ADMIN = "admin", _("Admin")
+    AUDITOR = "auditor", _("Auditor")
+    USER = "user", _("User")
 
 
 class ErrorKind(models.TextChoices):

@@ -41,7 +41,14 @@ def import_records_job(run_id: int) -> str:
         )
 
     try:
-        report = check_import_records(run.kind, run.text, progress=progress)
+        report = check_import_records(
+            run.kind,
+            run.text,
+            progress=progress,
+            file_name=run.file_name,
+            acting_user=run.requested_by,
+            actor_label="system",
+        )
     except Exception as exc:
         # Batches written before the error stay written; the page says what happened.
         log.exception("import %s failed", run_id)

@@ -2,9 +2,10 @@
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
-from django.views.decorators.http import require_http_methods
 
 from syncadmin.web.views import (
+    accounts,
+    audit,
     dashboard,
     decisions,
     directory,
@@ -15,17 +16,22 @@ from syncadmin.web.views import (
     orgsettings,
     personal,
     profiles,
+    users,
 )
 
 urlpatterns = [
     path("", home.home, name="web-home"),
-    # Django's LoginView would take a PUT as a POST.
-    path(
-        "login/",
-        require_http_methods(["GET", "POST"])(auth_views.LoginView.as_view(redirect_authenticated_user=True)),
-        name="login",
-    ),
+    path("login/", accounts.sign_in, name="login"),
+    # password reset by email, and the set-password page of invitations and resets
+    path("password-reset/", accounts.password_reset, name="password_reset"),
+    path("password-reset/sent/", accounts.password_reset_done, name="password_reset_done"),
+    path("set-password/<uidb64>/<token>/", accounts.password_reset_confirm, name="password_reset_confirm"),
+    path("set-password/done/", accounts.password_reset_complete, name="password_reset_complete"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # OpenID Connect sign-in (when OIDC_ISSUER is set; 404 otherwise); the redirect URI is /oidc/callback/
+    path("oidc/authenticate/", accounts.oidc_sign_in, name="oidc_authentication_init"),
+    path("oidc/callback/", accounts.oidc_callback, name="oidc_authentication_callback"),
+    path("oidc/refused/", accounts.oidc_refused, name="web-oidc-refused"),
     # dashboard (admins, auditors)
     path("dashboard/", dashboard.dashboard, name="web-dashboard"),
     path("dashboard/scans/", dashboard.scans_in_progress, name="web-dashboard-scans"),
@@ -58,6 +64,14 @@ urlpatterns = [
     # explain and what-if
     path("explain/", explain.explain, name="web-explain"),
     path("what-if/", explain.what_if, name="web-what-if"),
+    # audit trail (admins, auditors)
+    path("audit/", audit.audit_list, name="web-audit"),
+    path("audit/export.csv", audit.audit_export, name="web-audit-export"),
+    # users and roles (admins)
+    path("users/", users.user_list, name="web-users"),
+    path("users/invite/", users.user_invite, name="web-user-invite"),
+    path("users/<int:pk>/role/", users.user_role, name="web-user-role"),
+    path("users/<int:pk>/deactivate/", users.user_deactivate, name="web-user-deactivate"),
     # CRM directory
     path("directory/", directory.record_list, name="web-directory"),
     path("directory/import/", directory.record_import, name="web-directory-import"),

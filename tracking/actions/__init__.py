@@ -48,6 +48,17 @@ from tracking.actions.schedule import (
     do_record_cycle_failure,
 )
 from tracking.actions.settings import check_set_org_setting
+from tracking.actions.users import (
+    check_deactivate_user,
+    check_invite_user,
+    check_set_role,
+    last_sign_in_methods,
+    parse_role,
+    role_of,
+    source_of,
+    user_for_email,
+    user_rows,
+)
 
 __all__ = [
     "SECRET_BOUND_FIELDS",
@@ -57,8 +68,11 @@ __all__ = [
     "check_add_folder_rule",
     "check_add_mailbox",
     "check_add_profile",
+    "check_deactivate_user",
     "check_import_records",
+    "check_invite_user",
     "check_set_org_setting",
+    "check_set_role",
     "check_update_profile",
     "do_add_exclusion",
     "do_approve_mailbox",
@@ -86,6 +100,12 @@ __all__ = [
     "do_set_scan_estimate",
     "do_start_scan_run",
     "endpoint_problem",
+    "last_sign_in_methods",
+    "parse_role",
+    "role_of",
     "secret_bound_changes",
     "secret_required_message",
+    "source_of",
+    "user_for_email",
+    "user_rows",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from datetime import UTC, datetime
 
 from django.contrib.auth.models import User
@@ -9,10 +10,31 @@ from django.contrib.auth.models import User
 from tracking.choices import AuditAction
 from tracking.models import AuditEvent
 
+CLI = "cli"
+
+
+def os_user() -> str:
+    """The operating-system user running a command, or "" when the system cannot say."""
+    try:
+        return getpass.getuser()
+    except OSError:  # a container user without a passwd entry or LOGNAME
+        return ""
+
+
+def cli_label(name: str | None = None) -> str:
+    """`cli:NAME` (by default the operating-system user), or plain `cli` when there is no name."""
+    name = os_user() if name is None else name
+    return f"{CLI}:{name}" if name else CLI
+
 
 def label_of(acting_user: User | None, actor_label: str) -> str:
-    """The name an audit row and an alert give the actor: the user's, or the label ('cli', 'system')."""
-    return acting_user.get_username() if acting_user is not None else actor_label
+    """The name an audit row and an alert give the actor: the user's, or the label ('cli', 'system').
+
+    A command's changes say which operating-system user ran it: 'cli' becomes 'cli:NAME'.
+    """
+    if acting_user is not None:
+        return acting_user.get_username()
+    return cli_label() if actor_label == CLI else actor_label
 
 
 def utc_text(value: datetime | None) -> str | None:

@@ -19,13 +19,15 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from tracking.actions.audit import audit
 from tracking.actions.errors import ActionError, too_long
 from tracking.bulk import insert_rows, update_rows
-from tracking.choices import FALSE_WORDS, TRUE_WORDS, RecordKind
+from tracking.choices import FALSE_WORDS, TRUE_WORDS, AuditAction, RecordKind
 from tracking.messages import normalize_address
 from tracking.models import CrmRecord
 
@@ -203,11 +205,18 @@ def _write_batch(kind: str, rows: list[Row], now: datetime) -> tuple[int, int]:
 
 
 def check_import_records(
-    kind: str, text: str, *, progress: Callable[[int, ImportReport], None] | None = None
+    kind: str,
+    text: str,
+    *,
+    progress: Callable[[int, ImportReport], None] | None = None,
+    file_name: str = "",
+    acting_user: User | None = None,
+    actor_label: str = "cli",
 ) -> ImportReport:
     """Check the file (ActionError, nothing written), then import it batch by batch.
 
-    `progress(rows read, report so far)` runs inside each batch's transaction.
+    `progress(rows read, report so far)` runs inside each batch's transaction. The import ends with one
+    audit event: the file's name, the kind and the counts.
     """
     check_csv(kind, text)
     report = ImportReport()
@@ -218,4 +227,12 @@ def check_import_records(
             report.updated += updated
             if progress is not None:
                 progress(done, report)
+    audit(
+        AuditAction.RECORDS_IMPORTED,
+        file_name or "(CSV)",
+        None,
+        f"{kind}: created {report.created}, updated {report.updated}, rejected {len(report.rejected)}",
+        acting_user=acting_user,
+        actor_label=actor_label,
+    )
     return report

@@ -29,7 +29,7 @@ class Command(BaseCommand):
         except UnicodeDecodeError:
             raise CommandError(f"{path}: not UTF-8 text") from None
         try:
-            report = check_import_records(options["kind"], text)
+            report = check_import_records(options["kind"], text, file_name=path.name)
         except ActionError as exc:
             raise CommandError(str(exc)) from None
         for line, reason in report.rejected:

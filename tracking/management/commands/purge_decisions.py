@@ -1,17 +1,19 @@
 from __future__ import annotations
 
-import getpass
 import json
 from argparse import ArgumentParser
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from tracking.actions import do_purge_decisions
+from tracking.actions.audit import cli_label
 from tracking.management.commands._common import MAX_DAYS, get_mailbox
 from tracking.models import AuditEvent, Decision
+from tracking.roles import is_admin
 
 
 def parse_days(raw: str) -> int:
@@ -24,11 +26,22 @@ def parse_days(raw: str) -> int:
     return days
 
 
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except OSError:  # a container user without a passwd entry or LOGNAME
-        return ""
+def actor_of(name: str | None) -> str:
+    """The audit label of who purges: `cli:` + an admin's user name (--actor), else the OS user.
+
+    --actor is checked against the users, so the audit trail never names someone who does not exist.
+    """
+    if name is None:
+        label = cli_label()
+    else:
+        user = User.objects.filter(username=name.strip()).first()
+        if user is None or not is_admin(user):
+            raise CommandError(f"--actor {name!r}: not the user name of an active admin")
+        label = cli_label(user.get_username())
+    limit = AuditEvent._meta.get_field("actor_label").max_length or 0
+    if len(label) > limit:
+        raise CommandError(f"--actor: give a name of 1 to {limit - len('cli:')} characters")
+    return label
 
 
 class Command(BaseCommand):
@@ -42,18 +55,16 @@ class Command(BaseCommand):
         parser.add_argument("--mailbox", metavar="ADDRESS", help="only this mailbox's decisions")
         parser.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
         parser.add_argument(
-            "--actor", help="who is purging, for the audit event (default: the operating-system user)"
+            "--actor",
+            metavar="USERNAME",
+            help="the admin purging, for the audit event (default: the operating-system user)",
         )
         parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
     def handle(self, *args: Any, **options: Any) -> None:
         days = parse_days(options["older_than"])
         mailbox = get_mailbox(options["mailbox"]) if options["mailbox"] else None
-        actor = (options["actor"] or _os_user()).strip()
-        label = f"cli:{actor}"
-        limit = AuditEvent._meta.get_field("actor_label").max_length or 0
-        if not actor or len(label) > limit:
-            raise CommandError(f"--actor: give a name of 1 to {limit - len('cli:')} characters")
+        label = actor_of(options["actor"])
         cutoff = timezone.now() - timedelta(days=days)
         if options["dry_run"]:
             matched = Decision.objects.purgeable(cutoff, mailbox).count()
