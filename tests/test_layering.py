@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "tracking.locks",
             "tracking.messages",
             "tracking.orgsettings",
+            "tracking.roles",
         ),
     ),
     ("engine and sources", ("tracking.decisions", "tracking.sources")),
@@ -42,7 +43,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("loaders and actions", ("tracking.context", "tracking.actions")),
     ("pipeline", ("tracking.pipeline", "tracking.whatif")),
     ("scanning", ("tracking.scanning",)),
-    ("jobs", ("tracking.jobs", "tracking.cron", "tracking.health")),
+    (
+        "jobs",
+        ("tracking.jobs", "tracking.cron", "tracking.health", "tracking.notifications", "tracking.bulkjobs"),
+    ),
     (
         "interfaces",
         ("tracking.admin", "tracking.management", "syncadmin.web", "syncadmin.urls", "syncadmin.wsgi"),

@@ -212,3 +212,17 @@ class AuditAction(models.TextChoices):
     FOLDER_RULE_DELETED = "folder_rule_deleted", _("Folder tracking rule deleted")
     MANUAL_TRACKING = "manual_tracking", _("Tracked manually")
     DECISIONS_PURGED = "decisions_purged", _("Decisions purged")
+    MAILBOX_CHANGED = "mailbox_changed", _("Mailbox changed")
+    QUEUE_CHANGED = "queue_changed", _("Queue changed")
+    PROFILE_DEFAULT_SET = "profile_default_set", _("Default server profile set")
+    BULK_QUEUED = "bulk_queued", _("Bulk action queued")
+
+
+class BulkAction(models.TextChoices):
+    """What the mailbox list can do to many mailboxes at once (DOMAIN §9)."""
+
+    APPROVE = "approve", _("Approve email")
+    REJECT = "reject", _("Reject email")
+    TEST = "test", _("Test & Enable")
+    DISABLE = "disable", _("Disable")
+    APPLY_DEFAULT_PROFILE = "apply_default_profile", _("Apply default profile")
