@@ -16,8 +16,18 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from tests.conftest import run_command
-from tracking.actions import check_add_folder_rule, do_add_exclusion
-from tracking.models import AuditEvent, Decision, ExclusionEntry, FolderTrackingRule, Mailbox, OrgSettings
+from tracking.actions import check_add_folder_rule, check_start_bulk, do_add_exclusion
+from tracking.models import (
+    AuditEvent,
+    BulkOperation,
+    Decision,
+    EmailServerProfile,
+    ExclusionEntry,
+    FolderTrackingRule,
+    Mailbox,
+    OrgSettings,
+    Queue,
+)
 
 ROLES = ("anonymous", "user", "other_user", "auditor", "admin")
 EXCLUDED_PREFIXES = ("admin/", "i18n/")
@@ -36,6 +46,15 @@ EXPECTED: dict[str, dict[str, int]] = {
     "web-dashboard": row(LOGIN, 403, 403, 200, 200),
     "web-dashboard-scans": row(LOGIN, 403, 403, 200, 200),
     "web-mailboxes": row(LOGIN, 200, 200, 200, 200),
+    "web-mailbox-create": row(LOGIN, 403, 403, 403, 200),
+    "web-mailbox-bulk": row(LOGIN, 403, 403, 403, 405),
+    "web-bulk-operation": row(LOGIN, 403, 403, 200, 200),
+    "web-mailbox-edit": row(LOGIN, 403, 403, 403, 200),
+    "web-mailbox-reject": row(LOGIN, 403, 403, 403, 405),
+    "web-queue": row(LOGIN, 403, 403, 200, 200),
+    "web-profile-test": row(LOGIN, 403, 403, 403, 405),
+    "web-profile-test-mailboxes": row(LOGIN, 403, 403, 403, 405),
+    "web-profile-default": row(LOGIN, 403, 403, 403, 405),
     "web-mailbox": row(LOGIN, 200, 404, 200, 200),
     "web-mailbox-status": row(LOGIN, 200, 404, 200, 200),
     "web-mailbox-approve": row(LOGIN, 403, 403, 403, 405),
@@ -75,6 +94,13 @@ PK_OF = {
     "web-mailbox-reset-sync": "mailbox",
     "web-mailbox-watermark": "mailbox",
     "web-profile-edit": "profile",
+    "web-mailbox-edit": "mailbox",
+    "web-mailbox-reject": "mailbox",
+    "web-bulk-operation": "bulk",
+    "web-queue": "queue",
+    "web-profile-test": "profile",
+    "web-profile-test-mailboxes": "profile",
+    "web-profile-default": "profile",
     "web-folder-rule-delete": "folder_rule",
     "web-decision": "decision",
     "web-decision-track": "decision",
@@ -90,6 +116,14 @@ POST_REFUSED: dict[str, dict[str, int]] = {
     "web-mailbox-reset-sync": {"user": 403, "other_user": 403, "auditor": 403},
     "web-mailbox-watermark": {"user": 403, "other_user": 403, "auditor": 403},
     "web-profile-create": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-mailbox-create": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-mailbox-bulk": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-mailbox-edit": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-mailbox-reject": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-queue": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-profile-test": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-profile-test-mailboxes": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-profile-default": {"user": 403, "other_user": 403, "auditor": 403},
     "web-profile-edit": {"user": 403, "other_user": 403, "auditor": 403},
     "web-orgsettings": {"user": 403, "other_user": 403, "auditor": 403},
     "web-directory-import": {"user": 403, "other_user": 403, "auditor": 403},
@@ -120,6 +154,7 @@ READ_ONLY = {
     "web-mailboxes",
     "web-mailbox",
     "web-mailbox-status",
+    "web-bulk-operation",
     "web-profiles",
     "web-orgsettings-changes",
     "web-decisions",
@@ -136,6 +171,11 @@ POST_DATA: dict[str, dict[str, str]] = {
     "web-profile-create": {"name": "sneaky", "kind": "local", "endpoint": "/tmp"},
     "web-profile-edit": {"name": "renamed", "kind": "exchange_ews", "endpoint": "https://evil.example/EWS"},
     "web-orgsettings": {"setting": "AutoTrackSentFolderItems", "AutoTrackSentFolderItems": ""},
+    "web-mailbox-create": {"email_address": "new@contoso.com", "owner_kind": "queue", "queue_name": "Sneaky"},
+    "web-mailbox-bulk": {"action": "reject", "scope": "all", "query": ""},
+    "web-mailbox-edit": {"incoming_method": "none"},
+    "web-queue": {"track": "4"},
+    "web-profile-test": {"address": "alice@contoso.com"},
 }
 
 
@@ -185,6 +225,8 @@ def ingest_one(tmp_path: Path) -> Decision:
 @pytest.fixture
 def world(db: None, alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tmp_path: Path) -> World:
     decision = ingest_one(tmp_path)
+    queue = Queue.objects.create(name="Support", email="support@contoso.com")
+    bulk = check_start_bulk("approve", [alice.pk])
     rule = check_add_folder_rule(alice, "Projects")
     exclusion = do_add_exclusion("friend@example.org", user=alice.user)
     clients = {}
@@ -205,6 +247,8 @@ def world(db: None, alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tm
         "decision": decision.pk,
         "folder_rule": rule.pk,
         "exclusion": exclusion.pk,
+        "queue": queue.pk,
+        "bulk": bulk.pk,
     }
     return World(clients=clients, ids=ids, alice=alice)
 
@@ -221,6 +265,12 @@ def state() -> tuple[object, ...]:
         ExclusionEntry.objects.count(),
         Decision.objects.filter(outcome="tracked").count(),
         OrgSettings.load().auto_track_sent_folder_items,
+        alice.incoming_method,
+        alice.profile_id,
+        BulkOperation.objects.count(),
+        Mailbox.objects.count(),
+        list(Queue.objects.values_list("track", "owner_id")),
+        list(EmailServerProfile.objects.filter(is_default=True).values_list("pk", flat=True)),
     )
 
 
