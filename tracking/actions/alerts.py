@@ -62,6 +62,8 @@ def do_close_failure_episode(profile: EmailServerProfile) -> None:
 
 def _queue_alert_mail(alert_id: int) -> None:
     try:
-        django_rq.get_queue(QUEUE).enqueue(ALERT_MAIL_JOB, alert_id, description=f"alert mail {alert_id}")
+        # "auto": this already runs after the commit; deferring again would put the send outside the try.
+        queue = django_rq.get_queue(QUEUE, commit_mode="auto")
+        queue.enqueue(ALERT_MAIL_JOB, alert_id, description=f"alert mail {alert_id}")
     except Exception:  # the queue being down must not fail the commit it follows (nor a scan)
         log.warning("alert %s: the mail job could not be queued", alert_id, exc_info=True)
