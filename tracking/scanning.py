@@ -75,13 +75,12 @@ def profile_connection_settings(profile: EmailServerProfile, address: str) -> Co
 
 def source_for(mailbox: Mailbox) -> MailSource:
     """The source that reads this mailbox, by its profile's kind."""
-    return profile_source(mailbox.profile, mailbox.email_address)
+    return source_of(connection_settings(mailbox))
 
 
-def profile_source(profile: EmailServerProfile, address: str) -> MailSource:
-    """The source that reads `address` through `profile`, by the profile's kind."""
-    settings = profile_connection_settings(profile, address)
-    kind = profile.kind
+def source_of(settings: ConnectionSettings) -> MailSource:
+    """The source for these connection settings, by their kind."""
+    kind = settings.kind
     if kind == ProfileKind.LOCAL:
         from tracking.sources.local import LocalSource
 
@@ -249,7 +248,7 @@ def test_profile_connection(profile: EmailServerProfile, address: str) -> tuple[
     Test connection on the profile page: nothing is stored, no Mailbox row is needed.
     """
     try:
-        profile_source(profile, address).test_connection([Folder.INBOX.value])
+        source_of(profile_connection_settings(profile, address)).test_connection([Folder.INBOX.value])
     except SourceError as exc:
         return False, str(exc)
     return True, f"connected; the inbox of {address} can be read"
