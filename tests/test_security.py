@@ -40,6 +40,7 @@ from tracking.actions import (
     ProfileValues,
     check_add_folder_rule,
     check_add_profile,
+    check_start_bulk,
     do_add_exclusion,
     do_approve_mailbox,
     do_set_personal_options,
@@ -54,6 +55,7 @@ from tracking.models import (
     FolderTrackingRule,
     Mailbox,
     PersonalOptions,
+    Queue,
     ScanRun,
 )
 from tracking.models.activity import ImmutableRecordError
@@ -619,6 +621,8 @@ def csrf_world(alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tmp_pat
         "decision": decision.pk,
         "folder_rule": check_add_folder_rule(alice, "Projects").pk,
         "exclusion": do_add_exclusion("friend@example.org", user=alice.user).pk,
+        "queue": Queue.objects.create(name="Support", email="support@contoso.com").pk,
+        "bulk": check_start_bulk("approve", [alice.pk]).pk,
     }
     users = {"anonymous": None, "user": alice.user, "auditor": auditor, "admin": admin}
     return {"ids": ids, "users": users}
