@@ -25,6 +25,7 @@ from tracking.actions import (
     do_record_cycle_failure,
     do_set_personal_options,
 )
+from tracking.choices import ErrorKind
 from tracking.context import load_rules
 from tracking.jobs import QUEUE
 from tracking.models import EmailServerProfile, Mailbox
@@ -123,6 +124,7 @@ def fail(mailbox: Mailbox, q: Queue, django_capture_on_commit_callbacks: object)
             mailbox.pk,
             load_rules(),
             error="the server refused the credentials",
+            kind=ErrorKind.CREDENTIALS,
             permanent=True,
             retry_after=None,
             now=timezone.now(),
@@ -221,6 +223,7 @@ def test_a_job_queue_that_is_down_fails_no_scan(
             alice.pk,
             load_rules(),
             error="gone",
+            kind=ErrorKind.UNREACHABLE,
             permanent=True,
             retry_after=None,
             now=timezone.now(),

@@ -53,6 +53,7 @@ from tracking.models import (
     EmailServerProfile,
     ExclusionEntry,
     FolderTrackingRule,
+    ImportRun,
     Mailbox,
     PersonalOptions,
     Queue,
@@ -623,6 +624,7 @@ def csrf_world(alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tmp_pat
         "exclusion": do_add_exclusion("friend@example.org", user=alice.user).pk,
         "queue": Queue.objects.create(name="Support", email="support@contoso.com").pk,
         "bulk": check_start_bulk("approve", [alice.pk]).pk,
+        "import_run": ImportRun.objects.create(kind="contact", text="name,email\n").pk,
     }
     users = {"anonymous": None, "user": alice.user, "auditor": auditor, "admin": admin}
     return {"ids": ids, "users": users}

@@ -24,6 +24,7 @@ from tracking.models import (
     EmailServerProfile,
     ExclusionEntry,
     FolderTrackingRule,
+    ImportRun,
     Mailbox,
     OrgSettings,
     Queue,
@@ -79,6 +80,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "web-what-if": row(LOGIN, 200, 200, 200, 200),
     "web-directory": row(LOGIN, 200, 200, 200, 200),
     "web-directory-import": row(LOGIN, 403, 403, 403, 200),
+    "web-directory-import-result": row(LOGIN, 403, 403, 403, 200),
     "web-exclusions": row(LOGIN, 200, 200, 200, 200),
     "web-exclusion-delete": row(LOGIN, 405, 405, 405, 405),
 }
@@ -105,6 +107,7 @@ PK_OF = {
     "web-decision": "decision",
     "web-decision-track": "decision",
     "web-exclusion-delete": "exclusion",
+    "web-directory-import-result": "import_run",
 }
 
 # POSTs by a wrong role: refused with this status, nothing written. Only the refused roles are listed.
@@ -127,6 +130,7 @@ POST_REFUSED: dict[str, dict[str, int]] = {
     "web-profile-edit": {"user": 403, "other_user": 403, "auditor": 403},
     "web-orgsettings": {"user": 403, "other_user": 403, "auditor": 403},
     "web-directory-import": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-directory-import-result": {"user": 403, "other_user": 403, "auditor": 403},
     # alice's own objects: anyone else gets 404 (ids cannot be probed); admins may track, not delete hers
     "web-folder-rule-delete": {"other_user": 404, "auditor": 404, "admin": 404},
     "web-exclusion-delete": {"other_user": 404, "auditor": 404, "admin": 404},
@@ -249,6 +253,7 @@ def world(db: None, alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tm
         "exclusion": exclusion.pk,
         "queue": queue.pk,
         "bulk": bulk.pk,
+        "import_run": ImportRun.objects.create(kind="contact", text="name,email\n").pk,
     }
     return World(clients=clients, ids=ids, alice=alice)
 

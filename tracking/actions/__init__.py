@@ -29,7 +29,16 @@ from tracking.actions.mailboxes import (
     do_set_mailbox_watermark,
 )
 from tracking.actions.personal import check_add_folder_rule, do_delete_folder_rule, do_set_personal_options
-from tracking.actions.profiles import ProfileValues, check_add_profile, check_update_profile, endpoint_problem
+from tracking.actions.profiles import (
+    SECRET_BOUND_FIELDS,
+    ProfileValues,
+    SecretRequired,
+    check_add_profile,
+    check_update_profile,
+    endpoint_problem,
+    secret_bound_changes,
+    secret_required_message,
+)
 from tracking.actions.retention import do_purge_decisions
 from tracking.actions.scans import (
     do_audit_manual_tracking,
@@ -52,8 +61,10 @@ from tracking.actions.schedule import (
 from tracking.actions.settings import check_set_org_setting
 
 __all__ = [
+    "SECRET_BOUND_FIELDS",
     "ActionError",
     "ProfileValues",
+    "SecretRequired",
     "check_add_folder_rule",
     "check_add_mailbox",
     "check_add_profile",
@@ -95,4 +106,6 @@ __all__ = [
     "do_start_scan_run",
     "endpoint_problem",
     "raise_alert",
+    "secret_bound_changes",
+    "secret_required_message",
 ]

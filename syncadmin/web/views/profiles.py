@@ -1,6 +1,7 @@
 """Server profiles: the list, and the create / edit form (admins) that auditors read without editing.
 
-A profile's secret is write-only: the form's password field never renders a value, an empty
+A profile's secret is write-only (and hidden from Django's error reports: sensitive parameters and
+variables): the form's password field never renders a value, an empty
 field keeps the stored secret, and pages only ever say whether one is set.
 """
 
@@ -12,13 +13,20 @@ from django.db.models import Count
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods, require_safe
 
 from syncadmin.web.forms.mailbox_admin import ProfileTestForm
 from syncadmin.web.forms.profiles import KindProfileForm
 from syncadmin.web.htmx import is_htmx
 from syncadmin.web.permissions import AuthenticatedHttpRequest, admin_required, is_admin, reader_required
-from tracking.actions import ActionError, ProfileValues, check_add_profile, check_update_profile
+from tracking.actions import (
+    ActionError,
+    ProfileValues,
+    SecretRequired,
+    check_add_profile,
+    check_update_profile,
+)
 from tracking.models import EmailServerProfile
 
 
@@ -62,7 +70,9 @@ def _form_page(
 
 
 @admin_required
+@sensitive_post_parameters("secret")
 @require_http_methods(["GET", "POST"])
+@sensitive_variables()
 def profile_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = _kind_form(request, None)
     if form.is_bound and form.is_valid():
@@ -85,7 +95,9 @@ def profile_create(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 @reader_required
+@sensitive_post_parameters("secret")
 @require_http_methods(["GET", "POST"])
+@sensitive_variables()
 def profile_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """Admins edit; auditors read the same fields, and their POST is refused."""
     profile = get_object_or_404(EmailServerProfile.objects.annotate(mailbox_count=Count("mailboxes")), pk=pk)
@@ -102,6 +114,8 @@ def profile_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
                 clear_secret=form.cleaned_data.get("clear_secret", False),
                 acting_user=request.user,
             )
+        except SecretRequired as exc:
+            form.add_error("secret", str(exc))
         except ActionError as exc:
             form.add_error(None, str(exc))
         else:
