@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -56,3 +57,19 @@ def envsecret(name: str) -> str | None:
         except OSError as exc:
             raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc}") from None
     return value or None
+
+
+def envurl(name: str, default: str) -> str:
+    """An http(s) URL without a trailing slash, e.g. the public address links in mails point to."""
+    raw = os.environ.get(name, default).strip()
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an http:// or https:// URL")
+    return raw.rstrip("/")
+
+
+def envport(name: str, default: int) -> int:
+    value = envint(name, default, minimum=1)
+    if value > 65535:
+        raise ImproperlyConfigured(f"{name}={value} is not a TCP port (1–65535)")
+    return value

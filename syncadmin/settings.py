@@ -9,7 +9,7 @@ import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
-from syncadmin.env import envbool, envint, envsecret, envstr
+from syncadmin.env import envbool, envint, envport, envsecret, envstr, envurl
 from tracking.crypto import key_problem
 
 django_stubs_ext.monkeypatch()  # lets ModelAdmin[Model] and friends be subscripted at run time
@@ -130,6 +130,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Alert mail (DOMAIN §9) through Django's SMTP backend; links in it point to SYNCADMIN_SITE_URL.
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
+EMAIL_PORT = envport("EMAIL_PORT", 25)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = envsecret("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = 30  # seconds: a mail server that hangs must not hold a worker for long
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "syncadmin@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+SYNCADMIN_SITE_URL = envurl("SYNCADMIN_SITE_URL", "http://127.0.0.1:8000")
 
 REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUES = {

@@ -47,7 +47,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("scanning", ("tracking.scanning",)),
     (
         "jobs",
-        ("tracking.jobs", "tracking.cron", "tracking.health", "tracking.imports", "tracking.invitations"),
+        (
+            "tracking.jobs",
+            "tracking.cron",
+            "tracking.health",
+            "tracking.imports",
+            "tracking.notifications",
+            "tracking.bulkjobs",
+            "tracking.invitations",
+        ),
     ),
     (
         "interfaces",

@@ -40,6 +40,7 @@ from tracking.actions import (
     ProfileValues,
     check_add_folder_rule,
     check_add_profile,
+    check_start_bulk,
     do_add_exclusion,
     do_approve_mailbox,
     do_set_personal_options,
@@ -55,6 +56,7 @@ from tracking.models import (
     ImportRun,
     Mailbox,
     PersonalOptions,
+    Queue,
     ScanRun,
 )
 from tracking.models.activity import ImmutableRecordError
@@ -624,6 +626,8 @@ def csrf_world(alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tmp_pat
         "folder_rule": check_add_folder_rule(alice, "Projects").pk,
         "exclusion": do_add_exclusion("friend@example.org", user=alice.user).pk,
         "person": bob.user_id,
+        "queue": Queue.objects.create(name="Support", email="support@contoso.com").pk,
+        "bulk": check_start_bulk("approve", [alice.pk]).pk,
         "import_run": ImportRun.objects.create(kind="contact", text="name,email\n").pk,
     }
     users = {"anonymous": None, "user": alice.user, "auditor": auditor, "admin": admin}

@@ -38,7 +38,14 @@ def main_of(body: str) -> str:
 
 
 def general(**overrides: str) -> dict[str, str]:
-    return {"tab": "general", "time_zone": "UTC", "rows_per_page": "50", "language": "en", **overrides}
+    return {
+        "tab": "general",
+        "time_zone": "UTC",
+        "rows_per_page": "50",
+        "language": "en",
+        "alert_mail": "on",
+        **overrides,
+    }
 
 
 def email(**overrides: Any) -> dict[str, Any]:
@@ -141,6 +148,18 @@ def test_it_saves_the_general_tab_and_audits_it(client: Client, alice_user: User
     assert set(events) == {"alice.time_zone", "alice.rows_per_page", "alice.language"}
     assert all(e.actor == alice_user for e in events.values())
     assert (events["alice.rows_per_page"].old_value, events["alice.rows_per_page"].new_value) == ("50", "25")
+
+
+def test_it_turns_alert_mail_off_and_on(client: Client, alice_user: User) -> None:
+    login(client, alice_user)
+    page = client.get(URL).content.decode()
+    assert re.search(r'<input type="checkbox" name="alert_mail"[^>]*checked', page)
+    client.post(URL, {k: v for k, v in general().items() if k != "alert_mail"})
+    assert not PersonalOptions.objects.of(alice_user).alert_mail
+    event = AuditEvent.objects.get(target="alice.alert_mail")
+    assert (event.old_value, event.new_value) == ("True", "False")
+    client.post(URL, general())
+    assert PersonalOptions.objects.of(alice_user).alert_mail
 
 
 def test_it_offers_every_time_zone_and_both_languages(client: Client, alice_user: User) -> None:

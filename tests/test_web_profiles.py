@@ -225,8 +225,20 @@ def test_it_validates_the_form(
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"kind": "exchange_graph", "endpoint": "", "auth_method": "oauth2", "client_id": "app"},
-        {"kind": "exchange_graph", "endpoint": "https://graph.microsoft.com"},
+        {
+            "kind": "exchange_graph",
+            "endpoint": "",
+            "auth_method": "oauth2",
+            "client_id": "app",
+            "tenant_id": "t",
+        },
+        {
+            "kind": "exchange_graph",
+            "endpoint": "https://graph.microsoft.com",
+            "auth_method": "oauth2",
+            "client_id": "a",
+            "tenant_id": "t",
+        },
         {"kind": "imap", "endpoint": "imaps://mail.contoso.com:993"},
         {"kind": "imap", "endpoint": "imap://mail.contoso.com"},
     ],
@@ -242,13 +254,16 @@ def test_it_accepts_each_kinds_endpoint(
 def test_it_accepts_a_local_directory_and_a_ca_file(client: Client, admin: User, tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    r = login(client, admin).post(
-        CREATE, form_data(kind="local", endpoint=str(tmp_path), ca_bundle=str(ca), secret="")
-    )
+    login(client, admin)
+    r = client.post(CREATE, form_data(kind="local", endpoint=str(tmp_path), ca_bundle=str(ca), secret=SECRET))
     assert r.status_code == 302
     profile = EmailServerProfile.objects.get(name="Contoso EWS")
-    assert profile.endpoint == str(tmp_path) and profile.ca_bundle == str(ca)
-    assert not profile.has_secret
+    # a local folder has no server to sign in to: what the kind does not use is not stored
+    assert profile.endpoint == str(tmp_path) and profile.ca_bundle == "" and profile.auth_method == "none"
+    assert not profile.has_secret and profile.username == ""
+    r = client.post(CREATE, form_data(name="With CA", ca_bundle=str(ca)))
+    assert r.status_code == 302
+    assert EmailServerProfile.objects.get(name="With CA").ca_bundle == str(ca)
 
 
 def test_it_treats_an_empty_post_as_a_form_with_errors(client: Client, admin: User, db: None) -> None:
@@ -312,14 +327,16 @@ def test_it_replaces_the_secret(client: Client, admin: User, ews: EmailServerPro
     assert_no_secret(r, client.get(edit_url(ews)), client.get(LIST))
 
 
-def test_it_clears_the_secret(client: Client, admin: User, ews: EmailServerProfile) -> None:
+def test_it_refuses_to_clear_a_secret_the_sign_in_needs(
+    client: Client, admin: User, ews: EmailServerProfile
+) -> None:
     login(client, admin)
-    r = client.post(edit_url(ews), form_data(secret="", clear_secret="on"), follow=True)
+    r = client.post(edit_url(ews), form_data(secret="", clear_secret="on"))
+    assert r.status_code == 400
+    assert "Test & Enable needs a secret for Basic." in text(r)
     ews.refresh_from_db()
-    assert not ews.has_secret
-    assert "No secret is set." in text(r)
-    event = AuditEvent.objects.get(action="profile_changed")
-    assert (event.target, event.new_value) == ("Contoso EWS.secret", "secret cleared")
+    assert ews.has_secret
+    assert not AuditEvent.objects.filter(action="profile_changed").exists()
 
 
 def test_it_refuses_a_new_secret_and_clearing_at_once(

@@ -16,15 +16,18 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from tests.conftest import run_command, user_of
-from tracking.actions import check_add_folder_rule, do_add_exclusion
+from tracking.actions import check_add_folder_rule, check_start_bulk, do_add_exclusion
 from tracking.models import (
     AuditEvent,
+    BulkOperation,
     Decision,
+    EmailServerProfile,
     ExclusionEntry,
     FolderTrackingRule,
     ImportRun,
     Mailbox,
     OrgSettings,
+    Queue,
 )
 
 ROLES = ("anonymous", "user", "other_user", "auditor", "admin")
@@ -44,6 +47,15 @@ EXPECTED: dict[str, dict[str, int]] = {
     "web-dashboard": row(LOGIN, 403, 403, 200, 200),
     "web-dashboard-scans": row(LOGIN, 403, 403, 200, 200),
     "web-mailboxes": row(LOGIN, 200, 200, 200, 200),
+    "web-mailbox-create": row(LOGIN, 403, 403, 403, 200),
+    "web-mailbox-bulk": row(LOGIN, 403, 403, 403, 405),
+    "web-bulk-operation": row(LOGIN, 403, 403, 200, 200),
+    "web-mailbox-edit": row(LOGIN, 403, 403, 403, 200),
+    "web-mailbox-reject": row(LOGIN, 403, 403, 403, 405),
+    "web-queue": row(LOGIN, 403, 403, 200, 200),
+    "web-profile-test": row(LOGIN, 403, 403, 403, 405),
+    "web-profile-test-mailboxes": row(LOGIN, 403, 403, 403, 405),
+    "web-profile-default": row(LOGIN, 403, 403, 403, 405),
     "web-mailbox": row(LOGIN, 200, 404, 200, 200),
     "web-mailbox-status": row(LOGIN, 200, 404, 200, 200),
     "web-mailbox-approve": row(LOGIN, 403, 403, 403, 405),
@@ -98,6 +110,13 @@ PK_OF = {
     "web-mailbox-reset-sync": "mailbox",
     "web-mailbox-watermark": "mailbox",
     "web-profile-edit": "profile",
+    "web-mailbox-edit": "mailbox",
+    "web-mailbox-reject": "mailbox",
+    "web-bulk-operation": "bulk",
+    "web-queue": "queue",
+    "web-profile-test": "profile",
+    "web-profile-test-mailboxes": "profile",
+    "web-profile-default": "profile",
     "web-folder-rule-delete": "folder_rule",
     "web-decision": "decision",
     "web-decision-track": "decision",
@@ -118,6 +137,14 @@ POST_REFUSED: dict[str, dict[str, int]] = {
     "web-mailbox-reset-sync": {"user": 403, "other_user": 403, "auditor": 403},
     "web-mailbox-watermark": {"user": 403, "other_user": 403, "auditor": 403},
     "web-profile-create": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-mailbox-create": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-mailbox-bulk": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-mailbox-edit": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-mailbox-reject": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-queue": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-profile-test": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-profile-test-mailboxes": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-profile-default": {"user": 403, "other_user": 403, "auditor": 403},
     "web-profile-edit": {"user": 403, "other_user": 403, "auditor": 403},
     "web-orgsettings": {"user": 403, "other_user": 403, "auditor": 403},
     "web-directory-import": {"user": 403, "other_user": 403, "auditor": 403},
@@ -154,6 +181,7 @@ READ_ONLY = {
     "web-mailboxes",
     "web-mailbox",
     "web-mailbox-status",
+    "web-bulk-operation",
     "web-profiles",
     "web-orgsettings-changes",
     "web-decisions",
@@ -180,6 +208,11 @@ POST_DATA: dict[str, dict[str, str]] = {
     "web-orgsettings": {"setting": "AutoTrackSentFolderItems", "AutoTrackSentFolderItems": ""},
     "web-user-invite": {"email": "mallory@contoso.com", "role": "admin"},
     "web-user-role": {"role": "admin"},
+    "web-mailbox-create": {"email_address": "new@contoso.com", "owner_kind": "queue", "queue_name": "Sneaky"},
+    "web-mailbox-bulk": {"action": "reject", "scope": "all", "query": ""},
+    "web-mailbox-edit": {"incoming_method": "none"},
+    "web-queue": {"track": "4"},
+    "web-profile-test": {"address": "alice@contoso.com"},
 }
 
 
@@ -231,6 +264,8 @@ def ingest_one(tmp_path: Path) -> Decision:
 @pytest.fixture
 def world(db: None, alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tmp_path: Path) -> World:
     decision = ingest_one(tmp_path)
+    queue = Queue.objects.create(name="Support", email="support@contoso.com")
+    bulk = check_start_bulk("approve", [alice.pk])
     rule = check_add_folder_rule(alice, "Projects")
     exclusion = do_add_exclusion("friend@example.org", user=alice.user)
     clients = {}
@@ -252,6 +287,8 @@ def world(db: None, alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tm
         "folder_rule": rule.pk,
         "exclusion": exclusion.pk,
         "person": user_of(alice).pk,
+        "queue": queue.pk,
+        "bulk": bulk.pk,
         "import_run": ImportRun.objects.create(kind="contact", text="name,email\n").pk,
     }
     return World(clients=clients, ids=ids, alice=alice)
@@ -272,6 +309,12 @@ def state() -> tuple[object, ...]:
         User.objects.filter(is_active=True).count(),
         User.objects.count(),
         User.groups.through.objects.count(),
+        alice.incoming_method,
+        alice.profile_id,
+        BulkOperation.objects.count(),
+        Mailbox.objects.count(),
+        list(Queue.objects.values_list("track", "owner_id")),
+        list(EmailServerProfile.objects.filter(is_default=True).values_list("pk", flat=True)),
     )
 
 

@@ -70,6 +70,20 @@ class MailboxAdmin(ReadOnlyAdmin):
     )
     list_filter = ("approval", "enabled", "incoming_status", "profile")
     search_fields = ("email_address",)
+    # Internal state changes only through the actions (Approve, Test & Enable, scans), never by hand.
+    readonly_fields = (
+        "approval",
+        "enabled",
+        "incoming_status",
+        "last_sync_started_at",
+        "last_sync_succeeded_at",
+        "last_error",
+        "transient_failure_count",
+        "next_run_at",
+    )
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the product's New mailbox page adds them, audited
 
 
 @admin.register(Queue)

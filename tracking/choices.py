@@ -223,6 +223,10 @@ class AuditAction(models.TextChoices):
     SIGN_IN_FAILED = "sign_in_failed", _("Sign-in failed")
     SIGN_IN_REFUSED = "sign_in_refused", _("Sign-in refused")
     LOCKED_OUT = "locked_out", _("Locked out")
+    MAILBOX_CHANGED = "mailbox_changed", _("Mailbox changed")
+    QUEUE_CHANGED = "queue_changed", _("Queue changed")
+    PROFILE_DEFAULT_SET = "profile_default_set", _("Default server profile set")
+    BULK_QUEUED = "bulk_queued", _("Bulk action queued")
 
 
 class Role(models.TextChoices):
@@ -231,6 +235,16 @@ class Role(models.TextChoices):
     ADMIN = "admin", _("Admin")
     AUDITOR = "auditor", _("Auditor")
     USER = "user", _("User")
+
+
+class BulkAction(models.TextChoices):
+    """What the mailbox list can do to many mailboxes at once (DOMAIN §9)."""
+
+    APPROVE = "approve", _("Approve email")
+    REJECT = "reject", _("Reject email")
+    TEST = "test", _("Test & Enable")
+    DISABLE = "disable", _("Disable")
+    APPLY_DEFAULT_PROFILE = "apply_default_profile", _("Apply default profile")
 
 
 class ErrorKind(models.TextChoices):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from django.contrib.auth.models import User
 from django.db import OperationalError, connection
 from django.utils import timezone
 
@@ -33,7 +34,7 @@ from tracking.choices import ErrorKind, Folder, IncomingMethod, ProfileKind, Rea
 from tracking.context import ScanRules, load_rules, load_scan_rules, mailbox_for_scan, watermark_of
 from tracking.crypto import SecretUnreadable
 from tracking.decisions import OrgRules
-from tracking.models import FolderSyncState, Mailbox, ScanRun
+from tracking.models import EmailServerProfile, FolderSyncState, Mailbox, ScanRun
 from tracking.pipeline import process_page
 from tracking.sources.base import ConnectionSettings, MailSource, SourceError, SyncStateInvalid
 
@@ -43,7 +44,11 @@ Clock = Callable[[], datetime]
 
 
 def connection_settings(mailbox: Mailbox) -> ConnectionSettings:
-    profile = mailbox.profile
+    return profile_connection_settings(mailbox.profile, mailbox.email_address)
+
+
+def profile_connection_settings(profile: EmailServerProfile, address: str) -> ConnectionSettings:
+    """How to reach `address` through `profile` (the address need not have a Mailbox row)."""
     try:
         secret = profile.get_secret()
     except SecretUnreadable:
@@ -55,7 +60,7 @@ def connection_settings(mailbox: Mailbox) -> ConnectionSettings:
         ) from None
     return ConnectionSettings(
         kind=profile.kind,
-        mailbox=mailbox.email_address,
+        mailbox=address,
         endpoint=profile.endpoint,
         auth_method=profile.auth_method,
         username=profile.username,
@@ -71,8 +76,12 @@ def connection_settings(mailbox: Mailbox) -> ConnectionSettings:
 
 def source_for(mailbox: Mailbox) -> MailSource:
     """The source that reads this mailbox, by its profile's kind."""
-    settings = connection_settings(mailbox)
-    kind = mailbox.profile.kind
+    return source_of(connection_settings(mailbox))
+
+
+def source_of(settings: ConnectionSettings) -> MailSource:
+    """The source for these connection settings, by their kind."""
+    kind = settings.kind
     if kind == ProfileKind.LOCAL:
         from tracking.sources.local import LocalSource
 
@@ -219,7 +228,11 @@ def _sync(
 
 
 def run_test_and_enable(
-    mailbox_id: int, *, source: MailSource | None = None, clock: Clock = timezone.now
+    mailbox_id: int,
+    *,
+    source: MailSource | None = None,
+    clock: Clock = timezone.now,
+    acting_user: User | None = None,
 ) -> tuple[bool, str]:
     """Connect, check the folders to scan can be read, and enable the mailbox; (ok, words for the admin)."""
     mailbox = mailbox_for_scan(mailbox_id)
@@ -236,8 +249,20 @@ def run_test_and_enable(
             ok, message, kind = False, str(exc), exc.kind
         else:
             ok, message = True, f"connected; {' and '.join(folders)} can be read"
-    do_record_test_result(mailbox, ok=ok, message=message, kind=kind, now=clock())
+    do_record_test_result(mailbox, ok=ok, message=message, kind=kind, now=clock(), acting_user=acting_user)
     return ok, message
+
+
+def test_profile_connection(profile: EmailServerProfile, address: str) -> tuple[bool, str]:
+    """Sign in through the profile and read one folder of `address`: (ok, words for the admin).
+
+    Test connection on the profile page: nothing is stored, no Mailbox row is needed.
+    """
+    try:
+        source_of(profile_connection_settings(profile, address)).test_connection([Folder.INBOX.value])
+    except SourceError as exc:
+        return False, str(exc)
+    return True, f"connected; the inbox of {address} can be read"
 
 
 def run_scan_cycle(

@@ -12,6 +12,7 @@ from syncadmin.web.views import (
     exclusions,
     explain,
     home,
+    mailbox_admin,
     mailboxes,
     orgsettings,
     personal,
@@ -37,7 +38,12 @@ urlpatterns = [
     path("dashboard/scans/", dashboard.scans_in_progress, name="web-dashboard-scans"),
     # mailboxes
     path("mailboxes/", mailboxes.mailbox_list, name="web-mailboxes"),
+    path("mailboxes/new/", mailbox_admin.mailbox_create, name="web-mailbox-create"),
+    path("mailboxes/bulk/", mailbox_admin.mailbox_bulk, name="web-mailbox-bulk"),
+    path("mailboxes/bulk/<int:pk>/", mailbox_admin.bulk_operation, name="web-bulk-operation"),
     path("mailboxes/<int:pk>/", mailboxes.mailbox_detail, name="web-mailbox"),
+    path("mailboxes/<int:pk>/edit/", mailbox_admin.mailbox_edit, name="web-mailbox-edit"),
+    path("mailboxes/<int:pk>/reject/", mailbox_admin.mailbox_reject, name="web-mailbox-reject"),
     path("mailboxes/<int:pk>/status/", mailboxes.mailbox_status, name="web-mailbox-status"),
     path("mailboxes/<int:pk>/approve/", mailboxes.mailbox_approve, name="web-mailbox-approve"),
     path("mailboxes/<int:pk>/test/", mailboxes.mailbox_test, name="web-mailbox-test"),
@@ -49,6 +55,15 @@ urlpatterns = [
     path("profiles/", profiles.profile_list, name="web-profiles"),
     path("profiles/new/", profiles.profile_create, name="web-profile-create"),
     path("profiles/<int:pk>/", profiles.profile_edit, name="web-profile-edit"),
+    path("profiles/<int:pk>/test/", mailbox_admin.profile_test, name="web-profile-test"),
+    path(
+        "profiles/<int:pk>/test-mailboxes/",
+        mailbox_admin.profile_test_mailboxes,
+        name="web-profile-test-mailboxes",
+    ),
+    path("profiles/<int:pk>/default/", mailbox_admin.profile_default, name="web-profile-default"),
+    # queues (a queue's Track option and owner)
+    path("queues/<int:pk>/", mailbox_admin.queue_detail, name="web-queue"),
     # org settings
     path("settings/", orgsettings.org_settings, name="web-orgsettings"),
     path("settings/changes/", orgsettings.org_settings_changes, name="web-orgsettings-changes"),

@@ -5,9 +5,20 @@ ActionError (a message meant for the person who asked) without changing anything
 from this package; the modules are where a reader finds an area's rules.
 """
 
+from tracking.actions.alerts import raise_alert
 from tracking.actions.directory import check_import_records
 from tracking.actions.errors import ActionError
 from tracking.actions.exclusions import do_add_exclusion, do_delete_exclusion
+from tracking.actions.mailbox_admin import (
+    check_start_bulk,
+    check_update_mailbox,
+    check_update_queue,
+    default_profile,
+    do_apply_default_profile,
+    do_finish_bulk,
+    do_record_bulk_result,
+    do_set_default_profile,
+)
 from tracking.actions.mailboxes import (
     check_add_mailbox,
     do_approve_mailbox,
@@ -73,8 +84,13 @@ __all__ = [
     "check_invite_user",
     "check_set_org_setting",
     "check_set_role",
+    "check_start_bulk",
+    "check_update_mailbox",
     "check_update_profile",
+    "check_update_queue",
+    "default_profile",
     "do_add_exclusion",
+    "do_apply_default_profile",
     "do_approve_mailbox",
     "do_audit_manual_tracking",
     "do_claim_due_mailboxes",
@@ -82,6 +98,7 @@ __all__ = [
     "do_delete_exclusion",
     "do_delete_folder_rule",
     "do_disable_mailbox",
+    "do_finish_bulk",
     "do_finish_cycle",
     "do_finish_scan_run",
     "do_mark_scan_failed",
@@ -90,11 +107,13 @@ __all__ = [
     "do_note_mailbox_job",
     "do_postpone_scan",
     "do_purge_decisions",
+    "do_record_bulk_result",
     "do_record_cycle_failure",
     "do_record_skipped_scan",
     "do_record_test_result",
     "do_reset_mailbox_sync_state",
     "do_reset_sync_state",
+    "do_set_default_profile",
     "do_set_mailbox_watermark",
     "do_set_personal_options",
     "do_set_scan_estimate",
@@ -102,6 +121,7 @@ __all__ = [
     "endpoint_problem",
     "last_sign_in_methods",
     "parse_role",
+    "raise_alert",
     "role_of",
     "secret_bound_changes",
     "secret_required_message",

@@ -10,20 +10,21 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.translation import gettext
 
+from tracking.actions.alerts import do_close_failure_episode, raise_alert
 from tracking.actions.audit import audit, label_of, utc_text
 from tracking.actions.errors import ActionError, check_lengths
 from tracking.actions.personal import do_set_personal_options
 from tracking.actions.scans import do_reset_sync_state
 from tracking.choices import AlertLevel, Approval, AuditAction, ErrorKind, MailboxStatus, TrackOption
 from tracking.messages import is_email_address, normalize_address
-from tracking.models import Alert, EmailServerProfile, FolderSyncState, Mailbox, Queue
+from tracking.models import EmailServerProfile, FolderSyncState, Mailbox, Queue
 
 
 @transaction.atomic
 def check_add_mailbox(
     address: str,
     *,
-    profile_name: str,
+    profile_name: str | None = None,
     username: str | None = None,
     create_user: bool = False,
     queue_name: str | None = None,
@@ -44,7 +45,13 @@ def check_add_mailbox(
         check_lengths(Queue, {"name": queue_name})
     if track is not None and track not in TrackOption.values:
         raise ActionError(gettext("track must be 0–4"))
-    profile = EmailServerProfile.objects.filter(name=profile_name).first()
+    if profile_name is None:
+        # No profile named: the default one (DOMAIN §9, issue 16).
+        profile = EmailServerProfile.objects.filter(is_default=True).first()
+        if profile is None:
+            raise ActionError(gettext("name a server profile: none is the default"))
+    else:
+        profile = EmailServerProfile.objects.filter(name=profile_name).first()
     if profile is None:
         raise ActionError(
             gettext("no server profile named %(name)s; add it with 'profile add'")
@@ -135,11 +142,13 @@ def do_record_test_result(
             "next_run_at",
         ]
     )
-    Alert.objects.create(
-        mailbox=mailbox,
-        level=AlertLevel.INFORMATION if ok else AlertLevel.ERROR,
-        message=f"Test & Enable {'succeeded' if ok else 'failed'}: {message}",
+    raise_alert(
+        mailbox,
+        AlertLevel.INFORMATION if ok else AlertLevel.ERROR,
+        f"Test & Enable {'succeeded' if ok else 'failed'}: {message}",
     )
+    if ok:
+        do_close_failure_episode(mailbox.profile)
     outcome = "enabled" if ok else f"failed: {message}"
     audit(
         AuditAction.MAILBOX_TESTED,
@@ -177,10 +186,10 @@ def do_disable_mailbox(
     mailbox.next_run_at = None
     mailbox.save(update_fields=["enabled", "next_run_at"])
     who = label_of(acting_user, actor_label)
-    Alert.objects.create(
-        mailbox=mailbox,
-        level=AlertLevel.INFORMATION,
-        message=f"Mailbox disabled by {who}. Run Test & Enable to scan it again.",
+    raise_alert(
+        mailbox,
+        AlertLevel.INFORMATION,
+        f"Mailbox disabled by {who}. Run Test & Enable to scan it again.",
     )
     audit(
         AuditAction.MAILBOX_DISABLED,

@@ -25,6 +25,7 @@ def do_set_personal_options(
     time_zone: str | None = None,
     rows_per_page: int | None = None,
     language: str | None = None,
+    alert_mail: bool | None = None,
     acting_user: User | None = None,
     actor_label: str = "cli",
 ) -> PersonalOptions:
@@ -36,6 +37,7 @@ def do_set_personal_options(
         "time_zone": time_zone,
         "rows_per_page": rows_per_page,
         "language": language,
+        "alert_mail": alert_mail,
     }
     changed = []
     for attr, value in changes.items():

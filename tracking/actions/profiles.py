@@ -22,6 +22,7 @@ from tracking.choices import AuditAction, AuthMethod, ProfileKind
 from tracking.models import EmailServerProfile
 
 MAX_CONNECTIONS = 300
+MAX_POLL_MINUTES = 1440
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class ProfileValues:
     use_impersonation: bool = False
     process_emails_received_after: datetime | None = None
     max_concurrent_connections: int = 10
+    minimum_poll_interval_minutes: int | None = None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -133,6 +135,11 @@ def _check_profile_values(values: ProfileValues) -> None:
     if not 1 <= values.max_concurrent_connections <= MAX_CONNECTIONS:
         raise ActionError(
             gettext("max concurrent connections must be from 1 to %(max)d") % {"max": MAX_CONNECTIONS}
+        )
+    minimum = values.minimum_poll_interval_minutes
+    if minimum is not None and not 1 <= minimum <= MAX_POLL_MINUTES:
+        raise ActionError(
+            gettext("the minimum poll interval must be from 1 to %(max)d minutes") % {"max": MAX_POLL_MINUTES}
         )
     if not values.name.strip():
         raise ActionError(gettext("a server profile needs a name"))

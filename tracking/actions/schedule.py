@@ -7,10 +7,11 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
+from tracking.actions.alerts import raise_alert
 from tracking.actions.audit import audit
 from tracking.choices import AlertLevel, AuditAction, ErrorKind, MailboxStatus
 from tracking.decisions import OrgRules
-from tracking.models import Alert, Mailbox
+from tracking.models import Mailbox
 
 
 def do_claim_due_mailboxes(rules: OrgRules, *, now: datetime, lease: timedelta) -> list[int]:
@@ -32,9 +33,16 @@ def do_postpone_scan(mailbox_id: int, *, until: datetime) -> None:
 
 
 def do_finish_cycle(mailbox_id: int, rules: OrgRules, *, now: datetime) -> None:
-    """A scan cycle that succeeded: next run is the end of this cycle + MailboxPollIntervalMinutes."""
+    """A scan cycle that succeeded: next run is the end of this cycle + MailboxPollIntervalMinutes, or the
+    profile's minimum poll interval when that is longer."""
+    minimum = (
+        Mailbox.objects.filter(pk=mailbox_id)
+        .values_list("profile__minimum_poll_interval_minutes", flat=True)
+        .first()
+    )
+    minutes = max(rules.poll_interval_minutes, minimum or 0)
     Mailbox.objects.filter(pk=mailbox_id).update(
-        next_run_at=now + timedelta(minutes=rules.poll_interval_minutes), transient_failure_count=0
+        next_run_at=now + timedelta(minutes=minutes), transient_failure_count=0
     )
 
 
@@ -72,10 +80,10 @@ def do_record_cycle_failure(
         mailbox.next_run_at = None
         mailbox.save(update_fields=fields)
         why = "a permanent error" if permanent else f"{mailbox.transient_failure_count - 1} retries"
-        Alert.objects.create(
-            mailbox=mailbox,
-            level=AlertLevel.ERROR,
-            message=f"Mailbox disabled after {why}: {error}. Fix the cause, then run Test & Enable.",
+        raise_alert(
+            mailbox,
+            AlertLevel.ERROR,
+            f"Mailbox disabled after {why}: {error}. Fix the cause, then run Test & Enable.",
         )
         audit(
             AuditAction.MAILBOX_DISABLED,
@@ -89,10 +97,10 @@ def do_record_cycle_failure(
     wait = max(timedelta(minutes=rules.transient_retry_minutes), timedelta(seconds=retry_after or 0))
     mailbox.next_run_at = now + wait
     mailbox.save(update_fields=fields)
-    Alert.objects.create(
-        mailbox=mailbox,
-        level=AlertLevel.WARNING,
-        message=(
+    raise_alert(
+        mailbox,
+        AlertLevel.WARNING,
+        (
             f"Scan failed (retry {mailbox.transient_failure_count} of {rules.transient_retry_limit}): "
             f"{error}. Next try at {mailbox.next_run_at:%Y-%m-%d %H:%M} UTC."
         ),

@@ -8,7 +8,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -17,394 +16,991 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='CrmRecord',
+            name="CrmRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('account', 'Account'), ('contact', 'Contact'), ('lead', 'Lead'), ('other', 'Other email-enabled record')], max_length=10)),
-                ('other_kind', models.CharField(blank=True, max_length=100)),
-                ('name', models.CharField(max_length=300)),
-                ('email1', models.CharField(blank=True, max_length=320)),
-                ('email2', models.CharField(blank=True, max_length=320)),
-                ('email3', models.CharField(blank=True, max_length=320)),
-                ('active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='crm_records', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("account", "Account"),
+                            ("contact", "Contact"),
+                            ("lead", "Lead"),
+                            ("other", "Other email-enabled record"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("other_kind", models.CharField(blank=True, max_length=100)),
+                ("name", models.CharField(max_length=300)),
+                ("email1", models.CharField(blank=True, max_length=320)),
+                ("email2", models.CharField(blank=True, max_length=320)),
+                ("email3", models.CharField(blank=True, max_length=320)),
+                ("active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="crm_records",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'CRM record',
+                "verbose_name": "CRM record",
             },
         ),
         migrations.CreateModel(
-            name='EmailServerProfile',
+            name="EmailServerProfile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('kind', models.CharField(choices=[('exchange_graph', 'Exchange Online (Microsoft Graph)'), ('exchange_ews', 'Exchange Server (EWS)'), ('imap', 'IMAP'), ('local', 'Local folder (.eml / mbox / Maildir)')], max_length=20)),
-                ('endpoint', models.CharField(blank=True, help_text="EWS/Graph URL, imap(s)://host:port, or a directory for 'local'.", max_length=500)),
-                ('auth_method', models.CharField(choices=[('none', 'None'), ('oauth2', 'OAuth 2.0 client credentials'), ('ntlm', 'NTLM'), ('basic', 'Basic'), ('password', 'User name and password')], default='none', max_length=10)),
-                ('username', models.CharField(blank=True, max_length=320)),
-                ('tenant_id', models.CharField(blank=True, max_length=100)),
-                ('authority', models.CharField(blank=True, help_text='OAuth authority host; empty means https://login.microsoftonline.com.', max_length=300)),
-                ('client_id', models.CharField(blank=True, max_length=100)),
-                ('secret_encrypted', models.TextField(blank=True, editable=False)),
-                ('ca_bundle', models.CharField(blank=True, help_text='CA file for servers with an internal CA.', max_length=500)),
-                ('use_impersonation', models.BooleanField(default=False)),
-                ('process_emails_received_after', models.DateTimeField(blank=True, null=True)),
-                ('max_concurrent_connections', models.PositiveSmallIntegerField(default=10, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(300)])),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("exchange_graph", "Exchange Online (Microsoft Graph)"),
+                            ("exchange_ews", "Exchange Server (EWS)"),
+                            ("imap", "IMAP"),
+                            ("local", "Local folder (.eml / mbox / Maildir)"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "endpoint",
+                    models.CharField(
+                        blank=True,
+                        help_text="EWS/Graph URL, imap(s)://host:port, or a directory for 'local'.",
+                        max_length=500,
+                    ),
+                ),
+                (
+                    "auth_method",
+                    models.CharField(
+                        choices=[
+                            ("none", "None"),
+                            ("oauth2", "OAuth 2.0 client credentials"),
+                            ("ntlm", "NTLM"),
+                            ("basic", "Basic"),
+                            ("password", "User name and password"),
+                        ],
+                        default="none",
+                        max_length=10,
+                    ),
+                ),
+                ("username", models.CharField(blank=True, max_length=320)),
+                ("tenant_id", models.CharField(blank=True, max_length=100)),
+                (
+                    "authority",
+                    models.CharField(
+                        blank=True,
+                        help_text="OAuth authority host; empty means https://login.microsoftonline.com.",
+                        max_length=300,
+                    ),
+                ),
+                ("client_id", models.CharField(blank=True, max_length=100)),
+                ("secret_encrypted", models.TextField(blank=True, editable=False)),
+                (
+                    "ca_bundle",
+                    models.CharField(
+                        blank=True, help_text="CA file for servers with an internal CA.", max_length=500
+                    ),
+                ),
+                ("use_impersonation", models.BooleanField(default=False)),
+                ("process_emails_received_after", models.DateTimeField(blank=True, null=True)),
+                (
+                    "max_concurrent_connections",
+                    models.PositiveSmallIntegerField(
+                        default=10,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(300),
+                        ],
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(('max_concurrent_connections__gte', 1), ('max_concurrent_connections__lte', 300)), name='profile_connections_range')],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("max_concurrent_connections__gte", 1), ("max_concurrent_connections__lte", 300)
+                        ),
+                        name="profile_connections_range",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ExclusionEntry',
+            name="ExclusionEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('pattern', models.CharField(help_text='name@example.com or @example.com; lower-case.', max_length=320)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='exclusions', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "pattern",
+                    models.CharField(
+                        help_text="name@example.com or @example.com; lower-case.", max_length=320
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="exclusions",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'exclusion entries',
+                "verbose_name_plural": "exclusion entries",
             },
         ),
         migrations.CreateModel(
-            name='Mailbox',
+            name="Mailbox",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('email_address', models.CharField(help_text='Stored lower-case.', max_length=320, unique=True)),
-                ('incoming_method', models.CharField(choices=[('server_side_sync', 'Server-side synchronization'), ('none', 'None')], default='server_side_sync', max_length=20)),
-                ('approval', models.CharField(choices=[('empty', 'Empty'), ('pending', 'Pending approval'), ('approved', 'Approved'), ('rejected', 'Rejected')], default='pending', max_length=10)),
-                ('enabled', models.BooleanField(default=False)),
-                ('incoming_status', models.CharField(choices=[('not_run', 'Not run'), ('success', 'Success'), ('failure', 'Failure')], default='not_run', max_length=10)),
-                ('process_emails_received_after', models.DateTimeField(blank=True, help_text='Watermark: only messages received after it are evaluated.', null=True)),
-                ('last_sync_started_at', models.DateTimeField(blank=True, null=True)),
-                ('last_sync_succeeded_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('transient_failure_count', models.PositiveIntegerField(default=0)),
-                ('next_run_at', models.DateTimeField(blank=True, null=True)),
-                ('dispatch_token', models.CharField(blank=True, editable=False, max_length=32)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('profile', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='mailboxes', to='tracking.emailserverprofile')),
-                ('user', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='mailbox', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "email_address",
+                    models.CharField(help_text="Stored lower-case.", max_length=320, unique=True),
+                ),
+                (
+                    "incoming_method",
+                    models.CharField(
+                        choices=[("server_side_sync", "Server-side synchronization"), ("none", "None")],
+                        default="server_side_sync",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "approval",
+                    models.CharField(
+                        choices=[
+                            ("empty", "Empty"),
+                            ("pending", "Pending approval"),
+                            ("approved", "Approved"),
+                            ("rejected", "Rejected"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=False)),
+                (
+                    "incoming_status",
+                    models.CharField(
+                        choices=[("not_run", "Not run"), ("success", "Success"), ("failure", "Failure")],
+                        default="not_run",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "process_emails_received_after",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="Watermark: only messages received after it are evaluated.",
+                        null=True,
+                    ),
+                ),
+                ("last_sync_started_at", models.DateTimeField(blank=True, null=True)),
+                ("last_sync_succeeded_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
+                ("transient_failure_count", models.PositiveIntegerField(default=0)),
+                ("next_run_at", models.DateTimeField(blank=True, null=True)),
+                ("dispatch_token", models.CharField(blank=True, editable=False, max_length=32)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "profile",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="mailboxes",
+                        to="tracking.emailserverprofile",
+                    ),
+                ),
+                (
+                    "user",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="mailbox",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'mailboxes',
+                "verbose_name_plural": "mailboxes",
             },
         ),
         migrations.CreateModel(
-            name='FolderTrackingRule',
+            name="FolderTrackingRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('folder', models.CharField(max_length=255)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('regarding', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='tracking.crmrecord')),
-                ('mailbox', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='folder_rules', to='tracking.mailbox')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("folder", models.CharField(max_length=255)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "regarding",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="tracking.crmrecord",
+                    ),
+                ),
+                (
+                    "mailbox",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="folder_rules",
+                        to="tracking.mailbox",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='FolderSyncState',
+            name="FolderSyncState",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('folder', models.CharField(max_length=255)),
-                ('state', models.TextField(blank=True)),
-                ('watermark', models.DateTimeField(blank=True, null=True)),
-                ('pending_watermark', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('mailbox', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sync_states', to='tracking.mailbox')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("folder", models.CharField(max_length=255)),
+                ("state", models.TextField(blank=True)),
+                ("watermark", models.DateTimeField(blank=True, null=True)),
+                ("pending_watermark", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "mailbox",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="sync_states",
+                        to="tracking.mailbox",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Alert',
+            name="Alert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('level', models.CharField(choices=[('error', 'Error'), ('warning', 'Warning'), ('information', 'Information')], max_length=12)),
-                ('message', models.TextField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('mailbox', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='alerts', to='tracking.mailbox')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "level",
+                    models.CharField(
+                        choices=[("error", "Error"), ("warning", "Warning"), ("information", "Information")],
+                        max_length=12,
+                    ),
+                ),
+                ("message", models.TextField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "mailbox",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="alerts",
+                        to="tracking.mailbox",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='OrgSettings',
+            name="OrgSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('auto_track_sent_folder_items', models.BooleanField(default=False)),
-                ('force_filtering_method', models.SmallIntegerField(default=-1)),
-                ('syncing_mailbox_only', models.BooleanField(default=False)),
-                ('email_correlation_enabled', models.BooleanField(default=True)),
-                ('ignore_headers_for_correlation', models.BooleanField(default=False)),
-                ('do_not_correlate_forwards', models.BooleanField(default=False)),
-                ('use_tracking_tokens', models.BooleanField(default=True)),
-                ('tracking_prefix', models.CharField(default='CRM', max_length=20)),
-                ('tracking_token_id_base', models.PositiveIntegerField(default=0)),
-                ('tracking_token_id_digits', models.PositiveSmallIntegerField(default=3)),
-                ('tracking_token_counter_digits', models.PositiveSmallIntegerField(default=3)),
-                ('enable_smart_matching', models.BooleanField(default=False)),
-                ('hash_filter_keywords', models.CharField(default='^[\\s]*([\\w]+\\s?:[\\s]*)+', max_length=500)),
-                ('hash_max_count', models.PositiveSmallIntegerField(default=20)),
-                ('hash_delta_subject_count', models.PositiveIntegerField(default=0)),
-                ('hash_min_address_count', models.PositiveIntegerField(default=2)),
-                ('two_activities_for_internal', models.BooleanField(default=True)),
-                ('auto_create_on_promote', models.BooleanField(default=True)),
-                ('unresolve_sender_if_multiple', models.BooleanField(default=False)),
-                ('unresolve_recipient_if_multiple', models.BooleanField(default=False)),
-                ('resolve_inactive', models.BooleanField(default=False)),
-                ('hide_track_all_option', models.BooleanField(default=False)),
-                ('hide_auto_track_options', models.BooleanField(default=False)),
-                ('require_approval_user', models.BooleanField(default=True)),
-                ('require_approval_queue', models.BooleanField(default=True)),
-                ('folder_tracking_enabled', models.BooleanField(default=True)),
-                ('max_folder_mappings', models.PositiveSmallIntegerField(default=25)),
-                ('poll_interval_minutes', models.PositiveIntegerField(default=5)),
-                ('transient_retry_limit', models.PositiveIntegerField(default=10)),
-                ('transient_retry_minutes', models.PositiveIntegerField(default=5)),
-                ('max_subject_length', models.PositiveIntegerField(default=255)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("auto_track_sent_folder_items", models.BooleanField(default=False)),
+                ("force_filtering_method", models.SmallIntegerField(default=-1)),
+                ("syncing_mailbox_only", models.BooleanField(default=False)),
+                ("email_correlation_enabled", models.BooleanField(default=True)),
+                ("ignore_headers_for_correlation", models.BooleanField(default=False)),
+                ("do_not_correlate_forwards", models.BooleanField(default=False)),
+                ("use_tracking_tokens", models.BooleanField(default=True)),
+                ("tracking_prefix", models.CharField(default="CRM", max_length=20)),
+                ("tracking_token_id_base", models.PositiveIntegerField(default=0)),
+                ("tracking_token_id_digits", models.PositiveSmallIntegerField(default=3)),
+                ("tracking_token_counter_digits", models.PositiveSmallIntegerField(default=3)),
+                ("enable_smart_matching", models.BooleanField(default=False)),
+                (
+                    "hash_filter_keywords",
+                    models.CharField(default="^[\\s]*([\\w]+\\s?:[\\s]*)+", max_length=500),
+                ),
+                ("hash_max_count", models.PositiveSmallIntegerField(default=20)),
+                ("hash_delta_subject_count", models.PositiveIntegerField(default=0)),
+                ("hash_min_address_count", models.PositiveIntegerField(default=2)),
+                ("two_activities_for_internal", models.BooleanField(default=True)),
+                ("auto_create_on_promote", models.BooleanField(default=True)),
+                ("unresolve_sender_if_multiple", models.BooleanField(default=False)),
+                ("unresolve_recipient_if_multiple", models.BooleanField(default=False)),
+                ("resolve_inactive", models.BooleanField(default=False)),
+                ("hide_track_all_option", models.BooleanField(default=False)),
+                ("hide_auto_track_options", models.BooleanField(default=False)),
+                ("require_approval_user", models.BooleanField(default=True)),
+                ("require_approval_queue", models.BooleanField(default=True)),
+                ("folder_tracking_enabled", models.BooleanField(default=True)),
+                ("max_folder_mappings", models.PositiveSmallIntegerField(default=25)),
+                ("poll_interval_minutes", models.PositiveIntegerField(default=5)),
+                ("transient_retry_limit", models.PositiveIntegerField(default=10)),
+                ("transient_retry_minutes", models.PositiveIntegerField(default=5)),
+                ("max_subject_length", models.PositiveIntegerField(default=255)),
             ],
             options={
-                'verbose_name': 'organisation settings',
-                'verbose_name_plural': 'organisation settings',
-                'constraints': [models.CheckConstraint(condition=models.Q(('pk', 1)), name='orgsettings_single_row')],
+                "verbose_name": "organisation settings",
+                "verbose_name_plural": "organisation settings",
+                "constraints": [
+                    models.CheckConstraint(condition=models.Q(("pk", 1)), name="orgsettings_single_row")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PersonalOptions',
+            name="PersonalOptions",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('track', models.PositiveSmallIntegerField(choices=[(0, 'All email messages'), (1, 'Email messages in response to SyncAdmin email'), (2, 'Email messages from SyncAdmin Leads, Contacts, and Accounts'), (3, 'Email messages from SyncAdmin records that are email enabled'), (4, 'No email messages')], default=1)),
-                ('auto_create', models.CharField(choices=[('off', 'Do not create records'), ('contact', 'Contacts'), ('lead', 'Leads')], default='off', max_length=10)),
-                ('allow_send_on_behalf', models.BooleanField(default=False)),
-                ('time_zone', models.CharField(default='UTC', max_length=64)),
-                ('rows_per_page', models.PositiveSmallIntegerField(default=50, validators=[django.core.validators.MinValueValidator(10), django.core.validators.MaxValueValidator(250)])),
-                ('language', models.CharField(default='en', max_length=10)),
-                ('next_tracking_number', models.PositiveIntegerField(default=0)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='personal_options', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "track",
+                    models.PositiveSmallIntegerField(
+                        choices=[
+                            (0, "All email messages"),
+                            (1, "Email messages in response to SyncAdmin email"),
+                            (2, "Email messages from SyncAdmin Leads, Contacts, and Accounts"),
+                            (3, "Email messages from SyncAdmin records that are email enabled"),
+                            (4, "No email messages"),
+                        ],
+                        default=1,
+                    ),
+                ),
+                (
+                    "auto_create",
+                    models.CharField(
+                        choices=[
+                            ("off", "Do not create records"),
+                            ("contact", "Contacts"),
+                            ("lead", "Leads"),
+                        ],
+                        default="off",
+                        max_length=10,
+                    ),
+                ),
+                ("allow_send_on_behalf", models.BooleanField(default=False)),
+                ("time_zone", models.CharField(default="UTC", max_length=64)),
+                (
+                    "rows_per_page",
+                    models.PositiveSmallIntegerField(
+                        default=50,
+                        validators=[
+                            django.core.validators.MinValueValidator(10),
+                            django.core.validators.MaxValueValidator(250),
+                        ],
+                    ),
+                ),
+                ("language", models.CharField(default="en", max_length=10)),
+                ("next_tracking_number", models.PositiveIntegerField(default=0)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="personal_options",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'personal options',
+                "verbose_name_plural": "personal options",
             },
         ),
         migrations.CreateModel(
-            name='Queue',
+            name="Queue",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('email', models.CharField(blank=True, help_text='Stored lower-case.', max_length=320)),
-                ('track', models.PositiveSmallIntegerField(choices=[(0, 'All email messages'), (1, 'Email messages in response to SyncAdmin email'), (2, 'Email messages from SyncAdmin Leads, Contacts, and Accounts'), (3, 'Email messages from SyncAdmin records that are email enabled'), (4, 'No email messages')], default=0)),
-                ('active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, unique=True)),
+                ("email", models.CharField(blank=True, help_text="Stored lower-case.", max_length=320)),
+                (
+                    "track",
+                    models.PositiveSmallIntegerField(
+                        choices=[
+                            (0, "All email messages"),
+                            (1, "Email messages in response to SyncAdmin email"),
+                            (2, "Email messages from SyncAdmin Leads, Contacts, and Accounts"),
+                            (3, "Email messages from SyncAdmin records that are email enabled"),
+                            (4, "No email messages"),
+                        ],
+                        default=0,
+                    ),
+                ),
+                ("active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'indexes': [models.Index(fields=['email'], name='queue_email')],
+                "indexes": [models.Index(fields=["email"], name="queue_email")],
             },
         ),
         migrations.AddField(
-            model_name='mailbox',
-            name='queue',
-            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='mailbox', to='tracking.queue'),
+            model_name="mailbox",
+            name="queue",
+            field=models.OneToOneField(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="mailbox",
+                to="tracking.queue",
+            ),
         ),
         migrations.CreateModel(
-            name='ScanRun',
+            name="ScanRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('folder', models.CharField(max_length=255)),
-                ('source', models.CharField(choices=[('scan', 'Mailbox scan'), ('ingest', 'File ingest'), ('manual', 'Manual tracking')], default='scan', max_length=10)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('skipped', 'Skipped')], default='queued', max_length=10)),
-                ('queued_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('job_id', models.CharField(blank=True, max_length=100)),
-                ('error', models.TextField(blank=True)),
-                ('note', models.CharField(blank=True, help_text='Why a scan was skipped, in words.', max_length=200)),
-                ('tracked', models.PositiveIntegerField(default=0)),
-                ('already_tracked', models.PositiveIntegerField(default=0)),
-                ('not_tracked', models.PositiveIntegerField(default=0)),
-                ('failed', models.PositiveIntegerField(default=0)),
-                ('items_done', models.PositiveIntegerField(default=0)),
-                ('items_total', models.PositiveIntegerField(blank=True, null=True)),
-                ('mailbox', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='scan_runs', to='tracking.mailbox')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("folder", models.CharField(max_length=255)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("scan", "Mailbox scan"),
+                            ("ingest", "File ingest"),
+                            ("manual", "Manual tracking"),
+                        ],
+                        default="scan",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("skipped", "Skipped"),
+                        ],
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("queued_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("job_id", models.CharField(blank=True, max_length=100)),
+                ("error", models.TextField(blank=True)),
+                (
+                    "note",
+                    models.CharField(
+                        blank=True, help_text="Why a scan was skipped, in words.", max_length=200
+                    ),
+                ),
+                ("tracked", models.PositiveIntegerField(default=0)),
+                ("already_tracked", models.PositiveIntegerField(default=0)),
+                ("not_tracked", models.PositiveIntegerField(default=0)),
+                ("failed", models.PositiveIntegerField(default=0)),
+                ("items_done", models.PositiveIntegerField(default=0)),
+                ("items_total", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "mailbox",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="scan_runs",
+                        to="tracking.mailbox",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='TrackedEmail',
+            name="TrackedEmail",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('message_id', models.CharField(max_length=998)),
-                ('direction', models.CharField(choices=[('incoming', 'Incoming'), ('outgoing', 'Outgoing')], max_length=10)),
-                ('subject', models.TextField(blank=True)),
-                ('sender', models.CharField(blank=True, max_length=320)),
-                ('sender_name', models.CharField(blank=True, max_length=300)),
-                ('recipients', models.JSONField(blank=True, default=list, help_text='[["to", "a@example.com"], ...]')),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('in_reply_to', models.TextField(blank=True)),
-                ('references', models.TextField(blank=True)),
-                ('conversation_index', models.CharField(blank=True, help_text='Hex of the ConversationIndex.', max_length=2000)),
-                ('tracking_token', models.CharField(blank=True, max_length=40)),
-                ('accepting_kind', models.CharField(blank=True, choices=[('user', 'User'), ('queue', 'Queue'), ('contact', 'Contact'), ('account', 'Account'), ('lead', 'Lead'), ('other', 'Other email-enabled record')], max_length=10)),
-                ('accepting_id', models.BigIntegerField(blank=True, null=True)),
-                ('accepting_name', models.CharField(blank=True, max_length=300)),
-                ('accepting_email', models.CharField(blank=True, max_length=320)),
-                ('correlation_method', models.CharField(blank=True, choices=[('in_reply_to', 'In-Reply-To'), ('tracking_token', 'Tracking token'), ('conversation_index', 'Conversation index'), ('smart_matching', 'Smart matching')], max_length=20)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('correlated_email', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='correlated_replies', to='tracking.trackedemail')),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='tracked_emails', to=settings.AUTH_USER_MODEL)),
-                ('receiving_mailbox', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='tracked_emails', to='tracking.mailbox')),
-                ('regarding', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='tracked_emails', to='tracking.crmrecord')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("message_id", models.CharField(max_length=998)),
+                (
+                    "direction",
+                    models.CharField(
+                        choices=[("incoming", "Incoming"), ("outgoing", "Outgoing")], max_length=10
+                    ),
+                ),
+                ("subject", models.TextField(blank=True)),
+                ("sender", models.CharField(blank=True, max_length=320)),
+                ("sender_name", models.CharField(blank=True, max_length=300)),
+                (
+                    "recipients",
+                    models.JSONField(blank=True, default=list, help_text='[["to", "a@example.com"], ...]'),
+                ),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                ("in_reply_to", models.TextField(blank=True)),
+                ("references", models.TextField(blank=True)),
+                (
+                    "conversation_index",
+                    models.CharField(blank=True, help_text="Hex of the ConversationIndex.", max_length=2000),
+                ),
+                ("tracking_token", models.CharField(blank=True, max_length=40)),
+                (
+                    "accepting_kind",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("user", "User"),
+                            ("queue", "Queue"),
+                            ("contact", "Contact"),
+                            ("account", "Account"),
+                            ("lead", "Lead"),
+                            ("other", "Other email-enabled record"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("accepting_id", models.BigIntegerField(blank=True, null=True)),
+                ("accepting_name", models.CharField(blank=True, max_length=300)),
+                ("accepting_email", models.CharField(blank=True, max_length=320)),
+                (
+                    "correlation_method",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("in_reply_to", "In-Reply-To"),
+                            ("tracking_token", "Tracking token"),
+                            ("conversation_index", "Conversation index"),
+                            ("smart_matching", "Smart matching"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "correlated_email",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="correlated_replies",
+                        to="tracking.trackedemail",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="tracked_emails",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "receiving_mailbox",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="tracked_emails",
+                        to="tracking.mailbox",
+                    ),
+                ),
+                (
+                    "regarding",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="tracked_emails",
+                        to="tracking.crmrecord",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='EmailHash',
+            name="EmailHash",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('s', 'subject'), ('a', 'address')], max_length=1)),
-                ('value', models.BigIntegerField()),
-                ('tracked_email', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='hashes', to='tracking.trackedemail')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("kind", models.CharField(choices=[("s", "subject"), ("a", "address")], max_length=1)),
+                ("value", models.BigIntegerField()),
+                (
+                    "tracked_email",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="hashes",
+                        to="tracking.trackedemail",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Decision',
+            name="Decision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('folder', models.CharField(max_length=255)),
-                ('provider_item_id', models.CharField(blank=True, max_length=500)),
-                ('message_id', models.CharField(max_length=998)),
-                ('message_id_synthetic', models.BooleanField(default=False)),
-                ('subject', models.TextField(blank=True)),
-                ('sender', models.CharField(blank=True, max_length=320)),
-                ('received_at', models.DateTimeField(blank=True, null=True)),
-                ('direction', models.CharField(choices=[('incoming', 'Incoming'), ('outgoing', 'Outgoing')], max_length=10)),
-                ('outcome', models.CharField(choices=[('tracked', 'Tracked'), ('already_tracked', 'Already tracked'), ('not_tracked', 'Not tracked'), ('failed', 'Failed')], max_length=16)),
-                ('reason', models.CharField(choices=[('accepted_all', 'Accepted: all email messages'), ('accepted_correlated', 'Accepted: in response to a tracked email'), ('accepted_crm_party', 'Accepted: lead, contact or account party'), ('accepted_email_enabled_party', 'Accepted: email-enabled record party'), ('folder_rule', 'Folder tracking rule'), ('manual', 'Tracked manually'), ('duplicate_message_id', 'Message-ID already tracked'), ('option_none', "Track option is 'No email messages'"), ('no_correlation', 'Not in response to a tracked email'), ('no_crm_party', 'No lead, contact or account party'), ('no_email_enabled_party', 'No email-enabled record party'), ('sent_items_disabled', 'Sent Items tracking is off (AutoTrackSentFolderItems)'), ('sent_items_unsupported_server', 'Sent Items need an Exchange mailbox'), ('before_watermark', "Received before 'process emails received after'"), ('internal_duplicate', 'Internal email already tracked in the other direction'), ('excluded_address', 'Address on the exclusion list'), ('unparseable', 'Message could not be parsed'), ('fetch_error', 'Message could not be fetched')], max_length=32)),
-                ('accepting_kind', models.CharField(blank=True, choices=[('user', 'User'), ('queue', 'Queue'), ('contact', 'Contact'), ('account', 'Account'), ('lead', 'Lead'), ('other', 'Other email-enabled record')], max_length=10)),
-                ('accepting_id', models.BigIntegerField(blank=True, null=True)),
-                ('accepting_name', models.CharField(blank=True, max_length=300)),
-                ('accepting_email', models.CharField(blank=True, max_length=320)),
-                ('correlation_method', models.CharField(blank=True, choices=[('in_reply_to', 'In-Reply-To'), ('tracking_token', 'Tracking token'), ('conversation_index', 'Conversation index'), ('smart_matching', 'Smart matching')], max_length=20)),
-                ('correlated_message_id', models.CharField(blank=True, max_length=998)),
-                ('trace', models.JSONField(default=list)),
-                ('message_snapshot', models.JSONField(blank=True, default=dict)),
-                ('manual', models.BooleanField(default=False, help_text='Made by Track / Set regarding (or ingest --regarding), not by a scan.')),
-                ('decided_at', models.DateTimeField()),
-                ('regarding', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='tracking.crmrecord')),
-                ('mailbox', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='decisions', to='tracking.mailbox')),
-                ('scan_run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='decisions', to='tracking.scanrun')),
-                ('tracked_email', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='decisions', to='tracking.trackedemail')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("folder", models.CharField(max_length=255)),
+                ("provider_item_id", models.CharField(blank=True, max_length=500)),
+                ("message_id", models.CharField(max_length=998)),
+                ("message_id_synthetic", models.BooleanField(default=False)),
+                ("subject", models.TextField(blank=True)),
+                ("sender", models.CharField(blank=True, max_length=320)),
+                ("received_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "direction",
+                    models.CharField(
+                        choices=[("incoming", "Incoming"), ("outgoing", "Outgoing")], max_length=10
+                    ),
+                ),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("tracked", "Tracked"),
+                            ("already_tracked", "Already tracked"),
+                            ("not_tracked", "Not tracked"),
+                            ("failed", "Failed"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "reason",
+                    models.CharField(
+                        choices=[
+                            ("accepted_all", "Accepted: all email messages"),
+                            ("accepted_correlated", "Accepted: in response to a tracked email"),
+                            ("accepted_crm_party", "Accepted: lead, contact or account party"),
+                            ("accepted_email_enabled_party", "Accepted: email-enabled record party"),
+                            ("folder_rule", "Folder tracking rule"),
+                            ("manual", "Tracked manually"),
+                            ("duplicate_message_id", "Message-ID already tracked"),
+                            ("option_none", "Track option is 'No email messages'"),
+                            ("no_correlation", "Not in response to a tracked email"),
+                            ("no_crm_party", "No lead, contact or account party"),
+                            ("no_email_enabled_party", "No email-enabled record party"),
+                            ("sent_items_disabled", "Sent Items tracking is off (AutoTrackSentFolderItems)"),
+                            ("sent_items_unsupported_server", "Sent Items need an Exchange mailbox"),
+                            ("before_watermark", "Received before 'process emails received after'"),
+                            ("internal_duplicate", "Internal email already tracked in the other direction"),
+                            ("excluded_address", "Address on the exclusion list"),
+                            ("unparseable", "Message could not be parsed"),
+                            ("fetch_error", "Message could not be fetched"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "accepting_kind",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("user", "User"),
+                            ("queue", "Queue"),
+                            ("contact", "Contact"),
+                            ("account", "Account"),
+                            ("lead", "Lead"),
+                            ("other", "Other email-enabled record"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("accepting_id", models.BigIntegerField(blank=True, null=True)),
+                ("accepting_name", models.CharField(blank=True, max_length=300)),
+                ("accepting_email", models.CharField(blank=True, max_length=320)),
+                (
+                    "correlation_method",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("in_reply_to", "In-Reply-To"),
+                            ("tracking_token", "Tracking token"),
+                            ("conversation_index", "Conversation index"),
+                            ("smart_matching", "Smart matching"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("correlated_message_id", models.CharField(blank=True, max_length=998)),
+                ("trace", models.JSONField(default=list)),
+                ("message_snapshot", models.JSONField(blank=True, default=dict)),
+                (
+                    "manual",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Made by Track / Set regarding (or ingest --regarding), not by a scan.",
+                    ),
+                ),
+                ("decided_at", models.DateTimeField()),
+                (
+                    "regarding",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="tracking.crmrecord",
+                    ),
+                ),
+                (
+                    "mailbox",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="decisions",
+                        to="tracking.mailbox",
+                    ),
+                ),
+                (
+                    "scan_run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="decisions",
+                        to="tracking.scanrun",
+                    ),
+                ),
+                (
+                    "tracked_email",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="decisions",
+                        to="tracking.trackedemail",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('actor_label', models.CharField(help_text="User name, or 'cli' / 'system'.", max_length=150)),
-                ('action', models.CharField(choices=[('orgsetting_changed', 'Organisation setting changed'), ('personal_options_changed', 'Personal options changed'), ('profile_added', 'Server profile added'), ('profile_changed', 'Server profile changed'), ('mailbox_added', 'Mailbox added'), ('mailbox_approved', 'Mailbox email approved'), ('mailbox_rejected', 'Mailbox email rejected'), ('mailbox_tested', 'Mailbox tested'), ('mailbox_disabled', 'Mailbox disabled'), ('mailbox_watermark_changed', "Mailbox 'process emails received after' changed"), ('mailbox_sync_state_reset', 'Mailbox sync state reset'), ('mailbox_test_queued', 'Test & Enable queued'), ('mailbox_scan_queued', 'Scan queued'), ('exclusion_added', 'Exclusion added'), ('exclusion_deleted', 'Exclusion deleted'), ('folder_rule_added', 'Folder tracking rule added'), ('folder_rule_deleted', 'Folder tracking rule deleted'), ('manual_tracking', 'Tracked manually'), ('decisions_purged', 'Decisions purged')], max_length=50)),
-                ('target', models.CharField(max_length=300)),
-                ('old_value', models.TextField(blank=True)),
-                ('new_value', models.TextField(blank=True)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "actor_label",
+                    models.CharField(help_text="User name, or 'cli' / 'system'.", max_length=150),
+                ),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("orgsetting_changed", "Organisation setting changed"),
+                            ("personal_options_changed", "Personal options changed"),
+                            ("profile_added", "Server profile added"),
+                            ("profile_changed", "Server profile changed"),
+                            ("mailbox_added", "Mailbox added"),
+                            ("mailbox_approved", "Mailbox email approved"),
+                            ("mailbox_rejected", "Mailbox email rejected"),
+                            ("mailbox_tested", "Mailbox tested"),
+                            ("mailbox_disabled", "Mailbox disabled"),
+                            ("mailbox_watermark_changed", "Mailbox 'process emails received after' changed"),
+                            ("mailbox_sync_state_reset", "Mailbox sync state reset"),
+                            ("mailbox_test_queued", "Test & Enable queued"),
+                            ("mailbox_scan_queued", "Scan queued"),
+                            ("exclusion_added", "Exclusion added"),
+                            ("exclusion_deleted", "Exclusion deleted"),
+                            ("folder_rule_added", "Folder tracking rule added"),
+                            ("folder_rule_deleted", "Folder tracking rule deleted"),
+                            ("manual_tracking", "Tracked manually"),
+                            ("decisions_purged", "Decisions purged"),
+                        ],
+                        max_length=50,
+                    ),
+                ),
+                ("target", models.CharField(max_length=300)),
+                ("old_value", models.TextField(blank=True)),
+                ("new_value", models.TextField(blank=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['action', '-created_at'], name='audit_action_recent')],
+                "indexes": [models.Index(fields=["action", "-created_at"], name="audit_action_recent")],
             },
         ),
         migrations.AddIndex(
-            model_name='crmrecord',
-            index=models.Index(fields=['email1'], name='crm_email1'),
+            model_name="crmrecord",
+            index=models.Index(fields=["email1"], name="crm_email1"),
         ),
         migrations.AddIndex(
-            model_name='crmrecord',
-            index=models.Index(fields=['email2'], name='crm_email2'),
+            model_name="crmrecord",
+            index=models.Index(fields=["email2"], name="crm_email2"),
         ),
         migrations.AddIndex(
-            model_name='crmrecord',
-            index=models.Index(fields=['email3'], name='crm_email3'),
+            model_name="crmrecord",
+            index=models.Index(fields=["email3"], name="crm_email3"),
         ),
         migrations.AddIndex(
-            model_name='crmrecord',
-            index=models.Index(fields=['kind', 'name'], name='crm_kind_name'),
+            model_name="crmrecord",
+            index=models.Index(fields=["kind", "name"], name="crm_kind_name"),
         ),
         migrations.AddConstraint(
-            model_name='exclusionentry',
-            constraint=models.UniqueConstraint(django.db.models.functions.text.Lower('pattern'), models.F('user'), name='exclusion_unique_per_user'),
+            model_name="exclusionentry",
+            constraint=models.UniqueConstraint(
+                django.db.models.functions.text.Lower("pattern"),
+                models.F("user"),
+                name="exclusion_unique_per_user",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='exclusionentry',
-            constraint=models.UniqueConstraint(django.db.models.functions.text.Lower('pattern'), condition=models.Q(('user__isnull', True)), name='exclusion_unique_org'),
+            model_name="exclusionentry",
+            constraint=models.UniqueConstraint(
+                django.db.models.functions.text.Lower("pattern"),
+                condition=models.Q(("user__isnull", True)),
+                name="exclusion_unique_org",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='foldertrackingrule',
-            constraint=models.UniqueConstraint(fields=('mailbox', 'folder'), name='folderrule_unique_folder'),
+            model_name="foldertrackingrule",
+            constraint=models.UniqueConstraint(fields=("mailbox", "folder"), name="folderrule_unique_folder"),
         ),
         migrations.AddConstraint(
-            model_name='foldersyncstate',
-            constraint=models.UniqueConstraint(fields=('mailbox', 'folder'), name='syncstate_unique_folder'),
+            model_name="foldersyncstate",
+            constraint=models.UniqueConstraint(fields=("mailbox", "folder"), name="syncstate_unique_folder"),
         ),
         migrations.AddIndex(
-            model_name='alert',
-            index=models.Index(fields=['mailbox', '-created_at'], name='alert_mailbox_recent'),
+            model_name="alert",
+            index=models.Index(fields=["mailbox", "-created_at"], name="alert_mailbox_recent"),
         ),
         migrations.AddIndex(
-            model_name='mailbox',
-            index=models.Index(fields=['enabled', 'next_run_at'], name='mailbox_due'),
+            model_name="mailbox",
+            index=models.Index(fields=["enabled", "next_run_at"], name="mailbox_due"),
         ),
         migrations.AddConstraint(
-            model_name='mailbox',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('queue__isnull', True), ('user__isnull', False)), models.Q(('queue__isnull', False), ('user__isnull', True)), _connector='OR'), name='mailbox_user_xor_queue'),
+            model_name="mailbox",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("queue__isnull", True), ("user__isnull", False)),
+                    models.Q(("queue__isnull", False), ("user__isnull", True)),
+                    _connector="OR",
+                ),
+                name="mailbox_user_xor_queue",
+            ),
         ),
         migrations.AddIndex(
-            model_name='scanrun',
-            index=models.Index(fields=['mailbox', '-queued_at'], name='scanrun_mailbox_recent'),
+            model_name="scanrun",
+            index=models.Index(fields=["mailbox", "-queued_at"], name="scanrun_mailbox_recent"),
         ),
         migrations.AddIndex(
-            model_name='trackedemail',
-            index=models.Index(fields=['tracking_token'], name='tracked_token'),
+            model_name="trackedemail",
+            index=models.Index(fields=["tracking_token"], name="tracked_token"),
         ),
         migrations.AddIndex(
-            model_name='trackedemail',
-            index=models.Index(fields=['conversation_index'], name='tracked_conversation_index'),
+            model_name="trackedemail",
+            index=models.Index(fields=["conversation_index"], name="tracked_conversation_index"),
         ),
         migrations.AddConstraint(
-            model_name='trackedemail',
-            constraint=models.UniqueConstraint(fields=('message_id', 'direction'), name='trackedemail_unique_message_direction'),
+            model_name="trackedemail",
+            constraint=models.UniqueConstraint(
+                fields=("message_id", "direction"), name="trackedemail_unique_message_direction"
+            ),
         ),
         migrations.AddIndex(
-            model_name='emailhash',
-            index=models.Index(fields=['kind', 'value'], name='emailhash_lookup'),
+            model_name="emailhash",
+            index=models.Index(fields=["kind", "value"], name="emailhash_lookup"),
         ),
         migrations.AddIndex(
-            model_name='decision',
-            index=models.Index(fields=['mailbox', '-id'], name='decision_mailbox'),
+            model_name="decision",
+            index=models.Index(fields=["mailbox", "-id"], name="decision_mailbox"),
         ),
         migrations.AddIndex(
-            model_name='decision',
-            index=models.Index(fields=['outcome', '-id'], name='decision_outcome'),
+            model_name="decision",
+            index=models.Index(fields=["outcome", "-id"], name="decision_outcome"),
         ),
         migrations.AddIndex(
-            model_name='decision',
-            index=models.Index(fields=['reason', '-id'], name='decision_reason'),
+            model_name="decision",
+            index=models.Index(fields=["reason", "-id"], name="decision_reason"),
         ),
         migrations.AddIndex(
-            model_name='decision',
-            index=models.Index(fields=['mailbox', 'outcome', '-id'], name='decision_mailbox_outcome'),
+            model_name="decision",
+            index=models.Index(fields=["mailbox", "outcome", "-id"], name="decision_mailbox_outcome"),
         ),
         migrations.AddIndex(
-            model_name='decision',
-            index=models.Index(fields=['correlation_method', '-id'], name='decision_correlation'),
+            model_name="decision",
+            index=models.Index(fields=["correlation_method", "-id"], name="decision_correlation"),
         ),
         migrations.AddIndex(
-            model_name='decision',
-            index=models.Index(fields=['received_at'], name='decision_received'),
+            model_name="decision",
+            index=models.Index(fields=["received_at"], name="decision_received"),
         ),
         migrations.AddIndex(
-            model_name='decision',
-            index=models.Index(fields=['decided_at'], name='decision_decided'),
+            model_name="decision",
+            index=models.Index(fields=["decided_at"], name="decision_decided"),
         ),
         migrations.AddIndex(
-            model_name='decision',
-            index=models.Index(fields=['message_id'], name='decision_message_id'),
+            model_name="decision",
+            index=models.Index(fields=["message_id"], name="decision_message_id"),
         ),
         migrations.AddConstraint(
-            model_name='decision',
-            constraint=models.UniqueConstraint(fields=('mailbox', 'folder', 'message_id', 'manual'), name='decision_unique_message'),
+            model_name="decision",
+            constraint=models.UniqueConstraint(
+                fields=("mailbox", "folder", "message_id", "manual"), name="decision_unique_message"
+            ),
         ),
     ]

@@ -5,25 +5,61 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0001_initial'),
+        ("tracking", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='mailbox',
-            name='last_error_kind',
-            field=models.CharField(blank=True, choices=[('credentials', 'Credentials refused'), ('permission', 'Access denied'), ('not_found', 'Not found'), ('tls', 'TLS / certificate'), ('unreachable', 'Server unreachable'), ('throttled', 'Throttled by the server'), ('server_error', 'Server error'), ('too_large', 'Response too large'), ('sync_state', 'Sync state refused'), ('internal', 'Internal error'), ('not_approved', 'Not approved')], max_length=20),
+            model_name="mailbox",
+            name="last_error_kind",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("credentials", "Credentials refused"),
+                    ("permission", "Access denied"),
+                    ("not_found", "Not found"),
+                    ("tls", "TLS / certificate"),
+                    ("unreachable", "Server unreachable"),
+                    ("throttled", "Throttled by the server"),
+                    ("server_error", "Server error"),
+                    ("too_large", "Response too large"),
+                    ("sync_state", "Sync state refused"),
+                    ("internal", "Internal error"),
+                    ("not_approved", "Not approved"),
+                ],
+                max_length=20,
+            ),
         ),
         migrations.AddField(
-            model_name='scanrun',
-            name='error_kind',
-            field=models.CharField(blank=True, choices=[('credentials', 'Credentials refused'), ('permission', 'Access denied'), ('not_found', 'Not found'), ('tls', 'TLS / certificate'), ('unreachable', 'Server unreachable'), ('throttled', 'Throttled by the server'), ('server_error', 'Server error'), ('too_large', 'Response too large'), ('sync_state', 'Sync state refused'), ('internal', 'Internal error'), ('not_approved', 'Not approved')], max_length=20),
+            model_name="scanrun",
+            name="error_kind",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("credentials", "Credentials refused"),
+                    ("permission", "Access denied"),
+                    ("not_found", "Not found"),
+                    ("tls", "TLS / certificate"),
+                    ("unreachable", "Server unreachable"),
+                    ("throttled", "Throttled by the server"),
+                    ("server_error", "Server error"),
+                    ("too_large", "Response too large"),
+                    ("sync_state", "Sync state refused"),
+                    ("internal", "Internal error"),
+                    ("not_approved", "Not approved"),
+                ],
+                max_length=20,
+            ),
         ),
         migrations.AlterField(
-            model_name='mailbox',
-            name='email_address',
-            field=models.CharField(help_text='Stored lower-case.', max_length=320, unique=True, validators=[tracking.models.mailboxes.validate_mailbox_address]),
+            model_name="mailbox",
+            name="email_address",
+            field=models.CharField(
+                help_text="Stored lower-case.",
+                max_length=320,
+                unique=True,
+                validators=[tracking.models.mailboxes.validate_mailbox_address],
+            ),
         ),
     ]

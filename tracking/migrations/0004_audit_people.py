@@ -4,15 +4,48 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0003_importrun'),
+        ("tracking", "0003_importrun"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditevent',
-            name='action',
-            field=models.CharField(choices=[('orgsetting_changed', 'Organisation setting changed'), ('personal_options_changed', 'Personal options changed'), ('profile_added', 'Server profile added'), ('profile_changed', 'Server profile changed'), ('mailbox_added', 'Mailbox added'), ('mailbox_approved', 'Mailbox email approved'), ('mailbox_rejected', 'Mailbox email rejected'), ('mailbox_tested', 'Mailbox tested'), ('mailbox_disabled', 'Mailbox disabled'), ('mailbox_watermark_changed', "Mailbox 'process emails received after' changed"), ('mailbox_sync_state_reset', 'Mailbox sync state reset'), ('mailbox_test_queued', 'Test & Enable queued'), ('mailbox_scan_queued', 'Scan queued'), ('exclusion_added', 'Exclusion added'), ('exclusion_deleted', 'Exclusion deleted'), ('folder_rule_added', 'Folder tracking rule added'), ('folder_rule_deleted', 'Folder tracking rule deleted'), ('manual_tracking', 'Tracked manually'), ('decisions_purged', 'Decisions purged'), ('records_imported', 'CRM records imported'), ('user_invited', 'User invited'), ('user_role_changed', 'User role changed'), ('user_deactivated', 'User deactivated'), ('user_created', 'User created at sign-in'), ('password_set', 'Password set'), ('password_reset_requested', 'Password reset requested'), ('signed_in', 'Signed in'), ('sign_in_failed', 'Sign-in failed'), ('sign_in_refused', 'Sign-in refused'), ('locked_out', 'Locked out')], max_length=50),
+            model_name="auditevent",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("orgsetting_changed", "Organisation setting changed"),
+                    ("personal_options_changed", "Personal options changed"),
+                    ("profile_added", "Server profile added"),
+                    ("profile_changed", "Server profile changed"),
+                    ("mailbox_added", "Mailbox added"),
+                    ("mailbox_approved", "Mailbox email approved"),
+                    ("mailbox_rejected", "Mailbox email rejected"),
+                    ("mailbox_tested", "Mailbox tested"),
+                    ("mailbox_disabled", "Mailbox disabled"),
+                    ("mailbox_watermark_changed", "Mailbox 'process emails received after' changed"),
+                    ("mailbox_sync_state_reset", "Mailbox sync state reset"),
+                    ("mailbox_test_queued", "Test & Enable queued"),
+                    ("mailbox_scan_queued", "Scan queued"),
+                    ("exclusion_added", "Exclusion added"),
+                    ("exclusion_deleted", "Exclusion deleted"),
+                    ("folder_rule_added", "Folder tracking rule added"),
+                    ("folder_rule_deleted", "Folder tracking rule deleted"),
+                    ("manual_tracking", "Tracked manually"),
+                    ("decisions_purged", "Decisions purged"),
+                    ("records_imported", "CRM records imported"),
+                    ("user_invited", "User invited"),
+                    ("user_role_changed", "User role changed"),
+                    ("user_deactivated", "User deactivated"),
+                    ("user_created", "User created at sign-in"),
+                    ("password_set", "Password set"),
+                    ("password_reset_requested", "Password reset requested"),
+                    ("signed_in", "Signed in"),
+                    ("sign_in_failed", "Sign-in failed"),
+                    ("sign_in_refused", "Sign-in refused"),
+                    ("locked_out", "Locked out"),
+                ],
+                max_length=50,
+            ),
         ),
     ]

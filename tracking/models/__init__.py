@@ -5,11 +5,13 @@ from tracking.models.audit import AuditEvent
 from tracking.models.directory import CrmRecord, ExclusionEntry, Queue
 from tracking.models.imports import ImportRun
 from tracking.models.mailboxes import Alert, EmailServerProfile, FolderSyncState, FolderTrackingRule, Mailbox
+from tracking.models.operations import BulkOperation
 from tracking.models.options import OrgSettings, PersonalOptions
 
 __all__ = [
     "Alert",
     "AuditEvent",
+    "BulkOperation",
     "CrmRecord",
     "Decision",
     "EmailHash",

@@ -15,6 +15,9 @@ class Queue(models.Model):
     email = models.CharField(max_length=320, blank=True, help_text="Stored lower-case.")
     track = models.PositiveSmallIntegerField(choices=TrackOption.choices, default=TrackOption.ALL)
     active = models.BooleanField(default=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -57,6 +57,16 @@ class EmailServerProfile(models.Model):
     max_concurrent_connections = models.PositiveSmallIntegerField(
         default=10, validators=[MinValueValidator(1), MaxValueValidator(300)]
     )
+    minimum_poll_interval_minutes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(1440)],
+        help_text="Scan this profile's mailboxes at most this often; empty: MailboxPollIntervalMinutes.",
+    )
+    # The profile new mailboxes get (at most one; set through do_set_default_profile).
+    is_default = models.BooleanField(default=False, editable=False)
+    # A "more than half of the mailboxes fail" mail went out and the profile has not recovered since.
+    failure_episode_open = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -64,7 +74,10 @@ class EmailServerProfile(models.Model):
             models.CheckConstraint(
                 condition=models.Q(max_concurrent_connections__gte=1, max_concurrent_connections__lte=300),
                 name="profile_connections_range",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="profile_one_default"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -170,6 +183,8 @@ class Mailbox(models.Model):
     next_run_at = models.DateTimeField(null=True, blank=True)
     # Which dispatcher run claimed the mailbox last: two dispatchers never both enqueue one scan.
     dispatch_token = models.CharField(max_length=32, blank=True, editable=False)
+    # When the last error-alert mail went out (at most one per mailbox per hour).
+    alert_mailed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = MailboxQuerySet.as_manager()

@@ -96,6 +96,7 @@ class PersonalOptions(models.Model):
         default=50, validators=[MinValueValidator(10), MaxValueValidator(250)]
     )
     language = models.CharField(max_length=10, default="en")
+    alert_mail = models.BooleanField(default=True, help_text="Mail me the error alerts of my mailboxes.")
     # Per-user counter of the tracking token (DOMAIN §5 step 2); wraps at TrackingTokenCounterDigits.
     next_tracking_number = models.PositiveIntegerField(default=0)
 

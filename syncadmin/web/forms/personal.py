@@ -59,6 +59,11 @@ class GeneralForm(forms.Form):
         label=_("Language"),
         help_text=_("The language of SyncAdmin's pages; it applies from the next page you open."),
     )
+    alert_mail = forms.BooleanField(
+        label=_("Alert mail"),
+        required=False,
+        help_text=_("Mail me when a mailbox I own or administer raises an error alert (in this language)."),
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("label_suffix", "")

@@ -46,7 +46,7 @@ from tracking.actions import (
     do_reset_mailbox_sync_state,
     do_set_mailbox_watermark,
 )
-from tracking.choices import Approval, ErrorKind, Folder, IncomingMethod
+from tracking.choices import Approval, BulkAction, ErrorKind, Folder, IncomingMethod
 from tracking.context import load_rules
 from tracking.decisions import OrgRules
 from tracking.models import Alert, FolderSyncState, Mailbox, ScanRun
@@ -82,6 +82,9 @@ def mailbox_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "filters": filters,
         "page": page,
         "query": query.urlencode(),
+        "admin": is_admin(request.user),
+        "reader": reader,
+        "bulk_actions": BulkAction.choices,
     }
     if is_htmx(request):
         return render(request, "web/_mailbox_table.html", context)

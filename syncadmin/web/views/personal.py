@@ -91,6 +91,7 @@ def _render(
                 "time_zone": options.time_zone,
                 "rows_per_page": options.rows_per_page,
                 "language": options.language,
+                "alert_mail": options.alert_mail,
             }
         )
     else:
@@ -150,6 +151,7 @@ def personal_options(request: AuthenticatedHttpRequest) -> HttpResponse:
             time_zone=general.cleaned_data["time_zone"],
             rows_per_page=general.cleaned_data["rows_per_page"],
             language=general.cleaned_data["language"],
+            alert_mail=general.cleaned_data["alert_mail"],
             acting_user=user,
         )
     else:

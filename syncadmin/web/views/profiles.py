@@ -16,7 +16,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods, require_safe
 
-from syncadmin.web.forms.mailboxes import ProfileForm
+from syncadmin.web.forms.mailbox_admin import ProfileTestForm
+from syncadmin.web.forms.profiles import KindProfileForm
+from syncadmin.web.htmx import is_htmx
 from syncadmin.web.permissions import AuthenticatedHttpRequest, admin_required, is_admin, reader_required
 from tracking.actions import (
     ActionError,
@@ -44,17 +46,40 @@ def profile_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     )
 
 
+def _kind_form(request: AuthenticatedHttpRequest, profile: EmailServerProfile | None) -> KindProfileForm:
+    """The form for the kind asked for: ?kind= (htmx swaps the kind's fields in), or the kind posted with
+    "Show the fields of this kind" (the same without JavaScript: the values typed stay, nothing is saved)."""
+    if request.method == "POST" and "refresh_kind" not in request.POST:
+        return KindProfileForm(request.POST, profile=profile)
+    source = request.POST if request.method == "POST" else request.GET
+    kept = {k: v for k, v in source.items() if k not in ("secret", "csrfmiddlewaretoken", "refresh_kind")}
+    kind = source.get("kind")
+    if not kept:
+        return KindProfileForm(kind=kind, profile=profile)
+    return KindProfileForm(kind=kind, profile=profile, initial=kept)
+
+
+def _form_page(
+    request: AuthenticatedHttpRequest, context: dict[str, object], form: KindProfileForm
+) -> HttpResponse:
+    if is_htmx(request, target="kind-fields"):
+        return render(request, "web/_profile_kind_fields.html", context)
+    return render(
+        request, "web/profile_form.html", context, status=400 if form.is_bound and form.errors else 200
+    )
+
+
 @admin_required
 @sensitive_post_parameters("secret")
 @require_http_methods(["GET", "POST"])
 @sensitive_variables()
 def profile_create(request: AuthenticatedHttpRequest) -> HttpResponse:
-    form = ProfileForm(request.POST if request.method == "POST" else None)
-    if request.method == "POST" and form.is_valid():
+    form = _kind_form(request, None)
+    if form.is_bound and form.is_valid():
         try:
             profile = check_add_profile(
                 ProfileValues.from_data(form.cleaned_data),
-                secret=form.cleaned_data["secret"],
+                secret=form.cleaned_data.get("secret", ""),
                 acting_user=request.user,
             )
         except ActionError as exc:
@@ -62,11 +87,10 @@ def profile_create(request: AuthenticatedHttpRequest) -> HttpResponse:
         else:
             messages.success(request, _("Server profile %(name)s created.") % {"name": profile.name})
             return redirect("web-profile-edit", profile.pk)
-    return render(
+    return _form_page(
         request,
-        "web/profile_form.html",
         {"title": _("New server profile"), "nav_section": "profiles", "form": form, "profile": None},
-        status=400 if form.is_bound and form.errors else 200,
+        form,
     )
 
 
@@ -80,13 +104,13 @@ def profile_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     admin = is_admin(request.user)
     if request.method == "POST" and not admin:
         raise PermissionDenied
-    form = ProfileForm(request.POST if request.method == "POST" else None, profile=profile)
-    if request.method == "POST" and form.is_valid():
+    form = _kind_form(request, profile)
+    if form.is_bound and form.is_valid():
         try:
             changed = check_update_profile(
                 profile,
                 ProfileValues.from_data(form.cleaned_data),
-                secret=form.cleaned_data["secret"] or None,
+                secret=form.cleaned_data.get("secret") or None,
                 clear_secret=form.cleaned_data.get("clear_secret", False),
                 acting_user=request.user,
             )
@@ -102,16 +126,14 @@ def profile_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
             else:
                 messages.info(request, _("Nothing changed."))
             return redirect("web-profile-edit", profile.pk)
-    return render(
-        request,
-        "web/profile_form.html",
-        {
-            "title": profile.name,
-            "nav_section": "profiles",
-            "form": form,
-            "profile": profile,
-            "admin": admin,
-            "mailboxes": profile.mailboxes.order_by("email_address")[:50],
-        },
-        status=400 if form.is_bound and form.errors else 200,
-    )
+    first = profile.mailboxes.order_by("email_address").first()
+    context = {
+        "title": profile.name,
+        "nav_section": "profiles",
+        "form": form,
+        "profile": profile,
+        "admin": admin,
+        "mailboxes": profile.mailboxes.order_by("email_address")[:50],
+        "test_form": ProfileTestForm(initial={"address": first.email_address if first else ""}),
+    }
+    return _form_page(request, context, form)

@@ -28,7 +28,7 @@ class Command(BaseCommand):
         owner.add_argument("--user", metavar="USERNAME")
         owner.add_argument("--queue", metavar="NAME", help="the queue is created when it does not exist yet")
         add.add_argument("--create-user", action="store_true", help="create the user when it does not exist")
-        add.add_argument("--profile", required=True, metavar="NAME")
+        add.add_argument("--profile", metavar="NAME", help="server profile (default: the default profile)")
         add.add_argument("--approve", action="store_true", help="approve the mailbox's email address now")
         add.add_argument("--track", help="the owner's Track option, 0–4")
         sub.add_parser("list", help="list mailboxes")

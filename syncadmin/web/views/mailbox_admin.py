@@ -1,0 +1,291 @@
+"""Mailbox administration in the product (admins; auditors read): New mailbox, a mailbox's setup,
+Reject, a queue's page, bulk actions from the list and their progress, and a server profile's
+Test connection, Test & Enable of its mailboxes and Make default (DOMAIN §9).
+
+Bulk actions are one RQ job per request (tracking.bulkjobs); each mailbox's change is its own
+audited action, and the progress page shows the job's results as they come.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpResponse, QueryDict
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from redis.exceptions import RedisError
+
+from syncadmin.web.filters.mailboxes import MailboxFilter
+from syncadmin.web.forms.mailbox_admin import (
+    BulkForm,
+    MailboxCreateForm,
+    MailboxSetupForm,
+    ProfileTestForm,
+    QueueForm,
+)
+from syncadmin.web.htmx import is_htmx
+from syncadmin.web.permissions import (
+    AuthenticatedHttpRequest,
+    admin_required,
+    get_visible_mailbox,
+    is_admin,
+    reader_required,
+)
+from syncadmin.web.views.mailboxes import queue_problem
+from tracking import bulkjobs
+from tracking.actions import (
+    ActionError,
+    check_add_mailbox,
+    check_start_bulk,
+    check_update_mailbox,
+    check_update_queue,
+    do_approve_mailbox,
+    do_set_default_profile,
+)
+from tracking.choices import Approval, BulkAction
+from tracking.models import BulkOperation, EmailServerProfile, Mailbox, Queue
+from tracking.scanning import test_profile_connection
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def mailbox_create(request: AuthenticatedHttpRequest) -> HttpResponse:
+    form = MailboxCreateForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        is_queue = data["owner_kind"] == "queue"
+        try:
+            with transaction.atomic():
+                mailbox = check_add_mailbox(
+                    data["email_address"],
+                    profile_name=data["profile"].name,
+                    username=None if is_queue else data["user"].get_username(),
+                    queue_name=data["queue_name"] if is_queue else None,
+                    approve=data["approve"],
+                    acting_user=request.user,
+                )
+                check_update_mailbox(
+                    mailbox,
+                    profile=data["profile"],
+                    incoming_method=data["incoming_method"],
+                    start_date=data["process_emails_received_after"],
+                    acting_user=request.user,
+                )
+        except ActionError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, _("Mailbox %(mailbox)s created.") % {"mailbox": mailbox})
+            return redirect("web-mailbox", mailbox.pk)
+    return render(
+        request,
+        "web/mailbox_form.html",
+        {"title": _("New mailbox"), "nav_section": "mailboxes", "form": form, "mailbox": None},
+        status=400 if form.is_bound and form.errors else 200,
+    )
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def mailbox_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    mailbox = get_visible_mailbox(request, pk)
+    initial = {
+        "profile": mailbox.profile_id,
+        "incoming_method": mailbox.incoming_method,
+        "process_emails_received_after": mailbox.process_emails_received_after,
+    }
+    form = MailboxSetupForm(request.POST if request.method == "POST" else None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        profile_changed = data["profile"].pk != mailbox.profile_id
+        try:
+            changed = check_update_mailbox(
+                mailbox,
+                profile=data["profile"],
+                incoming_method=data["incoming_method"],
+                start_date=data["process_emails_received_after"],
+                acting_user=request.user,
+            )
+        except ActionError as exc:
+            form.add_error(None, str(exc))
+        else:
+            if not changed:
+                messages.info(request, _("Nothing changed."))
+            elif profile_changed:
+                messages.success(
+                    request, _("Saved. Run Test & Enable to scan the mailbox through its new server profile.")
+                )
+            else:
+                messages.success(request, _("Saved."))
+            return redirect("web-mailbox", mailbox.pk)
+    return render(
+        request,
+        "web/mailbox_form.html",
+        {"title": mailbox.email_address, "nav_section": "mailboxes", "form": form, "mailbox": mailbox},
+        status=400 if form.is_bound and form.errors else 200,
+    )
+
+
+@admin_required
+@require_POST
+def mailbox_reject(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    mailbox = get_visible_mailbox(request, pk)
+    if mailbox.approval == Approval.REJECTED:
+        messages.info(
+            request, _("The email address of %(mailbox)s is already rejected.") % {"mailbox": mailbox}
+        )
+    else:
+        do_approve_mailbox(mailbox, approve=False, acting_user=request.user)
+        messages.success(request, _("Rejected the email address of %(mailbox)s.") % {"mailbox": mailbox})
+    return redirect("web-mailbox", mailbox.pk)
+
+
+@reader_required
+@require_http_methods(["GET", "POST"])
+def queue_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """A queue's Track option and owner: admins edit, auditors read."""
+    queue = get_object_or_404(Queue.objects.select_related("owner"), pk=pk)
+    admin = is_admin(request.user)
+    if request.method == "POST" and not admin:
+        raise PermissionDenied
+    form = QueueForm.for_queue(queue, request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        changed = check_update_queue(
+            queue,
+            track=form.cleaned_data["track"],
+            owner=form.cleaned_data["owner"],
+            acting_user=request.user,
+        )
+        messages.success(request, _("Saved.") if changed else _("Nothing changed."))
+        return redirect("web-queue", queue.pk)
+    return render(
+        request,
+        "web/queue_detail.html",
+        {
+            "title": queue.name,
+            "nav_section": "mailboxes",
+            "queue": queue,
+            "mailbox": Mailbox.objects.filter(queue=queue).first(),
+            "form": form,
+            "admin": admin,
+        },
+        status=400 if form.is_bound and form.errors else 200,
+    )
+
+
+def _queue_bulk(request: AuthenticatedHttpRequest, action: str, ids: list[int]) -> HttpResponse | None:
+    """Record and queue a bulk operation; its progress page, or None after saying why not."""
+    problem = queue_problem()
+    if problem:
+        messages.error(
+            request,
+            _("The job queue is unavailable (%(error)s): nothing was queued. Try again when Redis answers.")
+            % {"error": problem},
+        )
+        return None
+    try:
+        with transaction.atomic():
+            operation = check_start_bulk(action, ids, acting_user=request.user)
+            operation.job_id = getattr(bulkjobs.enqueue_bulk(operation), "id", "") or ""
+    except ActionError as exc:
+        messages.error(request, str(exc))
+        return None
+    except RedisError as exc:
+        messages.error(
+            request, _("The job queue is unavailable (%(error)s): nothing was queued.") % {"error": exc}
+        )
+        return None
+    messages.success(
+        request,
+        _("%(action)s queued for %(count)d mailbox(es).")
+        % {"action": BulkAction(action).label, "count": operation.total},
+    )
+    return redirect("web-bulk-operation", operation.pk)
+
+
+@admin_required
+@require_POST
+def mailbox_bulk(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """A bulk action on the ticked mailboxes, or on all that the list's filters (sent along) match."""
+    mailboxes = Mailbox.objects.visible_to(request.user)
+    form = BulkForm(request.POST, mailbox_ids=list(mailboxes.values_list("pk", flat=True)))
+    if not form.is_valid():
+        return render(
+            request,
+            "web/bulk_refused.html",
+            {
+                "title": _("Bulk action"),
+                "nav_section": "mailboxes",
+                "errors": [str(e) for errors in form.errors.values() for e in errors],
+                "back": _list_url(request.POST.get("query", "")),
+            },
+            status=400,
+        )
+    data = form.cleaned_data
+    if data["scope"] == "all":
+        ids = list(
+            MailboxFilter(QueryDict(data["query"]), queryset=mailboxes).qs.values_list("pk", flat=True)
+        )
+    else:
+        ids = list(data["mailbox"])
+    return _queue_bulk(request, data["action"], ids) or redirect(_list_url(data["query"]))
+
+
+def _list_url(query: str) -> str:
+    url = reverse("web-mailboxes")
+    return f"{url}?{QueryDict(query).urlencode()}" if query else url
+
+
+@reader_required
+@require_safe
+def bulk_operation(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """A bulk operation's progress; htmx polls the panel until the job has finished."""
+    operation = get_object_or_404(BulkOperation.objects.select_related("created_by"), pk=pk)
+    context = {
+        "title": _("Bulk action"),
+        "nav_section": "mailboxes",
+        "operation": operation,
+        "percent": round(100 * operation.done / operation.total) if operation.total else 100,
+    }
+    if is_htmx(request, target="bulk-progress"):
+        return render(request, "web/_bulk_progress.html", context)
+    return render(request, "web/bulk_operation.html", context)
+
+
+@admin_required
+@require_POST
+def profile_test(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """Test connection: sign in through the profile and read one inbox; nothing is stored."""
+    profile = get_object_or_404(EmailServerProfile, pk=pk)
+    form = ProfileTestForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(str(e) for e in form.errors.get("address", [])))
+        return redirect("web-profile-edit", profile.pk)
+    ok, words = test_profile_connection(profile, form.cleaned_data["address"])
+    if ok:
+        messages.success(request, _("Test connection succeeded: %(words)s") % {"words": words})
+    else:
+        messages.error(request, _("Test connection failed: %(words)s") % {"words": words})
+    return redirect("web-profile-edit", profile.pk)
+
+
+@admin_required
+@require_POST
+def profile_test_mailboxes(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """Test & Enable every mailbox of the profile, as one bulk operation."""
+    profile = get_object_or_404(EmailServerProfile, pk=pk)
+    ids = list(profile.mailboxes.values_list("pk", flat=True))
+    return _queue_bulk(request, BulkAction.TEST, ids) or redirect("web-profile-edit", profile.pk)
+
+
+@admin_required
+@require_POST
+def profile_default(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    profile = get_object_or_404(EmailServerProfile, pk=pk)
+    if do_set_default_profile(profile, acting_user=request.user):
+        messages.success(request, _("New mailboxes now get %(name)s.") % {"name": profile.name})
+    else:
+        messages.info(request, _("%(name)s is already the default profile.") % {"name": profile.name})
+    return redirect("web-profile-edit", profile.pk)

@@ -1,0 +1,411 @@
+"""Mailbox administration in the product (issue 16): New mailbox, a mailbox's setup, Reject, a queue's
+page, bulk actions from the list and their progress, the default profile, the profile form by kind,
+Test connection, the minimum poll interval, and the Django admin that cannot touch internal state."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import django_rq
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from rq import Queue, SimpleWorker
+
+from tests.conftest import login
+from tracking.actions import (
+    ProfileValues,
+    check_add_mailbox,
+    check_add_profile,
+    do_finish_cycle,
+    do_record_test_result,
+    do_set_default_profile,
+)
+from tracking.choices import Approval, MailboxStatus
+from tracking.context import load_rules
+from tracking.jobs import QUEUE
+from tracking.models import (
+    AuditEvent,
+    BulkOperation,
+    EmailServerProfile,
+    FolderSyncState,
+    Mailbox,
+)
+from tracking.models import (
+    Queue as CrmQueue,
+)
+
+HTMX = {"HX-Request": "true"}
+
+
+def text(r) -> str:
+    return html.unescape(r.content.decode())
+
+
+@pytest.fixture
+def rq_queue() -> Iterator[Queue]:
+    q = django_rq.get_queue(QUEUE)
+    q.empty()
+    yield q
+    q.empty()
+
+
+def burst(q: Queue) -> None:
+    SimpleWorker([q], connection=q.connection).work(burst=True)
+
+
+@pytest.fixture
+def local_root(tmp_path: Path) -> Path:
+    for address in ("dana@contoso.com", "erin@contoso.com", "fred@contoso.com"):
+        (tmp_path / address / "inbox").mkdir(parents=True)
+    return tmp_path
+
+
+@pytest.fixture
+def files(local_root: Path) -> EmailServerProfile:
+    return check_add_profile(ProfileValues("files", "local", endpoint=str(local_root)))
+
+
+@pytest.fixture
+def three(files: EmailServerProfile) -> list[Mailbox]:
+    """Three user mailboxes on a local folder profile, pending approval."""
+    return [
+        check_add_mailbox(f"{name}@contoso.com", profile_name="files", username=name, create_user=True)
+        for name in ("dana", "erin", "fred")
+    ]
+
+
+# --- New mailbox, edit, reject, queue -------------------------------------------------------------------
+
+
+def test_an_admin_creates_a_mailbox_for_a_user_with_the_default_profile(
+    client: Client, admin: User, files: EmailServerProfile, exchange_profile: EmailServerProfile
+) -> None:
+    do_set_default_profile(files, acting_user=admin)
+    gina = User.objects.create_user("gina", "")
+    login(client, admin)
+    form = text(client.get(reverse("web-mailbox-create")))
+    assert f'<option value="{files.pk}" selected>files</option>' in form
+    assert "New mailboxes get the default profile, files." in form
+    r = client.post(
+        reverse("web-mailbox-create"),
+        {
+            "email_address": "Gina@Contoso.com",
+            "owner_kind": "user",
+            "user": gina.pk,
+            "profile": files.pk,
+            "incoming_method": "server_side_sync",
+            "process_emails_received_after": "2026-01-01T08:00",
+        },
+    )
+    mailbox = Mailbox.objects.get(email_address="gina@contoso.com")
+    assert r.status_code == 302 and r["Location"] == reverse("web-mailbox", args=[mailbox.pk])
+    assert (mailbox.user, mailbox.profile, mailbox.approval, mailbox.enabled) == (
+        gina,
+        files,
+        Approval.PENDING,
+        False,
+    )
+    assert mailbox.process_emails_received_after is not None
+    assert AuditEvent.objects.filter(action="mailbox_added", target="gina@contoso.com", actor=admin).exists()
+    # the CLI uses the default profile too when none is named
+    queue_box = check_add_mailbox("sales@contoso.com", queue_name="Sales")
+    assert queue_box.profile == files
+
+
+def test_an_admin_creates_a_queue_mailbox_and_edits_the_queue(
+    client: Client, admin: User, auditor: User, files: EmailServerProfile
+) -> None:
+    login(client, admin)
+    r = client.post(
+        reverse("web-mailbox-create"),
+        {
+            "email_address": "help@contoso.com",
+            "owner_kind": "queue",
+            "queue_name": "Helpdesk",
+            "profile": files.pk,
+            "incoming_method": "server_side_sync",
+            "approve": "on",
+        },
+    )
+    assert r.status_code == 302
+    mailbox = Mailbox.objects.get(email_address="help@contoso.com")
+    assert mailbox.queue is not None and mailbox.approval == Approval.APPROVED
+    queue = mailbox.queue
+    r = client.post(reverse("web-queue", args=[queue.pk]), {"track": "2", "owner": admin.pk})
+    assert r.status_code == 302
+    queue.refresh_from_db()
+    assert (queue.track, queue.owner) == (2, admin)
+    assert AuditEvent.objects.filter(action="queue_changed").count() == 2
+    # the queue already has a mailbox: a second one is refused with 400
+    again = client.post(
+        reverse("web-mailbox-create"),
+        {
+            "email_address": "help2@contoso.com",
+            "owner_kind": "queue",
+            "queue_name": "Helpdesk",
+            "profile": files.pk,
+            "incoming_method": "server_side_sync",
+        },
+    )
+    assert again.status_code == 400 and "This queue already has a mailbox." in text(again)
+    # auditors read the queue and cannot change it
+    login(client, auditor)
+    page = text(client.get(reverse("web-queue", args=[queue.pk])))
+    assert "Email messages from SyncAdmin Leads, Contacts, and Accounts" in page
+    assert client.post(reverse("web-queue", args=[queue.pk]), {"track": "0"}).status_code == 403
+
+
+def test_the_new_mailbox_form_refuses_what_it_cannot_store(
+    client: Client, admin: User, alice: Mailbox, files: EmailServerProfile
+) -> None:
+    before = (Mailbox.objects.count(), AuditEvent.objects.count())
+    login(client, admin)
+    for data, message in [
+        (
+            {"email_address": "not an address", "owner_kind": "queue", "queue_name": "Q"},
+            "Enter an email address.",
+        ),
+        ({"email_address": "alice@contoso.com", "owner_kind": "queue", "queue_name": "Q"}, "already exists"),
+        ({"email_address": "x@contoso.com", "owner_kind": "user"}, "Choose the user whose mailbox this is."),
+        ({"email_address": "x@contoso.com", "owner_kind": "queue", "queue_name": " "}, "Name the queue."),
+    ]:
+        r = client.post(
+            reverse("web-mailbox-create"),
+            {"profile": files.pk, "incoming_method": "server_side_sync", **data},
+        )
+        assert r.status_code == 400 and message in text(r), message
+    assert (Mailbox.objects.count(), AuditEvent.objects.count()) == before
+
+
+def test_changing_the_profile_disables_the_mailbox_and_forgets_another_kinds_sync_state(
+    client: Client, admin: User, alice: Mailbox, files: EmailServerProfile
+) -> None:
+    do_record_test_result(alice, ok=True, message="connected", now=timezone.now())
+    FolderSyncState.objects.create(mailbox=alice, folder="inbox", state="ews-token")
+    login(client, admin)
+    page = text(client.get(reverse("web-mailbox-edit", args=[alice.pk])))
+    assert 'name="enabled"' not in page and 'name="incoming_status"' not in page
+    r = client.post(
+        reverse("web-mailbox-edit", args=[alice.pk]),
+        {"profile": files.pk, "incoming_method": "none", "process_emails_received_after": ""},
+        follow=True,
+    )
+    assert "Run Test & Enable" in text(r)
+    alice.refresh_from_db()
+    assert (alice.profile, alice.incoming_method, alice.enabled, alice.next_run_at) == (
+        files,
+        "none",
+        False,
+        None,
+    )
+    assert FolderSyncState.objects.get(mailbox=alice).state == ""
+    targets = set(AuditEvent.objects.filter(action="mailbox_changed").values_list("target", flat=True))
+    assert targets == {"alice@contoso.com.profile", "alice@contoso.com.incoming_method"}
+
+
+def test_an_admin_rejects_a_mailbox(client: Client, admin: User, alice: Mailbox) -> None:
+    login(client, admin)
+    r = client.post(reverse("web-mailbox-reject", args=[alice.pk]), follow=True)
+    assert "Rejected the email address of alice@contoso.com." in text(r)
+    alice.refresh_from_db()
+    assert alice.approval == Approval.REJECTED
+    event = AuditEvent.objects.get(action="mailbox_rejected")
+    assert (event.actor, event.old_value, event.new_value) == (admin, "approved", "rejected")
+
+
+# --- bulk ------------------------------------------------------------------------------------------------
+
+
+def test_bulk_approve_then_test_and_enable_the_selected_mailboxes(
+    client: Client,
+    admin: User,
+    auditor: User,
+    three: list[Mailbox],
+    rq_queue: Queue,
+    django_capture_on_commit_callbacks,
+) -> None:
+    login(client, admin)
+    listing = text(client.get(reverse("web-mailboxes")))
+    assert f'name="mailbox" value="{three[0].pk}"' in listing
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post(
+            reverse("web-mailbox-bulk"),
+            {"action": "approve", "scope": "selected", "mailbox": [m.pk for m in three[:2]], "query": ""},
+        )
+    operation = BulkOperation.objects.get()
+    assert r.status_code == 302 and r["Location"] == reverse("web-bulk-operation", args=[operation.pk])
+    waiting = text(client.get(r["Location"], headers={**HTMX, "HX-Target": "bulk-progress"}))
+    assert "0 of 2 done" in waiting and 'hx-trigger="every 2s"' in waiting
+    burst(rq_queue)
+    done = text(client.get(r["Location"]))
+    assert "Finished: 2 done, 0 failed." in done and "hx-trigger" not in done
+    approvals = AuditEvent.objects.filter(action="mailbox_approved", actor=admin)
+    assert sorted(approvals.values_list("target", flat=True)) == ["dana@contoso.com", "erin@contoso.com"]
+    assert Mailbox.objects.get(pk=three[2].pk).approval == Approval.PENDING
+    # Test & Enable of all mailboxes matching a filter (approved ones): one audit event per mailbox
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("web-mailbox-bulk"), {"action": "test", "scope": "all", "query": "approval=approved"}
+        )
+    burst(rq_queue)
+    enabled = set(Mailbox.objects.filter(enabled=True).values_list("email_address", flat=True))
+    assert enabled == {"dana@contoso.com", "erin@contoso.com"}
+    assert AuditEvent.objects.filter(action="mailbox_tested", actor=admin).count() == 2
+    # auditors watch the progress and cannot start a bulk action
+    login(client, auditor)
+    assert client.get(reverse("web-bulk-operation", args=[operation.pk])).status_code == 200
+    assert client.post(reverse("web-mailbox-bulk"), {"action": "disable", "scope": "all"}).status_code == 403
+
+
+def test_bulk_refuses_an_empty_selection_with_400(client: Client, admin: User, three: list[Mailbox]) -> None:
+    r = login(client, admin).post(reverse("web-mailbox-bulk"), {"action": "approve", "scope": "selected"})
+    assert r.status_code == 400
+    assert "Select at least one mailbox" in text(r)
+    assert not BulkOperation.objects.exists()
+
+
+def test_bulk_apply_default_profile_and_disable(
+    client: Client,
+    admin: User,
+    alice: Mailbox,
+    files: EmailServerProfile,
+    rq_queue: Queue,
+    django_capture_on_commit_callbacks,
+) -> None:
+    login(client, admin)
+    r = client.post(
+        reverse("web-mailbox-bulk"), {"action": "apply_default_profile", "scope": "all"}, follow=True
+    )
+    assert "no server profile is the default" in text(r)
+    client.post(reverse("web-profile-default", args=[files.pk]))
+    assert EmailServerProfile.objects.get(is_default=True) == files
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("web-mailbox-bulk"), {"action": "apply_default_profile", "scope": "all"})
+    burst(rq_queue)
+    alice.refresh_from_db()
+    assert alice.profile == files
+    assert (
+        AuditEvent.objects.filter(action="mailbox_changed", target="alice@contoso.com.profile").count() == 1
+    )
+
+
+def test_test_and_enable_the_mailboxes_of_a_profile(
+    client: Client,
+    admin: User,
+    three: list[Mailbox],
+    files: EmailServerProfile,
+    rq_queue: Queue,
+    django_capture_on_commit_callbacks,
+) -> None:
+    Mailbox.objects.update(approval=Approval.APPROVED)
+    login(client, admin)
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post(reverse("web-profile-test-mailboxes", args=[files.pk]))
+    assert r.status_code == 302
+    burst(rq_queue)
+    assert Mailbox.objects.filter(enabled=True, incoming_status=MailboxStatus.SUCCESS).count() == 3
+
+
+# --- the profile form by kind ----------------------------------------------------------------------------
+
+
+def test_the_profile_form_shows_only_the_kinds_fields(client: Client, admin: User, db: None) -> None:
+    login(client, admin)
+    graph = text(client.get(reverse("web-profile-create")))
+    assert 'name="tenant_id"' in graph and 'name="username"' not in graph
+    assert '<option value="oauth2" selected>' in graph and '<option value="none"' not in graph
+    local = client.get(
+        reverse("web-profile-create") + "?kind=local", headers={**HTMX, "HX-Target": "kind-fields"}
+    )
+    body = text(local)
+    assert body.startswith('<div id="kind-fields">')
+    assert 'name="endpoint"' in body and 'name="secret"' not in body and 'name="auth_method"' not in body
+    # without JavaScript: "Show the fields of this kind" posts, keeps what was typed and saves nothing
+    r = client.post(reverse("web-profile-create"), {"name": "Typed", "kind": "imap", "refresh_kind": "1"})
+    assert r.status_code == 200 and 'value="Typed"' in text(r) and 'name="tenant_id"' not in text(r)
+    assert not EmailServerProfile.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        ({"kind": "exchange_graph", "auth_method": "oauth2"}, "tenant_id", "Test & Enable needs this"),
+        ({"kind": "exchange_graph", "auth_method": "oauth2", "tenant_id": "t"}, "client_id", "needs this"),
+        (
+            {"kind": "exchange_graph", "auth_method": "oauth2", "tenant_id": "t", "client_id": "c"},
+            "secret",
+            "needs a secret",
+        ),
+        ({"kind": "exchange_graph", "auth_method": "none"}, "auth_method", "Select a valid choice."),
+        (
+            {
+                "kind": "exchange_ews",
+                "endpoint": "https://m.example.com/EWS/Exchange.asmx",
+                "auth_method": "ntlm",
+            },
+            "username",
+            "needs this for NTLM",
+        ),
+        (
+            {"kind": "imap", "endpoint": "https://m.example.com", "auth_method": "password"},
+            "endpoint",
+            "imaps://",
+        ),
+        ({"kind": "local", "endpoint": "/nonexistent/syncadmin"}, "endpoint", "a directory that exists"),
+    ],
+)
+def test_the_profile_form_refuses_what_test_and_enable_would_find_missing(
+    client: Client, admin: User, db: None, data: dict[str, str], field: str, message: str
+) -> None:
+    r = login(client, admin).post(
+        reverse("web-profile-create"), {"name": "Broken", "max_concurrent_connections": "10", **data}
+    )
+    assert r.status_code == 400
+    assert message in text(r).split(f'id="id_{field}_error"')[1].split("</span>")[0]
+    assert not EmailServerProfile.objects.exists()
+
+
+def test_test_connection_on_the_profile_page(client: Client, admin: User, files: EmailServerProfile) -> None:
+    login(client, admin)
+    page = text(client.get(reverse("web-profile-edit", args=[files.pk])))
+    assert "Test connection" in page and "Make default for new mailboxes" in page
+    ok = client.post(
+        reverse("web-profile-test", args=[files.pk]), {"address": "dana@contoso.com"}, follow=True
+    )
+    assert "Test connection succeeded" in text(ok)
+    bad = client.post(
+        reverse("web-profile-test", args=[files.pk]), {"address": "nobody@contoso.com"}, follow=True
+    )
+    assert "Test connection failed" in text(bad)
+    assert not Mailbox.objects.exists()
+
+
+# --- scheduling and internal state -----------------------------------------------------------------------
+
+
+def test_the_scheduler_honours_a_profiles_minimum_poll_interval(alice: Mailbox) -> None:
+    rules = load_rules()
+    now = timezone.now()
+    do_finish_cycle(alice.pk, rules, now=now)
+    alice.refresh_from_db()
+    assert alice.next_run_at == now + timedelta(minutes=rules.poll_interval_minutes)
+    EmailServerProfile.objects.filter(pk=alice.profile_id).update(minimum_poll_interval_minutes=60)
+    do_finish_cycle(alice.pk, rules, now=now)
+    alice.refresh_from_db()
+    assert alice.next_run_at == now + timedelta(minutes=60)
+
+
+def test_the_django_admin_cannot_edit_internal_state(client: Client, alice: Mailbox) -> None:
+    root = User.objects.create_superuser("root", "root@contoso.com", "pw-root-123")
+    login(client, root)
+    page = text(client.get(reverse("admin:tracking_mailbox_change", args=[alice.pk])))
+    for name in ("enabled", "approval", "incoming_status", "transient_failure_count", "next_run_at"):
+        assert f'name="{name}"' not in page, name
+    assert client.get(reverse("admin:tracking_mailbox_add")).status_code == 403
+    assert CrmQueue.objects.count() == 0
