@@ -81,7 +81,7 @@ def test_it_refuses_anonymous_posts(client: Client, alice_user: User) -> None:
     for url, data in [(URL, general(rows_per_page="99")), (RULES, {"folder": "Inbox/X"})]:
         r = client.post(url, data)
         assert r.status_code == 302 and r["Location"].startswith(reverse("login"))
-    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Keep")
+    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Keep", folder_id="f-Keep")
     r = client.post(reverse("web-folder-rule-delete", args=[rule.pk]))
     assert r.status_code == 302
     assert PersonalOptions.objects.of(alice_user).rows_per_page == 50
@@ -194,7 +194,7 @@ def test_the_language_applies_from_the_next_request(client: Client, alice_user: 
 
 
 def test_the_time_zone_applies_to_times_on_pages(client: Client, alice_user: User) -> None:
-    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Zones")
+    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Zones", folder_id="f-Zones")
     login(client, alice_user).post(URL, general(time_zone="Asia/Kolkata"))
     body = client.get(URL + "?tab=email").content.decode()
     shown = body.split("<td>Inbox/Zones</td>")[1].split("</time>")[0]
@@ -446,12 +446,12 @@ def test_queues_get_no_folder_rules(exchange_profile: EmailServerProfile) -> Non
         "support@contoso.com", profile_name="exchange", queue_name="support", approve=True
     )
     with pytest.raises(ActionError, match="not queues"):
-        check_add_folder_rule(queue, "Inbox/Tickets")
+        check_add_folder_rule(queue, "Inbox/Tickets", folder_id="f-Tickets")
     assert not FolderTrackingRule.objects.exists()
 
 
 def test_it_deletes_the_users_own_rule(client: Client, alice_user: User) -> None:
-    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Old")
+    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Old", folder_id="f-Old")
     r = login(client, alice_user).post(reverse("web-folder-rule-delete", args=[rule.pk]))
     assert r.status_code == 302 and r["Location"] == URL + "?tab=email#folder-rules"
     assert not FolderTrackingRule.objects.exists()
@@ -463,7 +463,7 @@ def test_it_deletes_the_users_own_rule(client: Client, alice_user: User) -> None
 def test_another_users_rule_is_not_found(
     client: Client, alice_user: User, bob_user: User, admin: User, auditor: User, who: str
 ) -> None:
-    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Mine")
+    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Mine", folder_id="f-Mine")
     user = {"bob": bob_user, "admin": admin, "auditor": auditor}[who]
     r = login(client, user).post(reverse("web-folder-rule-delete", args=[rule.pk]))
     assert r.status_code == 404
@@ -471,7 +471,7 @@ def test_another_users_rule_is_not_found(
 
 
 def test_rule_urls_take_only_posts(client: Client, alice_user: User) -> None:
-    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Mine")
+    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Mine", folder_id="f-Mine")
     login(client, alice_user)
     assert client.get(RULES).status_code == 405
     assert client.get(reverse("web-folder-rule-delete", args=[rule.pk])).status_code == 405

@@ -185,7 +185,7 @@ def ingest_one(tmp_path: Path) -> Decision:
 @pytest.fixture
 def world(db: None, alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tmp_path: Path) -> World:
     decision = ingest_one(tmp_path)
-    rule = check_add_folder_rule(alice, "Projects")
+    rule = check_add_folder_rule(alice, "Inbox/Projects", folder_id="f-Projects")
     exclusion = do_add_exclusion("friend@example.org", user=alice.user)
     clients = {}
     for role, user in [

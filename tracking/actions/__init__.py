@@ -8,6 +8,11 @@ from this package; the modules are where a reader finds an area's rules.
 from tracking.actions.directory import check_import_records
 from tracking.actions.errors import ActionError
 from tracking.actions.exclusions import do_add_exclusion, do_delete_exclusion
+from tracking.actions.folders import (
+    HierarchyChange,
+    do_apply_folder_hierarchy,
+    do_set_regarding_by_folder_rule,
+)
 from tracking.actions.mailboxes import (
     check_add_mailbox,
     do_approve_mailbox,
@@ -17,7 +22,12 @@ from tracking.actions.mailboxes import (
     do_reset_mailbox_sync_state,
     do_set_mailbox_watermark,
 )
-from tracking.actions.personal import check_add_folder_rule, do_delete_folder_rule, do_set_personal_options
+from tracking.actions.personal import (
+    check_add_folder_rule,
+    do_delete_folder_rule,
+    do_set_personal_options,
+    normalize_folder_path,
+)
 from tracking.actions.profiles import ProfileValues, check_add_profile, check_update_profile, endpoint_problem
 from tracking.actions.retention import do_purge_decisions
 from tracking.actions.scans import (
@@ -42,6 +52,7 @@ from tracking.actions.settings import check_set_org_setting
 
 __all__ = [
     "ActionError",
+    "HierarchyChange",
     "ProfileValues",
     "check_add_folder_rule",
     "check_add_mailbox",
@@ -50,6 +61,7 @@ __all__ = [
     "check_set_org_setting",
     "check_update_profile",
     "do_add_exclusion",
+    "do_apply_folder_hierarchy",
     "do_approve_mailbox",
     "do_audit_manual_tracking",
     "do_claim_due_mailboxes",
@@ -72,7 +84,9 @@ __all__ = [
     "do_reset_sync_state",
     "do_set_mailbox_watermark",
     "do_set_personal_options",
+    "do_set_regarding_by_folder_rule",
     "do_set_scan_estimate",
     "do_start_scan_run",
     "endpoint_problem",
+    "normalize_folder_path",
 ]

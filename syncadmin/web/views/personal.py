@@ -20,13 +20,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from syncadmin.web.forms.personal import EmailForm, FolderRuleForm, GeneralForm
 from syncadmin.web.permissions import AuthenticatedHttpRequest, user_required
-from tracking.actions import (
-    ActionError,
-    check_add_folder_rule,
-    do_delete_folder_rule,
-    do_set_personal_options,
-)
+from tracking.actions import ActionError, do_delete_folder_rule, do_set_personal_options
 from tracking.choices import AutoCreate, TrackOption
+from tracking.folders import add_folder_rule
 from tracking.models import FolderTrackingRule, Mailbox, OrgSettings, PersonalOptions
 
 TABS = ("general", "email")
@@ -182,7 +178,7 @@ def folder_rules(request: AuthenticatedHttpRequest) -> HttpResponse:
         form.add_error(None, _("You have no mailbox in SyncAdmin."))
         return _render(request, "email", rule_form=form, status=400)
     try:
-        rule = check_add_folder_rule(
+        rule = add_folder_rule(
             mailbox, form.cleaned_data["folder"], regarding=form.cleaned_data["regarding"], acting_user=user
         )
     except ActionError as exc:
