@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import re
 import zoneinfo
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
+from syncadmin.devtools.simulators.faults import Fault
+from syncadmin.devtools.simulators.server import Simulator
 from tests.conftest import login, make_mailbox
+from tests.rq_helpers import add_sim_profile
 from tracking.actions import (
     ActionError,
     check_add_folder_rule,
@@ -55,6 +60,26 @@ def radios(body: str) -> dict[int, str]:
         value = int(label.split('value="')[1].split('"')[0])
         found[value] = label
     return found
+
+
+FOLDERS = ("Contoso", "Misc", "Projects", "A", "B", "C")
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
+    """Alice's Exchange server: the folder picker lists Inbox/Contoso, Inbox/Misc, ... from it."""
+    data = tmp_path_factory.mktemp("mail")
+    for name in FOLDERS:
+        (data / "alice@contoso.com" / "inbox" / name).mkdir(parents=True)
+    (data / "bob@contoso.com" / "inbox").mkdir(parents=True)
+    with Simulator.from_directory(data, cert_dir=data / "ca") as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def exchange_profile(db: None, sim: Simulator) -> EmailServerProfile:
+    cache.clear()  # the picker's folder list, kept per mailbox id
+    return add_sim_profile(sim, "exchange", "exchange_ews")
 
 
 @pytest.fixture
@@ -374,8 +399,9 @@ def test_it_offers_active_records_as_regarding(client: Client, alice_user: User,
         ({"folder": ""}, "This field is required."),
         ({"folder": "   "}, "This field is required."),
         ({"folder": "X" * 256}, "at most 255 characters"),
-        ({"folder": "Inbox"}, "Inbox is scanned anyway"),
-        ({"folder": "sentitems"}, "sentitems is scanned anyway"),
+        ({"folder": "Inbox"}, "Only folders under the Inbox can be mapped; Inbox is not one."),
+        ({"folder": "sentitems"}, "Only folders under the Inbox can be mapped; sentitems is not one."),
+        ({"folder": "Inbox/Nowhere"}, "The folder Inbox/Nowhere was not found on the server."),
         ({"folder": "Inbox/A", "regarding": "999999"}, "Select a valid choice."),
         ({"folder": "Inbox/A", "regarding": "abc"}, "Select a valid choice."),
     ],
@@ -418,10 +444,10 @@ def test_a_non_exchange_mailbox_gets_no_folder_rules(
     assert isinstance(mailbox.user, User)
     login(client, mailbox.user)
     body = client.get(URL + "?tab=email").content.decode()
-    assert "Folder tracking rules need an Exchange mailbox" in body
+    assert "Folder tracking needs an Exchange mailbox" in body and "IMAP folders have no" in body
     assert f'action="{RULES}"' not in body
     r = client.post(RULES, {"folder": "Inbox/Projects"})
-    assert r.status_code == 400 and "Folder tracking rules need an Exchange mailbox." in r.content.decode()
+    assert r.status_code == 400 and "Folder tracking needs an Exchange mailbox" in r.content.decode()
     assert not FolderTrackingRule.objects.exists()
 
 
@@ -476,3 +502,29 @@ def test_rule_urls_take_only_posts(client: Client, alice_user: User) -> None:
     assert client.get(RULES).status_code == 405
     assert client.get(reverse("web-folder-rule-delete", args=[rule.pk])).status_code == 405
     assert client.post(reverse("web-folder-rule-delete", args=[rule.pk + 1000])).status_code == 404
+
+
+def test_the_folder_picker_lists_the_folders_on_the_server(client: Client, alice_user: User) -> None:
+    body = login(client, alice_user).get(URL + "?tab=email").content.decode()
+    section = body.split('id="folder-rules"')[1]
+    assert '<option value="Inbox/Contoso">Inbox/Contoso</option>' in section
+    assert "Refresh folders" in section
+    client.post(RULES, {"folder": "Inbox/Contoso"})
+    section = client.get(URL + "?tab=email").content.decode().split('id="folder-rules"')[1]
+    assert '<option value="Inbox/Contoso">' not in section  # mapped already
+    row = section.split("<td>Inbox/Contoso</td>")[1].split("</tr>")[0]
+    assert "active" in row and "never" in row
+
+
+def test_the_picker_says_when_the_server_cannot_be_reached(
+    client: Client, alice_user: User, sim: Simulator
+) -> None:
+    sim.faults.add(Fault("http_status", protocol="ews", status=503, times=-1))
+    try:
+        body = login(client, alice_user).get(URL + "?tab=email&refresh_folders=1").content.decode()
+    finally:
+        sim.faults.clear()
+    assert "Your mail server could not be reached to list your folders" in body
+    assert 'name="folder"' in body  # the path can still be typed
+    body = client.get(URL + "?tab=email&refresh_folders=1").content.decode()
+    assert '<option value="Inbox/Misc">' in body

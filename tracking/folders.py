@@ -29,6 +29,7 @@ from tracking.models import CrmRecord, Decision, FolderTrackingRule, Mailbox, Or
 from tracking.sources.base import FolderInfo, MailSource, SourceError
 
 CACHE_SECONDS = 15 * 60  # the folder picker's list; its refresh button reads the server again
+PAGE_TIMEOUT = 10.0  # seconds a web page waits for the server's folder list
 
 
 class FolderState:
@@ -61,7 +62,7 @@ def _lister(mailbox: Mailbox, source: MailSource | None) -> MailSource:
     if source is None:
         from tracking.scanning import source_for
 
-        source = source_for(mailbox)
+        source = source_for(mailbox, timeout=PAGE_TIMEOUT)
     if not hasattr(source, "list_folders"):
         raise SourceError(f"the source of {mailbox.email_address} cannot list folders", permanent=True)
     return source

@@ -7,6 +7,7 @@ loses at most the page in flight and the next scan resumes after the last commit
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -70,9 +71,11 @@ def connection_settings(mailbox: Mailbox) -> ConnectionSettings:
     )
 
 
-def source_for(mailbox: Mailbox) -> MailSource:
-    """The source that reads this mailbox, by its profile's kind."""
+def source_for(mailbox: Mailbox, *, timeout: float | None = None) -> MailSource:
+    """The source that reads this mailbox, by its profile's kind (`timeout`: a web page's shorter wait)."""
     settings = connection_settings(mailbox)
+    if timeout is not None:
+        settings = dataclasses.replace(settings, timeout=timeout)
     kind = mailbox.profile.kind
     if kind == ProfileKind.LOCAL:
         from tracking.sources.local import LocalSource
