@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import requests
 from django.core.management.base import CommandError
 
 from syncadmin.devtools.simulators.server import Simulator
@@ -79,6 +80,20 @@ def contoso(db: None) -> CrmRecord:
     return CrmRecord.objects.create(kind="account", name="Contoso", email1="info@contoso.example")
 
 
+def control(sim: Simulator, method: str, what: str, *, json: object = None, **query: str) -> object:
+    """The simulator's control API, over HTTPS like any client."""
+    response = requests.request(
+        method,
+        f"{sim.url}/_simulator/{what}",
+        params={"mailbox": ADDRESS, **query},
+        json=json,
+        verify=str(sim.ca_file),
+        timeout=10,
+    )
+    assert response.status_code < 300, response.text
+    return response.json() if response.content else None
+
+
 def _map(path: str = "inbox/projects/contoso") -> FolderTrackingRule:
     out = run_command("folderrules", "alice", "add", path, "--regarding", "account:Contoso")
     assert out.out.strip() == f"added {CONTOSO} regarding account:Contoso"
@@ -122,7 +137,8 @@ def test_a_mapped_folder_is_tracked_regarding_its_record_whatever_the_track_opti
 def test_renaming_the_folder_keeps_its_rule_and_sync_state(alice, contoso, sim):
     rule = _map()
     run_scan_cycle(alice.pk)
-    sim.store.rename_folder(ADDRESS, KEY, "Contoso Ltd")
+    renamed = control(sim, "POST", "folders", folder=CONTOSO, json={"name": "Contoso Ltd"})
+    assert renamed == {"path": "Inbox/Projects/Contoso Ltd"}
     sim.store.add_message(
         ADDRESS, KEY, raw("<contoso-3@example.net>", subject="After the rename"), datetime.now(UTC)
     )
@@ -158,7 +174,7 @@ def _eml(sim: Simulator, message_id: str) -> Path:
 def test_deleting_the_folder_makes_the_rule_inactive_with_a_warning(alice, contoso, sim):
     rule = _map()
     run_scan_cycle(alice.pk)
-    sim.store.delete_folder(ADDRESS, "inbox/projects")
+    control(sim, "DELETE", "folders", folder="Inbox/Projects")
 
     result = run_scan_cycle(alice.pk)
 
@@ -182,8 +198,7 @@ def test_a_tracked_message_moved_into_the_folder_gets_its_regarding_not_a_second
     run_scan_cycle(alice.pk)
     first = TrackedEmail.objects.get(message_id="<inbox-1@example.net>")
     assert first.regarding_id is None
-    [moving] = [m for m in sim.store.all_messages(ADDRESS, "inbox")]
-    sim.store.move_message(ADDRESS, moving.item_id, KEY)
+    control(sim, "POST", "move", message_id="<inbox-1@example.net>", to=CONTOSO)
 
     run_scan_cycle(alice.pk)
 

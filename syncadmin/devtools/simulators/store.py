@@ -153,7 +153,7 @@ class MailStore:
                 if parent:
                     self.folder(address, parent)
             created = SimFolder(
-                folder, display_name=display_name or TOP_LEVEL.get(folder) or last, parent=parent
+                folder, display_name=TOP_LEVEL.get(folder) or display_name or last, parent=parent
             )
             folders[folder] = created
             return created
