@@ -294,3 +294,9 @@ def run_mailbox_add_queue(profile: str) -> Mailbox:
         "mailbox", "add", "support@contoso.com", "--queue", "Support", "--profile", profile, "--approve"
     )
     return Mailbox.objects.get(email_address="support@contoso.com")
+
+
+def test_scan_mailbox_all_scans_the_mapped_folders_too(alice, contoso):
+    _map()
+    out = run_command("scan_mailbox", ADDRESS, "--json").json_lines()
+    assert [(o["folder"], o["tracked"]) for o in out] == [("inbox", 0), (CONTOSO, 2)]

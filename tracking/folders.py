@@ -98,6 +98,17 @@ def folder_tracking_on(mailbox: Mailbox, rules: OrgRules) -> bool:
     return rules.folder_tracking_enabled and why_no_folder_tracking(mailbox) is None
 
 
+def folders_after_hierarchy_sync(
+    mailbox: Mailbox, rules: OrgRules, *, now: datetime, source: MailSource | None = None
+) -> list[str]:
+    """The display paths of the mapped folders a scan cycle reads, after reading the folder tree (so that
+    renamed folders are scanned under their new path and deleted ones not at all); raises SourceError."""
+    if not folder_tracking_on(mailbox, rules) or not mailbox.folder_rules.exists():
+        return []
+    sync_folder_hierarchy(mailbox, now=now, source=source)
+    return [rule.folder for rule in mapped_folders(mailbox)]
+
+
 def mapped_folders(mailbox: Mailbox) -> list[FolderTrackingRule]:
     """The rules a scan cycle reads, in a stable order: folder known on the server, not deleted."""
     return list(FolderTrackingRule.objects.scanned().filter(mailbox=mailbox).order_by("folder", "pk"))

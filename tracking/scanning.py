@@ -34,7 +34,7 @@ from tracking.choices import Folder, IncomingMethod, ProfileKind, Reason
 from tracking.context import ScanRules, load_rules, load_scan_rules, mailbox_for_scan, watermark_of
 from tracking.crypto import SecretUnreadable
 from tracking.decisions import OrgRules
-from tracking.folders import folder_tracking_on, is_well_known, mapped_folders, sync_folder_hierarchy
+from tracking.folders import folder_tracking_on, folders_after_hierarchy_sync, is_well_known, mapped_folders
 from tracking.models import FolderSyncState, Mailbox, ScanRun
 from tracking.pipeline import process_page
 from tracking.sources.base import ConnectionSettings, MailSource, SourceError, SyncStateInvalid
@@ -271,11 +271,8 @@ def run_scan_cycle(
     folders = [folder] if folder else folders_to_scan(mailbox, rules)
     try:
         source = source_for(mailbox)
-        if folder is None and folder_tracking_on(mailbox, rules) and mailbox.folder_rules.exists():
-            # The hierarchy first, so that renamed folders are scanned under their new path and deleted
-            # ones not at all (their rules turn inactive, with an alert to the user).
-            sync_folder_hierarchy(mailbox, now=clock(), source=source)
-            folders += [rule.folder for rule in mapped_folders(mailbox)]
+        if folder is None:
+            folders += folders_after_hierarchy_sync(mailbox, rules, now=clock(), source=source)
         for name in folders:
             scan_folder(mailbox_id, name, source=source, clock=clock, job_id=job_id, on_page=on_page)
     except SourceError as exc:
