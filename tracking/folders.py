@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db.models import Count, Max, Q
 from django.utils.translation import gettext, gettext_lazy
@@ -29,6 +30,7 @@ from tracking.models import CrmRecord, Decision, FolderTrackingRule, Mailbox, Or
 from tracking.sources.base import FolderInfo, MailSource, SourceError
 
 CACHE_SECONDS = 15 * 60  # the folder picker's list; its refresh button reads the server again
+ERROR_CACHE_SECONDS = 60
 PAGE_TIMEOUT = 10.0  # seconds a web page waits for the server's folder list
 
 
@@ -76,12 +78,21 @@ def server_folders(
     mailbox: Mailbox, *, refresh: bool = False, source: MailSource | None = None
 ) -> list[FolderInfo]:
     """The folders under the mailbox's Inbox, from the server, cached for the picker; raises SourceError."""
+    key = _cache_key(mailbox)
     if not refresh:
-        cached = cache.get(_cache_key(mailbox))
+        cached = cache.get(key)
         if cached is not None:
             return [FolderInfo(*row) for row in cached]
-    folders = _lister(mailbox, source).list_folders()  # type: ignore[attr-defined]
-    cache.set(_cache_key(mailbox), [(f.id, f.path, f.total) for f in folders], CACHE_SECONDS)
+        failed = cache.get(key + ":error")
+        if failed is not None:  # a server that just failed is not asked again on every page view
+            raise SourceError(failed, permanent=False)
+    try:
+        folders = _lister(mailbox, source).list_folders()  # type: ignore[attr-defined]
+    except SourceError as exc:
+        cache.set(key + ":error", str(exc), ERROR_CACHE_SECONDS)
+        raise
+    cache.set(key, [(f.id, f.path, f.total) for f in folders], CACHE_SECONDS)
+    cache.delete(key + ":error")
     return list(folders)
 
 
@@ -129,7 +140,7 @@ def add_folder_rule(
     path: str,
     *,
     regarding: CrmRecord | None = None,
-    acting_user: object | None = None,
+    acting_user: User | None = None,
     actor_label: str = "cli",
     source: MailSource | None = None,
 ) -> FolderTrackingRule:
@@ -158,7 +169,7 @@ def add_folder_rule(
         found.path,
         folder_id=found.id,
         regarding=regarding,
-        acting_user=acting_user,  # type: ignore[arg-type]
+        acting_user=acting_user,
         actor_label=actor_label,
     )
 
