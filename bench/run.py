@@ -1,4 +1,4 @@
-"""Run every benchmark (issue 6), print the table and save it as build/bench/latest.json (and .md).
+"""Run every benchmark (issues 6 and 17), print the table and save it as build/bench/latest.json (and .md).
 
     python bench/run.py                  # everything, at the sizes in SIZES (what `make bench` runs)
     python bench/run.py --only B1,B4     # some of them
@@ -36,6 +36,7 @@ SIZES: dict[str, list[str]] = {
     "B6": ["--messages", "50000"],
     "B5": ["--decisions", "1000000"],
     "B8": ["--decisions", "1000000"],
+    "B11": ["--rows", "197008"],
 }
 QUICK: dict[str, list[str]] = {
     "B1": ["--messages", "2000", "--records", "2000", "--repeat", "1"],
@@ -46,6 +47,7 @@ QUICK: dict[str, list[str]] = {
     "B6": ["--messages", "3000"],
     "B5": ["--decisions", "20000", "--requests", "10"],
     "B8": ["--decisions", "20000"],
+    "B11": ["--rows", "20000", "--repeat", "1"],
 }
 SCRIPTS = {
     "B1": "b1_engine.py",
@@ -56,8 +58,9 @@ SCRIPTS = {
     "B6": "b6_worker_memory.py",
     "B7": "b7_workers.py",
     "B8": "b8_export.py",
+    "B11": "b11_import.py",
 }
-ORDER = ("B1", "B4", "B3", "B2", "B7", "B6", "B5", "B8")
+ORDER = ("B1", "B4", "B3", "B2", "B7", "B6", "B5", "B8", "B11")
 
 
 def decisions_arg(args: list[str]) -> int:

@@ -10,6 +10,7 @@ import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from syncadmin.env import envbool, envint, envsecret, envstr
+from tracking.crypto import key_problem
 
 django_stubs_ext.monkeypatch()  # lets ModelAdmin[Model] and friends be subscripted at run time
 
@@ -24,6 +25,9 @@ if not SECRET_KEY:
 
 # Comma-separated Fernet keys, newest first; older keys still decrypt (see docs on key rotation).
 SYNCADMIN_ENCRYPTION_KEY = envsecret("SYNCADMIN_ENCRYPTION_KEY") or ""
+if not DEBUG and (_key_problem := key_problem(SYNCADMIN_ENCRYPTION_KEY)):
+    # Refused at start-up, not at the first use of a secret (`check --deploy` says the same).
+    raise ImproperlyConfigured(_key_problem)
 
 ALLOWED_HOSTS = [
     h.strip() for h in envstr("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()
@@ -66,6 +70,8 @@ if SYNCADMIN_DEVTOOLS:
     INSTALLED_APPS.append("syncadmin.devtools")
 
 MIDDLEWARE = [
+    # First: refuses an oversized body before anything reads it (MAX_REQUEST_MB).
+    "syncadmin.web.request_size.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -73,6 +79,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication (no-store for signed-in people); after WhiteNoise, so static files stay cacheable.
+    "syncadmin.web.security_headers.SecurityHeadersMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -80,6 +88,9 @@ MIDDLEWARE = [
     # Last, as django-axes asks: it turns a lockout signalled during sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
+
+# Error pages and reports hide secrets marked sensitive, with DEBUG on too (syncadmin/web/error_reports.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "syncadmin.web.error_reports.SafeAlsoInDebugFilter"
 
 ROOT_URLCONF = "syncadmin.urls"
 WSGI_APPLICATION = "syncadmin.wsgi.application"
@@ -148,6 +159,9 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True  # serve from the app directories too, so `make run` needs no collectstatic
 
+# No request body may be larger than this (the proxy in front should refuse the same: docs/deployment.md);
+# larger ones get 413 unread, before anything is spooled to the temp folder.
+MAX_REQUEST_BYTES = envint("MAX_REQUEST_MB", 12, minimum=1) * 1024 * 1024
 # Explain accepts pasted or uploaded messages up to 10 MB; the form says so above that.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024

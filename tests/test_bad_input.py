@@ -26,8 +26,10 @@ from django.test import Client
 from django.utils import timezone
 
 from tests.conftest import CommandResult
-from tracking.actions import do_add_exclusion
-from tracking.models import CrmRecord, Decision, Mailbox, OrgSettings, PersonalOptions, ScanRun
+from tracking.actions import ProfileValues, check_add_profile, do_add_exclusion
+from tracking.models import CrmRecord, Decision, Mailbox, OrgSettings, PersonalOptions, Queue, ScanRun
+from tracking.scanning import run_test_and_enable, scan_folder
+from tracking.sources.base import SourceError
 
 Cmd = Callable[..., CommandResult]
 INT_OVER = str(2**31)  # one past the largest integer PostgreSQL stores in an integer column
@@ -128,6 +130,16 @@ CLI_CASES: list[tuple[list[str], str]] = [
         "nosuch",
     ),
     (["mailbox", "add", "not an address", "--queue", "Q", "--profile", "exchange"], "not an address"),
+    *[
+        (["mailbox", "add", address, "--queue", "Q", "--profile", "exchange"], "is not an email address")
+        for address in [
+            "a/../../x@contoso.com",
+            "/etc@contoso.com",
+            "a\\b@contoso.com",
+            "x@../y",
+            '"a b"@c.com',
+        ]
+    ],
     *[
         (
             ["mailbox", "add", "q@contoso.com", "--queue", "Q", "--profile", "exchange", "--track", v],
@@ -240,6 +252,63 @@ def test_a_command_refuses_bad_input_with_a_clear_message_and_changes_nothing(
     assert state() == before
 
 
+def test_the_django_admin_refuses_a_mailbox_address_that_is_no_email_address(
+    world: dict[str, Any], client: Client
+) -> None:
+    client.force_login(User.objects.create_superuser("root", "root@contoso.com", "pw-root-123"))
+    alice = world["alice"]
+    before = state()
+
+    for address in ["a/../../x@contoso.com", "/etc@contoso.com", "not an address"]:
+        response = client.post(
+            f"/admin/tracking/mailbox/{alice.pk}/change/",
+            {
+                "email_address": address,
+                "user": alice.user_id,
+                "profile": alice.profile_id,
+                "incoming_method": alice.incoming_method,
+                "approval": alice.approval,
+                "incoming_status": alice.incoming_status,
+                "transient_failure_count": 0,
+            },
+        )
+        assert response.status_code == 200
+        assert "email_address" in refused_fields(response)
+        assert "is not an email address a mailbox can have" in response.content.decode()
+    assert state() == before
+
+
+ONE_MESSAGE = (
+    b"From x@y Mon Jan  1 00:00:00 2024\nMessage-ID: <outside@example.net>\n"
+    b"From: a@example.net\nTo: b@example.net\nSubject: outside\n\nhi\n"
+)
+
+
+@pytest.mark.parametrize("how", ["dot-dot", "absolute", "symlink"])
+def test_a_local_profile_never_reads_outside_its_folder(tmp_path: Path, db: None, how: str) -> None:
+    root, outside = tmp_path / "root", tmp_path / "x@y.example"
+    root.mkdir()
+    (outside / "inbox.mbox").parent.mkdir()
+    (outside / "inbox.mbox").write_bytes(ONE_MESSAGE)
+    if how == "symlink":
+        address = "link@contoso.com"
+        (root / address).symlink_to(outside)
+    else:
+        # stored before addresses were validated: the source must still not follow it out of the folder
+        address = "a/../../x@y.example" if how == "dot-dot" else str(outside)
+    profile = check_add_profile(ProfileValues("loc", "local", endpoint=str(root)), actor_label="test")
+    queue = Queue.objects.create(name="q", email="q@contoso.com")
+    mailbox = Mailbox.objects.create(email_address=address, profile=profile, queue=queue, approval="approved")
+
+    ok, message = run_test_and_enable(mailbox.pk)
+    with pytest.raises(SourceError) as refused:
+        scan_folder(mailbox.pk, "inbox")
+
+    assert not ok and ("outside the profile's folder" in message or "not an email address" in message)
+    assert refused.value.permanent
+    assert not Decision.objects.exists()
+
+
 def test_a_csv_row_with_a_nul_byte_is_rejected_alone(world: dict[str, Any], cmd: Cmd) -> None:
     """A NUL inside a CSV cell is a rejected row (PostgreSQL cannot store it), not a crash mid-import."""
     result = cmd("import_records", "contact", str(world["tmp"] / "nul.csv"))
@@ -255,6 +324,7 @@ def test_a_csv_row_with_a_nul_byte_is_rejected_alone(world: dict[str, Any], cmd:
         (["orgsettings", "set", POLL, INT_OVER], POLL),
         (["orgsettings", "set", "NoSuchSetting", "1"], "NoSuchSetting"),
         (["orgsettings", "set", "HashFilterKeywords", "(["], "not a valid regular expression"),
+        (["mailbox", "add", "a/../../x@y.example", "--queue", "Q", "--profile", "p"], "not an email address"),
     ],
 )
 def test_a_refusing_command_exits_non_zero_with_one_line_on_stderr(

@@ -29,6 +29,7 @@ from tracking.actions import (
     do_add_exclusion,
     do_record_test_result,
 )
+from tracking.choices import ErrorKind
 from tracking.models import AuditEvent, Decision, EmailServerProfile, Mailbox, PersonalOptions
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -206,7 +207,11 @@ def test_it_lets_an_admin_approve_test_and_enable_a_mailbox_and_change_a_setting
 ):
     bob = people["bob"]
     do_record_test_result(
-        bob, ok=False, message="the server refused the credentials (401 Unauthorized)", now=timezone.now()
+        bob,
+        ok=False,
+        message="the server refused the credentials (401 Unauthorized)",
+        kind=ErrorKind.CREDENTIALS,
+        now=timezone.now(),
     )
     sign_in(page, "ada")
 

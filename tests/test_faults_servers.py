@@ -29,7 +29,7 @@ from syncadmin.devtools.simulators.server import Simulator
 from syncadmin.devtools.simulators.store import MailStore
 from tests import rq_helpers as h
 from tracking import scanning
-from tracking.choices import ScanStatus
+from tracking.choices import ErrorKind, ScanStatus
 from tracking.models import (
     Alert,
     AuditEvent,
@@ -88,8 +88,21 @@ class Pair:
     faulty: Mailbox
 
 
-def make_pair(sim: Simulator, protocol: str) -> Pair:
-    profile = h.add_sim_profile(sim, protocol, KINDS[protocol])
+# EWS with OAuth 2.0 client credentials (an app token from the simulator's identity platform), not Basic
+EWS_OAUTH = {
+    "auth_method": "oauth2",
+    "username": "",
+    "tenant_id": "contoso.example",
+    "client_id": h.GRAPH_CLIENT,
+    "authority": "",  # the simulator's URL, filled in by make_pair
+    "use_impersonation": False,
+}
+
+
+def make_pair(sim: Simulator, protocol: str, **profile_options: object) -> Pair:
+    if profile_options.get("authority") == "":
+        profile_options["authority"] = sim.url
+    profile = h.add_sim_profile(sim, protocol, KINDS[protocol], **profile_options)
     boxes = []
     for address in (CLEAN, FAULTY):
         h.fill(sim, address, count=COUNT)
@@ -130,8 +143,8 @@ def assert_healthy(mailbox: Mailbox) -> None:
     assert last.status == ScanStatus.SUCCEEDED and last.error == ""
 
 
-def scanned_clean(sim: Simulator, protocol: str) -> Pair:
-    pair = make_pair(sim, protocol)
+def scanned_clean(sim: Simulator, protocol: str, **profile_options: object) -> Pair:
+    pair = make_pair(sim, protocol, **profile_options)
     said, _, _ = scan(pair.clean)
     assert said == "scanned inbox"
     assert len(h.decision_keys(pair.clean)) == COUNT
@@ -301,6 +314,58 @@ def test_a_sync_state_the_server_forgot_is_replaced_by_a_full_resync_in_the_same
             sim.store.add_message(address, "inbox", h.rewritten(raw, h.tag_of(address)))
     assert scan(pair.clean)[0] == "scanned inbox"
     sim.store.invalidate_sync_states(FAULTY, "inbox")  # as a server does after a mailbox move or restore
+
+    assert scan(pair.faulty)[0] == "scanned inbox"
+
+    assert len(h.decision_keys(pair.faulty)) == COUNT + 3
+    assert_same_as_clean(pair)
+    assert_healthy(pair.faulty)
+    assert "full resync" in caplog.text
+
+
+# -- an access token refused mid-scan, sync states refused by error code (issue 12) --------------------------
+
+TOKEN_OPTIONS = {"ews": EWS_OAUTH, "graph": {}}
+
+
+@pytest.mark.parametrize("protocol", ["ews", "graph"])
+def test_a_token_that_expires_mid_scan_is_renewed_once_and_the_scan_completes(sim, protocol):
+    pair = scanned_clean(sim, protocol, **TOKEN_OPTIONS[protocol])
+    sim.faults.add(ServerFault(protocol, {"kind": "token_expired"}, False, "").make())
+
+    assert scan(pair.faulty)[0] == "scanned inbox"
+
+    assert [r.status for r in sim.requests if r.mailbox == FAULTY].count(401) == 1
+    assert_same_as_clean(pair)
+    assert_healthy(pair.faulty)
+    assert not Alert.objects.filter(mailbox=pair.faulty, level__in=["error", "warning"]).exists()
+
+
+@pytest.mark.parametrize("protocol", ["ews", "graph"])
+def test_a_token_refused_twice_in_a_row_disables_the_mailbox_as_a_credentials_error(sim, protocol):
+    pair = scanned_clean(sim, protocol, **TOKEN_OPTIONS[protocol])
+    sim.faults.add(ServerFault(protocol, {"kind": "token_expired", "times": 2}, True, "").make())
+
+    assert scan(pair.faulty)[0] == "disabled"
+
+    box = pair.faulty
+    box.refresh_from_db()
+    assert box.last_error_kind == ErrorKind.CREDENTIALS and "refused the credentials" in box.last_error
+    assert ScanRun.objects.get(mailbox=box).error_kind == ErrorKind.CREDENTIALS
+    assert len(h.decision_keys(box)) == PAGE
+    assert_same_as_clean(pair, missing=COUNT - PAGE)
+
+
+@pytest.mark.parametrize("code", ["sync_state_not_found", "resync_required"])
+def test_a_graph_sync_state_error_code_is_a_full_resync_not_a_failure(sim, code, caplog):
+    caplog.set_level(logging.INFO, logger="tracking.scanning")
+    pair = scanned_clean(sim, "graph")
+    assert scan(pair.faulty)[0] == "scanned inbox"
+    for address in (CLEAN, FAULTY):
+        for raw in h.enron("kuykendall-t", count=COUNT + 3)[COUNT:]:
+            sim.store.add_message(address, "inbox", h.rewritten(raw, h.tag_of(address)))
+    assert scan(pair.clean)[0] == "scanned inbox"
+    sim.faults.add(Fault(code, protocol="graph", operation="delta", mailbox=FAULTY))  # HTTP 400
 
     assert scan(pair.faulty)[0] == "scanned inbox"
 

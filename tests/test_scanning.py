@@ -18,7 +18,7 @@ from tracking.actions import (
     check_set_org_setting,
     do_set_personal_options,
 )
-from tracking.choices import ScanStatus
+from tracking.choices import ErrorKind, ScanStatus
 from tracking.messages import RawItem
 from tracking.models import Alert, Decision, FolderSyncState, Mailbox, ScanRun, TrackedEmail
 from tracking.scanning import run_test_and_enable, scan_folder
@@ -88,12 +88,19 @@ class FailingAfterOnePage:
         self.items = list(items)
 
     def test_connection(self, folders: Sequence[str]) -> None:
-        raise SourceError("cannot reach https://mail.example.com: connection refused", permanent=False)
+        raise SourceError(
+            "cannot reach https://mail.example.com: connection refused",
+            kind=ErrorKind.UNREACHABLE,
+            permanent=False,
+        )
 
     def sync(self, folder: str, state: str) -> Iterator[SyncPage]:
         yield SyncPage(items=self.items[:10], state="10", more=True)
         raise SourceError(
-            "cannot reach https://mail.example.com: connection reset", permanent=False, retry_after=30
+            "cannot reach https://mail.example.com: connection reset",
+            kind=ErrorKind.UNREACHABLE,
+            permanent=False,
+            retry_after=30,
         )
 
 
@@ -108,10 +115,12 @@ def test_it_keeps_committed_pages_when_the_source_fails_midway(phil):
     assert caught.value.retry_after == 30
     run = ScanRun.objects.get(mailbox=phil, folder="inbox")
     assert run.status == ScanStatus.FAILED and "connection reset" in run.error
+    assert run.error_kind == ErrorKind.UNREACHABLE
     assert Decision.objects.filter(mailbox=phil).count() == 10
     assert FolderSyncState.objects.get(mailbox=phil, folder="inbox").state == "10"
     phil.refresh_from_db()
     assert phil.incoming_status == "failure" and "connection reset" in phil.last_error
+    assert phil.last_error_kind == ErrorKind.UNREACHABLE
 
 
 def test_it_records_why_sent_items_are_not_scanned(phil):

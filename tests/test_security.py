@@ -52,6 +52,7 @@ from tracking.models import (
     EmailServerProfile,
     ExclusionEntry,
     FolderTrackingRule,
+    ImportRun,
     Mailbox,
     PersonalOptions,
     ScanRun,
@@ -619,6 +620,7 @@ def csrf_world(alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tmp_pat
         "decision": decision.pk,
         "folder_rule": check_add_folder_rule(alice, "Inbox/Projects", folder_id="f-Projects").pk,
         "exclusion": do_add_exclusion("friend@example.org", user=alice.user).pk,
+        "import_run": ImportRun.objects.create(kind="contact", text="name,email\n").pk,
     }
     users = {"anonymous": None, "user": alice.user, "auditor": auditor, "admin": admin}
     return {"ids": ids, "users": users}

@@ -17,6 +17,7 @@ from syncadmin.devtools.simulators.faults import Fault
 from syncadmin.devtools.simulators.server import Simulator
 from syncadmin.devtools.simulators.store import MailStore
 from tests.conftest import CORPORA
+from tracking.choices import ErrorKind
 from tracking.messages import ParsedMessage, ParseFailure, parse_message
 from tracking.sources.base import ConnectionSettings, SourceError, SyncPage, SyncStateInvalid
 from tracking.sources.ews import EwsSource, items_from_fetch, service_endpoint
@@ -386,6 +387,97 @@ def test_it_syncs_with_oauth_client_credentials_from_the_configured_authority(ca
             wrong.test_connection(["inbox"])
         assert caught.value.permanent is True
         assert "refused the client credentials" in str(caught.value)
+
+
+APP, APP_SECRET = "2a8e-app", "app-secret"
+
+
+@pytest.fixture
+def oauth_sim(sim: Simulator) -> Iterator[Simulator]:
+    sim.credentials = {"svc-crm": "s3cret-Pa55", APP: APP_SECRET}
+    yield sim
+    sim.credentials = {"svc-crm": "s3cret-Pa55"}
+
+
+def oauth_settings(sim: Simulator) -> ConnectionSettings:
+    return make_settings(
+        sim,
+        auth_method="oauth2",
+        username="",
+        client_id=APP,
+        secret=APP_SECRET,
+        tenant_id="contoso",
+        authority=sim.url,
+        use_impersonation=False,
+    )
+
+
+def test_a_token_refused_mid_scan_gets_one_fresh_token_and_the_request_is_repeated(oauth_sim, caplog):
+    caplog.set_level(logging.DEBUG)
+    sim = oauth_sim
+    # the token read the first page (SyncFolderItems, GetItem); the second page finds it expired
+    sim.faults.add(Fault("token_expired", protocol="ews", operation="SyncFolderItems", after=1))
+
+    got, _ = full_sync(EwsSource(oauth_settings(sim)))
+
+    assert len(got) == len({m.message_id for m in got}) == SMALL
+    # pages of 5, 5 and 2; the refused one repeated once, with a fresh token (the simulator refuses the
+    # expired one from then on)
+    syncs = [r.status for r in sim.requests if r.operation == "SyncFolderItems"]
+    assert syncs == [200, 401, 200, 200]
+    assert APP_SECRET not in caplog.text and "Bearer ey" not in caplog.text
+
+
+def test_a_token_refused_twice_in_a_row_is_a_credentials_error(oauth_sim):
+    sim = oauth_sim
+    sim.faults.add(Fault("token_expired", protocol="ews", operation="SyncFolderItems", after=1, times=2))
+    source = EwsSource(oauth_settings(sim))
+    pages = source.sync("inbox", "")
+    first = next(pages)
+
+    with pytest.raises(SourceError) as caught:
+        next(pages)
+
+    assert len(first.items) == 5
+    assert caught.value.kind == ErrorKind.CREDENTIALS and caught.value.permanent
+    assert "refused the credentials" in str(caught.value) and "twice in a row" in str(caught.value)
+    syncs = [r.status for r in sim.requests if r.operation == "SyncFolderItems"]
+    assert syncs == [200, 401, 401]  # one repeat, not one per fresh token forever
+
+
+def test_a_401_without_invalid_token_is_a_credentials_error_at_once(oauth_sim):
+    sim = oauth_sim
+    sim.faults.add(Fault("unauthorized", protocol="ews", operation="SyncFolderItems"))
+
+    with pytest.raises(SourceError) as caught:
+        list(EwsSource(oauth_settings(sim)).sync("inbox", ""))
+
+    assert caught.value.kind == ErrorKind.CREDENTIALS and caught.value.permanent
+    assert [r.status for r in sim.requests if r.protocol == "ews"] == [401]  # not repeated
+
+
+def test_a_sync_state_code_in_an_xml_answer_means_a_resync_whatever_the_status(sim, source):
+    _, state = full_sync(source)
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">'
+        "<s:Body><s:Fault><faultcode>a:ErrorInvalidSyncStateData</faultcode><faultstring>The synchronization "
+        "state data is corrupt or otherwise invalid.</faultstring></s:Fault></s:Body></s:Envelope>"
+    )
+    sim.faults.add(
+        Fault(
+            "raw_body",
+            protocol="ews",
+            operation="SyncFolderItems",
+            status=400,
+            body=body,
+            content_type="text/xml",
+        )
+    )
+
+    with pytest.raises(SyncStateInvalid) as caught:
+        list(source.sync("inbox", state))
+
+    assert caught.value.kind == ErrorKind.SYNC_STATE
 
 
 def test_it_fails_tls_permanently_without_the_ca_bundle():

@@ -20,6 +20,7 @@ from syncadmin.devtools.simulators.server import Simulator
 from syncadmin.devtools.simulators.store import MailStore
 from tests.conftest import CORPORA
 from tests.rq_helpers import free_port
+from tracking.choices import ErrorKind
 from tracking.messages import ParsedMessage, parse_message
 from tracking.sources.base import ConnectionSettings, SourceError, SyncPage, SyncStateInvalid
 from tracking.sources.graph import GraphSource, message_from_graph
@@ -279,6 +280,41 @@ class TestSyncStateInvalid:
 
         assert len(first.items) == 25
 
+    @pytest.mark.parametrize(
+        "fault",
+        ["sync_state_not_found", "resync_required"],
+        ids=["400-syncStateNotFound", "400-resyncRequired"],
+    )
+    def test_it_acts_on_a_sync_state_error_code_whatever_the_status(self, make_sim, fault):
+        sim = make_sim(inbox=True)
+        delta_link = pages_of(sim, "inbox", page_size=25)[-1].state
+        sim.faults.add(Fault(fault, protocol="graph", operation="delta"))
+
+        with pytest.raises(SyncStateInvalid) as caught:
+            pages_of(sim, "inbox", delta_link)
+
+        assert caught.value.kind == ErrorKind.SYNC_STATE and not caught.value.permanent
+        assert "HTTP 400" in str(caught.value) and "full resync" in str(caught.value)
+
+    @pytest.mark.parametrize("status", [403, 404, 409])
+    def test_a_sync_state_code_decides_over_any_40x_status(self, make_sim, status):
+        sim = make_sim(inbox=True)
+        delta_link = pages_of(sim, "inbox", page_size=25)[-1].state
+        body = '{"error": {"code": "resyncRequired", "message": "Resync required."}}'
+        sim.faults.add(
+            Fault(
+                "raw_body",
+                protocol="graph",
+                operation="delta",
+                status=status,
+                body=body,
+                content_type="application/json",
+            )
+        )
+
+        with pytest.raises(SyncStateInvalid):
+            pages_of(sim, "inbox", delta_link)
+
     def test_it_refuses_a_state_saved_from_another_server(self, make_sim):
         sim = make_sim(inbox=True)
         foreign = (
@@ -437,6 +473,30 @@ class TestTokens:
         pages = pages_of(sim, "inbox")
 
         assert len(messages_in(pages)) == 66
+        assert sim.count("token", "token") == 2
+
+    def test_a_token_that_expires_mid_scan_is_replaced_once_and_the_request_repeated(self, make_sim):
+        sim = make_sim(inbox=True)
+        # the token has read the folder and the first page; the second page's request finds it expired
+        sim.faults.add(Fault("token_expired", protocol="graph", operation="delta", after=1))
+
+        pages = pages_of(sim, "inbox", page_size=25)
+
+        got = [m.message_id for m in messages_in(pages)]
+        assert len(got) == len(set(got)) == 66
+        assert sim.count("token", "token") == 2
+        refused = [r for r in sim.requests if r.protocol == "graph" and r.status == 401]
+        assert len(refused) == 1
+
+    def test_a_fresh_token_refused_as_well_is_a_credentials_error(self, make_sim):
+        sim = make_sim(inbox=True)
+        sim.faults.add(Fault("token_expired", protocol="graph", operation="delta", after=1, times=2))
+
+        with pytest.raises(SourceError) as caught:
+            pages_of(sim, "inbox", page_size=25)
+
+        assert caught.value.kind == ErrorKind.CREDENTIALS and caught.value.permanent
+        assert "refused the credentials" in str(caught.value)
         assert sim.count("token", "token") == 2
 
     def test_it_passes_the_ca_bundle_per_request_whatever_requests_ca_bundle_says(

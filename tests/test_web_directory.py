@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -9,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from tests.conftest import login
+from tests.rq_helpers import burst
 from tracking.actions import do_set_personal_options
 from tracking.models import CrmRecord, PersonalOptions
 
@@ -220,7 +223,9 @@ def test_it_offers_a_sample_header(client: Client, admin: User) -> None:
     assert r.content.decode().strip() == "name,email,email2,email3,owner,kind,active"
 
 
-def test_it_imports_and_reports_every_rejected_row(client: Client, admin: User, alice_user: User) -> None:
+def test_it_imports_and_reports_every_rejected_row(
+    client: Client, admin: User, alice_user: User, django_capture_on_commit_callbacks: Any
+) -> None:
     CrmRecord.objects.create(kind="contact", name="Dana Smith", email1="dana@fabrikam.com", active=True)
     text = (
         "name,email,owner,active\n"
@@ -231,9 +236,13 @@ def test_it_imports_and_reports_every_rejected_row(client: Client, admin: User, 
         "Gina,gina@example.com,mallory,\n"  # line 6: unknown owner
         "Hal,hal@example.com,,perhaps\n"  # line 7
     )
-    r = login(client, admin).post(IMPORT, {"kind": "contact", "file": csv_file(text)})
-    assert r.status_code == 200
-    body = r.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):  # the job is sent when the request commits
+        r = login(client, admin).post(IMPORT, {"kind": "contact", "file": csv_file(text)})
+    assert r.status_code == 302
+    assert "Importing" in client.get(r["Location"]).content.decode()  # queued: the page polls for progress
+    burst()
+    body = client.get(r["Location"]).content.decode()
+    assert "hx-trigger" not in body  # finished: no more polling
     report = body.split('id="import-report"')[1].split("</section>")[0]
     assert '<div class="value">1</div><div class="label">created</div>' in report
     assert '<div class="value">1</div><div class="label">updated</div>' in report
@@ -249,9 +258,13 @@ def test_it_imports_and_reports_every_rejected_row(client: Client, admin: User, 
     assert CrmRecord.objects.count() == 2
 
 
-def test_it_imports_other_records_with_their_kind(client: Client, admin: User) -> None:
+def test_it_imports_other_records_with_their_kind(
+    client: Client, admin: User, django_capture_on_commit_callbacks: Any
+) -> None:
     text = "\ufeffname,email,kind\nRival Corp,sales@rival.example,Competitor\n"  # Excel's UTF-8 BOM
-    login(client, admin).post(IMPORT, {"kind": "other", "file": csv_file(text)})
+    with django_capture_on_commit_callbacks(execute=True):
+        login(client, admin).post(IMPORT, {"kind": "other", "file": csv_file(text)})
+    burst()
     record = CrmRecord.objects.get()
     assert (record.kind, record.other_kind, record.name) == ("other", "Competitor", "Rival Corp")
 

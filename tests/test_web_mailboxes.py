@@ -24,7 +24,7 @@ from tracking.actions import (
     do_set_personal_options,
     do_start_scan_run,
 )
-from tracking.choices import AlertLevel, Approval, MailboxStatus, ScanStatus
+from tracking.choices import AlertLevel, Approval, ErrorKind, MailboxStatus, ScanStatus
 from tracking.jobs import QUEUE
 from tracking.models import (
     Alert,
@@ -269,7 +269,10 @@ def test_it_shows_the_state_of_a_scanned_mailbox(client: Client, auditor: User, 
     )
     failed = do_start_scan_run(alice, "inbox", now=now - timedelta(minutes=2))
     ScanRun.objects.filter(pk=failed.pk).update(
-        status=ScanStatus.FAILED, finished_at=now - timedelta(minutes=2), error="HTTP 401 from the EWS server"
+        status=ScanStatus.FAILED,
+        finished_at=now - timedelta(minutes=2),
+        error="HTTP 401 from the EWS server",
+        error_kind=ErrorKind.CREDENTIALS,
     )
     state = FolderSyncState.objects.create(
         mailbox=alice, folder="inbox", state="opaque-token", watermark=datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -278,12 +281,14 @@ def test_it_shows_the_state_of_a_scanned_mailbox(client: Client, auditor: User, 
     Mailbox.objects.filter(pk=alice.pk).update(
         incoming_status=MailboxStatus.FAILURE,
         last_error="the server refused the credentials (HTTP 401)",
+        last_error_kind=ErrorKind.CREDENTIALS,
         last_sync_started_at=now - timedelta(minutes=2),
         last_sync_succeeded_at=now - timedelta(minutes=3),
     )
     Alert.objects.create(mailbox=alice, level=AlertLevel.WARNING, message="Scan failed (retry 1 of 10)")
     body = text(login(client, auditor).get(url("web-mailbox", alice)))
-    assert "The server refused to sign SyncAdmin in." in body  # plain words
+    assert "Credentials refused" in body  # the kind
+    assert "The server refused to sign SyncAdmin in" in body  # in plain words
     assert "the server refused the credentials (HTTP 401)" in body  # and the server's own
     assert "updated 3\xa0minutes ago" in body
     assert "saved" in body and "opaque-token" not in body
@@ -441,9 +446,10 @@ def test_it_shows_why_test_and_enable_failed(
     burst(queue)
     done = text(client.get(url("web-mailbox-status", dana), headers=HTMX))
     assert "Test & Enable failed: mailbox not found" in done
-    assert "The mailbox or folder was not found on the server." in done
+    assert "Not found" in done and "The mailbox, folder or service was not found on the server." in done
     dana.refresh_from_db()
     assert not dana.enabled and dana.incoming_status == MailboxStatus.FAILURE
+    assert dana.last_error_kind == ErrorKind.NOT_FOUND
 
 
 def test_it_queues_a_scan_of_an_enabled_mailbox(

@@ -284,16 +284,18 @@ def test_it_shows_the_form_without_the_secret(client: Client, admin: User, ews: 
 def test_it_keeps_the_secret_when_the_field_is_empty(
     client: Client, admin: User, ews: EmailServerProfile
 ) -> None:
-    r = login(client, admin).post(edit_url(ews), form_data(secret="", username="svc-other", name="Renamed"))
+    r = login(client, admin).post(
+        edit_url(ews), form_data(secret="", max_concurrent_connections="3", name="Renamed")
+    )
     assert r.status_code == 302
     ews.refresh_from_db()
-    assert (ews.name, ews.username, ews.get_secret()) == ("Renamed", "svc-other", SECRET)
+    assert (ews.name, ews.max_concurrent_connections, ews.get_secret()) == ("Renamed", 3, SECRET)
     changes = {
         e.target: (e.old_value, e.new_value) for e in AuditEvent.objects.filter(action="profile_changed")
     }
     assert changes == {
         "Contoso EWS.name": ("Contoso EWS", "Renamed"),
-        "Contoso EWS.username": ("svc-sync", "svc-other"),
+        "Contoso EWS.max_concurrent_connections": ("10", "3"),
     }
     assert all(e.actor == admin for e in AuditEvent.objects.filter(action="profile_changed"))
 
@@ -379,11 +381,11 @@ def test_it_changes_the_kind_of_an_unused_profile(
     client: Client, admin: User, ews: EmailServerProfile
 ) -> None:
     r = login(client, admin).post(
-        edit_url(ews), form_data(kind="imap", endpoint="imaps://imap.contoso.com:993", secret="")
+        edit_url(ews), form_data(kind="imap", endpoint="imaps://imap.contoso.com:993", secret=NEW_SECRET)
     )
     assert r.status_code == 302
     ews.refresh_from_db()
-    assert (ews.kind, ews.endpoint, ews.get_secret()) == ("imap", "imaps://imap.contoso.com:993", SECRET)
+    assert (ews.kind, ews.endpoint, ews.get_secret()) == ("imap", "imaps://imap.contoso.com:993", NEW_SECRET)
 
 
 def test_it_never_shows_the_secret_on_any_page(

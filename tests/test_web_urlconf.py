@@ -17,7 +17,15 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from tests.conftest import run_command
 from tracking.actions import check_add_folder_rule, do_add_exclusion
-from tracking.models import AuditEvent, Decision, ExclusionEntry, FolderTrackingRule, Mailbox, OrgSettings
+from tracking.models import (
+    AuditEvent,
+    Decision,
+    ExclusionEntry,
+    FolderTrackingRule,
+    ImportRun,
+    Mailbox,
+    OrgSettings,
+)
 
 ROLES = ("anonymous", "user", "other_user", "auditor", "admin")
 EXCLUDED_PREFIXES = ("admin/", "i18n/")
@@ -60,6 +68,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "web-what-if": row(LOGIN, 200, 200, 200, 200),
     "web-directory": row(LOGIN, 200, 200, 200, 200),
     "web-directory-import": row(LOGIN, 403, 403, 403, 200),
+    "web-directory-import-result": row(LOGIN, 403, 403, 403, 200),
     "web-exclusions": row(LOGIN, 200, 200, 200, 200),
     "web-exclusion-delete": row(LOGIN, 405, 405, 405, 405),
 }
@@ -79,6 +88,7 @@ PK_OF = {
     "web-decision": "decision",
     "web-decision-track": "decision",
     "web-exclusion-delete": "exclusion",
+    "web-directory-import-result": "import_run",
 }
 
 # POSTs by a wrong role: refused with this status, nothing written. Only the refused roles are listed.
@@ -93,6 +103,7 @@ POST_REFUSED: dict[str, dict[str, int]] = {
     "web-profile-edit": {"user": 403, "other_user": 403, "auditor": 403},
     "web-orgsettings": {"user": 403, "other_user": 403, "auditor": 403},
     "web-directory-import": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-directory-import-result": {"user": 403, "other_user": 403, "auditor": 403},
     # alice's own objects: anyone else gets 404 (ids cannot be probed); admins may track, not delete hers
     "web-folder-rule-delete": {"other_user": 404, "auditor": 404, "admin": 404},
     "web-exclusion-delete": {"other_user": 404, "auditor": 404, "admin": 404},
@@ -205,6 +216,7 @@ def world(db: None, alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tm
         "decision": decision.pk,
         "folder_rule": rule.pk,
         "exclusion": exclusion.pk,
+        "import_run": ImportRun.objects.create(kind="contact", text="name,email\n").pk,
     }
     return World(clients=clients, ids=ids, alice=alice)
 

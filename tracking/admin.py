@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from tracking.actions import ProfileValues
+from tracking.actions import ProfileValues, secret_bound_changes, secret_required_message
 from tracking.models import (
     Alert,
     AuditEvent,
@@ -54,6 +54,15 @@ class ProfileForm(forms.ModelForm):
     class Meta:
         model = EmailServerProfile
         fields = ProfileValues.names()
+
+    def clean(self) -> dict[str, Any] | None:
+        data = super().clean()
+        if data is not None and self.instance.pk is not None and not data.get("secret"):
+            # self.instance still holds the stored values here; the form's are applied after clean()
+            bound = secret_bound_changes(self.instance, {f: data[f] for f in self.changed_data if f in data})
+            if bound:
+                self.add_error("secret", secret_required_message(bound))
+        return data
 
 
 @admin.register(EmailServerProfile)

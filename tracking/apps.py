@@ -25,4 +25,6 @@ class TrackingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from tracking import checks  # noqa: F401  (registers the system checks)
+
         connection_created.connect(_lift_sqlite_parameter_limit, dispatch_uid="syncadmin-sqlite-params")

@@ -214,3 +214,21 @@ class AuditAction(models.TextChoices):
     FOLDER_RULE_FOLDER_GONE = "folder_rule_folder_gone", _("Folder of a tracking rule deleted")
     MANUAL_TRACKING = "manual_tracking", _("Tracked manually")
     DECISIONS_PURGED = "decisions_purged", _("Decisions purged")
+
+
+class ErrorKind(models.TextChoices):
+    """What kind of failure a source error is (DOMAIN §9), stored with a mailbox's last error and a failed
+    scan so that it is shown in words for its kind. NOT_APPROVED is the one that is no source error: the
+    mailbox's address lost its approval, which stops a scan cycle before any server is asked."""
+
+    CREDENTIALS = "credentials", _("Credentials refused")
+    PERMISSION = "permission", _("Access denied")
+    NOT_FOUND = "not_found", _("Not found")
+    TLS = "tls", _("TLS / certificate")
+    UNREACHABLE = "unreachable", _("Server unreachable")
+    THROTTLED = "throttled", _("Throttled by the server")
+    SERVER_ERROR = "server_error", _("Server error")
+    TOO_LARGE = "too_large", _("Response too large")
+    SYNC_STATE = "sync_state", _("Sync state refused")
+    INTERNAL = "internal", _("Internal error")
+    NOT_APPROVED = "not_approved", _("Not approved")

@@ -12,6 +12,27 @@ import hashlib
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.views.decorators.debug import sensitive_variables
+
+
+def key_problem(value: str) -> str | None:
+    """Why SYNCADMIN_ENCRYPTION_KEY cannot encrypt secrets (missing, or a key that is no Fernet key), or None.
+
+    Checked at start-up and by `check --deploy`, so that a bad key stops the process instead of
+    failing the first time a secret is saved or read.
+    """
+    keys = [k.strip() for k in value.split(",") if k.strip()]
+    if not keys:
+        return "SYNCADMIN_ENCRYPTION_KEY is not set; generate one with " + _GENERATE
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key.encode())
+        except (ValueError, TypeError):
+            return f"SYNCADMIN_ENCRYPTION_KEY: key {position} is not a Fernet key (32 url-safe base64 bytes)"
+    return None
+
+
+_GENERATE = "'python -c \"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())\"'"
 
 
 class SecretUnreadable(Exception):
@@ -38,6 +59,7 @@ def _fernet() -> MultiFernet:
         raise ImproperlyConfigured(f"SYNCADMIN_ENCRYPTION_KEY holds an invalid Fernet key: {exc}") from None
 
 
+@sensitive_variables("plaintext")
 def encrypt(plaintext: str) -> str:
     return _fernet().encrypt(plaintext.encode()).decode()
 

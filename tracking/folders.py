@@ -24,7 +24,7 @@ from tracking.actions import (
     do_apply_folder_hierarchy,
     normalize_folder_path,
 )
-from tracking.choices import Folder, Reason
+from tracking.choices import ErrorKind, Folder, Reason
 from tracking.decisions import OrgRules
 from tracking.models import CrmRecord, Decision, FolderTrackingRule, Mailbox, OrgSettings, ScanRun
 from tracking.sources.base import FolderInfo, MailSource, SourceError
@@ -66,7 +66,11 @@ def _lister(mailbox: Mailbox, source: MailSource | None) -> MailSource:
 
         source = source_for(mailbox, timeout=PAGE_TIMEOUT)
     if not hasattr(source, "list_folders"):
-        raise SourceError(f"the source of {mailbox.email_address} cannot list folders", permanent=True)
+        raise SourceError(
+            f"the source of {mailbox.email_address} cannot list folders",
+            kind=ErrorKind.INTERNAL,
+            permanent=True,
+        )
     return source
 
 
@@ -85,7 +89,7 @@ def server_folders(
             return [FolderInfo(*row) for row in cached]
         failed = cache.get(key + ":error")
         if failed is not None:  # a server that just failed is not asked again on every page view
-            raise SourceError(failed, permanent=False)
+            raise SourceError(failed, kind=ErrorKind.UNREACHABLE, permanent=False)
     try:
         folders = _lister(mailbox, source).list_folders()  # type: ignore[attr-defined]
     except SourceError as exc:

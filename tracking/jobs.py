@@ -15,6 +15,7 @@ from tracking.actions import do_claim_due_mailboxes, do_postpone_scan
 from tracking.context import load_rules
 from tracking.locks import connection_slot
 from tracking.models import Mailbox
+from tracking.runs import do_close_interrupted_runs
 from tracking.scanning import run_scan_cycle, run_test_and_enable
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def test_and_enable_job(mailbox_id: int) -> str:
 def dispatch_due_mailboxes() -> int:
     """Enqueue a scan of every due mailbox (run by rqcron); returns how many were enqueued."""
     rules = load_rules()
+    do_close_interrupted_runs(now=timezone.now())
     with transaction.atomic():
         claimed = do_claim_due_mailboxes(rules, now=timezone.now(), lease=CLAIM_LEASE)
         for mailbox_id in claimed:

@@ -161,6 +161,26 @@ def normalize_address(raw: str) -> str | None:
     return address
 
 
+# A mailbox address as SyncAdmin accepts one for a mailbox: RFC 5322 atext and dots before the @ (no quoted
+# local part, so never "/", "\\", spaces or a second @) and a host name after it. Addresses in messages are
+# read more leniently (normalize_address); a mailbox's address also names its folder in a local profile.
+_MAILBOX_LOCAL_RE = re.compile(r"[A-Za-z0-9!#$%&'*+=?^_`{|}~.-]{1,64}")
+_MAILBOX_DOMAIN_RE = re.compile(
+    r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def is_email_address(value: str) -> bool:
+    """Whether `value` is an email address a mailbox can have (see _MAILBOX_LOCAL_RE)."""
+    local, at, domain = value.rpartition("@")
+    return (
+        bool(at)
+        and len(value) <= ADDRESS_MAX
+        and _MAILBOX_LOCAL_RE.fullmatch(local) is not None
+        and _MAILBOX_DOMAIN_RE.fullmatch(domain) is not None
+    )
+
+
 def parse_addresses(values: Sequence[str], defects: list[str], header: str) -> tuple[Address, ...]:
     found: list[Address] = []
     seen: set[str] = set()

@@ -30,7 +30,7 @@ from tracking.actions import (
     do_set_scan_estimate,
     do_start_scan_run,
 )
-from tracking.choices import Folder, IncomingMethod, ProfileKind, Reason
+from tracking.choices import ErrorKind, Folder, IncomingMethod, ProfileKind, Reason
 from tracking.context import ScanRules, load_rules, load_scan_rules, mailbox_for_scan, watermark_of
 from tracking.crypto import SecretUnreadable
 from tracking.decisions import OrgRules
@@ -53,6 +53,7 @@ def connection_settings(mailbox: Mailbox) -> ConnectionSettings:
         raise SourceError(
             f"the secret of server profile {profile.name!r} cannot be decrypted with the configured "
             "SYNCADMIN_ENCRYPTION_KEY; enter it again",
+            kind=ErrorKind.CREDENTIALS,
             permanent=True,
         ) from None
     return ConnectionSettings(
@@ -140,16 +141,24 @@ def scan_folder(
         source = source or source_for(mailbox)
         _sync(mailbox, folder, run, source, clock, on_page, load_scan_rules(rules), source_folder)
     except SourceError as exc:
-        do_finish_scan_run(run, now=clock(), error=str(exc))
-        do_mark_scan_failed(mailbox, error=str(exc), now=clock())
+        do_finish_scan_run(run, now=clock(), error=str(exc), error_kind=exc.kind)
+        do_mark_scan_failed(mailbox, error=str(exc), kind=exc.kind, now=clock())
         log.warning(
-            "scan failed mailbox=%s folder=%s permanent=%s error=%s", mailbox, folder, exc.permanent, exc
+            "scan failed mailbox=%s folder=%s kind=%s permanent=%s error=%s",
+            mailbox,
+            folder,
+            exc.kind,
+            exc.permanent,
+            exc,
         )
         raise
     except Exception as exc:
         reconnect_if_lost()
-        do_finish_scan_run(run, now=clock(), error=f"{type(exc).__name__}: {exc}")
-        do_mark_scan_failed(mailbox, error=f"internal error: {type(exc).__name__}: {exc}", now=clock())
+        kind = ErrorKind.INTERNAL
+        do_finish_scan_run(run, now=clock(), error=f"{type(exc).__name__}: {exc}", error_kind=kind)
+        do_mark_scan_failed(
+            mailbox, error=f"internal error: {type(exc).__name__}: {exc}", kind=kind, now=clock()
+        )
         raise
     do_finish_scan_run(run, now=clock())
     do_mark_scan_succeeded(mailbox, now=clock())
@@ -229,16 +238,18 @@ def run_test_and_enable(
     mailbox = mailbox_for_scan(mailbox_id)
     rules = load_rules()
     folders = folders_to_scan(mailbox, rules)
+    kind: ErrorKind | None = None
     if mailbox.needs_approval(rules):
         ok, message = False, "the mailbox's email address is not approved; an admin must approve it first"
+        kind = ErrorKind.NOT_APPROVED
     else:
         try:
             (source or source_for(mailbox)).test_connection(folders)
         except SourceError as exc:
-            ok, message = False, str(exc)
+            ok, message, kind = False, str(exc), exc.kind
         else:
             ok, message = True, f"connected; {' and '.join(folders)} can be read"
-    do_record_test_result(mailbox, ok=ok, message=message, now=clock())
+    do_record_test_result(mailbox, ok=ok, message=message, kind=kind, now=clock())
     return ok, message
 
 
@@ -264,6 +275,7 @@ def run_scan_cycle(
             mailbox_id,
             rules,
             error="the mailbox's email address is no longer approved",
+            kind=ErrorKind.NOT_APPROVED,
             permanent=True,
             retry_after=None,
             now=clock(),
@@ -280,6 +292,7 @@ def run_scan_cycle(
             mailbox_id,
             rules,
             error=str(exc),
+            kind=exc.kind,
             permanent=exc.permanent,
             retry_after=exc.retry_after,
             now=clock(),
@@ -294,6 +307,7 @@ def run_scan_cycle(
             mailbox_id,
             rules,
             error=f"the database connection failed: {first_line}",
+            kind=ErrorKind.INTERNAL,
             permanent=False,
             retry_after=None,
             now=clock(),

@@ -17,12 +17,12 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest
 
+from syncadmin.web.ids import parse_id
 from tracking.models import PersonalOptions
 
 M = TypeVar("M", bound=Model)
 
 DEFAULT_ROWS_PER_PAGE: int = PersonalOptions._meta.get_field("rows_per_page").get_default()
-CURSOR_DIGITS = 18  # a longer id cannot be a row's (and would overflow a bigint)
 
 
 def rows_per_page(user: User) -> int:
@@ -33,8 +33,7 @@ def rows_per_page(user: User) -> int:
 
 def cursor_param(request: HttpRequest, name: str) -> int | None:
     """The row id a query parameter holds, or None when it holds none."""
-    raw = request.GET.get(name, "")
-    return int(raw) if raw.isdigit() and len(raw) <= CURSOR_DIGITS else None
+    return parse_id(request.GET.get(name, ""))
 
 
 def _beyond(order: Sequence[str], values: dict[str, object], *, forward: bool) -> Q:

@@ -61,6 +61,7 @@ urlpatterns = [
     # CRM directory
     path("directory/", directory.record_list, name="web-directory"),
     path("directory/import/", directory.record_import, name="web-directory-import"),
+    path("directory/import/<int:pk>/", directory.record_import_result, name="web-directory-import-result"),
     # exclusion list
     path("exclusions/", exclusions.exclusion_list, name="web-exclusions"),
     path("exclusions/<int:pk>/delete/", exclusions.exclusion_delete, name="web-exclusion-delete"),

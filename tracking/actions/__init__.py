@@ -28,7 +28,16 @@ from tracking.actions.personal import (
     do_set_personal_options,
     normalize_folder_path,
 )
-from tracking.actions.profiles import ProfileValues, check_add_profile, check_update_profile, endpoint_problem
+from tracking.actions.profiles import (
+    SECRET_BOUND_FIELDS,
+    ProfileValues,
+    SecretRequired,
+    check_add_profile,
+    check_update_profile,
+    endpoint_problem,
+    secret_bound_changes,
+    secret_required_message,
+)
 from tracking.actions.retention import do_purge_decisions
 from tracking.actions.scans import (
     do_audit_manual_tracking,
@@ -51,9 +60,11 @@ from tracking.actions.schedule import (
 from tracking.actions.settings import check_set_org_setting
 
 __all__ = [
+    "SECRET_BOUND_FIELDS",
     "ActionError",
     "HierarchyChange",
     "ProfileValues",
+    "SecretRequired",
     "check_add_folder_rule",
     "check_add_mailbox",
     "check_add_profile",
@@ -89,4 +100,6 @@ __all__ = [
     "do_start_scan_run",
     "endpoint_problem",
     "normalize_folder_path",
+    "secret_bound_changes",
+    "secret_required_message",
 ]

@@ -14,8 +14,8 @@ from tracking.actions.audit import audit, label_of, utc_text
 from tracking.actions.errors import ActionError, check_lengths
 from tracking.actions.personal import do_set_personal_options
 from tracking.actions.scans import do_reset_sync_state
-from tracking.choices import AlertLevel, Approval, AuditAction, MailboxStatus, TrackOption
-from tracking.messages import normalize_address
+from tracking.choices import AlertLevel, Approval, AuditAction, ErrorKind, MailboxStatus, TrackOption
+from tracking.messages import is_email_address, normalize_address
 from tracking.models import Alert, EmailServerProfile, FolderSyncState, Mailbox, Queue
 
 
@@ -33,7 +33,7 @@ def check_add_mailbox(
     actor_label: str = "cli",
 ) -> Mailbox:
     email = normalize_address(address)
-    if email is None:
+    if email is None or not is_email_address(email):
         raise ActionError(gettext("%(address)s is not an email address") % {"address": repr(address)})
     if (username is None) == (queue_name is None):
         raise ActionError(gettext("a mailbox belongs to exactly one user or one queue"))
@@ -110,18 +110,30 @@ def do_record_test_result(
     ok: bool,
     message: str,
     now: datetime,
+    kind: ErrorKind | None = None,
     acting_user: User | None = None,
     actor_label: str = "cli",
 ) -> None:
-    """Test & Enable's outcome: enable (or not), set the status, and leave an alert saying what happened."""
+    """Test & Enable's outcome: enable (or not), set the status, and leave an alert saying what happened.
+
+    `kind` is what kind of error a failed test met.
+    """
     mailbox = Mailbox.objects.select_for_update().get(pk=mailbox.pk)
     mailbox.enabled = ok
     mailbox.incoming_status = MailboxStatus.SUCCESS if ok else MailboxStatus.FAILURE
     mailbox.last_error = "" if ok else message
+    mailbox.last_error_kind = "" if ok else (kind or ErrorKind.INTERNAL)
     mailbox.transient_failure_count = 0
     mailbox.next_run_at = now if ok else None
     mailbox.save(
-        update_fields=["enabled", "incoming_status", "last_error", "transient_failure_count", "next_run_at"]
+        update_fields=[
+            "enabled",
+            "incoming_status",
+            "last_error",
+            "last_error_kind",
+            "transient_failure_count",
+            "next_run_at",
+        ]
     )
     Alert.objects.create(
         mailbox=mailbox,

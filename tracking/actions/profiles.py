@@ -6,14 +6,15 @@ the audit share; `endpoint_problem` is the one rule for what each kind of profil
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from urllib.parse import urlsplit
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext_lazy
+from django.views.decorators.debug import sensitive_variables
 
 from tracking.actions.audit import audit, utc_text
 from tracking.actions.errors import ActionError, check_lengths
@@ -60,12 +61,11 @@ class ProfileValues:
 
 
 def _is_url(endpoint: str, schemes: tuple[str, ...]) -> bool:
-    parts = urlsplit(endpoint)
     try:
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:
-        port_ok = False
-    return parts.scheme.lower() in schemes and bool(parts.hostname) and port_ok
+        parts = urlsplit(endpoint)
+        return parts.scheme.lower() in schemes and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # an unclosed IPv6 bracket ("https://[::1/EWS"), a port that is no number
+        return False
 
 
 def endpoint_problem(kind: str, endpoint: str, *, required: bool = False) -> str | None:
@@ -85,6 +85,37 @@ def endpoint_problem(kind: str, endpoint: str, *, required: bool = False) -> str
     if kind == ProfileKind.IMAP and not _is_url(endpoint, ("imaps", "imap")):
         return gettext("Enter imaps://host:993 or imap://host:143 as the endpoint.")
     return None
+
+
+# Where a profile's secret is sent and for whom: a change to any of these would send the stored secret to
+# another host or account, so the secret must be entered again with it (or cleared).
+SECRET_BOUND_FIELDS = ("endpoint", "authority", "tenant_id", "username", "auth_method", "ca_bundle")
+_SECRET_BOUND_WORDS = {
+    "endpoint": pgettext_lazy("secret-bound profile field", "endpoint"),
+    "authority": pgettext_lazy("secret-bound profile field", "authority"),
+    "tenant_id": pgettext_lazy("secret-bound profile field", "tenant"),
+    "username": pgettext_lazy("secret-bound profile field", "user name"),
+    "auth_method": pgettext_lazy("secret-bound profile field", "authentication"),
+    "ca_bundle": pgettext_lazy("secret-bound profile field", "CA bundle"),
+}
+
+
+class SecretRequired(ActionError):
+    """A change that would send the stored secret elsewhere, asked for without the secret."""
+
+
+def secret_bound_changes(profile: EmailServerProfile, values: Mapping[str, object]) -> list[str]:
+    """The SECRET_BOUND_FIELDS that `values` changes while the profile keeps a secret."""
+    if not profile.has_secret:
+        return []
+    return [f for f in SECRET_BOUND_FIELDS if f in values and values[f] != getattr(profile, f)]
+
+
+def secret_required_message(fields: Sequence[str]) -> str:
+    return gettext(
+        "changing the %(fields)s of a server profile sends its secret to another place: enter the "
+        "password or client secret again, or clear it"
+    ) % {"fields": ", ".join(str(_SECRET_BOUND_WORDS[f]) for f in fields)}
 
 
 def _check_profile_values(values: ProfileValues) -> None:
@@ -112,6 +143,12 @@ def _check_profile_values(values: ProfileValues) -> None:
     problem = endpoint_problem(values.kind, values.endpoint.strip())
     if problem:
         raise ActionError(problem)
+    authority = values.authority.strip()
+    if authority and not _is_url(authority, ("https",)):
+        # The identity platform's address (national clouds), as the web form requires it.
+        raise ActionError(
+            gettext("the authority %(url)s is not a https://host URL") % {"url": repr(authority)}
+        )
 
 
 def _name_taken(name: str) -> ActionError:
@@ -119,6 +156,7 @@ def _name_taken(name: str) -> ActionError:
 
 
 @transaction.atomic
+@sensitive_variables("secret")  # innermost: it hides the variables of the frame right below it
 def check_add_profile(
     values: ProfileValues,
     *,
@@ -144,6 +182,7 @@ def check_add_profile(
 
 
 @transaction.atomic
+@sensitive_variables("secret")  # innermost: it hides the variables of the frame right below it
 def check_update_profile(
     profile: EmailServerProfile,
     values: ProfileValues,
@@ -156,8 +195,10 @@ def check_update_profile(
     """Change a server profile; returns the names of the fields that changed ("secret" among them).
 
     The secret is write-only: None (or "") keeps it, a new value replaces it, clear_secret removes
-    it. Each changed field is audited with its old and new value, except the secret, whose audit
-    row only says that it changed. Raises ActionError, changing nothing.
+    it. A change of a SECRET_BOUND_FIELDS field needs the secret again (or clear_secret): without it,
+    SecretRequired. Each changed field is audited with its old and new value, except the secret, whose
+    audit row only says that it changed (or was re-entered with which fields). Raises ActionError,
+    changing nothing.
     """
     if secret and clear_secret:
         raise ActionError(gettext("enter a new secret or clear it, not both"))
@@ -168,6 +209,9 @@ def check_update_profile(
     if values.kind != profile.kind and profile.mailboxes.exists():
         # A mailbox's sync state is a token of one kind of server; it means nothing to another.
         raise ActionError(gettext("the kind of a server profile cannot change while mailboxes use it"))
+    bound = secret_bound_changes(profile, values.as_dict())
+    if bound and not secret and not clear_secret:
+        raise SecretRequired(secret_required_message(bound))
     old_name = profile.name
     changed = []
     for attr, new in values.as_dict().items():
@@ -191,7 +235,11 @@ def check_update_profile(
             AuditAction.PROFILE_CHANGED,
             f"{old_name}.secret",
             "set" if had_secret else "not set",
-            "secret cleared" if clear_secret else "secret changed",
+            "secret cleared"
+            if clear_secret
+            else f"secret re-entered ({', '.join(bound)} changed)"
+            if bound
+            else "secret changed",
             acting_user=acting_user,
             actor_label=actor_label,
         )

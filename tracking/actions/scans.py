@@ -13,7 +13,7 @@ from django.utils import timezone
 from tracking.actions.audit import audit
 from tracking.actions.folders import do_set_regarding_by_folder_rule
 from tracking.bulk import bulk_insert
-from tracking.choices import AuditAction, MailboxStatus, Outcome, ScanSource, ScanStatus
+from tracking.choices import AuditAction, ErrorKind, MailboxStatus, Outcome, ScanSource, ScanStatus
 from tracking.decisions import DecisionResult, RecordRef
 from tracking.messages import ParsedMessage, message_snapshot
 from tracking.models import CrmRecord, Decision, EmailHash, FolderSyncState, Mailbox, ScanRun, TrackedEmail
@@ -62,21 +62,28 @@ def do_mark_scan_succeeded(mailbox: Mailbox, *, now: datetime) -> None:
         incoming_status=MailboxStatus.SUCCESS,
         last_sync_succeeded_at=now,
         last_error="",
+        last_error_kind="",
         transient_failure_count=0,
     )
 
 
-def do_mark_scan_failed(mailbox: Mailbox, *, error: str, now: datetime) -> None:
-    Mailbox.objects.filter(pk=mailbox.pk).update(incoming_status=MailboxStatus.FAILURE, last_error=error)
+def do_mark_scan_failed(mailbox: Mailbox, *, error: str, kind: ErrorKind, now: datetime) -> None:
+    Mailbox.objects.filter(pk=mailbox.pk).update(
+        incoming_status=MailboxStatus.FAILURE, last_error=error, last_error_kind=kind
+    )
 
 
 @transaction.atomic
-def do_finish_scan_run(run: ScanRun, *, now: datetime, error: str = "") -> None:
-    """Close a run; a successful run makes the folder's pending watermark its watermark."""
+def do_finish_scan_run(
+    run: ScanRun, *, now: datetime, error: str = "", error_kind: ErrorKind | None = None
+) -> None:
+    """Close a run (failed when there is an error, of `error_kind`); a successful run makes the folder's
+    pending watermark its watermark."""
     run.status = ScanStatus.FAILED if error else ScanStatus.SUCCEEDED
     run.finished_at = now
     run.error = error
-    run.save(update_fields=["status", "finished_at", "error"])
+    run.error_kind = (error_kind or ErrorKind.INTERNAL) if error else ""
+    run.save(update_fields=["status", "finished_at", "error", "error_kind"])
     if error:
         return
     state = (

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 
 from tracking.actions.audit import audit
-from tracking.choices import AlertLevel, AuditAction, MailboxStatus
+from tracking.choices import AlertLevel, AuditAction, ErrorKind, MailboxStatus
 from tracking.decisions import OrgRules
 from tracking.models import Alert, Mailbox
 
@@ -44,6 +44,7 @@ def do_record_cycle_failure(
     rules: OrgRules,
     *,
     error: str,
+    kind: ErrorKind,
     permanent: bool,
     retry_after: float | None,
     now: datetime,
@@ -54,8 +55,16 @@ def do_record_cycle_failure(
     """
     mailbox = Mailbox.objects.select_for_update().get(pk=mailbox_id)
     mailbox.last_error = error
+    mailbox.last_error_kind = kind
     mailbox.incoming_status = MailboxStatus.FAILURE
-    fields = ["last_error", "incoming_status", "transient_failure_count", "next_run_at", "enabled"]
+    fields = [
+        "last_error",
+        "last_error_kind",
+        "incoming_status",
+        "transient_failure_count",
+        "next_run_at",
+        "enabled",
+    ]
     if not permanent:
         mailbox.transient_failure_count += 1
     if permanent or mailbox.transient_failure_count > rules.transient_retry_limit:

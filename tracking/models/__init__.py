@@ -3,6 +3,7 @@
 from tracking.models.activity import Decision, EmailHash, ScanRun, TrackedEmail
 from tracking.models.audit import AuditEvent
 from tracking.models.directory import CrmRecord, ExclusionEntry, Queue
+from tracking.models.imports import ImportRun
 from tracking.models.mailboxes import Alert, EmailServerProfile, FolderSyncState, FolderTrackingRule, Mailbox
 from tracking.models.options import OrgSettings, PersonalOptions
 
@@ -16,6 +17,7 @@ __all__ = [
     "ExclusionEntry",
     "FolderSyncState",
     "FolderTrackingRule",
+    "ImportRun",
     "Mailbox",
     "OrgSettings",
     "PersonalOptions",

@@ -7,7 +7,16 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import models
 
-from tracking.choices import CorrelationMethod, Direction, EntityKind, Outcome, Reason, ScanSource, ScanStatus
+from tracking.choices import (
+    CorrelationMethod,
+    Direction,
+    EntityKind,
+    ErrorKind,
+    Outcome,
+    Reason,
+    ScanSource,
+    ScanStatus,
+)
 from tracking.messages import MESSAGE_ID_MAX
 from tracking.models.mailboxes import Mailbox
 from tracking.roles import reads_everything
@@ -101,6 +110,7 @@ class ScanRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     job_id = models.CharField(max_length=100, blank=True)
     error = models.TextField(blank=True)
+    error_kind = models.CharField(max_length=20, choices=ErrorKind.choices, blank=True)
     note = models.CharField(max_length=200, blank=True, help_text="Why a scan was skipped, in words.")
     tracked = models.PositiveIntegerField(default=0)
     already_tracked = models.PositiveIntegerField(default=0)

@@ -5,8 +5,11 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_variables
 
 from tracking import crypto
 from tracking.choices import (
@@ -14,10 +17,12 @@ from tracking.choices import (
     AlertLevel,
     Approval,
     AuthMethod,
+    ErrorKind,
     IncomingMethod,
     MailboxStatus,
     ProfileKind,
 )
+from tracking.messages import is_email_address
 from tracking.roles import is_admin, reads_everything
 
 if TYPE_CHECKING:
@@ -73,11 +78,23 @@ class EmailServerProfile(models.Model):
     def has_secret(self) -> bool:
         return bool(self.secret_encrypted)
 
+    @sensitive_variables("plaintext")
     def set_secret(self, plaintext: str) -> None:
         self.secret_encrypted = crypto.encrypt(plaintext) if plaintext else ""
 
     def get_secret(self) -> str:
         return crypto.decrypt(self.secret_encrypted) if self.secret_encrypted else ""
+
+
+def validate_mailbox_address(value: str) -> None:
+    """A mailbox's address must be an email address (it also names the mailbox's folder in a local profile,
+    so nothing like `a/../../x@y` may pass)."""
+    if not is_email_address(value):
+        raise ValidationError(
+            _("%(value)s is not an email address a mailbox can have."),
+            code="invalid",
+            params={"value": value},
+        )
 
 
 class MailboxQuerySet(models.QuerySet["Mailbox"]):
@@ -128,7 +145,9 @@ class FolderTrackingRuleQuerySet(models.QuerySet["FolderTrackingRule"]):
 class Mailbox(models.Model):
     """One per user or per queue: what to scan, whether it may be scanned, and how the last scan went."""
 
-    email_address = models.CharField(max_length=320, unique=True, help_text="Stored lower-case.")
+    email_address = models.CharField(
+        max_length=320, unique=True, validators=[validate_mailbox_address], help_text="Stored lower-case."
+    )
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="mailbox"
     )
@@ -150,6 +169,7 @@ class Mailbox(models.Model):
     last_sync_started_at = models.DateTimeField(null=True, blank=True)
     last_sync_succeeded_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    last_error_kind = models.CharField(max_length=20, choices=ErrorKind.choices, blank=True)
     transient_failure_count = models.PositiveIntegerField(default=0)
     next_run_at = models.DateTimeField(null=True, blank=True)
     # Which dispatcher run claimed the mailbox last: two dispatchers never both enqueue one scan.

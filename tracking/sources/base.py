@@ -15,6 +15,7 @@ from typing import Protocol
 import requests
 from django.conf import settings as django_settings
 
+from tracking.choices import ErrorKind
 from tracking.messages import Item
 
 
@@ -23,11 +24,16 @@ class SourceError(Exception):
 
     `permanent` errors (bad credentials, mailbox not found, access denied) need a person and disable
     the mailbox at once; others are retried, no sooner than `retry_after` seconds when the server
-    said so. The message is written for an admin: what failed and what to check.
+    said so. `kind` (an ErrorKind) says what failed, decided where the error is raised: the pages show
+    words for the kind, never a guess from the message. The message is written for an admin: what
+    failed and what to check, never the raw bytes of an answer (those go to the log at debug level).
     """
 
-    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, kind: ErrorKind, permanent: bool, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
+        self.kind = kind
         self.permanent = permanent
         self.retry_after = retry_after
 
@@ -38,7 +44,7 @@ class SyncStateInvalid(SourceError):
     def __init__(
         self, message: str = "the server refused the saved sync state; a full resync is needed"
     ) -> None:
-        super().__init__(message, permanent=False)
+        super().__init__(message, kind=ErrorKind.SYNC_STATE, permanent=False)
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,7 @@ def too_large_error(origin: str, exc: BaseException, where: str = "") -> SourceE
     return SourceError(
         f"{origin} sent a response larger than {too_large.limit // (1024 * 1024)} MB{where}; "
         "it was refused unread (raise SOURCE_MAX_RESPONSE_MB if the server is right)",
+        kind=ErrorKind.TOO_LARGE,
         permanent=False,
     )
 

@@ -22,6 +22,7 @@ import binascii
 import hashlib
 import logging
 import os
+import re
 import socket
 import threading
 import xml.parsers.expat
@@ -83,8 +84,9 @@ from exchangelib.properties import DistinguishedFolderId, Mailbox
 from exchangelib.protocol import BaseProtocol
 from exchangelib.services import FindFolder, GetFolder, SyncFolderItems
 from exchangelib.util import is_xml
-from oauthlib.oauth2 import OAuth2Error
+from oauthlib.oauth2 import OAuth2Error, TokenExpiredError
 
+from tracking.choices import ErrorKind
 from tracking.messages import SYNTHETIC_DOMAIN, Item, ParsedMessage, ParseFailure, parsed_from_fields
 from tracking.sources.base import (
     ConnectionSettings,
@@ -227,14 +229,52 @@ class EwsHttpError(TransportError):
         self.retry_after = retry_after
 
 
+_INVALID_TOKEN = re.compile(r'\berror\s*=\s*"?invalid_token"?', re.IGNORECASE)
+# Response codes by which Exchange refuses a saved sync state (EWS ResponseCodeType); like Graph's codes,
+# they mean a full resync whatever the HTTP status they come with.
+SYNC_STATE_CODES = (b"ErrorInvalidSyncStateData",)
+
+
+def refused_token(response: requests.Response) -> bool:
+    """A 401 whose Bearer challenge says the access token itself is no good (expired, revoked):
+    `WWW-Authenticate: Bearer client_id="…", …, error="invalid_token"` (RFC 6750 §3.1)."""
+    challenge = response.headers.get("WWW-Authenticate", "")
+    return (
+        response.status_code == 401
+        and "bearer" in challenge.lower()
+        and bool(_INVALID_TOKEN.search(challenge))
+    )
+
+
 class FailFastKeepingRetryAfter(FailFast):
     """FailFast that keeps the HTTP status and the server's Retry-After of a failed response.
 
     Plain FailFast turns 429, 403, 404 and non-XML 5xx answers into MalformedResponseError (and 503 into a
     back-off of its own choosing), losing both what happened and how long the server asked us to wait.
+
+    An access token refused mid-scan (401 `invalid_token`) is not a wrong secret (DOMAIN §9): it is
+    raised as oauthlib's TokenExpiredError, for which exchangelib drops the session (and with it the
+    token), fetches a fresh token and repeats the request. Only a second refusal in a row, the fresh
+    token's, is a credentials error. exchangelib calls this per response, in the requesting thread.
     """
 
+    def __init__(self) -> None:
+        self._renewed = threading.local()
+
     def raise_response_errors(self, response: requests.Response) -> None:
+        if refused_token(response):
+            if not getattr(self._renewed, "once", False):
+                self._renewed.once = True
+                log.info(
+                    "%s refused the access token (invalid_token); one fresh token, one repeat", response.url
+                )
+                raise TokenExpiredError(description="the server refused the access token (invalid_token)")
+            self._renewed.once = False
+            raise UnauthorizedError(
+                "the server refused the access token twice in a row, a freshly issued one included "
+                f"({response.url})"
+            )
+        self._renewed.once = False
         status = response.status_code
         content = response.content or b""
         exchangelib_knows = (
@@ -251,6 +291,8 @@ class FailFastKeepingRetryAfter(FailFast):
             if content and (status == 200 or status == 500):
                 _check_well_formed(content)
             return
+        if content and is_xml(content) and any(code in content for code in SYNC_STATE_CODES):
+            raise ErrorInvalidSyncStateData(f"HTTP {status} from {response.url} refused the sync state")
         raise EwsHttpError(status, response.url, retry_after_seconds(response.headers.get("Retry-After")))
 
 
@@ -294,13 +336,16 @@ def service_endpoint(raw: str) -> str:
         raise SourceError(
             "the server profile has no EWS endpoint; enter the server's URL, "
             "e.g. https://mail.example.com/EWS/Exchange.asmx",
+            kind=ErrorKind.NOT_FOUND,
             permanent=True,
         )
     if "://" not in value:
         value = "https://" + value
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SourceError(f"the EWS endpoint {raw!r} is not an http(s) URL", permanent=True)
+        raise SourceError(
+            f"the EWS endpoint {raw!r} is not an http(s) URL", kind=ErrorKind.UNREACHABLE, permanent=True
+        )
     path = parts.path.rstrip("/")
     if not path.lower().endswith(".asmx"):
         path = path + "/Exchange.asmx" if path.lower().endswith("/ews") else path + EWS_PATH
@@ -555,6 +600,7 @@ class EwsSource:
                 raise SourceError(
                     f"the CA bundle {s.ca_bundle} of the server profile cannot be read; "
                     "check the path and its permissions",
+                    kind=ErrorKind.TLS,
                     permanent=True,
                 )
             CaBundleAdapter.trust(self.endpoint, s.ca_bundle)
@@ -567,6 +613,7 @@ class EwsSource:
                 raise SourceError(
                     "OAuth 2.0 needs the application (client) id, its secret and the tenant id in the "
                     "server profile",
+                    kind=ErrorKind.CREDENTIALS,
                     permanent=True,
                 )
             credentials = AuthorityOAuth2Credentials(
@@ -579,12 +626,15 @@ class EwsSource:
             auth_type = OAUTH2
         elif method in ("basic", "password", "ntlm"):
             if not s.username:
-                raise SourceError("the server profile has no user name", permanent=True)
+                raise SourceError(
+                    "the server profile has no user name", kind=ErrorKind.CREDENTIALS, permanent=True
+                )
             credentials = Credentials(username=s.username, password=s.secret)
             auth_type = NTLM if method == "ntlm" else BASIC
         else:
             raise SourceError(
                 f"authentication {method!r} cannot be used with EWS; choose OAuth 2.0, NTLM or Basic",
+                kind=ErrorKind.CREDENTIALS,
                 permanent=True,
             )
         impersonate = s.use_impersonation or auth_type == OAUTH2  # app-only tokens need ExchangeImpersonation
@@ -606,7 +656,9 @@ class EwsSource:
             )
         except ValueError as exc:
             raise SourceError(
-                f"the mailbox address {s.mailbox!r} is not valid: {exc}", permanent=True
+                f"the mailbox address {s.mailbox!r} is not valid: {exc}",
+                kind=ErrorKind.NOT_FOUND,
+                permanent=True,
             ) from None
         # exchangelib's timeout is a class attribute; set it on this (shared, per endpoint) protocol
         account.protocol.TIMEOUT = s.timeout
@@ -623,6 +675,7 @@ class EwsSource:
         if known is None:
             raise SourceError(
                 f"folder {name!r} cannot be read over EWS; only Inbox and Sent Items are supported",
+                kind=ErrorKind.NOT_FOUND,
                 permanent=True,
             )
         cls, label = known
@@ -641,6 +694,7 @@ class EwsSource:
             raise SourceError(
                 f"{self.origin} answered {len(results)} items when {len(ids)} were asked for "
                 f"(fetching messages of {label}); the scan will be retried",
+                kind=ErrorKind.SERVER_ERROR,
                 permanent=False,
             )
         return items_from_fetch([item_id for item_id, _ in ids], results)
@@ -655,8 +709,10 @@ class EwsSource:
             raise self.source_error(exc, doing) from exc
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             # only exchangelib runs inside these blocks: its parser met an answer it did not expect
+            log.debug("%s: an answer exchangelib could not read (%s)", self.origin, doing, exc_info=True)
             raise SourceError(
-                f"{self.origin} sent an answer that could not be read ({doing}): {type(exc).__name__}: {exc}",
+                f"{self.origin} sent an answer that could not be read ({doing}): {type(exc).__name__}",
+                kind=ErrorKind.SERVER_ERROR,
                 permanent=False,
             ) from exc
 
@@ -674,16 +730,30 @@ class EwsSource:
             back_off = exc.back_off
             wait = f"; it asked to wait {back_off:g} s" if back_off else ""
             return SourceError(
-                f"{self.origin} is busy (ErrorServerBusy){wait}{where}", permanent=False, retry_after=back_off
+                f"{self.origin} is busy (ErrorServerBusy){wait}{where}",
+                kind=ErrorKind.THROTTLED,
+                permanent=False,
+                retry_after=back_off,
             )
         if isinstance(exc, RateLimitError):
             return SourceError(
-                f"{self.origin} is throttling requests{where}", permanent=False, retry_after=exc.wait
+                f"{self.origin} is throttling requests{where}",
+                kind=ErrorKind.THROTTLED,
+                permanent=False,
+                retry_after=exc.wait,
+            )
+        if isinstance(exc, UnauthorizedError) and (s.auth_method or "").lower() == "oauth2":
+            return SourceError(
+                f"the server refused the credentials: {self.origin} refused the access tokens of app {who!r} "
+                f"({exc}); check that the app has the full_access_as_app permission with admin consent",
+                kind=ErrorKind.CREDENTIALS,
+                permanent=True,
             )
         if isinstance(exc, UnauthorizedError):
             return SourceError(
                 f"the server refused the credentials of {who!r} ({exc}); check the user name and the "
                 "password or secret in the server profile",
+                kind=ErrorKind.CREDENTIALS,
                 permanent=True,
             )
         if isinstance(exc, OAuth2Error):
@@ -692,12 +762,18 @@ class EwsSource:
                 return SourceError(
                     f"the token endpoint {s.authority_host} refused the client credentials of {who!r} "
                     f"({reason}); check the client id, its secret and the tenant id",
+                    kind=ErrorKind.CREDENTIALS,
                     permanent=True,
                 )
-            return SourceError(f"no token from {s.authority_host} ({reason}){where}", permanent=False)
+            return SourceError(
+                f"no token from {s.authority_host} ({reason}){where}",
+                kind=ErrorKind.SERVER_ERROR,
+                permanent=False,
+            )
         if isinstance(exc, ErrorNonExistentMailbox):
             return SourceError(
                 f"mailbox not found: {s.mailbox} has no mailbox on {self.origin}; check the address",
+                kind=ErrorKind.NOT_FOUND,
                 permanent=True,
             )
         if isinstance(exc, (ErrorAccessDenied, ErrorImpersonateUserDenied, ErrorImpersonationDenied)):
@@ -707,14 +783,19 @@ class EwsSource:
                 else "give the account full access to the mailbox"
             )
             return SourceError(
-                f"access to {s.mailbox} was denied ({type(exc).__name__}: {exc}); {grant}", permanent=True
+                f"access to {s.mailbox} was denied ({type(exc).__name__}: {exc}); {grant}",
+                kind=ErrorKind.PERMISSION,
+                permanent=True,
             )
         if isinstance(exc, (ErrorFolderNotFound, ErrorSyncFolderNotFound)):
-            return SourceError(f"the folder was not found{where}: {exc}", permanent=True)
+            return SourceError(
+                f"the folder was not found{where}: {exc}", kind=ErrorKind.NOT_FOUND, permanent=True
+            )
         if isinstance(exc, EwsHttpError):
             if exc.status in (408, 429) or exc.status >= 500:
                 return SourceError(
                     f"{self.origin} answered HTTP {exc.status}{where}",
+                    kind=ErrorKind.THROTTLED if exc.status == 429 else ErrorKind.SERVER_ERROR,
                     permanent=False,
                     retry_after=exc.retry_after,
                 )
@@ -722,20 +803,25 @@ class EwsSource:
                 return SourceError(
                     f"the server denied access (HTTP 403 from {exc.url}); check that EWS is enabled for "
                     "the account and that it may open this mailbox",
+                    kind=ErrorKind.PERMISSION,
                     permanent=True,
                 )
             if exc.status == 404:
                 return SourceError(
                     f"no EWS service at {exc.url} (HTTP 404); check the endpoint in the server profile",
+                    kind=ErrorKind.NOT_FOUND,
                     permanent=True,
                 )
             return SourceError(
-                f"{self.origin} refused the request with HTTP {exc.status}{where}", permanent=True
+                f"{self.origin} refused the request with HTTP {exc.status}{where}",
+                kind=ErrorKind.SERVER_ERROR,
+                permanent=True,
             )
         if isinstance(exc, RedirectError):
             return SourceError(
                 f"{self.endpoint} redirects to {exc.url}; set the endpoint of the server profile to "
                 "the EWS URL",
+                kind=ErrorKind.NOT_FOUND,
                 permanent=True,
             )
         tls = _tls_problem(exc)
@@ -745,20 +831,41 @@ class EwsSource:
             return SourceError(
                 f"cannot reach {self.origin}: its TLS certificate is not trusted ({tls}); set the CA bundle "
                 "of the server profile to the CA that issued the server's certificate",
+                kind=ErrorKind.TLS,
                 permanent=True,
             )
         problem = _connection_problem(exc, s.timeout)
         if problem is not None:
-            return SourceError(f"cannot reach {self.origin}: {problem}{where}", permanent=False)
-        if isinstance(exc, OSError):
-            return SourceError(f"{type(exc).__name__}: {exc}{where}", permanent=False)
-        if isinstance(exc, (SOAPError, MalformedResponseError)):
             return SourceError(
-                f"{self.origin} sent a response that is not valid EWS{where}: {str(exc)[:200]}",
+                f"cannot reach {self.origin}: {problem}{where}", kind=ErrorKind.UNREACHABLE, permanent=False
+            )
+        if isinstance(exc, OSError):
+            return SourceError(
+                f"{type(exc).__name__}: {exc}{where}", kind=ErrorKind.UNREACHABLE, permanent=False
+            )
+        if isinstance(exc, (SOAPError, MalformedResponseError)):
+            # Our own refusals (a DTD, XML cut short) say what was wrong; exchangelib's messages quote the
+            # answer itself, whatever service sent it, so those stay in the log.
+            ours = isinstance(exc, DtdRefused) or str(exc).startswith("the response is not well-formed XML")
+            if not ours:
+                log.debug("%s: not a valid EWS answer%s: %s", self.origin, where, exc)
+            return SourceError(
+                f"{self.origin} sent a response that is not valid EWS{where}" + (f": {exc}" if ours else ""),
+                kind=ErrorKind.SERVER_ERROR,
                 permanent=False,
             )
         if isinstance(exc, CASError):
-            return SourceError(f"{self.origin} reported a CAS error {exc.cas_error}{where}", permanent=False)
+            return SourceError(
+                f"{self.origin} reported a CAS error {exc.cas_error}{where}",
+                kind=ErrorKind.SERVER_ERROR,
+                permanent=False,
+            )
         if isinstance(exc, TRANSIENT_EWS_ERRORS):
-            return SourceError(f"{self.origin} reported {type(exc).__name__}: {exc}{where}", permanent=False)
-        return SourceError(f"{type(exc).__name__}: {str(exc)[:300]}{where}", permanent=False)
+            return SourceError(
+                f"{self.origin} reported {type(exc).__name__}: {exc}{where}",
+                kind=ErrorKind.SERVER_ERROR,
+                permanent=False,
+            )
+        return SourceError(
+            f"{type(exc).__name__}: {str(exc)[:300]}{where}", kind=ErrorKind.SERVER_ERROR, permanent=False
+        )

@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 import msal
 import requests
 
+from tracking.choices import ErrorKind
 from tracking.messages import SYNTHETIC_DOMAIN, Item, ParsedMessage, ParseFailure, parsed_from_fields
 from tracking.sources.base import (
     ConnectionSettings,
@@ -70,6 +71,7 @@ EXPAND = f"singleValueExtendedProperties($filter=id eq '{IN_REPLY_TO_PROP}' or i
 WELL_KNOWN_FOLDERS = frozenset(
     {"inbox", "sentitems", "drafts", "deleteditems", "junkemail", "outbox", "archive", "msgfolderroot"}
 )
+SYNC_STATE_CODES = frozenset({"syncstatenotfound", "syncstateinvalid", "resyncrequired"})
 _MAILBOX_NOT_FOUND = frozenset(
     {"errorinvaliduser", "mailboxnotenabledforrestapi", "mailboxnotsupportedforrestapi", "resourcenotfound"}
 )
@@ -177,10 +179,15 @@ def unreachable(url: str, exc: requests.RequestException, timeout: float) -> Sou
         return SourceError(
             f"cannot reach {origin}: its TLS certificate is not trusted; set the server profile's CA bundle "
             "to the CA that issued it",
+            kind=ErrorKind.TLS,
             permanent=True,
         )
     if isinstance(exc, requests.Timeout):
-        return SourceError(f"cannot reach {origin}: no answer within {timeout:g} s", permanent=False)
+        return SourceError(
+            f"cannot reach {origin}: no answer within {timeout:g} s",
+            kind=ErrorKind.UNREACHABLE,
+            permanent=False,
+        )
     if any(isinstance(e, ConnectionRefusedError) for e in chain):
         reason = "connection refused"
     elif any(isinstance(e, socket.gaierror) for e in chain):
@@ -189,18 +196,26 @@ def unreachable(url: str, exc: requests.RequestException, timeout: float) -> Sou
         reason = "the connection was closed without an answer"
     else:
         reason = str(exc)[:200] or type(exc).__name__
-    return SourceError(f"cannot reach {origin}: {reason}", permanent=False)
+    return SourceError(f"cannot reach {origin}: {reason}", kind=ErrorKind.UNREACHABLE, permanent=False)
 
 
-def _graph_error(response: requests.Response) -> tuple[str, str]:
+def _graph_error(response: requests.Response) -> tuple[str, str, str]:
+    """(code, message, inner code) of a Graph error body `{"error": {"code", "message", "innerError"}}`.
+
+    The message of a body that is not Graph's JSON is not kept: it is whatever the service at that
+    address sends (a banner, an HTML page), which is logged at debug level and never shown.
+    """
     try:
         body = response.json()
     except (ValueError, RecursionError):
-        return "", _WS.sub(" ", response.text[:200]).strip()
+        log.debug("non-JSON error body from %s: %r", response.url, response.content[:500])
+        return "", "", ""
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
-        return str(error.get("code") or ""), _WS.sub(" ", str(error.get("message") or ""))[:300]
-    return "", ""
+        inner = error.get("innerError") or error.get("innererror")
+        inner_code = str(inner.get("code") or "") if isinstance(inner, dict) else ""
+        return str(error.get("code") or ""), _WS.sub(" ", str(error.get("message") or ""))[:300], inner_code
+    return "", "", ""
 
 
 def _text(value: object) -> str | None:
@@ -295,7 +310,9 @@ def message_from_graph(entry: Mapping[str, Any]) -> ParsedMessage | ParseFailure
 
 def _malformed_token_answer(authority: str) -> SourceError:
     return SourceError(
-        f"the identity platform at {_origin(authority)} sent a malformed token answer", permanent=False
+        f"the identity platform at {_origin(authority)} sent a malformed token answer",
+        kind=ErrorKind.SERVER_ERROR,
+        permanent=False,
     )
 
 
@@ -348,6 +365,7 @@ class GraphSource:
             if not isinstance(value, list) or not isinstance(link, str) or not link:
                 raise SourceError(
                     f"Microsoft Graph at {self.base} sent a delta page without value and nextLink/deltaLink",
+                    kind=ErrorKind.SERVER_ERROR,
                     permanent=False,
                 )
             if not all(isinstance(entry, Mapping) and isinstance(entry.get("id"), str) for entry in value):
@@ -355,12 +373,14 @@ class GraphSource:
                 raise SourceError(
                     f"Microsoft Graph at {self.base} sent a delta page with an entry that is not an object "
                     "with a string id",
+                    kind=ErrorKind.SERVER_ERROR,
                     permanent=False,
                 )
             if not _same_api(link, self.api):
                 raise SourceError(
                     f"Microsoft Graph at {self.base} sent a link to {_origin(link)}; set the profile's "
                     "endpoint to the server that serves this mailbox",
+                    kind=ErrorKind.SERVER_ERROR,
                     permanent=True,
                 )
             items: list[Item] = [message_from_graph(entry) for entry in value if is_message(entry)]
@@ -391,7 +411,9 @@ class GraphSource:
                 link = data.get("@odata.nextLink")
                 if isinstance(link, str) and not _same_api(link, self.api):
                     raise SourceError(
-                        f"Microsoft Graph at {self.base} sent a link to {_origin(link)}", permanent=True
+                        f"Microsoft Graph at {self.base} sent a link to {_origin(link)}",
+                        kind=ErrorKind.SERVER_ERROR,
+                        permanent=True,
                     )
                 url, params = (link, None) if isinstance(link, str) and link else (None, None)
         return sorted(out, key=lambda f: (f.path.count("/"), f.path.lower()))
@@ -419,7 +441,9 @@ class GraphSource:
             return name.lower(), _count(data)
         parts = [p for p in name.split("/") if p.strip()]
         if not parts:
-            raise SourceError(f"folder {folder!r}: no folder name given", permanent=True)
+            raise SourceError(
+                f"folder {folder!r}: no folder name given", kind=ErrorKind.NOT_FOUND, permanent=True
+            )
         # Folder-level tracking maps Inbox sub-folders; "A/B" walks down from a top-level folder.
         if len(parts) == 1:
             found = self._child(f"{self._user}/mailFolders/inbox/childFolders", parts[0], what)
@@ -436,7 +460,11 @@ class GraphSource:
                 parent = quote(found[0], safe="")
                 found = self._child(f"{self._user}/mailFolders/{parent}/childFolders", part, what)
         if found is None:
-            raise SourceError(f"folder {folder!r} not found in mailbox {self.mailbox}", permanent=True)
+            raise SourceError(
+                f"folder {folder!r} not found in mailbox {self.mailbox}",
+                kind=ErrorKind.NOT_FOUND,
+                permanent=True,
+            )
         return found
 
     def _child(self, url: str, name: str, what: str) -> tuple[str, int | None] | None:
@@ -490,16 +518,19 @@ class GraphSource:
         if not isinstance(data, dict):
             raise SourceError(
                 f"Microsoft Graph at {self.base} sent a malformed answer for {what}: not a JSON object",
+                kind=ErrorKind.SERVER_ERROR,
                 permanent=False,
             )
         return data
 
     def _http_error(self, response: requests.Response, what: str) -> SourceError:
         status = response.status_code
-        code, message = _graph_error(response)
+        code, message, inner_code = _graph_error(response)
         detail = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
         retry = retry_after_seconds(response.headers.get("Retry-After"))
-        if status == 410:
+        # Microsoft's delta documentation: an expired delta token can come back as 410 Gone or as a 40X
+        # error with a code such as syncStateNotFound or resyncRequired; the code decides, not the status.
+        if status == 410 or {code.lower(), inner_code.lower()} & SYNC_STATE_CODES:
             return SyncStateInvalid(
                 f"the server no longer accepts the saved sync state of {what} ({detail}); "
                 "a full resync is needed"
@@ -508,27 +539,38 @@ class GraphSource:
             return SourceError(
                 f"the server refused the credentials: Microsoft Graph at {self.base} rejected the app's "
                 f"access token ({detail})",
+                kind=ErrorKind.CREDENTIALS,
                 permanent=True,
             )
         if status == 403:
             return SourceError(
                 f"access denied to mailbox {self.mailbox}: the app needs the Mail.Read application "
                 f"permission with admin consent, and the mailbox must be in the app's RBAC scope ({detail})",
+                kind=ErrorKind.PERMISSION,
                 permanent=True,
             )
         if status == 404:
             if code.lower() in _MAILBOX_NOT_FOUND:
-                return SourceError(f"mailbox not found: {self.mailbox} ({detail})", permanent=True)
-            return SourceError(f"{what} not found in mailbox {self.mailbox} ({detail})", permanent=True)
+                return SourceError(
+                    f"mailbox not found: {self.mailbox} ({detail})", kind=ErrorKind.NOT_FOUND, permanent=True
+                )
+            return SourceError(
+                f"{what} not found in mailbox {self.mailbox} ({detail})",
+                kind=ErrorKind.NOT_FOUND,
+                permanent=True,
+            )
         if status == 429 or status >= 500:
             when = f"; retry after {retry:g} s" if retry is not None else ""
             return SourceError(
                 f"Microsoft Graph at {self.base} is busy or failing ({detail}){when}",
+                kind=ErrorKind.THROTTLED if status == 429 else ErrorKind.SERVER_ERROR,
                 permanent=False,
                 retry_after=retry,
             )
         return SourceError(
-            f"Microsoft Graph at {self.base} refused the request for {what} ({detail})", permanent=True
+            f"Microsoft Graph at {self.base} refused the request for {what} ({detail})",
+            kind=ErrorKind.SERVER_ERROR,
+            permanent=True,
         )
 
     # -- tokens --------------------------------------------------------------------------------
@@ -548,6 +590,7 @@ class GraphSource:
             raise SourceError(
                 f"the server profile has no {', '.join(missing)}; Microsoft Graph needs an app registration "
                 "(client credentials)",
+                kind=ErrorKind.CREDENTIALS,
                 permanent=True,
             )
         authority = f"{s.authority_host}/{s.tenant_id.strip()}"
@@ -582,22 +625,26 @@ class GraphSource:
             if not authority.lower().startswith("https://"):
                 raise SourceError(
                     f"the authority {s.authority_host} is not an https URL; the identity platform needs one",
+                    kind=ErrorKind.UNREACHABLE,
                     permanent=True,
                 ) from exc
             if status is not None and 400 <= status < 500:
                 raise SourceError(
                     f"the identity platform at {s.authority_host} does not know tenant {s.tenant_id!r} "
                     f"(HTTP {status}); check the tenant id",
+                    kind=ErrorKind.CREDENTIALS,
                     permanent=True,
                 ) from exc
             raise SourceError(
                 f"the identity platform at {s.authority_host} sent a malformed OpenID configuration",
+                kind=ErrorKind.SERVER_ERROR,
                 permanent=False,
             ) from exc
         except MSAL_MISREADS as exc:
             raise SourceError(
                 f"the identity platform at {s.authority_host} sent a malformed OpenID configuration "
                 f"({type(exc).__name__})",
+                kind=ErrorKind.SERVER_ERROR,
                 permanent=False,
             ) from exc
         with _identities_lock:
@@ -609,6 +656,7 @@ class GraphSource:
         said = f"HTTP {status}" if status else detail
         return SourceError(
             f"the identity platform at {_origin(authority)} is busy or failing ({said})",
+            kind=ErrorKind.THROTTLED if status == 429 else ErrorKind.SERVER_ERROR,
             permanent=False,
             retry_after=retry,
         )
@@ -639,16 +687,22 @@ class GraphSource:
         if error in ("temporarily_unavailable", "server_error"):
             retry = getattr(identity.http.last, "retry_after", None)
             raise SourceError(
-                f"the identity platform at {where} is busy ({said})", permanent=False, retry_after=retry
+                f"the identity platform at {where} is busy ({said})",
+                kind=ErrorKind.SERVER_ERROR,
+                permanent=False,
+                retry_after=retry,
             )
         if error in ("invalid_client", "unauthorized_client"):
             raise SourceError(
                 f"the server refused the credentials: the identity platform at {where} rejected client id "
                 f"{self.settings.client_id!r} ({said}); check the client id and secret",
+                kind=ErrorKind.CREDENTIALS,
                 permanent=True,
             )
         raise SourceError(
-            f"the identity platform at {where} refused the token request ({said})", permanent=True
+            f"the identity platform at {where} refused the token request ({said})",
+            kind=ErrorKind.CREDENTIALS,
+            permanent=True,
         )
 
 

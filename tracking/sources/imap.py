@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from tracking.choices import ErrorKind
 from tracking.messages import SYNTHETIC_DOMAIN, Item, ParseFailure, RawItem
 from tracking.sources.base import ConnectionSettings, SourceError, SyncPage, SyncStateInvalid
 
@@ -74,6 +75,7 @@ def parse_endpoint(endpoint: str) -> Endpoint:
     if scheme not in DEFAULT_PORTS or not parts.hostname or port == -1:
         raise SourceError(
             f"the IMAP endpoint must look like imaps://host:993 or imap://host:143, not {endpoint!r}",
+            kind=ErrorKind.UNREACHABLE,
             permanent=True,
         )
     return Endpoint(scheme, parts.hostname, port or DEFAULT_PORTS[scheme])
@@ -218,11 +220,11 @@ class ImapSource:
     def _folder_name(folder: str) -> str:
         key = folder.strip().lower()
         if key == "sentitems":
-            raise SourceError(SENT_ITEMS_UNSUPPORTED, permanent=True)
+            raise SourceError(SENT_ITEMS_UNSUPPORTED, kind=ErrorKind.NOT_FOUND, permanent=True)
         if key == "inbox":
             return "INBOX"
         if not folder.strip():
-            raise SourceError("no folder name given", permanent=True)
+            raise SourceError("no folder name given", kind=ErrorKind.NOT_FOUND, permanent=True)
         return encode_mailbox_name(folder)
 
     @contextmanager
@@ -253,7 +255,9 @@ class _Session:
             return ssl.create_default_context(cafile=cafile)
         except (OSError, ssl.SSLError) as exc:
             raise SourceError(
-                f"cannot read the CA bundle {cafile}: {getattr(exc, 'strerror', None) or exc}", permanent=True
+                f"cannot read the CA bundle {cafile}: {getattr(exc, 'strerror', None) or exc}",
+                kind=ErrorKind.TLS,
+                permanent=True,
             ) from None
 
     def open(self) -> None:
@@ -271,6 +275,7 @@ class _Session:
             elif "LOGINDISABLED" in self.conn.capabilities:
                 raise SourceError(
                     f"{ep.url} refuses logins without TLS and offers no STARTTLS; use imaps:// instead",
+                    kind=ErrorKind.TLS,
                     permanent=True,
                 )
             else:
@@ -286,6 +291,7 @@ class _Session:
             raise SourceError(
                 f"IMAP profiles log in with a user name and password; {self.settings.auth_method} "
                 "authentication is not supported for IMAP",
+                kind=ErrorKind.CREDENTIALS,
                 permanent=True,
             )
         try:
@@ -297,6 +303,7 @@ class _Session:
                 raise SourceError(
                     f"{self.endpoint.url} offers no AUTHENTICATE PLAIN, and LOGIN cannot carry a user name "
                     "or password with non-ASCII characters",
+                    kind=ErrorKind.CREDENTIALS,
                     permanent=True,
                 )
             else:
@@ -305,10 +312,13 @@ class _Session:
             text = _text(exc.args[0] if exc.args else exc)
             if _is_transient(text):
                 raise SourceError(
-                    f"{self.endpoint.url} cannot log {user} in now: {text}", permanent=False
+                    f"{self.endpoint.url} cannot log {user} in now: {text}",
+                    kind=ErrorKind.SERVER_ERROR,
+                    permanent=False,
                 ) from None
             raise SourceError(
                 f"the server refused the credentials (user {user} at {self.endpoint.url}: {text})",
+                kind=ErrorKind.CREDENTIALS,
                 permanent=True,
             ) from None
         self.logged_in = True
@@ -331,40 +341,73 @@ class _Session:
         doing = "lost the connection to" if self.logged_in else "cannot reach"
         try:
             return fn()
-        except imaplib.IMAP4.abort as exc:  # BYE or a broken stream: the server went away mid-session
-            raise SourceError(f"{doing} {url}: {_abort_text(exc)}", permanent=False) from None
         except imaplib.IMAP4.error as exc:
+            if self.conn is None or "unexpected response" in str(exc):
+                # No IMAP greeting, or an answer that is not IMAP at all: the endpoint names another
+                # service. Its banner would make the alert a port scanner's read-out, so its bytes go
+                # to the log only.
+                log.debug("%s: not an IMAP answer: %s", url, exc)
+                said = (
+                    "the server refused the connection (BYE)"
+                    if "* BYE" in str(exc)
+                    else "the service there does not answer as an IMAP server; check the endpoint's "
+                    "host and port"
+                )
+                raise SourceError(
+                    f"cannot reach {url}: {said}",
+                    kind=ErrorKind.UNREACHABLE,
+                    permanent=False,
+                ) from None
+            if isinstance(exc, imaplib.IMAP4.abort):  # BYE or a broken stream: the server went away
+                raise SourceError(
+                    f"{doing} {url}: {_abort_text(exc)}", kind=ErrorKind.UNREACHABLE, permanent=False
+                ) from None
             if rethrow_no:
                 raise
             text = _text(exc.args[0] if exc.args else exc)
-            raise SourceError(f"{url} answered: {text}", permanent=not _is_transient(text)) from None
+            raise SourceError(
+                f"{url} answered: {text}", kind=ErrorKind.SERVER_ERROR, permanent=not _is_transient(text)
+            ) from None
         except ssl.SSLCertVerificationError as exc:
             raise SourceError(
                 f"cannot reach {url}: the server's certificate is not trusted ({exc.verify_message}); "
                 "if the server uses an internal CA, set the profile's CA bundle to that CA's file",
                 # like EWS and Graph: retrying cannot make a certificate trusted, a person must act
+                kind=ErrorKind.TLS,
                 permanent=True,
             ) from None
         except ssl.SSLError as exc:
             raise SourceError(
-                f"cannot reach {url}: TLS failed: {exc.reason or exc}", permanent=False
+                f"cannot reach {url}: TLS failed: {exc.reason or exc}", kind=ErrorKind.TLS, permanent=False
             ) from None
         except ConnectionRefusedError:
-            raise SourceError(f"{doing} {url}: connection refused", permanent=False) from None
+            raise SourceError(
+                f"{doing} {url}: connection refused", kind=ErrorKind.UNREACHABLE, permanent=False
+            ) from None
         except TimeoutError:
             raise SourceError(
-                f"{doing} {url}: no answer within {self.settings.timeout:g} s", permanent=False
+                f"{doing} {url}: no answer within {self.settings.timeout:g} s",
+                kind=ErrorKind.UNREACHABLE,
+                permanent=False,
             ) from None
         except socket.gaierror as exc:
-            raise SourceError(f"cannot reach {url}: unknown host ({exc.strerror})", permanent=False) from None
+            raise SourceError(
+                f"cannot reach {url}: unknown host ({exc.strerror})",
+                kind=ErrorKind.UNREACHABLE,
+                permanent=False,
+            ) from None
         except OSError as exc:
-            raise SourceError(f"{doing} {url}: {exc.strerror or exc}", permanent=False) from None
+            raise SourceError(
+                f"{doing} {url}: {exc.strerror or exc}", kind=ErrorKind.UNREACHABLE, permanent=False
+            ) from None
 
     def _ok(self, what: str, typ: str, data: list[object]) -> None:
         if typ != "OK":
             text = _text(data)
             raise SourceError(
-                f"{self.endpoint.url}: {what} failed: {text}", permanent=not _is_transient(text)
+                f"{self.endpoint.url}: {what} failed: {text}",
+                kind=ErrorKind.SERVER_ERROR,
+                permanent=not _is_transient(text),
             )
 
     # -- commands --------------------------------------------------------------------------------
@@ -377,9 +420,14 @@ class _Session:
         if typ != "OK":
             text = _text(data)
             if _is_transient(text):
-                raise SourceError(f"{self.endpoint.url} cannot open {folder} now: {text}", permanent=False)
+                raise SourceError(
+                    f"{self.endpoint.url} cannot open {folder} now: {text}",
+                    kind=ErrorKind.SERVER_ERROR,
+                    permanent=False,
+                )
             raise SourceError(
                 f"mailbox folder {folder} not found or not readable for {self.settings.mailbox}: {text}",
+                kind=ErrorKind.NOT_FOUND,
                 permanent=True,
             )
         _, values = conn.response("UIDVALIDITY")
@@ -388,6 +436,7 @@ class _Session:
         except ValueError:
             raise SourceError(
                 f"{self.endpoint.url} gave no UIDVALIDITY for {folder}; it cannot be synced incrementally",
+                kind=ErrorKind.SERVER_ERROR,
                 permanent=True,
             ) from None
 
@@ -414,7 +463,9 @@ class _Session:
         # surface in the next command's answer.
         partial = conn.untagged_responses.pop("FETCH", [])
         if _is_transient(text) and "SERVERBUG" not in text.upper():
-            raise SourceError(f"{self.endpoint.url}: UID FETCH failed: {text}", permanent=False)
+            raise SourceError(
+                f"{self.endpoint.url}: UID FETCH failed: {text}", kind=ErrorKind.SERVER_ERROR, permanent=False
+            )
         got, answered = _parse_fetch(partial), _uids_answered(partial)
         # A message the server cannot read (SERVERBUG, no code) fails the same way every time: it
         # becomes a fetch_error decision instead of blocking the folder. It is the one the server
@@ -432,7 +483,9 @@ class _Session:
             # Not one readable message: the server is in trouble, not a message. Retry later rather
             # than turn a whole page of mail into failures.
             raise SourceError(
-                f"{self.endpoint.url}: UID FETCH failed for every message: {text}", permanent=False
+                f"{self.endpoint.url}: UID FETCH failed for every message: {text}",
+                kind=ErrorKind.SERVER_ERROR,
+                permanent=False,
             )
         return out
 

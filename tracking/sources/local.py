@@ -7,12 +7,17 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from tracking.messages import RawItem
+from tracking.choices import ErrorKind
+from tracking.messages import RawItem, is_email_address
 from tracking.sources.base import SourceError, SyncPage, SyncStateInvalid
 
 
 class UnreadablePath(Exception):
     """A path given by the admin that is missing or cannot be read; nothing has been processed."""
+
+    def __init__(self, message: str, kind: ErrorKind = ErrorKind.NOT_FOUND) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def _is_mbox(path: Path) -> bool:
@@ -22,7 +27,7 @@ def _is_mbox(path: Path) -> bool:
         with path.open("rb") as fh:
             return fh.read(5) == b"From "
     except OSError as exc:
-        raise UnreadablePath(f"{path}: {exc.strerror}") from None
+        raise UnreadablePath(f"{path}: {exc.strerror}", ErrorKind.PERMISSION) from None
 
 
 def check_paths(paths: Sequence[str]) -> list[Path]:
@@ -33,7 +38,7 @@ def check_paths(paths: Sequence[str]) -> list[Path]:
         if not path.exists():
             raise UnreadablePath(f"{raw}: no such file or directory")
         if not os.access(path, os.R_OK):
-            raise UnreadablePath(f"{raw}: permission denied")
+            raise UnreadablePath(f"{raw}: permission denied", ErrorKind.PERMISSION)
         out.append(path)
     return out
 
@@ -66,7 +71,7 @@ def read_paths(paths: Sequence[Path]) -> Iterator[RawItem]:
                 try:
                     data = file.read_bytes()
                 except OSError as exc:
-                    raise UnreadablePath(f"{file}: {exc.strerror}") from None
+                    raise UnreadablePath(f"{file}: {exc.strerror}", ErrorKind.PERMISSION) from None
                 yield RawItem(provider_item_id=str(file), data=data)
 
 
@@ -82,22 +87,54 @@ class LocalSource:
         self.mailbox = mailbox.lower()
         self.page_size = page_size
 
+    def _inside(self, path: Path) -> Path:
+        """`path` when it lies inside the profile's folder once resolved (links, `..`), else refused.
+
+        A mailbox address or a folder name is never allowed to walk out of the profile's folder: a
+        mailbox `a/../../x@y` would otherwise read `<root>/../x@y`.
+        """
+        root = self.root.resolve()
+        resolved = path.resolve()
+        if resolved != root and not resolved.is_relative_to(root):
+            raise SourceError(
+                f"{path} lies outside the profile's folder {self.root}; it is not read",
+                kind=ErrorKind.PERMISSION,
+                permanent=True,
+            )
+        return resolved
+
+    def _mailbox_dir(self) -> Path:
+        if not is_email_address(self.mailbox):
+            raise SourceError(
+                f"{self.mailbox!r} is not an email address; a local profile reads <folder>/<address>/ only "
+                "for one",
+                kind=ErrorKind.NOT_FOUND,
+                permanent=True,
+            )
+        return self._inside(self.root / self.mailbox)
+
     def _folder_path(self, folder: str) -> Path | None:
-        base = self.root / self.mailbox
+        base = self._mailbox_dir()
         for candidate in (base / f"{folder}.mbox", base / folder):
             if candidate.exists():
-                return candidate
+                return self._inside(candidate)
         return None
 
     def test_connection(self, folders: Sequence[str]) -> None:
         if not self.root.is_dir():
-            raise SourceError(f"the directory {self.root} does not exist", permanent=True)
-        if not (self.root / self.mailbox).is_dir():
-            raise SourceError(f"mailbox not found: no directory {self.root / self.mailbox}", permanent=True)
+            raise SourceError(
+                f"the directory {self.root} does not exist", kind=ErrorKind.NOT_FOUND, permanent=True
+            )
+        if not self._mailbox_dir().is_dir():
+            raise SourceError(
+                f"mailbox not found: no directory {self.root / self.mailbox}",
+                kind=ErrorKind.NOT_FOUND,
+                permanent=True,
+            )
         for folder in folders:
             path = self._folder_path(folder)
             if path is not None and not os.access(path, os.R_OK):
-                raise SourceError(f"{path}: permission denied", permanent=True)
+                raise SourceError(f"{path}: permission denied", kind=ErrorKind.PERMISSION, permanent=True)
 
     def sync(self, folder: str, state: str) -> Iterator[SyncPage]:
         try:
@@ -111,7 +148,9 @@ class LocalSource:
         try:
             items = list(read_paths([path]))
         except (UnreadablePath, OSError) as exc:
-            raise SourceError(f"cannot read {path}: {exc}", permanent=False) from None
+            raise SourceError(
+                f"cannot read {path}: {exc}", kind=ErrorKind.PERMISSION, permanent=False
+            ) from None
         if done > len(items):
             raise SyncStateInvalid(f"{path} holds fewer messages than already read; a full resync is needed")
         pending = items[done:]

@@ -11,7 +11,9 @@ the generation it was handed out in (MailStore.invalidate_sync_states bumps it, 
 invalid exactly like Exchange's ErrorInvalidSyncStateData).
 
 Protocol faults (see faults.py) taken here: server_busy (HTTP 500 SOAP fault ErrorServerBusy with
-BackOffMilliseconds), unauthorized (401), invalid_sync_state (SyncFolderItems with a SyncState answers
+BackOffMilliseconds), unauthorized (401), token_expired (the request's bearer token is revoked and refused
+with 401 `WWW-Authenticate: Bearer …, error="invalid_token"`, as Exchange Online refuses an expired token),
+invalid_sync_state (SyncFolderItems with a SyncState answers
 ErrorInvalidSyncStateData), item_not_found (GetItem: the first item asked for is deleted from the store
 just before the answer, as if its owner deleted it between sync and fetch, so it answers
 ErrorItemNotFound and the next sync reports the Delete).
@@ -65,6 +67,7 @@ MAX_REQUEST_BYTES = 2 * 1024 * 1024
 MAX_CHANGES = 512  # the most changes Exchange returns in one SyncFolderItems response
 REALM = "SyncAdmin Exchange simulator"
 EWS_AUDIENCE = "https://outlook.office365.com"
+EXCHANGE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"  # Office 365 Exchange Online's application id
 
 ROOT_FOLDERS = ("root", "msgfolderroot")
 ALWAYS_THERE = ("inbox", "sentitems")  # every Exchange mailbox has them, even when the data dir has no file
@@ -342,7 +345,7 @@ def handle(sim: Simulator, request: SimRequest, described: Described) -> SimResp
     if len(request.body) > MAX_REQUEST_BYTES:
         return SimResponse(status=413, body=b"request too large", content_type="text/plain")
     if not _authenticated(sim, request):
-        return _unauthorized(request)
+        return _unauthorized(request, invalid_token=_bearer(request) is not None)
     try:
         parsed = inspect(request)
     except BadRequest as exc:
@@ -352,6 +355,13 @@ def handle(sim: Simulator, request: SimRequest, described: Described) -> SimResp
     fault = _take_fault(sim, parsed)
     if fault is not None and fault.kind == "unauthorized":
         return _unauthorized(request)
+    if fault is not None and fault.kind == "token_expired":
+        token = _bearer(request)
+        if token is not None:
+            from syncadmin.devtools.simulators.graph import revoke_token
+
+            revoke_token(sim, token)
+        return _unauthorized(request, invalid_token=token is not None)
     if fault is not None and fault.kind == "server_busy":
         response = _xml_response(server_busy_fault(fault.back_off_ms), 500)
         if fault.retry_after is not None:
@@ -433,7 +443,30 @@ def _verify_bearer(sim: Simulator, token: str) -> bool:
         return verify_token(sim, token) is not None
 
 
-def _unauthorized(request: SimRequest) -> SimResponse:
+def _bearer(request: SimRequest) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _unauthorized(request: SimRequest, *, invalid_token: bool = False) -> SimResponse:
+    if invalid_token:
+        # Exchange Online refusing an expired or revoked access token: the Bearer challenge names the
+        # error (RFC 6750 §3.1), and x-ms-diagnostics says why.
+        return SimResponse(
+            status=401,
+            body=b"",
+            content_type="text/plain",
+            headers={
+                "WWW-Authenticate": (
+                    f'Bearer client_id="{EXCHANGE_APP_ID}", '
+                    'trusted_issuers="00000001-0000-0000-c000-000000000000@*", '
+                    'token_types="app_asserted_user_v1 service_asserted_app_v1", '
+                    'authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", '
+                    'error="invalid_token"'
+                ),
+                "x-ms-diagnostics": '2000003;reason="The token has expired.";error_category="invalid_token"',
+            },
+        )
     # the realm echoes the Host header as IIS does; only host-name characters, so no header injection
     host = re.sub(r"[^A-Za-z0-9.\-]", "", request.headers.get("host", "127.0.0.1").split(":")[0])
     return SimResponse(
@@ -445,7 +478,7 @@ def _unauthorized(request: SimRequest) -> SimResponse:
 
 
 def _take_fault(sim: Simulator, parsed: Parsed) -> Fault | None:
-    kinds = {"server_busy", "unauthorized"}
+    kinds = {"server_busy", "unauthorized", "token_expired"}
     if parsed.operation == "SyncFolderItems" and (parsed.payload.findtext(f"{M}SyncState") or "").strip():
         kinds.add("invalid_sync_state")
     if parsed.operation == "GetItem":

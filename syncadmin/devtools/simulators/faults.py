@@ -7,7 +7,17 @@ from dataclasses import dataclass, fields
 
 # generic faults are applied by the server to any protocol; the others by the protocol handlers
 GENERIC_KINDS = frozenset({"http_status", "slow", "drop", "malformed", "truncated", "raw_body"})
-PROTOCOL_KINDS = frozenset({"server_busy", "invalid_sync_state", "unauthorized", "item_not_found"})
+PROTOCOL_KINDS = frozenset(
+    {
+        "server_busy",
+        "invalid_sync_state",
+        "sync_state_not_found",
+        "resync_required",
+        "unauthorized",
+        "token_expired",
+        "item_not_found",
+    }
+)
 KINDS = GENERIC_KINDS | PROTOCOL_KINDS
 
 
@@ -18,7 +28,12 @@ class Fault:
     kind: http_status (status, retry_after) · slow (delay seconds) · drop (close without answering) ·
     malformed (invalid XML/JSON) · truncated (cut the body in half) · server_busy (EWS ErrorServerBusy
     with back_off_ms; Graph 429 with retry_after) · invalid_sync_state (EWS ErrorInvalidSyncStateData;
-    Graph 410 on a delta link) · unauthorized (401) · item_not_found (EWS GetItem ErrorItemNotFound;
+    Graph 410 on a delta link) · sync_state_not_found, resync_required (Graph only: HTTP 400 with the
+    error code syncStateNotFound or resyncRequired on a delta link, as Microsoft documents for an
+    expired delta token) · unauthorized (401) · token_expired (the bearer token the request carries is
+    revoked from then on and the request refused as an expired token is: EWS 401 with
+    `WWW-Authenticate: Bearer …, error="invalid_token"`, Graph 401 InvalidAuthenticationToken; a fresh
+    token works) · item_not_found (EWS GetItem ErrorItemNotFound;
     Graph 404) · raw_body (answer `status` with `body` repeated `repeat` times, streamed so that a huge
     answer is never held in memory, as `content_type`; without a Content-Length when `content_length`
     is false, the end of the body being the end of the connection).

@@ -142,7 +142,17 @@ def verify_token(sim: Simulator, token: str, *, audience: str | None = None) -> 
         return None
     if sim.credentials is not None and client_id not in sim.credentials:
         return None
+    if payload.get("uti") in sim.revoked_tokens:
+        return None
     return client_id
+
+
+def revoke_token(sim: Simulator, token: str) -> None:
+    """Refuse this access token from now on, as Microsoft's services do once it expired or was revoked
+    (the token_expired fault); a fresh one from the token endpoint works."""
+    payload = _unsign(_TOKEN_KEY, token)
+    if payload is not None and isinstance(payload.get("uti"), str):
+        sim.revoked_tokens.add(payload["uti"])
 
 
 def _encode_state(state: dict[str, Any]) -> str:
@@ -338,15 +348,33 @@ def handle(sim: Simulator, request: SimRequest, described: Described) -> SimResp
         )
 
     query = request.query
-    kinds = {"server_busy", "unauthorized"}
+    kinds = {"server_busy", "unauthorized", "token_expired"}
     if route.operation == "delta" and (_first(query, "$skiptoken") or _first(query, "$deltatoken")):
-        kinds.add("invalid_sync_state")
+        kinds.update({"invalid_sync_state", "sync_state_not_found", "resync_required"})
     if route.operation == "message":
         kinds.add("item_not_found")
     fault = sim.faults.take("graph", route.operation, route.mailbox, frozenset(kinds))
     if fault is not None:
         if fault.kind == "unauthorized":
             return _unauthorized(request, "Access token validation failure.")
+        if fault.kind == "token_expired":
+            revoke_token(sim, token)
+            return _unauthorized(request, "Lifetime validation failed, the token is expired.")
+        if fault.kind == "sync_state_not_found":
+            return graph_error(
+                request,
+                400,
+                "syncStateNotFound",
+                "The sync state generation is not found. The delta token is expired and data must be "
+                "synchronized again.",
+            )
+        if fault.kind == "resync_required":
+            return graph_error(
+                request,
+                400,
+                "resyncRequired",
+                "The delta token is no longer valid; the application must reset the sync state.",
+            )
         if fault.kind == "server_busy":
             seconds = fault.retry_after if fault.retry_after is not None else fault.back_off_ms / 1000
             return graph_error(

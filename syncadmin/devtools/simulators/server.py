@@ -64,6 +64,8 @@ class Simulator:
         self.host = host
         self.faults = FaultPlan()
         self.credentials = credentials
+        # ids (uti) of access tokens refused from now on, as an expired or revoked token is
+        self.revoked_tokens: set[str] = set()
         self.requests: list[LoggedRequest] = []
         self._requests_lock = threading.Lock()
         self._cert_dir = Path(cert_dir) if cert_dir else Path(tempfile.mkdtemp(prefix="syncadmin-sim-"))

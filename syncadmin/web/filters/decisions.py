@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from django_stubs_ext import StrOrPromise
 
 from tracking.choices import CorrelationMethod, Folder, Outcome, Reason
+from tracking.dates import validate_date_range
 from tracking.models import Decision, FolderTrackingRule, Mailbox
 
 NO_CORRELATION = "none"
@@ -69,11 +70,13 @@ class DecisionFilterSet(django_filters.FilterSet):
     received_from = django_filters.DateFilter(
         method="filter_received_from",
         label=_("Received from"),
+        validators=[validate_date_range],
         widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
     )
     received_to = django_filters.DateFilter(
         method="filter_received_to",
         label=_("Received until"),
+        validators=[validate_date_range],
         widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
     )
 

@@ -6,10 +6,11 @@ from typing import Any
 
 import django_filters  # type: ignore[import-untyped]
 from django import forms
-from django.contrib.auth.models import User
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 
+from syncadmin.web.permissions import reads_everything
 from tracking.choices import RecordKind
 from tracking.models import CrmRecord
 
@@ -55,8 +56,14 @@ class RecordFilter(django_filters.FilterSet):
             return queryset.filter(active=False)
         return queryset
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, viewer: User | AnonymousUser | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if viewer is None or not reads_everything(viewer):
+            # A user needs the owners of the records they can see, not every user name (admins and
+            # auditors among them); admins and auditors read every user anyway.
+            owner = self.filters["owner"]
+            owner.queryset = owner.queryset.filter(crm_records__isnull=False).distinct()
+            self.form.fields["owner"].queryset = owner.queryset
         self.form.fields["q"].widget = forms.TextInput(
             attrs={"type": "search", "placeholder": _("Name or email address"), "autocomplete": "off"}
         )

@@ -1,4 +1,4 @@
-"""The mailbox list's filters: status, enabled, profile, approval, owner kind and a search box."""
+"""The mailbox list's filters: status, error kind, enabled, profile, approval, owner kind and a search box."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from django import forms
 from django.db.models import Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 
-from tracking.choices import Approval, MailboxStatus
+from tracking.choices import Approval, ErrorKind, MailboxStatus
 from tracking.models import EmailServerProfile, Mailbox
 
 YES_NO = [("yes", _("Enabled")), ("no", _("Disabled"))]
@@ -27,6 +27,12 @@ class MailboxFilter(django_filters.FilterSet):
         label=_("Incoming status"),
         field_name="incoming_status",
         choices=MailboxStatus.choices,
+        empty_label=ANY,
+    )
+    error_kind = django_filters.ChoiceFilter(
+        label=_("Last error"),
+        field_name="last_error_kind",
+        choices=ErrorKind.choices,
         empty_label=ANY,
     )
     enabled = django_filters.ChoiceFilter(

@@ -28,10 +28,12 @@ class ImportForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
+        self.file_name = ""
 
     def clean_file(self) -> str:
         """The file's text; the import reads text, so decoding errors are reported here."""
         upload = self.cleaned_data["file"]
+        self.file_name = str(upload.name or "")
         if upload.size > IMPORT_MAX_BYTES:
             raise forms.ValidationError(_("The file is larger than 5 MB; split it into smaller files."))
         data = upload.read()

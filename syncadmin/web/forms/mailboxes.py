@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from tracking.actions import ProfileValues, endpoint_problem
 from tracking.choices import AuthMethod, ProfileKind
+from tracking.dates import validate_date_range
 from tracking.models import EmailServerProfile
 
 # What <input type="datetime-local"> sends and shows; Django also parses the ISO form with seconds.
@@ -28,6 +29,7 @@ class WatermarkForm(forms.Form):
     """A mailbox's "process emails received after", entered in the user's time zone; empty clears it."""
 
     process_emails_received_after = forms.DateTimeField(
+        validators=[validate_date_range],
         label=_("Process emails received after"),
         required=False,
         widget=DateTimeLocalInput(),
@@ -51,8 +53,11 @@ class ResetSyncStateForm(forms.Form):
 
 
 def _https_url(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme == "https" and bool(parts.hostname)
+    try:
+        parts = urlsplit(value)
+        return parts.scheme == "https" and bool(parts.hostname)
+    except ValueError:  # e.g. "https://[::1/EWS": an unclosed IPv6 bracket
+        return False
 
 
 class ProfileForm(forms.Form):
@@ -104,6 +109,7 @@ class ProfileForm(forms.Form):
     )
     use_impersonation = forms.BooleanField(label=_("Use impersonation (EWS)"), required=False)
     process_emails_received_after = forms.DateTimeField(
+        validators=[validate_date_range],
         label=_("Process emails received after"),
         required=False,
         widget=DateTimeLocalInput(),
@@ -123,7 +129,10 @@ class ProfileForm(forms.Form):
             del self.fields["clear_secret"]
             secret.help_text = _("Stored encrypted and never shown again.")
         elif profile.has_secret:
-            secret.help_text = _("A secret is set. Leave empty to keep it; type a new one to replace it.")
+            secret.help_text = _(
+                "A secret is set. Leave empty to keep it; type a new one to replace it. Changing the "
+                "endpoint, authority, tenant, user name, authentication or CA bundle requires it again."
+            )
         else:
             secret.help_text = _("No secret is set. Leave empty to go on without one.")
 

@@ -15,9 +15,10 @@ from django.views.decorators.http import require_safe
 
 from syncadmin.web.htmx import is_htmx
 from syncadmin.web.permissions import AuthenticatedHttpRequest, reader_required
-from tracking.choices import Approval, MailboxStatus, Outcome, ScanStatus
+from tracking.choices import Approval, ErrorKind, MailboxStatus, Outcome, ScanStatus
 from tracking.health import check_health
 from tracking.models import Alert, Decision, Mailbox, ScanRun
+from tracking.runs import do_close_interrupted_runs
 
 CHART_DAYS = 30
 # Bottom to top in each day's stacked bar, and left to right in the legend and the table.
@@ -157,6 +158,19 @@ def build_chart(days: list[ChartDay]) -> Chart:
 # -- mailbox health -------------------------------------------------------------------------------------
 
 
+def error_kind_counts() -> list[tuple[str, str, int]]:
+    """(kind, label, mailboxes) for each kind of last error some failing mailbox has, most first."""
+    rows = (
+        Mailbox.objects.filter(incoming_status=MailboxStatus.FAILURE)
+        .exclude(last_error_kind="")
+        .values("last_error_kind")
+        .annotate(n=Count("id"))
+        .order_by("-n", "last_error_kind")
+    )
+    labels = dict(ErrorKind.choices)
+    return [(row["last_error_kind"], str(labels.get(row["last_error_kind"], "")), row["n"]) for row in rows]
+
+
 def mailbox_counts() -> dict[str, int]:
     def count(**kwargs: object) -> Count:
         return Count("id", filter=Q(**kwargs))
@@ -196,6 +210,7 @@ def needing_attention(failing: list[str], overdue: list[str]) -> list[AttentionR
 
 
 def running_scans() -> list[ScanRun]:
+    do_close_interrupted_runs(now=timezone.now())  # an ingest killed mid-run is not "in progress"
     return list(
         ScanRun.objects.filter(status=ScanStatus.RUNNING)
         .select_related("mailbox")
@@ -219,6 +234,7 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
         "nav_section": "dashboard",
         "health": health,
         "counts": mailbox_counts(),
+        "error_kinds": error_kind_counts(),
         "attention": needing_attention(health.mailboxes_failing, health.mailboxes_overdue),
         "attention_more": len(set(health.mailboxes_failing) | set(health.mailboxes_overdue)) - ATTENTION_ROWS,
         "scans": running_scans(),

@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -75,8 +76,14 @@ def decision_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @user_required
 @require_safe
-def decision_export(request: AuthenticatedHttpRequest) -> StreamingHttpResponse:
+def decision_export(request: AuthenticatedHttpRequest) -> HttpResponseBase:
     filterset = filter_decisions(request, Decision.objects.visible_to(request.user))
+    # A date out of range is refused before the first byte (a stream cannot turn into an error half-way);
+    # other invalid filter values are left out, as on the list (another user's mailbox widens nothing).
+    bad_dates = {k: v for k, v in filterset.errors.items() if k in ("received_from", "received_to")}
+    if bad_dates:
+        problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in bad_dates.items())
+        return HttpResponse(problems, status=400, content_type="text/plain; charset=utf-8")
     # The generator runs after the view returns, when the middleware has reset the time zone.
     tz = timezone.get_current_timezone()
     response = StreamingHttpResponse(csv_chunks(filterset.qs, tz), content_type="text/csv; charset=utf-8")

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from django_stubs_ext import StrOrPromise
 
 from syncadmin.web.forms.explain import WHAT_IF_DEFAULT, ExplainForm, WhatIfForm
+from syncadmin.web.ids import parse_id
 from syncadmin.web.permissions import AuthenticatedHttpRequest, is_admin, user_required
 from tracking.choices import Folder, Reason
 from tracking.context import load_rules, mailbox_for_scan
@@ -40,7 +41,7 @@ def explainable_mailboxes(user: User) -> QuerySet[Mailbox]:
 def _refuse_other_mailboxes(data: QueryDict, mailboxes: QuerySet[Mailbox]) -> None:
     """Asking for a mailbox one may not use is a 404, like opening another user's object."""
     raw = data.get("mailbox", "")
-    if raw and not (raw.isdigit() and mailboxes.filter(pk=int(raw)).exists()):
+    if raw and not ((pk := parse_id(raw)) is not None and mailboxes.filter(pk=pk).exists()):
         raise Http404
 
 

@@ -46,7 +46,7 @@ from tracking.actions import (
     do_reset_mailbox_sync_state,
     do_set_mailbox_watermark,
 )
-from tracking.choices import Approval, Folder, IncomingMethod
+from tracking.choices import Approval, ErrorKind, Folder, IncomingMethod
 from tracking.context import load_rules
 from tracking.decisions import OrgRules
 from tracking.folders import folder_tracking_on, mapped_folders, rule_rows
@@ -89,70 +89,61 @@ def mailbox_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "web/mailbox_list.html", context)
 
 
-# Why a scan failed, in words an admin can act on; the first matching hint wins.
-ERROR_HINTS: tuple[tuple[tuple[str, ...], StrOrPromise], ...] = (
-    (
-        ("decrypt",),
-        gettext_lazy(
-            "The stored secret cannot be decrypted with this server's encryption key. "
-            "Enter the secret again in the server profile."
-        ),
+# What an admin should do about an error of each kind (DOMAIN §9); the kind is set where the error is raised.
+ERROR_WORDS: dict[str, StrOrPromise] = {
+    ErrorKind.CREDENTIALS: gettext_lazy(
+        "The server refused to sign SyncAdmin in, or the stored secret cannot be used. Check the user "
+        "name and secret of the server profile (for OAuth 2.0 also the tenant and client ID), and enter "
+        "the secret again if it cannot be decrypted."
     ),
-    (
-        ("not approved", "must approve"),
-        gettext_lazy("An admin must approve the mailbox's email address before it can be enabled."),
+    ErrorKind.PERMISSION: gettext_lazy(
+        "The service account may not read this mailbox. Grant it access (EWS impersonation, "
+        "or Mail.Read for the Graph app)."
     ),
-    (
-        ("certificate", "ssl", "tls"),
-        gettext_lazy(
-            "The server's certificate could not be verified. Set the server profile's CA bundle "
-            "or fix the server's certificate."
-        ),
+    ErrorKind.NOT_FOUND: gettext_lazy(
+        "The mailbox, folder or service was not found on the server. Check the mailbox's address and "
+        "the server profile's endpoint."
     ),
-    (
-        ("credential", "401", "unauthori", "password", "logon", "authenticat", "invalid_client"),
-        gettext_lazy(
-            "The server refused to sign SyncAdmin in. Check the user name and secret of the server "
-            "profile (for OAuth 2.0 also the tenant and client ID)."
-        ),
+    ErrorKind.TLS: gettext_lazy(
+        "The server's certificate could not be verified, or TLS could not be set up. Set the server "
+        "profile's CA bundle or fix the server's certificate."
     ),
-    (
-        ("403", "forbidden", "permission denied", "access is denied", "impersonat"),
-        gettext_lazy(
-            "The service account may not read this mailbox. Grant it access (EWS impersonation, "
-            "or Mail.Read for the Graph app)."
-        ),
+    ErrorKind.UNREACHABLE: gettext_lazy(
+        "SyncAdmin could not reach the server. Check the endpoint and the network; the scan is retried "
+        "by itself."
     ),
-    (
-        ("429", "busy", "throttl", "too many"),
-        gettext_lazy("The server asked SyncAdmin to slow down. The scan is retried later by itself."),
+    ErrorKind.THROTTLED: gettext_lazy(
+        "The server asked SyncAdmin to slow down. The scan is retried later by itself."
     ),
-    (
-        ("not found", "404", "no directory", "does not exist", "no such"),
-        gettext_lazy(
-            "The mailbox or folder was not found on the server. Check the mailbox's address and "
-            "the server profile's endpoint."
-        ),
+    ErrorKind.SERVER_ERROR: gettext_lazy(
+        "The server failed or answered with something SyncAdmin cannot use. Transient failures are "
+        "retried by themselves; if it persists, check the server."
     ),
-    (
-        ("timed out", "timeout", "unreachable", "refused", "name or service", "connect", "50"),
-        gettext_lazy(
-            "SyncAdmin could not reach the server, or the server failed. Check the endpoint and the "
-            "network; transient failures are retried by themselves."
-        ),
+    ErrorKind.TOO_LARGE: gettext_lazy(
+        "The server sent a response larger than SyncAdmin accepts (SOURCE_MAX_RESPONSE_MB). The scan is "
+        "retried; raise the limit if the server is right."
     ),
-)
+    ErrorKind.SYNC_STATE: gettext_lazy(
+        "The server refused the saved sync state even after a full resync. The scan is retried; reset "
+        "the sync state if it persists."
+    ),
+    ErrorKind.INTERNAL: gettext_lazy(
+        "An error inside SyncAdmin (not the mail server) stopped the scan. It is retried; the worker's "
+        "log has the details."
+    ),
+    ErrorKind.NOT_APPROVED: gettext_lazy(
+        "An admin must approve the mailbox's email address before it can be enabled."
+    ),
+}
 
 
-def error_in_words(error: str) -> str:
-    """What an admin should do about a mailbox's last error ("" when there is none)."""
+def error_in_words(error: str, kind: str) -> str:
+    """What an admin should do about a mailbox's last error of this kind ("" when there is none)."""
     if not error:
         return ""
-    lowered = error.lower()
-    for needles, hint in ERROR_HINTS:
-        if any(n in lowered for n in needles):
-            return str(hint)
-    return _("The last scan failed; the server's own words are below.")
+    words = ERROR_WORDS.get(kind)
+    # an error recorded before errors had kinds has none: it is not guessed from its words
+    return str(words) if words is not None else _("The last scan failed; the error as recorded is below.")
 
 
 @dataclass
@@ -261,7 +252,7 @@ def test_state(request: AuthenticatedHttpRequest, mailbox: Mailbox) -> TestState
 def _status_context(request: AuthenticatedHttpRequest, mailbox: Mailbox) -> dict[str, object]:
     return {
         "mailbox": mailbox,
-        "error_words": error_in_words(mailbox.last_error),
+        "error_words": error_in_words(mailbox.last_error, mailbox.last_error_kind),
         "test": test_state(request, mailbox),
     }
 

@@ -1,6 +1,7 @@
 """Server profiles: the list, and the create / edit form (admins) that auditors read without editing.
 
-A profile's secret is write-only: the form's password field never renders a value, an empty
+A profile's secret is write-only (and hidden from Django's error reports: sensitive parameters and
+variables): the form's password field never renders a value, an empty
 field keeps the stored secret, and pages only ever say whether one is set.
 """
 
@@ -12,11 +13,18 @@ from django.db.models import Count
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods, require_safe
 
 from syncadmin.web.forms.mailboxes import ProfileForm
 from syncadmin.web.permissions import AuthenticatedHttpRequest, admin_required, is_admin, reader_required
-from tracking.actions import ActionError, ProfileValues, check_add_profile, check_update_profile
+from tracking.actions import (
+    ActionError,
+    ProfileValues,
+    SecretRequired,
+    check_add_profile,
+    check_update_profile,
+)
 from tracking.models import EmailServerProfile
 
 
@@ -37,7 +45,9 @@ def profile_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 @admin_required
+@sensitive_post_parameters("secret")
 @require_http_methods(["GET", "POST"])
+@sensitive_variables()
 def profile_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = ProfileForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
@@ -61,7 +71,9 @@ def profile_create(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 @reader_required
+@sensitive_post_parameters("secret")
 @require_http_methods(["GET", "POST"])
+@sensitive_variables()
 def profile_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """Admins edit; auditors read the same fields, and their POST is refused."""
     profile = get_object_or_404(EmailServerProfile.objects.annotate(mailbox_count=Count("mailboxes")), pk=pk)
@@ -78,6 +90,8 @@ def profile_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
                 clear_secret=form.cleaned_data.get("clear_secret", False),
                 acting_user=request.user,
             )
+        except SecretRequired as exc:
+            form.add_error("secret", str(exc))
         except ActionError as exc:
             form.add_error(None, str(exc))
         else:

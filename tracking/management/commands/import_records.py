@@ -11,7 +11,10 @@ from tracking.choices import RecordKind
 
 
 class Command(BaseCommand):
-    help = "Import CRM records from CSV: header name,email plus optional email2,email3,owner,kind,active."
+    help = (
+        "Import CRM records from CSV: header name,email plus optional email2,email3,owner,kind,active. "
+        "The file is checked first (nothing is written when it cannot be read), then written in batches."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("kind", choices=RecordKind.values)

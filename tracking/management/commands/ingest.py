@@ -14,6 +14,7 @@ from tracking.context import watermark_of
 from tracking.decisions import ManualTracking
 from tracking.management.commands._common import FOLDER_HELP, get_folder, get_mailbox, get_regarding
 from tracking.pipeline import decision_as_json, pages, process_page
+from tracking.runs import this_process
 from tracking.sources.local import UnreadablePath, check_paths, read_paths
 
 
@@ -44,7 +45,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
 
         watermark = watermark_of(mailbox, folder)
-        run = do_start_scan_run(mailbox, folder, source=ScanSource.INGEST, now=timezone.now())
+        run = do_start_scan_run(
+            mailbox, folder, source=ScanSource.INGEST, now=timezone.now(), job_id=this_process()
+        )
         counts: Counter[str] = Counter()
         new = 0
         try:
@@ -65,7 +68,7 @@ class Command(BaseCommand):
                             json.dumps(decision_as_json(p.decision, new=p.new), ensure_ascii=False)
                         )
         except UnreadablePath as exc:
-            do_finish_scan_run(run, now=timezone.now(), error=str(exc))
+            do_finish_scan_run(run, now=timezone.now(), error=str(exc), error_kind=exc.kind)
             raise CommandError(str(exc)) from None
         except BaseException as exc:
             do_finish_scan_run(run, now=timezone.now(), error=f"{type(exc).__name__}: {exc}")

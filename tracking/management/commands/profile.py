@@ -2,14 +2,22 @@ from __future__ import annotations
 
 import getpass
 import os
-from argparse import ArgumentParser
+from argparse import ArgumentParser, BooleanOptionalAction
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tracking.actions import ActionError, ProfileValues, check_add_profile
+from tracking.actions import (
+    ActionError,
+    ProfileValues,
+    SecretRequired,
+    check_add_profile,
+    check_update_profile,
+)
 from tracking.choices import AuthMethod, ProfileKind
+from tracking.dates import date_range_problem
 from tracking.models import EmailServerProfile
 
 
@@ -20,14 +28,18 @@ def parse_when(raw: str) -> datetime:
         raise CommandError(
             f"{raw!r} is not an ISO date or date-time (e.g. 2026-01-31 or 2026-01-31T08:00+01:00)"
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    problem = date_range_problem(when)
+    if problem:
+        raise CommandError(f"{raw!r}: {problem}")
+    return when
 
 
 class Command(BaseCommand):
     help = "Manage email server profiles (how SyncAdmin reaches a mail server)."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True, metavar="{add,list}")
+        sub = parser.add_subparsers(dest="action", required=True, metavar="{add,update,list}")
         add = sub.add_parser("add", help="add a server profile; credentials may be added later")
         add.add_argument("name")
         add.add_argument("--kind", required=True, choices=ProfileKind.values)
@@ -51,6 +63,25 @@ class Command(BaseCommand):
         add.add_argument("--impersonation", action="store_true", help="EWS: use impersonation")
         add.add_argument("--process-after", help="process emails received after this ISO date-time")
         add.add_argument("--max-connections", type=int, default=10, help="1–300 (default 10)")
+        update = sub.add_parser(
+            "update",
+            help="change a server profile; options not given stay as they are. Changing the endpoint, "
+            "authority, tenant, user name, authentication or CA bundle needs --secret-env or --secret-prompt",
+        )
+        update.add_argument("name")
+        update.add_argument("--endpoint")
+        update.add_argument("--auth", dest="auth_method", choices=AuthMethod.values)
+        update.add_argument("--username")
+        update.add_argument("--tenant-id")
+        update.add_argument("--client-id")
+        update.add_argument("--authority")
+        update.add_argument("--ca-bundle")
+        update.add_argument("--impersonation", action=BooleanOptionalAction, default=None)
+        update.add_argument("--max-connections", type=int)
+        secret = update.add_mutually_exclusive_group()
+        secret.add_argument("--secret-env", metavar="VAR", help="the new password or client secret")
+        secret.add_argument("--secret-prompt", action="store_true", help="ask for the new secret")
+        secret.add_argument("--clear-secret", action="store_true", help="remove the stored secret")
         sub.add_parser("list", help="list profiles (secrets are shown only as set / not set)")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -61,13 +92,10 @@ class Command(BaseCommand):
                     f"{p.name}\t{p.kind}\t{p.endpoint or '-'}\tauth={p.auth_method}\tsecret {secret}"
                 )
             return
-        secret = ""
-        if options["secret_env"]:
-            if options["secret_env"] not in os.environ:
-                raise CommandError(f"environment variable {options['secret_env']} is not set")
-            secret = os.environ[options["secret_env"]]
-        elif options["secret_prompt"]:
-            secret = getpass.getpass("Secret: ")
+        secret = read_secret(options)
+        if options["action"] == "update":
+            self.update(options, secret)
+            return
         try:
             profile = check_add_profile(
                 ProfileValues(
@@ -91,3 +119,43 @@ class Command(BaseCommand):
         except ActionError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"added profile {profile.name} ({profile.kind})")
+
+    def update(self, options: dict[str, Any], secret: str) -> None:
+        profile = EmailServerProfile.objects.filter(name=options["name"]).first()
+        if profile is None:
+            raise CommandError(f"no server profile named {options['name']!r}")
+        given = {
+            "endpoint": options["endpoint"],
+            "auth_method": options["auth_method"],
+            "username": options["username"],
+            "tenant_id": options["tenant_id"],
+            "client_id": options["client_id"],
+            "authority": options["authority"],
+            "ca_bundle": options["ca_bundle"],
+            "use_impersonation": options["impersonation"],
+            "max_concurrent_connections": options["max_connections"],
+        }
+        values = replace(
+            ProfileValues.of(profile), **{field: value for field, value in given.items() if value is not None}
+        )
+        try:
+            changed = check_update_profile(
+                profile, values, secret=secret or None, clear_secret=options["clear_secret"]
+            )
+        except SecretRequired as exc:
+            raise CommandError(f"{exc} (--secret-env VAR or --secret-prompt)") from None
+        except ActionError as exc:
+            raise CommandError(str(exc)) from None
+        said = ", ".join(changed) if changed else "nothing"
+        self.stdout.write(f"updated profile {profile.name}: changed {said}")
+
+
+def read_secret(options: dict[str, Any]) -> str:
+    """The secret from --secret-env or --secret-prompt; "" when neither was given."""
+    if options.get("secret_env"):
+        if options["secret_env"] not in os.environ:
+            raise CommandError(f"environment variable {options['secret_env']} is not set")
+        return str(os.environ[options["secret_env"]])
+    if options.get("secret_prompt"):
+        return getpass.getpass("Secret: ")
+    return ""
