@@ -503,12 +503,18 @@ class SimProcess:
                 self.popen.wait(5)
         self._log.close()
 
-    def _control(self, method: str, what: str) -> Any:
+    def _control(self, method: str, what: str, body: bytes | None = None) -> Any:
         import requests
 
-        response = requests.request(method, f"{self.url}/_simulator/{what}", verify=self.ca_file, timeout=60)
+        response = requests.request(
+            method, f"{self.url}/_simulator/{what}", data=body, verify=self.ca_file, timeout=60
+        )
         response.raise_for_status()
         return response.json() if response.content else None
+
+    def add_message(self, address: str, folder: str, raw: bytes) -> None:
+        """New mail in a folder (a key such as inbox/projects/b3, or a display path)."""
+        self._control("POST", f"messages?mailbox={address}&folder={folder}", raw)
 
     def requests(self) -> list[dict[str, Any]]:
         return list(self._control("GET", "requests"))

@@ -164,7 +164,10 @@ CLI_CASES: list[tuple[list[str], str]] = [
     (["import_records", "contact", "{tmp}/empty.csv"], "header"),
     # ingest, explain, scan_mailbox
     (["ingest", "--mailbox", "nobody@contoso.com", "--folder", "inbox", "{tmp}/mail"], "nobody@contoso.com"),
-    (["ingest", "--mailbox", "alice@contoso.com", "--folder", "outbox", "{tmp}/mail"], "invalid choice"),
+    (
+        ["ingest", "--mailbox", "alice@contoso.com", "--folder", "outbox", "{tmp}/mail"],
+        "use inbox, sentitems or the path of a folder",
+    ),
     (["ingest", "--mailbox", "alice@contoso.com", "--folder", "inbox", "{tmp}/nowhere"], "no such file"),
     (
         ["ingest", "--mailbox", "alice@contoso.com", "--folder", "inbox", "{tmp}/mail", "--regarding", "x:y"],

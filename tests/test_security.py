@@ -623,7 +623,7 @@ def csrf_world(alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tmp_pat
         "mailbox": alice.pk,
         "profile": alice.profile_id,
         "decision": decision.pk,
-        "folder_rule": check_add_folder_rule(alice, "Projects").pk,
+        "folder_rule": check_add_folder_rule(alice, "Inbox/Projects", folder_id="f-Projects").pk,
         "exclusion": do_add_exclusion("friend@example.org", user=alice.user).pk,
         "person": bob.user_id,
         "queue": Queue.objects.create(name="Support", email="support@contoso.com").pk,
@@ -671,7 +671,7 @@ def bobs(bob: Mailbox, alice: Mailbox, tmp_path: Path) -> dict[str, Any]:
     return {
         "mailbox": bob,
         "decision": decision,
-        "rule": check_add_folder_rule(bob, "BobsFolder"),
+        "rule": check_add_folder_rule(bob, "Inbox/BobsFolder", folder_id="f-BobsFolder"),
         "exclusion": do_add_exclusion("bobs-friend@example.org", user=bob.user),
     }
 
@@ -814,7 +814,7 @@ def test_a_users_personal_options_post_changes_only_their_own(bobs, alice) -> No
 
 
 def test_the_decision_log_names_only_the_users_own_folders(bobs, alice) -> None:
-    check_add_folder_rule(alice, "AlicesFolder")
+    check_add_folder_rule(alice, "Inbox/AlicesFolder", folder_id="f-AlicesFolder")
     response = client_of(alice.user).get(reverse("web-decisions"))
     assert b"BobsFolder" not in response.content
     assert b"AlicesFolder" in response.content

@@ -41,7 +41,7 @@ def history(alice: Mailbox, admin: User) -> None:
     assert alice.user is not None
     do_set_personal_options(alice.user, track=0, acting_user=alice.user)
     do_add_exclusion("@spam.example", acting_user=admin)
-    check_add_folder_rule(alice, "Projects", acting_user=alice.user)
+    check_add_folder_rule(alice, "Inbox/Projects", folder_id="f-Projects", acting_user=alice.user)
     check_import_records("contact", "name,email\nJane,jane@fabrikam.example\n,bad\n", file_name="c.csv")
     do_purge_decisions(timezone.now(), actor_label="cli:ada")
 

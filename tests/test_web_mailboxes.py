@@ -613,3 +613,12 @@ def test_it_lets_a_user_with_a_mailbox_see_only_their_status(client: Client, ali
     r = login(client, alice.user).get(url("web-mailbox-status", alice), headers=HTMX)
     assert r.status_code == 200
     assert "Not run" in text(r)
+
+
+def test_admins_see_a_users_folder_rules_on_the_mailbox_page(client, alice, admin):
+    from tracking.actions import check_add_folder_rule
+
+    check_add_folder_rule(alice, "Inbox/Projects/Contoso", folder_id="f-contoso")
+    body = login(client, admin).get(reverse("web-mailbox", args=[alice.pk])).content.decode()
+    section = body.split('id="folder-rules-heading"')[1].split("</section>")[0]
+    assert "Inbox/Projects/Contoso" in section and "active" in section and "never" in section

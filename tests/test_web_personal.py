@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import re
 import zoneinfo
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
+from syncadmin.devtools.simulators.faults import Fault
+from syncadmin.devtools.simulators.server import Simulator
 from tests.conftest import login, make_mailbox
+from tests.rq_helpers import add_sim_profile
 from tracking.actions import (
     ActionError,
     check_add_folder_rule,
@@ -64,6 +69,26 @@ def radios(body: str) -> dict[int, str]:
     return found
 
 
+FOLDERS = ("Contoso", "Misc", "Projects", "A", "B", "C")
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
+    """Alice's Exchange server: the folder picker lists Inbox/Contoso, Inbox/Misc, ... from it."""
+    data = tmp_path_factory.mktemp("mail")
+    for name in FOLDERS:
+        (data / "alice@contoso.com" / "inbox" / name).mkdir(parents=True)
+    (data / "bob@contoso.com" / "inbox").mkdir(parents=True)
+    with Simulator.from_directory(data, cert_dir=data / "ca") as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def exchange_profile(db: None, sim: Simulator) -> EmailServerProfile:
+    cache.clear()  # the picker's folder list, kept per mailbox id
+    return add_sim_profile(sim, "exchange", "exchange_ews")
+
+
 @pytest.fixture
 def bob_user(bob: Mailbox) -> User:
     assert isinstance(bob.user, User)
@@ -88,7 +113,7 @@ def test_it_refuses_anonymous_posts(client: Client, alice_user: User) -> None:
     for url, data in [(URL, general(rows_per_page="99")), (RULES, {"folder": "Inbox/X"})]:
         r = client.post(url, data)
         assert r.status_code == 302 and r["Location"].startswith(reverse("login"))
-    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Keep")
+    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Keep", folder_id="f-Keep")
     r = client.post(reverse("web-folder-rule-delete", args=[rule.pk]))
     assert r.status_code == 302
     assert PersonalOptions.objects.of(alice_user).rows_per_page == 50
@@ -213,7 +238,7 @@ def test_the_language_applies_from_the_next_request(client: Client, alice_user: 
 
 
 def test_the_time_zone_applies_to_times_on_pages(client: Client, alice_user: User) -> None:
-    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Zones")
+    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Zones", folder_id="f-Zones")
     login(client, alice_user).post(URL, general(time_zone="Asia/Kolkata"))
     body = client.get(URL + "?tab=email").content.decode()
     shown = body.split("<td>Inbox/Zones</td>")[1].split("</time>")[0]
@@ -393,8 +418,9 @@ def test_it_offers_active_records_as_regarding(client: Client, alice_user: User,
         ({"folder": ""}, "This field is required."),
         ({"folder": "   "}, "This field is required."),
         ({"folder": "X" * 256}, "at most 255 characters"),
-        ({"folder": "Inbox"}, "Inbox is scanned anyway"),
-        ({"folder": "sentitems"}, "sentitems is scanned anyway"),
+        ({"folder": "Inbox"}, "Only folders under the Inbox can be mapped; Inbox is not one."),
+        ({"folder": "sentitems"}, "Only folders under the Inbox can be mapped; sentitems is not one."),
+        ({"folder": "Inbox/Nowhere"}, "The folder Inbox/Nowhere was not found on the server."),
         ({"folder": "Inbox/A", "regarding": "999999"}, "Select a valid choice."),
         ({"folder": "Inbox/A", "regarding": "abc"}, "Select a valid choice."),
     ],
@@ -437,10 +463,10 @@ def test_a_non_exchange_mailbox_gets_no_folder_rules(
     assert isinstance(mailbox.user, User)
     login(client, mailbox.user)
     body = client.get(URL + "?tab=email").content.decode()
-    assert "Folder tracking rules need an Exchange mailbox" in body
+    assert "Folder tracking needs an Exchange mailbox" in body and "IMAP folders have no" in body
     assert f'action="{RULES}"' not in body
     r = client.post(RULES, {"folder": "Inbox/Projects"})
-    assert r.status_code == 400 and "Folder tracking rules need an Exchange mailbox." in r.content.decode()
+    assert r.status_code == 400 and "Folder tracking needs an Exchange mailbox" in r.content.decode()
     assert not FolderTrackingRule.objects.exists()
 
 
@@ -465,12 +491,12 @@ def test_queues_get_no_folder_rules(exchange_profile: EmailServerProfile) -> Non
         "support@contoso.com", profile_name="exchange", queue_name="support", approve=True
     )
     with pytest.raises(ActionError, match="not queues"):
-        check_add_folder_rule(queue, "Inbox/Tickets")
+        check_add_folder_rule(queue, "Inbox/Tickets", folder_id="f-Tickets")
     assert not FolderTrackingRule.objects.exists()
 
 
 def test_it_deletes_the_users_own_rule(client: Client, alice_user: User) -> None:
-    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Old")
+    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Old", folder_id="f-Old")
     r = login(client, alice_user).post(reverse("web-folder-rule-delete", args=[rule.pk]))
     assert r.status_code == 302 and r["Location"] == URL + "?tab=email#folder-rules"
     assert not FolderTrackingRule.objects.exists()
@@ -482,7 +508,7 @@ def test_it_deletes_the_users_own_rule(client: Client, alice_user: User) -> None
 def test_another_users_rule_is_not_found(
     client: Client, alice_user: User, bob_user: User, admin: User, auditor: User, who: str
 ) -> None:
-    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Mine")
+    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Mine", folder_id="f-Mine")
     user = {"bob": bob_user, "admin": admin, "auditor": auditor}[who]
     r = login(client, user).post(reverse("web-folder-rule-delete", args=[rule.pk]))
     assert r.status_code == 404
@@ -490,8 +516,34 @@ def test_another_users_rule_is_not_found(
 
 
 def test_rule_urls_take_only_posts(client: Client, alice_user: User) -> None:
-    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Mine")
+    rule = check_add_folder_rule(alice_user.mailbox, "Inbox/Mine", folder_id="f-Mine")
     login(client, alice_user)
     assert client.get(RULES).status_code == 405
     assert client.get(reverse("web-folder-rule-delete", args=[rule.pk])).status_code == 405
     assert client.post(reverse("web-folder-rule-delete", args=[rule.pk + 1000])).status_code == 404
+
+
+def test_the_folder_picker_lists_the_folders_on_the_server(client: Client, alice_user: User) -> None:
+    body = login(client, alice_user).get(URL + "?tab=email").content.decode()
+    section = body.split('id="folder-rules"')[1]
+    assert '<option value="Inbox/Contoso">Inbox/Contoso</option>' in section
+    assert "Refresh folders" in section
+    client.post(RULES, {"folder": "Inbox/Contoso"})
+    section = client.get(URL + "?tab=email").content.decode().split('id="folder-rules"')[1]
+    assert '<option value="Inbox/Contoso">' not in section  # mapped already
+    row = section.split("<td>Inbox/Contoso</td>")[1].split("</tr>")[0]
+    assert "active" in row and "never" in row
+
+
+def test_the_picker_says_when_the_server_cannot_be_reached(
+    client: Client, alice_user: User, sim: Simulator
+) -> None:
+    sim.faults.add(Fault("http_status", protocol="ews", status=503, times=-1))
+    try:
+        body = login(client, alice_user).get(URL + "?tab=email&refresh_folders=1").content.decode()
+    finally:
+        sim.faults.clear()
+    assert "Your mail server could not be reached to list your folders" in body
+    assert 'name="folder"' in body  # the path can still be typed
+    body = client.get(URL + "?tab=email&refresh_folders=1").content.decode()
+    assert '<option value="Inbox/Misc">' in body

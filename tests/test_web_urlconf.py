@@ -266,7 +266,7 @@ def world(db: None, alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tm
     decision = ingest_one(tmp_path)
     queue = Queue.objects.create(name="Support", email="support@contoso.com")
     bulk = check_start_bulk("approve", [alice.pk])
-    rule = check_add_folder_rule(alice, "Projects")
+    rule = check_add_folder_rule(alice, "Inbox/Projects", folder_id="f-Projects")
     exclusion = do_add_exclusion("friend@example.org", user=alice.user)
     clients = {}
     for role, user in [

@@ -210,6 +210,8 @@ class AuditAction(models.TextChoices):
     EXCLUSION_DELETED = "exclusion_deleted", _("Exclusion deleted")
     FOLDER_RULE_ADDED = "folder_rule_added", _("Folder tracking rule added")
     FOLDER_RULE_DELETED = "folder_rule_deleted", _("Folder tracking rule deleted")
+    FOLDER_RULE_REGARDING = "folder_rule_regarding", _("Regarding set by a folder tracking rule")
+    FOLDER_RULE_FOLDER_GONE = "folder_rule_folder_gone", _("Folder of a tracking rule deleted")
     MANUAL_TRACKING = "manual_tracking", _("Tracked manually")
     DECISIONS_PURGED = "decisions_purged", _("Decisions purged")
     RECORDS_IMPORTED = "records_imported", _("CRM records imported")

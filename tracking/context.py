@@ -328,8 +328,9 @@ def load_context(
 
     if folder not in (Folder.INBOX, Folder.SENT_ITEMS):
         rule = (
-            FolderTrackingRule.objects.select_related("regarding")
-            .filter(mailbox=mailbox, folder=folder)
+            FolderTrackingRule.objects.scanned()
+            .select_related("regarding")
+            .filter(mailbox=mailbox, folder__iexact=folder)
             .first()
         )
         if rule is not None:

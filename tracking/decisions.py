@@ -92,6 +92,7 @@ class OrgRules:
     poll_interval_minutes: int = 5
     transient_retry_limit: int = 10
     transient_retry_minutes: int = 5
+    folder_tracking_enabled: bool = True  # read by scanning: which mapped folders a cycle reads (§3.4)
 
     @classmethod
     def from_values(cls, values: Mapping[str, object]) -> OrgRules:
@@ -651,15 +652,18 @@ def decide(
         else:
             trace.add("folder", "inbox", "the root Inbox is always scanned")
         watermark = ctx.mailbox.watermark
-        if watermark is not None and msg.received_at is not None and msg.received_at <= watermark:
+        # In a mapped folder the time that counts is when the message got there (§3.4): its last change.
+        by_modified = ctx.is_folder_rule and msg.last_modified is not None
+        when = msg.last_modified if by_modified else msg.received_at
+        what = "last modified" if by_modified else "received"
+        if watermark is not None and when is not None and when <= watermark:
             trace.add(
                 "watermark",
                 "before",
-                f"received {msg.received_at:%Y-%m-%d %H:%M:%S} UTC, "
-                f"not after {watermark:%Y-%m-%d %H:%M:%S} UTC",
+                f"{what} {when:%Y-%m-%d %H:%M:%S} UTC, not after {watermark:%Y-%m-%d %H:%M:%S} UTC",
             )
             return result(
-                Outcome.NOT_TRACKED, Reason.BEFORE_WATERMARK, "received before the mailbox's watermark"
+                Outcome.NOT_TRACKED, Reason.BEFORE_WATERMARK, f"{what} before the mailbox's watermark"
             )
         trace.add(
             "watermark",
@@ -667,9 +671,9 @@ def decide(
             "no watermark set"
             if watermark is None
             else (
-                "no received time; evaluated"
-                if msg.received_at is None
-                else f"received after {watermark:%Y-%m-%d %H:%M:%S} UTC"
+                f"no {what} time; evaluated"
+                if when is None
+                else f"{what} after {watermark:%Y-%m-%d %H:%M:%S} UTC"
             ),
         )
     else:
@@ -702,6 +706,27 @@ def decide(
     existing = ctx.tracked_by_message_id.get(msg.message_id, [])
     same = [t for t in existing if t.direction == direction]
     other = [t for t in existing if t.direction != direction]
+    if existing and ctx.is_folder_rule and manual is None:
+        # Tracked before (from the Inbox, say) and then moved into a mapped folder: the rule sets the
+        # regarding of that email; there is never a second one (§3.4).
+        first = (same or other)[0]
+        regarding = ctx.folder_rule_regarding or first.regarding
+        trace.add(
+            "duplicate",
+            "found",
+            "already tracked; moved into a mapped folder, so the rule sets its regarding"
+            + (f" to {regarding.name}" if regarding else ""),
+        )
+        owner = ctx.mailbox.owner
+        return result(
+            Outcome.TRACKED,
+            Reason.FOLDER_RULE,
+            f"everything in folder {ctx.folder!r} is tracked; linked to the existing tracked email",
+            accepting=owner,
+            existing=first,
+            regarding=regarding,
+            owner_user_id=owner.id if owner.kind == EntityKind.USER else None,
+        )
     if same:
         trace.add("duplicate", "found", f"a {direction.value} email with this Message-ID is already tracked")
         return result(
@@ -883,7 +908,7 @@ def decide_batch(
     for position, msg in enumerate(messages):
         res = decide(msg, work, manual=manual)
         results.append(res)
-        if res.outcome == Outcome.TRACKED and isinstance(msg, ParsedMessage):
+        if res.outcome == Outcome.TRACKED and isinstance(msg, ParsedMessage) and res.existing is None:
             ref = TrackedRef(
                 key=-(position + 1),
                 message_id=msg.message_id,

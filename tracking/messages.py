@@ -66,6 +66,9 @@ class ParsedMessage:
     references: tuple[str, ...] = ()
     conversation_index: str = ""  # hex; Exchange's ConversationIndex or the Thread-Index header
     defects: tuple[str, ...] = field(default=(), compare=False)
+    # When the message last changed in its folder (EWS LastModifiedTime, Graph lastModifiedDateTime): a
+    # message moved into a folder today was modified today, whatever its received time (DOMAIN §3.4).
+    last_modified: datetime | None = field(default=None, compare=False)
 
     @property
     def recipients(self) -> tuple[tuple[str, Address], ...]:
@@ -382,6 +385,7 @@ def parsed_from_fields(
     in_reply_to: str | None = None,
     references: str | None = None,
     conversation_index: bytes | None = None,
+    last_modified: datetime | None = None,
 ) -> ParsedMessage:
     """Build a ParsedMessage from a server's structured fields (EWS, Graph): (name, address) pairs.
 
@@ -444,6 +448,7 @@ def parsed_from_fields(
         references=parse_message_ids(references),
         conversation_index=index,
         defects=tuple(defects),
+        last_modified=last_modified,
     )
 
 

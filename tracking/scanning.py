@@ -7,6 +7,7 @@ loses at most the page in flight and the next scan resumes after the last commit
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from tracking.choices import ErrorKind, Folder, IncomingMethod, ProfileKind, Rea
 from tracking.context import ScanRules, load_rules, load_scan_rules, mailbox_for_scan, watermark_of
 from tracking.crypto import SecretUnreadable
 from tracking.decisions import OrgRules
+from tracking.folders import folder_tracking_on, folders_after_hierarchy_sync, is_well_known, mapped_folders
 from tracking.models import EmailServerProfile, FolderSyncState, Mailbox, ScanRun
 from tracking.pipeline import process_page
 from tracking.sources.base import ConnectionSettings, MailSource, SourceError, SyncStateInvalid
@@ -41,6 +43,7 @@ from tracking.sources.base import ConnectionSettings, MailSource, SourceError, S
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+NO_FOLDER_RULE = "no_active_folder_rule"  # a ScanRun note: the folder is neither well-known nor mapped
 
 
 def connection_settings(mailbox: Mailbox) -> ConnectionSettings:
@@ -74,9 +77,12 @@ def profile_connection_settings(profile: EmailServerProfile, address: str) -> Co
     )
 
 
-def source_for(mailbox: Mailbox) -> MailSource:
-    """The source that reads this mailbox, by its profile's kind."""
-    return source_of(connection_settings(mailbox))
+def source_for(mailbox: Mailbox, *, timeout: float | None = None) -> MailSource:
+    """The source that reads this mailbox, by its profile's kind (`timeout`: a web page's shorter wait)."""
+    settings = connection_settings(mailbox)
+    if timeout is not None:
+        settings = dataclasses.replace(settings, timeout=timeout)
+    return source_of(settings)
 
 
 def source_of(settings: ConnectionSettings) -> MailSource:
@@ -131,12 +137,19 @@ def scan_folder(
         refusal = sent_items_refusal(mailbox, rules)
         if refusal is not None:
             return do_record_skipped_scan(mailbox, folder, note=refusal.value, now=clock())
+    source_folder = folder
+    if not is_well_known(folder):
+        # A mapped folder (§3.4): scanned under its display path, read from the server by its id.
+        rule = next((r for r in mapped_folders(mailbox) if r.folder.lower() == folder.lower()), None)
+        if rule is None or not folder_tracking_on(mailbox, rules):
+            return do_record_skipped_scan(mailbox, folder, note=NO_FOLDER_RULE, now=clock())
+        folder, source_folder = rule.folder, rule.source_folder
     run = do_start_scan_run(mailbox, folder, now=clock(), job_id=job_id)
     do_mark_scan_started(mailbox, now=run.started_at or clock())
     started = time.monotonic()
     try:
         source = source or source_for(mailbox)
-        _sync(mailbox, folder, run, source, clock, on_page, load_scan_rules(rules))
+        _sync(mailbox, folder, run, source, clock, on_page, load_scan_rules(rules), source_folder)
     except SourceError as exc:
         do_finish_scan_run(run, now=clock(), error=str(exc), error_kind=exc.kind)
         do_mark_scan_failed(mailbox, error=str(exc), kind=exc.kind, now=clock())
@@ -191,6 +204,7 @@ def _sync(
     clock: Clock,
     on_page: Callable[[ScanRun], None] | None,
     rules: ScanRules,
+    source_folder: str,
 ) -> None:
     # The watermark and rules a scan started with hold for all its pages (see process_page).
     watermark = watermark_of(mailbox, folder)
@@ -201,7 +215,7 @@ def _sync(
             .first()
         )
         try:
-            for page in source.sync(folder, state or ""):
+            for page in source.sync(source_folder, state or ""):
                 if page.estimated_total is not None and run.items_total is None:
                     do_set_scan_estimate(run, page.estimated_total)
                 process_page(
@@ -295,6 +309,8 @@ def run_scan_cycle(
     folders = [folder] if folder else folders_to_scan(mailbox, rules)
     try:
         source = source_for(mailbox)
+        if folder is None:
+            folders += folders_after_hierarchy_sync(mailbox, rules, now=clock(), source=source)
         for name in folders:
             scan_folder(mailbox_id, name, source=source, clock=clock, job_id=job_id, on_page=on_page)
     except SourceError as exc:

@@ -9,6 +9,11 @@ from tracking.actions.alerts import raise_alert
 from tracking.actions.directory import check_import_records
 from tracking.actions.errors import ActionError
 from tracking.actions.exclusions import do_add_exclusion, do_delete_exclusion
+from tracking.actions.folders import (
+    HierarchyChange,
+    do_apply_folder_hierarchy,
+    do_set_regarding_by_folder_rule,
+)
 from tracking.actions.mailbox_admin import (
     check_start_bulk,
     check_update_mailbox,
@@ -28,7 +33,12 @@ from tracking.actions.mailboxes import (
     do_reset_mailbox_sync_state,
     do_set_mailbox_watermark,
 )
-from tracking.actions.personal import check_add_folder_rule, do_delete_folder_rule, do_set_personal_options
+from tracking.actions.personal import (
+    check_add_folder_rule,
+    do_delete_folder_rule,
+    do_set_personal_options,
+    normalize_folder_path,
+)
 from tracking.actions.profiles import (
     SECRET_BOUND_FIELDS,
     ProfileValues,
@@ -74,6 +84,7 @@ from tracking.actions.users import (
 __all__ = [
     "SECRET_BOUND_FIELDS",
     "ActionError",
+    "HierarchyChange",
     "ProfileValues",
     "SecretRequired",
     "check_add_folder_rule",
@@ -91,6 +102,7 @@ __all__ = [
     "default_profile",
     "do_add_exclusion",
     "do_apply_default_profile",
+    "do_apply_folder_hierarchy",
     "do_approve_mailbox",
     "do_audit_manual_tracking",
     "do_claim_due_mailboxes",
@@ -116,10 +128,12 @@ __all__ = [
     "do_set_default_profile",
     "do_set_mailbox_watermark",
     "do_set_personal_options",
+    "do_set_regarding_by_folder_rule",
     "do_set_scan_estimate",
     "do_start_scan_run",
     "endpoint_problem",
     "last_sign_in_methods",
+    "normalize_folder_path",
     "parse_role",
     "raise_alert",
     "role_of",

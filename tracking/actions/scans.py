@@ -11,6 +11,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from tracking.actions.audit import audit
+from tracking.actions.folders import do_set_regarding_by_folder_rule
 from tracking.bulk import bulk_insert
 from tracking.choices import AuditAction, ErrorKind, MailboxStatus, Outcome, ScanSource, ScanStatus
 from tracking.decisions import DecisionResult, RecordRef
@@ -137,11 +138,17 @@ def do_commit_page(
         )
 
     # TrackedEmails; provisional keys (negative, in-batch) map to the ids just created.
+    # A tracked result naming an existing email (a folder rule on a message tracked before) adds none.
     positions = [
         pos
         for pos, r in enumerate(results)
-        if r.outcome == Outcome.TRACKED and isinstance(r.message, ParsedMessage)
+        if r.outcome == Outcome.TRACKED and isinstance(r.message, ParsedMessage) and r.existing is None
     ]
+    for res in results:
+        if res.outcome == Outcome.TRACKED and res.existing is not None and res.existing.key > 0:
+            do_set_regarding_by_folder_rule(
+                mailbox, folder, res.existing.key, res.regarding.id if res.regarding else None
+            )
     tracked_results = [results[pos] for pos in positions]
     emails: list[TrackedEmail] = []
     for res in tracked_results:

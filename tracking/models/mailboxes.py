@@ -144,6 +144,10 @@ class MailboxQuerySet(models.QuerySet["Mailbox"]):
 
 
 class FolderTrackingRuleQuerySet(models.QuerySet["FolderTrackingRule"]):
+    def scanned(self) -> FolderTrackingRuleQuerySet:
+        """Rules whose folder exists on the server (when the org has folder tracking on, §3.4)."""
+        return self.filter(folder_deleted_at__isnull=True).exclude(folder_id="")
+
     def visible_to(self, user: User | AnonymousUser) -> FolderTrackingRuleQuerySet:
         """The rules of the user's own mailbox, for admins too: the rules are Personal Options."""
         if not user.is_authenticated:
@@ -245,20 +249,41 @@ class FolderSyncState(models.Model):
 
 
 class FolderTrackingRule(models.Model):
-    """An Inbox sub-folder whose messages are all tracked, with an optional regarding record."""
+    """A folder under the Inbox whose messages are all tracked, with an optional regarding record (§3.4).
+
+    Keyed by the server's folder id; `folder` is its display path (Inbox/Projects/Contoso), refreshed on
+    each hierarchy sync, so a renamed or moved folder keeps its rule. A folder gone from the server
+    makes the rule inactive (`folder_deleted_at`) rather than deleting it.
+    """
 
     mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="folder_rules")
-    folder = models.CharField(max_length=255)
+    folder = models.CharField(
+        max_length=255, help_text="The folder's display path, e.g. Inbox/Projects/Contoso."
+    )
+    folder_id = models.CharField(max_length=500, blank=True, default="", help_text="The server's folder id.")
+    folder_deleted_at = models.DateTimeField(null=True, blank=True)
     regarding = models.ForeignKey("tracking.CrmRecord", null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = FolderTrackingRuleQuerySet.as_manager()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["mailbox", "folder"], name="folderrule_unique_folder")]
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "folder"], name="folderrule_unique_folder"),
+            models.UniqueConstraint(
+                fields=["mailbox", "folder_id"],
+                condition=~models.Q(folder_id=""),
+                name="folderrule_unique_folder_id",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.mailbox}: {self.folder}"
+
+    @property
+    def source_folder(self) -> str:
+        """How the sources name this folder: by the server's id."""
+        return f"id:{self.folder_id}"
 
 
 class Alert(models.Model):

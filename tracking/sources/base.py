@@ -65,6 +65,32 @@ class MailSource(Protocol):
         """Pages of new or changed messages since `state` ("" = everything)."""
 
 
+# A folder named by the server's id rather than a well-known name ("inbox", "sentitems") is passed to
+# `sync` and `test_connection` as FOLDER_ID_PREFIX + id (folder-level tracking, DOMAIN §3.4).
+FOLDER_ID_PREFIX = "id:"
+
+
+@dataclass(frozen=True)
+class FolderInfo:
+    """A folder under the Inbox as the server lists it: its id and its display path (Inbox/A/B)."""
+
+    id: str
+    path: str
+    total: int | None = None
+
+
+class FolderLister(Protocol):
+    """Sources that can list the folder tree under the Inbox (EWS and Graph; IMAP and local cannot)."""
+
+    def list_folders(self) -> list[FolderInfo]:
+        """Every folder under the Inbox, at any depth, parents before children."""
+
+
+def folder_id_of(folder: str) -> str | None:
+    """The server id in a folder argument given as FOLDER_ID_PREFIX + id, else None."""
+    return folder[len(FOLDER_ID_PREFIX) :] if folder.startswith(FOLDER_ID_PREFIX) else None
+
+
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 READ_CHUNK = 64 * 1024
 

@@ -77,11 +77,12 @@ from exchangelib.errors import (
     TransportError,
     UnauthorizedError,
 )
-from exchangelib.folders import Inbox, Root, SentItems
+from exchangelib.fields import FieldPath
+from exchangelib.folders import Folder, Inbox, Root, SentItems
 from exchangelib.items import ID_ONLY
 from exchangelib.properties import DistinguishedFolderId, Mailbox
 from exchangelib.protocol import BaseProtocol
-from exchangelib.services import GetFolder, SyncFolderItems
+from exchangelib.services import FindFolder, GetFolder, SyncFolderItems
 from exchangelib.util import is_xml
 from oauthlib.oauth2 import OAuth2Error, TokenExpiredError
 
@@ -96,11 +97,13 @@ from tracking.messages import (
 )
 from tracking.sources.base import (
     ConnectionSettings,
+    FolderInfo,
     SourceError,
     SyncPage,
     SyncStateInvalid,
     configured_max_response_bytes,
     exception_chain,
+    folder_id_of,
     read_limited,
     retry_after_seconds,
     too_large_error,
@@ -127,8 +130,10 @@ FETCH_FIELDS = (
     "subject",
     "datetime_sent",
     "datetime_received",
+    "last_modified_time",
     "headers",
 )
+FOLDER_PAGE = 1000  # FindFolder page; a mailbox with more folders under its Inbox takes one request more each
 PERMANENT_OAUTH_ERRORS = frozenset(
     {
         "invalid_client",
@@ -422,6 +427,7 @@ def message_from_item(item: Any) -> ParsedMessage | ParseFailure:
             in_reply_to=getattr(item, "in_reply_to", None) or headers.get("in-reply-to"),
             references=getattr(item, "references", None) or headers.get("references"),
             conversation_index=index if isinstance(index, bytes) else None,
+            last_modified=_utc(getattr(item, "last_modified_time", None)),
         )
     except TooManyAddresses as exc:
         return ParseFailure(item_id, synthetic_id("unparseable", item_id), str(exc), received_at=received_at)
@@ -548,6 +554,48 @@ class EwsSource:
                 return
             current = new_state
 
+    def list_folders(self) -> list[FolderInfo]:
+        """The folder tree under the Inbox: one FindFolder (Traversal Deep), paged, with display names and
+        parent ids, from which each folder's path is built."""
+        account = self.account()
+        inbox, label = self._folder(account, "inbox")
+        fields = [FieldPath(field=Folder.get_field_by_fieldname(n)) for n in ("name", "parent_folder_id")]
+        fields.append(FieldPath(field=Folder.get_field_by_fieldname("total_count")))
+        with self._errors(f"listing the folders under {label}"):
+            found = list(
+                FindFolder(account=account, page_size=FOLDER_PAGE).call(
+                    folders=[inbox],
+                    additional_fields=fields,
+                    restriction=None,
+                    shape=ID_ONLY,
+                    depth="Deep",
+                    max_items=None,
+                    offset=0,
+                )
+            )
+        parents: dict[str, tuple[str, str]] = {}
+        order: list[tuple[str, int | None]] = []
+        for folder in found:
+            if isinstance(folder, Exception):
+                raise self.source_error(folder, f"listing the folders under {label}")
+            parent = folder.parent_folder_id.id if folder.parent_folder_id is not None else ""
+            parents[folder.id] = (parent, folder.name or "")
+            order.append((folder.id, folder.total_count))
+
+        def path(folder_id: str, depth: int = 0) -> str | None:
+            parent, name = parents[folder_id]
+            if parent in parents and depth < 100:
+                above = path(parent, depth + 1)
+                return f"{above}/{name}" if above else None
+            return f"Inbox/{name}"  # a direct child: its parent is the Inbox itself
+
+        out = []
+        for folder_id, total in order:
+            full = path(folder_id)
+            if full is not None:
+                out.append(FolderInfo(id=folder_id, path=full, total=total))
+        return sorted(out, key=lambda f: (f.path.count("/"), f.path.lower()))
+
     # -- internals ----------------------------------------------------------------------------------------
 
     def account(self) -> Account:
@@ -627,6 +675,12 @@ class EwsSource:
         return account
 
     def _folder(self, account: Account, name: str) -> tuple[Any, str]:
+        server_id = folder_id_of(name)
+        mailbox = Mailbox(email_address=account.primary_smtp_address)
+        if server_id is not None:
+            # A mapped folder, by the FolderId the hierarchy listing gave (it survives renames and moves).
+            root = Root(account=account, _distinguished_id=DistinguishedFolderId(id="root", mailbox=mailbox))
+            return Folder(root=root, id=server_id), f"a folder of {self.settings.mailbox}"
         known = FOLDERS.get(name.lower())
         if known is None:
             raise SourceError(
@@ -635,7 +689,6 @@ class EwsSource:
                 permanent=True,
             )
         cls, label = known
-        mailbox = Mailbox(email_address=account.primary_smtp_address)
         root = Root(account=account, _distinguished_id=DistinguishedFolderId(id="root", mailbox=mailbox))
         folder = cls(root=root, _distinguished_id=DistinguishedFolderId(id=name.lower(), mailbox=mailbox))
         return folder, f"{label} of {self.settings.mailbox}"

@@ -36,10 +36,12 @@ from tracking.messages import (
 )
 from tracking.sources.base import (
     ConnectionSettings,
+    FolderInfo,
     SourceError,
     SyncPage,
     SyncStateInvalid,
     exception_chain,
+    folder_id_of,
     read_limited,
     retry_after_seconds,
     too_large_error,
@@ -65,10 +67,13 @@ SELECT = ",".join(
         "bccRecipients",
         "sentDateTime",
         "receivedDateTime",
+        "lastModifiedDateTime",
         "conversationIndex",
         "internetMessageHeaders",
     )
 )
+FOLDER_SELECT = "id,displayName,parentFolderId,childFolderCount,totalItemCount"
+FOLDER_PAGE = 100
 EXPAND = f"singleValueExtendedProperties($filter=id eq '{IN_REPLY_TO_PROP}' or id eq '{REFERENCES_PROP}')"
 WELL_KNOWN_FOLDERS = frozenset(
     {"inbox", "sentitems", "drafts", "deleteditems", "junkemail", "outbox", "archive", "msgfolderroot"}
@@ -298,6 +303,7 @@ def message_from_graph(entry: Mapping[str, Any]) -> ParsedMessage | ParseFailure
             in_reply_to=in_reply_to,
             references=references,
             conversation_index=_conversation_index(entry.get("conversationIndex")),
+            last_modified=_when(entry.get("lastModifiedDateTime")),
         )
     except Exception as exc:  # one odd item becomes a failed decision; it must not stop the scan
         digest = hashlib.sha256(item_id.encode()).hexdigest()[:40]
@@ -390,11 +396,47 @@ class GraphSource:
                 return
             url, params = link, None
 
+    def list_folders(self) -> list[FolderInfo]:
+        """The folder tree under the Inbox: mailFolders/inbox/childFolders, then the childFolders of each
+        folder that has any, every listing followed through its @odata.nextLink pages."""
+        out: list[FolderInfo] = []
+        todo = [("inbox", "Inbox")]
+        while todo:
+            parent, parent_path = todo.pop(0)
+            url: str | None = f"{self._user}/mailFolders/{quote(parent, safe='')}/childFolders"
+            params: dict[str, str] | None = {"$select": FOLDER_SELECT, "$top": str(FOLDER_PAGE)}
+            while url is not None:
+                data = self._get(url, params=params, what=f"the folders under {parent_path}")
+                for entry in data.get("value") or []:
+                    if not (isinstance(entry, Mapping) and isinstance(entry.get("id"), str)):
+                        continue
+                    path = f"{parent_path}/{_text(entry.get('displayName')) or entry['id']}"
+                    out.append(FolderInfo(id=entry["id"], path=path, total=_count(entry)))
+                    if isinstance(entry.get("childFolderCount"), int) and entry["childFolderCount"] > 0:
+                        todo.append((entry["id"], path))
+                link = data.get("@odata.nextLink")
+                if isinstance(link, str) and not _same_api(link, self.api):
+                    raise SourceError(
+                        f"Microsoft Graph at {self.base} sent a link to {_origin(link)}",
+                        kind=ErrorKind.SERVER_ERROR,
+                        permanent=True,
+                    )
+                url, params = (link, None) if isinstance(link, str) and link else (None, None)
+        return sorted(out, key=lambda f: (f.path.count("/"), f.path.lower()))
+
     # -- folders -------------------------------------------------------------------------------
 
     def _folder(self, folder: str) -> tuple[str, int | None]:
         """The folder's id for URLs (a well-known name as is) and its item count."""
         what = f"folder {folder!r}"
+        server_id = folder_id_of(folder)
+        if server_id is not None:
+            data = self._get(
+                f"{self._user}/mailFolders/{quote(server_id, safe='')}",
+                params={"$select": "id,displayName,totalItemCount"},
+                what=f"a folder of {self.mailbox}",
+            )
+            return server_id, _count(data)
         name = folder.strip()
         if name.lower() in WELL_KNOWN_FOLDERS:
             data = self._get(

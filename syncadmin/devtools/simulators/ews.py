@@ -1,4 +1,4 @@
-"""EWS SOAP for the simulator: GetFolder, SyncFolderItems, GetItem, FindItem and ConvertId.
+"""EWS SOAP for the simulator: GetFolder, FindFolder, SyncFolderItems, GetItem, FindItem and ConvertId.
 
 The XML follows Microsoft's published samples for these operations (the s/m/t namespaces, ResponseClass,
 ResponseCode, MessageText, DescriptiveLinkKey, element order of ItemType then MessageType), so
@@ -18,15 +18,22 @@ ErrorInvalidSyncStateData), item_not_found (GetItem: the first item asked for is
 just before the answer, as if its owner deleted it between sync and fetch, so it answers
 ErrorItemNotFound and the next sync reports the Delete).
 
-Not modelled: FindItem restrictions and sort orders (it pages the whole folder, newest first), Update
-changes (the store only adds and deletes), NTLM (only Basic and Bearer are offered), and folders other
-than the well-known ones are reachable by FolderId only (they are presented as Inbox sub-folders).
+Folders are the store's tree: FindFolder (Shallow or Deep, IndexedPageFolderView paging) lists them with
+the ParentFolderId and DisplayName Microsoft's FindFolder sample shows; folders other than the well-known
+ones are reachable by FolderId only. A request that names its mailbox nowhere (no impersonation header,
+no DistinguishedFolderId mailbox, no X-AnchorMailbox) is answered for the mailbox owning the FolderId
+or ItemId it names, as Exchange's ids carry their mailbox.
+
+Not modelled: FindItem and FindFolder restrictions and sort orders (FindItem pages the whole folder,
+newest first), Update changes (the store only adds and deletes; a move is a delete and a create), and
+NTLM (only Basic and Bearer are offered).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import email.parser
 import email.utils
 import hashlib
@@ -102,6 +109,7 @@ ITEM_FIELDS = (
     "item:DateTimeSent",
     "item:DateTimeCreated",
     "item:HasAttachments",
+    "item:LastModifiedTime",
     "item:ConversationId",
     "message:Sender",
     "message:ToRecipients",
@@ -364,11 +372,16 @@ def handle(sim: Simulator, request: SimRequest, described: Described) -> SimResp
         return _xml_response(_convert_id(parsed))
     operations = {
         "GetFolder": _get_folder,
+        "FindFolder": _find_folder,
         "SyncFolderItems": _sync_folder_items,
         "GetItem": _get_item,
         "FindItem": _find_item,
     }
     handler = operations.get(operation)
+    if not parsed.mailbox:
+        owner = _owner_of_ids(sim, parsed.payload)
+        if owner:
+            parsed = dataclasses.replace(parsed, mailbox=owner, mailbox_source="id")
     if handler is None:
         return _xml_response(
             soap_fault("ErrorInvalidOperation", f"The simulator does not implement {operation}."), 500
@@ -384,6 +397,23 @@ def handle(sim: Simulator, request: SimRequest, described: Described) -> SimResp
         )
     with sim.store.lock:
         return _xml_response(handler(sim, parsed, fault))
+
+
+def _owner_of_ids(sim: Simulator, payload: ET.Element) -> str:
+    """The mailbox owning the first FolderId or ItemId of a request ("" when none is known)."""
+    with sim.store.lock:
+        mailboxes = {m: list(f) for m, f in sim.store.mailboxes.items()}
+    for elem in payload.iter(f"{T}FolderId"):
+        wanted = elem.get("Id") or ""
+        for mailbox, names in mailboxes.items():
+            if any(folder_id(mailbox, n) == wanted for n in (*ROOT_FOLDERS, *ALWAYS_THERE, *names)):
+                return mailbox
+    for elem in payload.iter(f"{T}ItemId"):
+        wanted = elem.get("Id") or ""
+        for mailbox in mailboxes:
+            if sim.store.find(mailbox, wanted) is not None:
+                return mailbox
+    return ""
 
 
 def _authenticated(sim: Simulator, request: SimRequest) -> bool:
@@ -486,36 +516,43 @@ def _resolve_folder(sim: Simulator, mailbox: str, elem: ET.Element) -> FolderRef
     return None
 
 
-def _parent_of(name: str) -> str:
+def _parent_of(sim: Simulator, mailbox: str, name: str) -> str:
     if name == "root":
         return ""
     if name == "msgfolderroot":
         return "root"
-    if name in DISPLAY_NAMES:
-        return "msgfolderroot"
-    return "inbox"  # other folders are Inbox sub-folders (folder-level tracking)
+    found = _folders_of(sim, mailbox).get(name)
+    if found is not None:
+        return found.parent or "msgfolderroot"
+    return "msgfolderroot" if name in DISPLAY_NAMES else "inbox"
+
+
+def _children_of(sim: Simulator, mailbox: str, name: str) -> list[str]:
+    if name == "root":
+        return ["msgfolderroot"]
+    keys = {f.name for f in _folders_of(sim, mailbox).values() if (f.parent or "msgfolderroot") == name}
+    if name == "msgfolderroot":
+        keys |= set(ALWAYS_THERE)
+    return sorted(keys)
 
 
 def _folder_xml(sim: Simulator, mailbox: str, ref: FolderRef, fields: set[str] | None) -> str:
     messages = list(ref.folder.messages.values()) if ref.folder else []
-    children = 0
-    if ref.name == "root":
-        children = 1
-    elif ref.name == "msgfolderroot":
-        children = len({n for n in (*ALWAYS_THERE, *_folders_of(sim, mailbox)) if _parent_of(n) == ref.name})
-    elif ref.name == "inbox":
-        children = len([n for n in _folders_of(sim, mailbox) if _parent_of(n) == "inbox"])
+    parent = _parent_of(sim, mailbox, ref.name)
+    display = ref.folder.display_name if ref.folder and ref.folder.display_name else None
+    name = display or DISPLAY_NAMES.get(ref.name, ref.name)
+    children = len(_children_of(sim, mailbox, ref.name))
     values = {
         "folder:ParentFolderId": (
-            f"<t:ParentFolderId Id={a(folder_id(mailbox, _parent_of(ref.name)))} "
-            f"ChangeKey={a(folder_change_key(mailbox, _parent_of(ref.name)))}/>"
-            if _parent_of(ref.name)
+            f"<t:ParentFolderId Id={a(folder_id(mailbox, parent))} "
+            f"ChangeKey={a(folder_change_key(mailbox, parent))}/>"
+            if parent
             else ""
         ),
         "folder:FolderClass": "<t:FolderClass>IPF.Note</t:FolderClass>"
         if ref.name not in ROOT_FOLDERS
         else "",
-        "folder:DisplayName": f"<t:DisplayName>{x(DISPLAY_NAMES.get(ref.name, ref.name))}</t:DisplayName>",
+        "folder:DisplayName": f"<t:DisplayName>{x(name)}</t:DisplayName>",
         "folder:TotalCount": f"<t:TotalCount>{len(messages)}</t:TotalCount>",
         "folder:ChildFolderCount": f"<t:ChildFolderCount>{children}</t:ChildFolderCount>",
         "folder:UnreadCount": "<t:UnreadCount>0</t:UnreadCount>",
@@ -526,6 +563,52 @@ def _folder_xml(sim: Simulator, mailbox: str, ref: FolderRef, fields: set[str] |
     ]
     parts += [values[f] for f in FOLDER_FIELDS if fields is None or f in fields]
     return "<t:Folder>" + "".join(parts) + "</t:Folder>"
+
+
+def _find_folder(sim: Simulator, parsed: Parsed, fault: Fault | None) -> bytes:
+    """Sub-folders of each parent (Traversal Shallow or Deep, depth first), paged by IndexedPageFolderView."""
+    op = "FindFolder"
+    payload = parsed.payload
+    base, extra = _shape(payload, "FolderShape")
+    fields: set[str] | None = None if base == "AllProperties" else set(extra)
+    if base == "Default" and fields is not None:
+        fields |= {"folder:DisplayName", "folder:TotalCount", "folder:ChildFolderCount", "folder:UnreadCount"}
+    deep = (payload.get("Traversal") or "Shallow") == "Deep"
+    view = payload.find(f"{M}IndexedPageFolderView")
+    try:
+        size = int(view.get("MaxEntriesReturned") or 1000) if view is not None else 1000
+        offset = int(view.get("Offset") or 0) if view is not None else 0
+    except ValueError:
+        size, offset = 1000, 0
+    folders = _folders_of(sim, parsed.mailbox)
+    parents = payload.find(f"{M}ParentFolderIds")
+    messages = []
+    for elem in list(parents) if parents is not None else []:
+        ref = _resolve_folder(sim, parsed.mailbox, elem)
+        if ref is None:
+            messages.append(error(op, "ErrorFolderNotFound"))
+            continue
+        found: list[str] = []
+
+        def walk(name: str, found: list[str] = found) -> None:
+            for child in _children_of(sim, parsed.mailbox, name):
+                found.append(child)
+                if deep:
+                    walk(child)
+
+        walk(ref.name)
+        window = found[offset : offset + size]
+        last = offset + len(window) >= len(found)
+        body = "".join(_folder_xml(sim, parsed.mailbox, FolderRef(n, folders.get(n)), fields) for n in window)
+        messages.append(
+            success(
+                op,
+                f'<m:RootFolder IndexedPagingOffset="{offset + len(window)}" TotalItemsInView="{len(found)}" '
+                f'IncludesLastItemInRange="{"true" if last else "false"}">'
+                f"<t:Folders>{body}</t:Folders></m:RootFolder>",
+            )
+        )
+    return operation_response(op, messages)
 
 
 def _shape(payload: ET.Element, tag: str) -> tuple[str, set[str]]:
@@ -623,6 +706,8 @@ def item_xml(mailbox: str, msg: SimMessage, fields: set[str] | None, *, getitem:
             piece = f"<t:DateTimeCreated>{_stamp(msg.received_at)}</t:DateTimeCreated>"
         elif field == "item:HasAttachments":
             piece = "<t:HasAttachments>false</t:HasAttachments>"
+        elif field == "item:LastModifiedTime":
+            piece = f"<t:LastModifiedTime>{_stamp(msg.modified_at)}</t:LastModifiedTime>"
         elif field == "item:ConversationId" and parsed:
             topic = re.sub(r"^((re|fw|fwd|aw|wg)\s*:\s*)+", "", parsed.subject, flags=re.IGNORECASE).lower()
             piece = f"<t:ConversationId Id={a(_digest_id(b'AAQkAD', mailbox + '/' + topic))}/>"

@@ -464,23 +464,30 @@ def _resolve_folder(sim: Simulator, mailbox: str, ref: str) -> str | None:
     return None
 
 
-def _parent(mailbox: str, name: str) -> str:
-    # Folders that are not well-known are modelled as Inbox sub-folders (folder-level tracking).
-    return folder_id(mailbox, _ROOT) if name in WELL_KNOWN_FOLDERS else folder_id(mailbox, "inbox")
+def _parent(sim: Simulator, mailbox: str, name: str) -> str:
+    with sim.store.lock:
+        found = sim.store.mailboxes.get(mailbox, {}).get(name)
+        parent = found.parent if found is not None else ("" if name in WELL_KNOWN_FOLDERS else "inbox")
+    return folder_id(mailbox, parent or _ROOT)
+
+
+def _children(sim: Simulator, mailbox: str, name: str) -> list[str]:
+    """The keys of a folder's child folders; the top of the store always has Inbox and Sent Items."""
+    listed = {f.name for f in sim.store.children(mailbox, name)}
+    if name == "":
+        listed |= set(_ALWAYS_PRESENT)
+    return sorted(listed)
 
 
 def _folder_json(sim: Simulator, mailbox: str, name: str) -> dict[str, Any]:
     folder = sim.store.folder(mailbox, name)
     with sim.store.lock:
         messages = list(folder.messages.values())
-    children = (
-        [n for n in _folder_names(sim, mailbox) if n not in WELL_KNOWN_FOLDERS] if name == "inbox" else []
-    )
     return {
         "id": folder_id(mailbox, name),
-        "displayName": WELL_KNOWN_FOLDERS.get(name, name),
-        "parentFolderId": _parent(mailbox, name),
-        "childFolderCount": len(children),
+        "displayName": folder.display_name or WELL_KNOWN_FOLDERS.get(name, name),
+        "parentFolderId": _parent(sim, mailbox, name),
+        "childFolderCount": len(_children(sim, mailbox, name)),
         "unreadItemCount": len(messages),
         "totalItemCount": len(messages),
         "sizeInBytes": sum(len(m.raw) for m in messages),
@@ -489,22 +496,36 @@ def _folder_json(sim: Simulator, mailbox: str, name: str) -> dict[str, Any]:
 
 
 def _folders(sim: Simulator, request: SimRequest, route: _Route, base: str) -> SimResponse:
-    names = _folder_names(sim, route.mailbox)
+    """mailFolders and mailFolders/{id}/childFolders: $filter on displayName, $top/$skip paging (default
+    10, as Graph pages folders), an @odata.nextLink while more remain."""
     if route.folder:
         parent = _resolve_folder(sim, route.mailbox, route.folder)
         if parent is None:
             return _item_not_found(request)
-        listed = [n for n in names if n not in WELL_KNOWN_FOLDERS] if parent == "inbox" else []
+        listed = _children(sim, route.mailbox, parent)
         context = f"users('{route.mailbox}')/mailFolders('{folder_id(route.mailbox, parent)}')/childFolders"
     else:
-        listed = [n for n in names if n in WELL_KNOWN_FOLDERS]
+        listed = _children(sim, route.mailbox, "")
         context = f"users('{route.mailbox}')/mailFolders"
     wanted = _FILTER_DISPLAY_NAME.search(_first(request.query, "$filter"))
     value = [_folder_json(sim, route.mailbox, n) for n in listed]
     if wanted:
         target = wanted.group(1).replace("''", "'").casefold()
         value = [f for f in value if str(f["displayName"]).casefold() == target]
-    return _json_response({"@odata.context": f"{base}/v1.0/$metadata#{context}", "value": value})
+    try:
+        top = max(1, min(MAX_PAGE_SIZE, int(_first(request.query, "$top") or DEFAULT_PAGE_SIZE)))
+        skip = max(0, int(_first(request.query, "$skip") or 0))
+    except ValueError:
+        return graph_error(request, 400, "BadRequest", "Invalid $top or $skip.")
+    page = value[skip : skip + top]
+    body: dict[str, Any] = {"@odata.context": f"{base}/v1.0/$metadata#{context}", "value": page}
+    if skip + top < len(value):
+        query = {k: v[0] for k, v in request.query.items() if k not in ("$top", "$skip") and v}
+        query.update({"$top": str(top), "$skip": str(skip + top)})
+        body["@odata.nextLink"] = f"{base}{request.path}?" + "&".join(
+            f"{quote(k, safe='$')}={quote(v, safe='')}" for k, v in query.items()
+        )
+    return _json_response(body)
 
 
 def _page_size(request: SimRequest) -> tuple[int, dict[str, str]]:
@@ -724,7 +745,7 @@ def message_json(
     received = _iso(msg.received_at)
     props: dict[str, Callable[[], Any]] = {
         "createdDateTime": lambda: received,
-        "lastModifiedDateTime": lambda: received,
+        "lastModifiedDateTime": lambda: _iso(msg.modified_at),
         "changeKey": lambda: msg.change_key,
         "categories": lambda: [],
         "receivedDateTime": lambda: received,

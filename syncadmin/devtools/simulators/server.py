@@ -219,7 +219,8 @@ def _not_found(sim: Simulator, request: SimRequest, described: Described) -> Sim
 
 def _control(sim: Simulator, request: SimRequest, described: Described) -> SimResponse:
     """POST /_simulator/faults {fault}; DELETE /_simulator/faults; GET|DELETE /_simulator/requests;
-    POST /_simulator/messages?mailbox=A&folder=F with the raw message as body."""
+    POST /_simulator/messages?mailbox=A&folder=F with the raw message as body; POST|DELETE
+    /_simulator/folders (rename or move, delete a folder); POST /_simulator/move (move a message)."""
     what = described.operation
     if what == "faults":
         if request.method == "DELETE":
@@ -235,14 +236,73 @@ def _control(sim: Simulator, request: SimRequest, described: Described) -> SimRe
             sim.clear_requests()
             return SimResponse(status=204)
         return SimResponse(body=json.dumps([asdict(r) for r in sim.requests]).encode())
+    mailbox = request.query.get("mailbox", [""])[0]
+    if what in ("messages", "folders", "move") and not mailbox:
+        return SimResponse(status=400, body=b'{"error": "mailbox is required"}')
     if what == "messages" and request.method == "POST":
-        mailbox = request.query.get("mailbox", [""])[0]
         folder = request.query.get("folder", ["inbox"])[0]
-        if not mailbox:
-            return SimResponse(status=400, body=b'{"error": "mailbox is required"}')
-        msg = sim.store.add_message(mailbox, folder, request.body)
+        key = sim.store.resolve(mailbox, folder) or folder.strip("/").lower()
+        msg = sim.store.add_message(mailbox, key, request.body)
         return SimResponse(status=201, body=json.dumps({"id": msg.item_id}).encode())
+    if what == "folders" and request.method in ("POST", "DELETE"):
+        return _control_folder(sim, request, mailbox)
+    if what == "move" and request.method == "POST":
+        return _control_move(sim, request, mailbox)
     return SimResponse(status=404, body=b'{"error": "unknown control endpoint"}')
+
+
+def _error(status: int, message: str) -> SimResponse:
+    return SimResponse(status=status, body=json.dumps({"error": message}).encode())
+
+
+def _control_folder(sim: Simulator, request: SimRequest, mailbox: str) -> SimResponse:
+    """POST /_simulator/folders?mailbox=A&folder=PATH {"name": "New name", "parent": "PATH"}: rename and/or
+    move a folder (its id stays); DELETE /_simulator/folders?mailbox=A&folder=PATH: delete it and its
+    sub-folders. PATH is a display path (Inbox/Projects/Contoso) or the folder's key, any case."""
+    folder = request.query.get("folder", [""])[0]
+    key = sim.store.resolve(mailbox, folder)
+    if key is None:
+        return _error(404, f"no folder {folder!r} in {mailbox}")
+    if request.method == "DELETE":
+        sim.store.delete_folder(mailbox, key)
+        return SimResponse(status=204)
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return _error(400, "the body is not JSON")
+    parent = None
+    if body.get("parent"):
+        parent = sim.store.resolve(mailbox, str(body["parent"]))
+        if parent is None:
+            return _error(404, f"no folder {body['parent']!r} in {mailbox}")
+    sim.store.rename_folder(mailbox, key, str(body.get("name") or "") or None, parent)
+    return SimResponse(body=json.dumps({"path": sim.store.path_of(mailbox, key)}).encode())
+
+
+def _control_move(sim: Simulator, request: SimRequest, mailbox: str) -> SimResponse:
+    """POST /_simulator/move?mailbox=A&message_id=<id>&to=PATH (or item=ITEM-ID): move a message as Exchange
+    does (a new item id, the same Message-ID, a new last-modified time)."""
+    to = sim.store.resolve(mailbox, request.query.get("to", [""])[0])
+    if to is None:
+        return _error(404, "no such target folder")
+    item = request.query.get("item", [""])[0]
+    wanted = request.query.get("message_id", [""])[0]
+    if not item and wanted:
+        with sim.store.lock:
+            item = next(
+                (
+                    m.item_id
+                    for f in sim.store.mailboxes.get(mailbox.lower(), {}).values()
+                    for m in f.messages.values()
+                    if m.parsed is not None and m.parsed.message_id == wanted
+                ),
+                "",
+            )
+    try:
+        moved = sim.store.move_message(mailbox, item, to)
+    except KeyError:
+        return _error(404, "no such message")
+    return SimResponse(body=json.dumps({"id": moved.item_id, "folder": to}).encode())
 
 
 class _Server(ThreadingHTTPServer):

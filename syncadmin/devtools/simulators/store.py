@@ -3,6 +3,11 @@
 Sync states handed to clients are offsets into that log, so an incremental sync returns exactly
 what was added, changed or deleted since, and a message added while the simulator runs appears
 in the next sync. Bumping a folder's generation invalidates every state handed out before.
+
+Folders form a tree: each has a stable key (the lower-case path it was created with, from which its
+EWS and Graph ids are derived, so ids survive a rename or a move), a display name and a parent key
+("" for the top of the information store). `DIR/<address>/inbox/Projects/Contoso.mbox` (or
+`.../Contoso/` holding .eml files) is the folder Inbox/Projects/Contoso.
 """
 
 from __future__ import annotations
@@ -31,6 +36,11 @@ class SimMessage:
     parsed: ParsedMessage | None  # None when the bytes are not a readable message
     received_at: datetime
     folder: str
+    last_modified: datetime | None = None  # LastModifiedTime / lastModifiedDateTime; received_at when None
+
+    @property
+    def modified_at(self) -> datetime:
+        return self.last_modified or self.received_at
 
     @property
     def subject(self) -> str:
@@ -50,10 +60,12 @@ class Change:
 
 @dataclass
 class SimFolder:
-    name: str
+    name: str  # the stable key: ids derive from it, so a rename or a move keeps them
     messages: dict[str, SimMessage] = field(default_factory=dict)
     log: list[Change] = field(default_factory=list)
     generation: int = 1
+    display_name: str = ""
+    parent: str = ""  # the parent's key; "" = the top of the information store
 
     def changes_since(self, seq: int, limit: int) -> tuple[list[Change], int, bool]:
         """Changes after `seq` (at most `limit`), the seq to resume from, and whether more remain."""
@@ -61,6 +73,20 @@ class SimFolder:
         page = pending[:limit]
         next_seq = page[-1].seq if page else seq
         return page, next_seq, len(pending) > len(page)
+
+
+# Folders Exchange has at the top of every mailbox; any other folder named without a parent is an Inbox
+# sub-folder (folder-level tracking maps those).
+TOP_LEVEL = {
+    "inbox": "Inbox",
+    "sentitems": "Sent Items",
+    "drafts": "Drafts",
+    "deleteditems": "Deleted Items",
+    "junkemail": "Junk Email",
+    "outbox": "Outbox",
+    "archive": "Archive",
+}
+MAILDIR_PARTS = frozenset({"cur", "new", "tmp"})
 
 
 def _item_id(address: str, folder: str, n: int) -> str:
@@ -79,29 +105,133 @@ class MailStore:
 
     @classmethod
     def from_directory(cls, data_dir: Path) -> MailStore:
-        """DIR/<mailbox address>/<folder>.mbox or DIR/<mailbox address>/<folder>/ (Maildir or .eml files)."""
+        """DIR/<mailbox address>/<folder>.mbox or DIR/<mailbox address>/<folder>/ (Maildir or .eml files).
+
+        Inside a folder's directory, `<name>.mbox` files and sub-directories are sub-folders (so
+        `inbox/Projects/Contoso.mbox` is Inbox/Projects/Contoso); other files are the folder's messages.
+        """
         store = cls()
         for mailbox_dir in sorted(p for p in data_dir.iterdir() if p.is_dir()):
             address = mailbox_dir.name.lower()
             store.mailboxes.setdefault(address, {})
             for entry in sorted(mailbox_dir.iterdir()):
-                folder = entry.stem if entry.is_file() else entry.name
-                store.folder(address, folder.lower())
-                for item in read_paths([entry]):
-                    if isinstance(item, RawItem):  # a message over the size limit is not served
-                        store.add_message(address, folder.lower(), item.data)
+                store._load_entry(address, "", entry)
         return store
 
-    def folder(self, address: str, folder: str) -> SimFolder:
+    def _load_entry(self, address: str, parent_path: str, entry: Path) -> None:
+        name = entry.stem if entry.is_file() else entry.name
+        path = f"{parent_path}/{name}" if parent_path else name
+        self.folder(address, path.lower(), display_name=name)
+        if entry.is_file() or (entry / "cur").is_dir() or (entry / "new").is_dir():
+            for item in read_paths([entry]):
+                if isinstance(item, RawItem):  # a message over the size limit is not served
+                    self.add_message(address, path.lower(), item.data)
+            return
+        own = []
+        for child in sorted(entry.iterdir()):
+            if child.name.startswith(".") or child.name in MAILDIR_PARTS:
+                continue
+            if child.is_dir() or child.suffix.lower() == ".mbox":
+                self._load_entry(address, path, child)
+            else:
+                own.append(child)
+        for item in read_paths(own):
+            if isinstance(item, RawItem):
+                self.add_message(address, path.lower(), item.data)
+
+    def folder(self, address: str, folder: str, *, display_name: str | None = None) -> SimFolder:
+        """The folder with this key, created (with its parents) when missing."""
         with self.lock:
             folders = self.mailboxes.setdefault(address.lower(), {})
-            return folders.setdefault(folder, SimFolder(folder))
+            found = folders.get(folder)
+            if found is not None:
+                return found
+            head, _, last = folder.rpartition("/")
+            if head:
+                self.folder(address, head)
+                parent = head
+            else:
+                parent = "" if folder in TOP_LEVEL else "inbox"
+                if parent:
+                    self.folder(address, parent)
+            created = SimFolder(
+                folder, display_name=TOP_LEVEL.get(folder) or display_name or last, parent=parent
+            )
+            folders[folder] = created
+            return created
+
+    def children(self, address: str, key: str) -> list[SimFolder]:
+        with self.lock:
+            return [f for f in self.mailboxes.get(address.lower(), {}).values() if f.parent == key]
+
+    def path_of(self, address: str, key: str) -> str:
+        """The display path, e.g. Inbox/Projects/Contoso."""
+        with self.lock:
+            folders = self.mailboxes.get(address.lower(), {})
+            parts: list[str] = []
+            current: SimFolder | None = folders.get(key)
+            while current is not None:
+                parts.append(current.display_name)
+                current = folders.get(current.parent) if current.parent else None
+            return "/".join(reversed(parts)) or TOP_LEVEL.get(key, key)
+
+    def resolve(self, address: str, text: str) -> str | None:
+        """A folder's key from its key or its current display path (any case)."""
+        with self.lock:
+            folders = self.mailboxes.get(address.lower(), {})
+            wanted = text.strip().strip("/").lower()
+            if wanted in folders:
+                return wanted
+            return next((k for k in folders if self.path_of(address, k).lower() == wanted), None)
+
+    def rename_folder(
+        self, address: str, key: str, display_name: str | None = None, parent: str | None = None
+    ) -> SimFolder:
+        """Rename and/or move a folder; its id, messages and sync states stay."""
+        with self.lock:
+            target = self.mailboxes[address.lower()][key]
+            if display_name:
+                target.display_name = display_name
+            if parent is not None:
+                target.parent = parent
+            return target
+
+    def delete_folder(self, address: str, key: str) -> None:
+        """Delete a folder and every folder under it."""
+        with self.lock:
+            folders = self.mailboxes.get(address.lower(), {})
+            for child in self.children(address, key):
+                self.delete_folder(address, child.name)
+            folders.pop(key, None)
+
+    def move_message(
+        self, address: str, item_id: str, to_folder: str, now: datetime | None = None
+    ) -> SimMessage:
+        """Move a message as Exchange does: a new item id in the target folder, the same Message-ID and
+        received time, and a new last-modified time."""
+        with self.lock:
+            found = self.find(address, item_id)
+            if found is None:
+                raise KeyError(item_id)
+            self.delete_message(address, found.folder, item_id)
+            return self.add_message(
+                address,
+                to_folder,
+                found.raw,
+                received_at=found.received_at,
+                last_modified=now or datetime.now(UTC),
+            )
 
     def has_mailbox(self, address: str) -> bool:
         return address.lower() in self.mailboxes
 
     def add_message(
-        self, address: str, folder: str, raw: bytes, received_at: datetime | None = None
+        self,
+        address: str,
+        folder: str,
+        raw: bytes,
+        received_at: datetime | None = None,
+        last_modified: datetime | None = None,
     ) -> SimMessage:
         with self.lock:
             target = self.folder(address, folder)
@@ -118,6 +248,7 @@ class MailStore:
                 parsed=good,
                 received_at=when,
                 folder=folder,
+                last_modified=last_modified,
             )
             target.messages[msg.item_id] = msg
             self._log(target, "create", msg.item_id)

@@ -161,3 +161,12 @@ class FolderRuleForm(forms.Form):
         field = self.fields["regarding"]
         assert isinstance(field, RecordChoiceField)
         field.queryset = CrmRecord.objects.filter(active=True).order_by("kind", "name", "pk")
+
+    def offer(self, paths: list[str] | None) -> None:
+        """Pick the folder from the server's list (None: the list could not be read; the path is typed)."""
+        if paths is None:
+            return
+        self.fields["folder"].widget = forms.Select(
+            choices=[("", _("Choose a folder"))] + [(p, p) for p in paths]
+        )
+        self.fields["folder"].help_text = _("A folder under your Inbox, as your mail server lists it.")

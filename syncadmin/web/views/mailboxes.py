@@ -49,7 +49,8 @@ from tracking.actions import (
 from tracking.choices import Approval, BulkAction, ErrorKind, Folder, IncomingMethod
 from tracking.context import load_rules
 from tracking.decisions import OrgRules
-from tracking.models import Alert, FolderSyncState, Mailbox, ScanRun
+from tracking.folders import folder_tracking_on, mapped_folders, rule_rows
+from tracking.models import Alert, FolderSyncState, Mailbox, OrgSettings, ScanRun
 from tracking.scanning import folders_to_scan, sent_items_refusal
 
 TEST_PREFIX = "Test & Enable"  # how do_record_test_result's alerts begin
@@ -269,7 +270,12 @@ def _detail_context(request: AuthenticatedHttpRequest, mailbox: Mailbox) -> dict
         "nav_section": "mailboxes",
         "admin": admin,
         "reader": reads_everything(request.user),
-        "folders": [folder_labels[f] for f in folders_to_scan(mailbox, rules)],
+        "folders": [folder_labels[f] for f in folders_to_scan(mailbox, rules)]
+        + ([r.folder for r in mapped_folders(mailbox)] if folder_tracking_on(mailbox, rules) else []),
+        "folder_rules": rule_rows(
+            list(mailbox.folder_rules.select_related("regarding").order_by("folder", "pk")),
+            OrgSettings.load(),
+        ),
         "sent_items_refusal": refusal.label if refusal is not None else "",
         "states": folder_states(mailbox),
         "runs": [

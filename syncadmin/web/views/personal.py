@@ -20,14 +20,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from syncadmin.web.forms.personal import EmailForm, FolderRuleForm, GeneralForm
 from syncadmin.web.permissions import AuthenticatedHttpRequest, user_required
-from tracking.actions import (
-    ActionError,
-    check_add_folder_rule,
-    do_delete_folder_rule,
-    do_set_personal_options,
-)
+from tracking.actions import ActionError, do_delete_folder_rule, do_set_personal_options
 from tracking.choices import AutoCreate, TrackOption
+from tracking.folders import add_folder_rule, rule_rows, server_folders, why_no_folder_tracking
 from tracking.models import FolderTrackingRule, Mailbox, OrgSettings, PersonalOptions
+from tracking.sources.base import SourceError
 
 TABS = ("general", "email")
 
@@ -40,28 +37,42 @@ def _tab_url(tab: str, anchor: str = "") -> str:
     return f"{reverse('web-personal-options')}?tab={tab}{anchor}"
 
 
-def _folder_rules_block(mailbox: Mailbox | None, org: OrgSettings) -> dict[str, Any]:
-    """Whether the folder tracking rules appear, and if not, why not (in words for the user)."""
-    if mailbox is None:
-        return {"folder_rules_shown": False, "folder_rules_why": _("You have no mailbox in SyncAdmin.")}
-    if not mailbox.profile.is_exchange:
-        return {
-            "folder_rules_shown": False,
-            "folder_rules_why": _(
-                "Folder tracking rules need an Exchange mailbox; yours is not on Exchange."
-            ),
-        }
+def _folder_rules_block(
+    mailbox: Mailbox | None, org: OrgSettings, rule_form: FolderRuleForm, *, refresh: bool
+) -> dict[str, Any]:
+    """The folder tracking rules with their state, and the picker of the server's folders; or why there
+    are no rules (in words for the user)."""
+    why = why_no_folder_tracking(mailbox)
+    if why is not None:
+        return {"folder_rules_shown": False, "folder_rules_why": why}
+    assert mailbox is not None
     if not org.folder_tracking_enabled:
         return {
             "folder_rules_shown": False,
             "folder_rules_why": _("Your organisation has turned folder-based tracking off."),
         }
     rules = list(mailbox.folder_rules.select_related("regarding").order_by("folder", "pk"))
+    folders_error = ""
+    offered: list[str] | None = None
+    if len(rules) < org.max_folder_mappings:
+        try:
+            listed = server_folders(mailbox, refresh=refresh)
+        except SourceError as exc:
+            folders_error = _(
+                "Your mail server could not be reached to list your folders (%(error)s). Try again with "
+                "Refresh folders, or type the folder's path."
+            ) % {"error": exc}
+        else:
+            mapped = {r.folder_id for r in rules}
+            offered = [f.path for f in listed if f.id not in mapped]
+    rule_form.offer(offered)
     return {
         "folder_rules_shown": True,
-        "folder_rules": rules,
+        "folder_rules": rule_rows(rules, org),
         "folder_rules_max": org.max_folder_mappings,
         "folder_rules_full": len(rules) >= org.max_folder_mappings,
+        "folders_error": folders_error,
+        "folders_offered": offered,
     }
 
 
@@ -101,8 +112,10 @@ def _render(
         context["forced"] = (
             TrackOption(org.force_filtering_method) if org.force_filtering_method >= 0 else None
         )
-        context["rule_form"] = rule_form or FolderRuleForm()
-        context.update(_folder_rules_block(mailbox, org))
+        context["rule_form"] = rule_form = rule_form or FolderRuleForm()
+        context.update(
+            _folder_rules_block(mailbox, org, rule_form, refresh=request.GET.get("refresh_folders") == "1")
+        )
     return render(request, "web/personal.html", context, status=status)
 
 
@@ -184,7 +197,7 @@ def folder_rules(request: AuthenticatedHttpRequest) -> HttpResponse:
         form.add_error(None, _("You have no mailbox in SyncAdmin."))
         return _render(request, "email", rule_form=form, status=400)
     try:
-        rule = check_add_folder_rule(
+        rule = add_folder_rule(
             mailbox, form.cleaned_data["folder"], regarding=form.cleaned_data["regarding"], acting_user=user
         )
     except ActionError as exc:

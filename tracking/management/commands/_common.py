@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from tracking.choices import RecordKind
-from tracking.context import mailbox_for_scan
+from tracking.choices import Folder, RecordKind
+from tracking.context import load_rules, mailbox_for_scan
 from tracking.decisions import DecisionResult, RecordRef
+from tracking.folders import folder_tracking_on, rule_for_folder
 from tracking.models import CrmRecord, Mailbox
+
+FOLDER_HELP = "inbox, sentitems, or the path of a mapped folder such as Inbox/Projects/Contoso"
 
 # A century, the most days a command takes: beyond it a date counted back from now leaves the calendar.
 MAX_DAYS = 36_500
@@ -18,6 +21,23 @@ def get_mailbox(address: str) -> Mailbox:
     if mailbox is None:
         raise CommandError(f"no mailbox {address!r}; add it with 'mailbox add'")
     return mailbox_for_scan(mailbox.pk)
+
+
+def get_folder(mailbox: Mailbox, text: str) -> str:
+    """inbox or sentitems, or a mapped folder's display path (any case): what decisions record as folder."""
+    if text.strip().lower() in Folder.values:
+        return text.strip().lower()
+    rule = rule_for_folder(mailbox, text)
+    if rule is None:
+        raise CommandError(
+            f"--folder {text!r}: use inbox, sentitems or the path of a folder {mailbox.email_address} has "
+            "mapped (see 'folderrules USERNAME list')"
+        )
+    if rule.folder_deleted_at is not None or not rule.folder_id:
+        raise CommandError(f"--folder {text!r}: the folder of this rule was deleted on the server")
+    if not folder_tracking_on(mailbox, load_rules()):
+        raise CommandError(f"--folder {text!r}: folder-based tracking is turned off for the organisation")
+    return rule.folder
 
 
 def get_regarding(spec: str) -> RecordRef:

@@ -9,10 +9,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from tracking.actions import do_finish_scan_run, do_start_scan_run
-from tracking.choices import Folder, Outcome, ScanSource
+from tracking.choices import Outcome, ScanSource
 from tracking.context import watermark_of
 from tracking.decisions import ManualTracking
-from tracking.management.commands._common import get_mailbox, get_regarding
+from tracking.management.commands._common import FOLDER_HELP, get_folder, get_mailbox, get_regarding
 from tracking.pipeline import decision_as_json, pages, process_page
 from tracking.runs import this_process
 from tracking.sources.local import UnreadablePath, check_paths, read_paths
@@ -35,7 +35,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--mailbox", required=True, metavar="ADDRESS")
-        parser.add_argument("--folder", required=True, choices=Folder.values)
+        parser.add_argument("--folder", required=True, metavar="FOLDER", help=FOLDER_HELP)
         parser.add_argument("paths", nargs="+", metavar="PATH")
         parser.add_argument(
             "--regarding",
@@ -46,7 +46,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         mailbox = get_mailbox(options["mailbox"])
-        folder = options["folder"]
+        folder = get_folder(mailbox, options["folder"])
         manual = ManualTracking(get_regarding(options["regarding"])) if options["regarding"] else None
         try:
             paths = check_paths(options["paths"])

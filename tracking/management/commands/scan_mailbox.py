@@ -6,10 +6,12 @@ from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 from redis.exceptions import RedisError
 
 from tracking.choices import Folder
 from tracking.context import load_rules
+from tracking.folders import folders_after_hierarchy_sync
 from tracking.jobs import enqueue_scan
 from tracking.management.commands._common import get_mailbox
 from tracking.models import ScanRun
@@ -47,7 +49,7 @@ class Command(BaseCommand):
             "--folder",
             choices=[*Folder.values, "all"],
             default="all",
-            help="one folder, or all (Inbox, and Sent Items when AutoTrackSentFolderItems is on)",
+            help="one folder, or all (Inbox, Sent Items when AutoTrackSentFolderItems is on, mapped folders)",
         )
         parser.add_argument("--json", action="store_true", help="one JSON object per folder scanned")
         parser.add_argument(
@@ -79,6 +81,11 @@ class Command(BaseCommand):
             folders = [Folder.INBOX.value]
         show_progress = not options["json"] and sys.stderr.isatty()
         failures = []
+        if options["folder"] == "all":
+            try:
+                folders += folders_after_hierarchy_sync(mailbox, load_rules(), now=timezone.now())
+            except SourceError as exc:
+                failures.append(f"folders under the Inbox: {exc}")
         for folder in folders:
 
             def progress(run: ScanRun, folder: str = folder) -> None:
