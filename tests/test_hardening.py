@@ -582,7 +582,7 @@ def test_a_folder_path_steps_nowhere_up(alice: Mailbox, folder: str) -> None:
     response = signed_in(user_of(alice)).post("/me/folder-rules/", {"folder": folder})
     assert response.status_code == 400  # the picker offers only the server's folders
     with pytest.raises(
-        ActionError, match="may not contain “..” or control characters|Only folders under the Inbox"
+        ActionError, match=r"may not contain “..” or control characters|Only folders under the Inbox"
     ):
         check_add_folder_rule(alice, folder, folder_id="f-x")
     assert not FolderTrackingRule.objects.exists()
