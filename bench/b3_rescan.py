@@ -5,7 +5,8 @@ the folder it came from; AutoTrackSentFolderItems on). Baseline: the first scan 
 (`scan_folder` per folder, from an empty sync state). Measured: a second scan of both folders with a new
 source, as the next scan cycle makes one (best of three), and the EWS requests it made per folder
 (from the simulator's request log). Target: ≤ 2 requests per folder and ≤ 2 % of the first scan's time.
-A mapped folder (Inbox/Projects/B3, a folder tracking rule, DOMAIN §3.4) of MAPPED messages rides along:
+A mapped folder (Inbox/Projects/B3, a folder tracking rule, tracking-rules §3.4) of MAPPED messages rides
+along:
 its rescan counts the folder-tree listing each cycle makes for it plus its own sync, and must stay within
 the same ≤ 2 requests.
 

@@ -131,7 +131,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Alert mail (DOMAIN §9) through Django's SMTP backend; links in it point to SYNCADMIN_SITE_URL.
+# Alert mail (tracking-rules §9) through Django's SMTP backend; links in it point to SYNCADMIN_SITE_URL.
 EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
 EMAIL_PORT = envport("EMAIL_PORT", 25)
 EMAIL_HOST_USER = envstr("EMAIL_HOST_USER", "")

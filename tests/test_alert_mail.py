@@ -1,4 +1,4 @@
-"""Alert mail (DOMAIN §9, issue 16) through Django's SMTP backend to a real SMTP server on loopback
+"""Alert mail (tracking-rules §9, issue 16) through Django's SMTP backend to a real SMTP server on loopback
 (aiosmtpd): an error alert mails the owner and each admin once an hour, in their language, with a link;
 a profile with more than half of its mailboxes failing mails the admins once; SMTP down fails no scan."""
 

@@ -37,7 +37,7 @@ from tracking.models import (
 )
 from tracking.orgsettings import DB_INT_MAX, ORG_SETTINGS, SettingSpec
 
-# DOMAIN.md §11, copied by hand: name -> (type, default, lowest, highest). The registry must agree.
+# tracking-rules §11, copied by hand: name -> (type, default, lowest, highest). The registry must agree.
 DOMAIN_SETTINGS: dict[str, tuple[str, object, int | None, int | None]] = {
     "AutoTrackSentFolderItems": ("bool", False, None, None),
     "SSSForceFilteringMethodForUserMailboxes": ("int", -1, -1, 4),

@@ -1,8 +1,8 @@
 """The real-mail corpora (tests/data/corpora) through the real `ingest` command.
 
 Every file of every corpus goes through `manage.py ingest --json`: no crash, one JSON line per
-message, only outcomes and reasons of DOMAIN §8, exact outcome counts, and a re-run that creates
-nothing. The Pony Mail test checks In-Reply-To correlation (DOMAIN §5.1) against thread sets
+message, only outcomes and reasons of tracking-rules §8, exact outcome counts, and a re-run that creates
+nothing. The Pony Mail test checks In-Reply-To correlation (tracking-rules §5.1) against thread sets
 computed here from the mbox headers with the standard library only.
 
 The notmuch corpus is GPL-3.0-or-later and is not in this repository: its test reads it from the
@@ -117,7 +117,7 @@ Run = tuple[tuple[Any, ...], str | None, list[Row]]  # ingest arguments, --regar
 
 
 def assert_rerun_creates_nothing(cmd: Cmd, runs: list[Run]) -> None:
-    """DOMAIN §7: re-running any ingest gives the same decisions again, none of them new."""
+    """tracking-rules §7: re-running any ingest gives the same decisions again, none of them new."""
     before = store_sizes()
     for args, regarding, first in runs:
         again = ingest(cmd, *args, regarding=regarding)
@@ -229,7 +229,7 @@ ENRON_EXPECTED: dict[tuple[str, str], dict[tuple[str, str, str | None], int]] = 
         (TR, "accepted_email_enabled_party", "tholt-j"): 61,
     },
 }
-ENRON_AUTO_CREATED = 83  # contacts created for arnold-j's unresolved senders (DOMAIN §6)
+ENRON_AUTO_CREATED = 83  # contacts created for arnold-j's unresolved senders (tracking-rules §6)
 
 
 def enron_counts(rows: list[Row]) -> dict[tuple[str, str, str | None], int]:
@@ -260,7 +260,7 @@ def addresses(msg: Any, *fields: str) -> list[str]:
 
 
 class EnronOracle:
-    """DOMAIN §4 and §6 restated for this corpus, message by message, from the headers alone.
+    """tracking-rules §4 and §6 restated for this corpus, message by message, from the headers alone.
 
     Enron has no reply headers and no tracking tokens, so option 1 never accepts; a user is
     known by its mailbox address only; contacts are auto-created for arnold-j's unresolved senders.
@@ -326,7 +326,7 @@ def test_it_ingests_every_enron_folder(enron_directory, cmd: Cmd):
     )
     assert set(TrackedEmail.objects.values_list("direction", flat=True)) == {"incoming", "outgoing"}
 
-    # DOMAIN §6: contacts created for arnold-j's unresolved senders; a sender known by an imported
+    # tracking-rules §6: contacts created for arnold-j's unresolved senders; a sender known by an imported
     # contact's second address resolved to it and was not created again.
     created = CrmRecord.objects.filter(pk__gt=last_imported)
     assert created.count() == ENRON_AUTO_CREATED
@@ -353,7 +353,7 @@ OTHER_EXPECTED: dict[str, dict[tuple[str, str], int]] = {
     "ponymail again": {("already_tracked", "duplicate_message_id"): 677, ("failed", "unparseable"): 1},
 }
 OTHER_NEW = {"ponymail": 673, "notmuch": 248, "cpython": 34, "ponymail again": 673}
-# Messages without a Message-ID get a synthetic one (DOMAIN §7) from sender, date, subject and
+# Messages without a Message-ID get a synthetic one (tracking-rules §7) from sender, date, subject and
 # recipients (unparseable ones one from their bytes). In CPython msg_07/13/17, msg_08/09/10/12/12a
 # and msg_23/28/30/31 share all four, and msg_01/03/14/20/29 and msg_04/44 share a real Message-ID:
 # 48 files = 6 failures + 28 distinct tracked messages + 14 repeats.
@@ -399,7 +399,7 @@ def test_it_ingests_every_other_corpus(exchange_profile, cmd: Cmd):
         [
             ("ponymail", "lists@example.org", PONYMAIL),
             ("cpython", "python@example.org", CPYTHON),
-            # The same archive in another mailbox: one TrackedEmail per Message-ID (DOMAIN §7).
+            # The same archive in another mailbox: one TrackedEmail per Message-ID (tracking-rules §7).
             ("ponymail again", "archive@example.org", PONYMAIL),
         ],
     )
@@ -428,7 +428,7 @@ def test_it_ingests_the_notmuch_corpus(exchange_profile, cmd: Cmd):
 
 
 # ---------------------------------------------------------------------------------------------
-# Pony Mail threads: replies to a tracked message are tracked, transitively (DOMAIN §4 option 1, §5)
+# Pony Mail threads: replies to a tracked message are tracked, transitively (tracking-rules §4 option 1, §5)
 # ---------------------------------------------------------------------------------------------
 
 # Thread starters in maven-dev-2017-11 (mbox position, subject) and the record each is tracked regarding.
@@ -483,7 +483,7 @@ def test_it_tracks_replies_to_a_manually_tracked_maven_thread(exchange_profile, 
         assert [(r["outcome"], r["reason"], r["new"]) for r in rows] == [("tracked", "manual", True)]
     roots = set(regarding_of)
 
-    # What DOMAIN §3.5, §5.1 and §7 expect of the scan, from the headers alone, in file order:
+    # What tracking-rules §3.5, §5.1 and §7 expect of the scan, from the headers alone, in file order:
     # - manual tracking leaves the Inbox watermark where it was, so every message is evaluated;
     # - the three starters are tracked already: already_tracked/duplicate_message_id;
     # - a message whose In-Reply-To is a tracked message is tracked (accepted_correlated, in_reply_to)

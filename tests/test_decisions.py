@@ -1,7 +1,7 @@
-"""Unit tests of the pure decision engine (tracking.decisions) against DOMAIN §3–§8.
+"""Unit tests of the pure decision engine (tracking.decisions) against tracking-rules §3–§8.
 
 Everything here is built in memory: no database, no parser. Every decision goes through `run()`,
-which also checks the invariants of DOMAIN §8 (the trace ends with an "outcome" step and the
+which also checks the invariants of tracking-rules §8 (the trace ends with an "outcome" step and the
 (outcome, reason) pair is one of choices.REASONS_BY_OUTCOME).
 """
 
@@ -1412,7 +1412,7 @@ def test_it_does_not_correlate_unrelated_messages_on_a_non_token():
 
 
 def catalogue() -> list[DecisionResult]:
-    """One decision for every reason of DOMAIN §8."""
+    """One decision for every reason of tracking-rules §8."""
     all_ = TRACK_ALL
     return [
         run(message(), context(owner=all_)),

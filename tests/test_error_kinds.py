@@ -1,4 +1,5 @@
-"""Every kind of source error (DOMAIN §9, issue 12), from the place it is raised to the words on the mailbox
+"""Every kind of source error (tracking-rules §9, issue 12), from the place it is raised to the words on the
+mailbox
 page: real connectors against the simulator (or a loopback service), Test & Enable or a scan cycle, then
 the page an admin reads. No error is shown as another kind, and no raw server bytes reach the page.
 """

@@ -1,4 +1,5 @@
-"""Folder-level tracking (DOMAIN §3.4) end to end: the real exchangelib and msal/requests clients against the
+"""Folder-level tracking (tracking-rules §3.4) end to end: the real exchangelib and msal/requests clients
+against the
 simulator serving DIR/<address>/inbox/Projects/Contoso.mbox as the folder Inbox/Projects/Contoso."""
 
 from __future__ import annotations

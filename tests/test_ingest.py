@@ -1,5 +1,5 @@
 """`ingest` end to end against the database: JSON Lines, idempotence, dedup, acceptance, correlation,
-watermarks, Sent Items, auto-create, scan runs and refused requests (DOMAIN §3–§8)."""
+watermarks, Sent Items, auto-create, scan runs and refused requests (tracking-rules §3–§8)."""
 
 from __future__ import annotations
 
@@ -206,7 +206,7 @@ class TestJsonLines:
 
 
 # ---------------------------------------------------------------------------------------------
-# Idempotence (DOMAIN §7)
+# Idempotence (tracking-rules §7)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -292,7 +292,7 @@ class TestIdempotence:
 
 
 # ---------------------------------------------------------------------------------------------
-# Duplicates and direction (DOMAIN §7)
+# Duplicates and direction (tracking-rules §7)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -396,7 +396,7 @@ class TestDuplicates:
 
 
 # ---------------------------------------------------------------------------------------------
-# Acceptance: queues, recipients with mailboxes, the force override (DOMAIN §4)
+# Acceptance: queues, recipients with mailboxes, the force override (tracking-rules §4)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -488,7 +488,7 @@ class TestAcceptance:
 
 
 # ---------------------------------------------------------------------------------------------
-# Correlation through the database (DOMAIN §5)
+# Correlation through the database (tracking-rules §5)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -712,7 +712,7 @@ class TestCorrelation:
 
 
 # ---------------------------------------------------------------------------------------------
-# Watermark (DOMAIN §3.5)
+# Watermark (tracking-rules §3.5)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -821,7 +821,7 @@ class TestWatermark:
 
 
 # ---------------------------------------------------------------------------------------------
-# Sent Items (DOMAIN §3.2)
+# Sent Items (tracking-rules §3.2)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -874,7 +874,7 @@ class TestSentItems:
 
 
 # ---------------------------------------------------------------------------------------------
-# Auto-create (DOMAIN §6)
+# Auto-create (tracking-rules §6)
 # ---------------------------------------------------------------------------------------------
 
 

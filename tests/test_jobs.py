@@ -1,4 +1,5 @@
-"""Background scanning on RQ, in this process (issue 4, DOMAIN §9): dispatch, exclusivity, the lifecycle.
+"""Background scanning on RQ, in this process (issue 4, tracking-rules §9): dispatch, exclusivity, the
+lifecycle.
 
 Real Redis (the tests' database), real RQ (SimpleWorker in burst mode, which runs each job here, in this
 thread), the Exchange simulator over HTTPS. The database is transactional (real commits), because the

@@ -1,4 +1,5 @@
-"""Exclusion list (DOMAIN §10): org-wide entries for admins to manage, personal entries for each user."""
+"""Exclusion list (tracking-rules §10): org-wide entries for admins to manage, personal entries for each
+user."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every closed vocabulary of DOMAIN.md, in one place."""
+"""Every closed vocabulary of the tracking rules (docs/tracking-rules.md), in one place."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 
 class TrackOption(models.IntegerChoices):
-    """Personal Options → "Select the email messages to track" (DOMAIN §4)."""
+    """Personal Options → "Select the email messages to track" (tracking-rules §4)."""
 
     ALL = 0, _("All email messages")
     RESPONSES = 1, _("Email messages in response to SyncAdmin email")
@@ -171,7 +171,7 @@ class RecordKind(models.TextChoices):
 
 
 class EntityKind(models.TextChoices):
-    """Every kind of email-enabled thing a party can resolve to (DOMAIN §6)."""
+    """Every kind of email-enabled thing a party can resolve to (tracking-rules §6)."""
 
     USER = "user", _("User")
     QUEUE = "queue", _("Queue")
@@ -232,7 +232,7 @@ class AuditAction(models.TextChoices):
 
 
 class Role(models.TextChoices):
-    """A person's role (DOMAIN §1): admins and auditors are the two groups, users are in neither."""
+    """A person's role (tracking-rules §1): admins and auditors are the two groups, users are in neither."""
 
     ADMIN = "admin", _("Admin")
     AUDITOR = "auditor", _("Auditor")
@@ -240,7 +240,7 @@ class Role(models.TextChoices):
 
 
 class BulkAction(models.TextChoices):
-    """What the mailbox list can do to many mailboxes at once (DOMAIN §9)."""
+    """What the mailbox list can do to many mailboxes at once (tracking-rules §9)."""
 
     APPROVE = "approve", _("Approve email")
     REJECT = "reject", _("Reject email")
@@ -250,7 +250,8 @@ class BulkAction(models.TextChoices):
 
 
 class ErrorKind(models.TextChoices):
-    """What kind of failure a source error is (DOMAIN §9), stored with a mailbox's last error and a failed
+    """What kind of failure a source error is (tracking-rules §9), stored with a mailbox's last error and a
+    failed
     scan so that it is shown in words for its kind. NOT_APPROVED is the one that is no source error: the
     mailbox's address lost its approval, which stops a scan cycle before any server is asked."""
 

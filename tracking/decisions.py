@@ -1,4 +1,4 @@
-"""The decision engine: DOMAIN §3–§8 as pure functions.
+"""The decision engine: tracking-rules §3–§8 as pure functions.
 
 Plain data in (a ParsedMessage and a DecisionContext loaded by tracking.context), a
 DecisionResult with a human-readable trace out. No ORM, no network, no clock: everything the
@@ -31,7 +31,7 @@ from tracking.orgsettings import DEFAULT_HASH_FILTER_KEYWORDS
 MAX_SENDER_MATCHES = 100
 CRM_PARTY_KINDS = frozenset({EntityKind.LEAD, EntityKind.CONTACT, EntityKind.ACCOUNT})
 MAILBOX_OWNER_KINDS = frozenset({EntityKind.USER, EntityKind.QUEUE})
-# DOMAIN §6: User > Contact > Account > Lead > other email-enabled > Queue.
+# tracking-rules §6: User > Contact > Account > Lead > other email-enabled > Queue.
 SENDER_KIND_PRIORITY: Mapping[str, int] = {
     EntityKind.USER: 0,
     EntityKind.CONTACT: 1,
@@ -192,7 +192,7 @@ class DecisionContext:
 
 @dataclass(frozen=True)
 class ManualTracking:
-    """Track / Set regarding by a person: bypasses the filter options (DOMAIN §3.3)."""
+    """Track / Set regarding by a person: bypasses the filter options (tracking-rules §3.3)."""
 
     regarding: RecordRef | None = None
 
@@ -344,7 +344,7 @@ def is_excluded(address: str, patterns: frozenset[str]) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Party resolution (DOMAIN §6)
+# Party resolution (tracking-rules §6)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -399,7 +399,7 @@ def resolve_recipients(msg: ParsedMessage, ctx: DecisionContext) -> list[tuple[s
 
 
 # ---------------------------------------------------------------------------------------------
-# Correlation (DOMAIN §5)
+# Correlation (tracking-rules §5)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -515,7 +515,7 @@ def _newer(a: TrackedRef, b: TrackedRef) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Acceptance (DOMAIN §4)
+# Acceptance (tracking-rules §4)
 # ---------------------------------------------------------------------------------------------
 
 

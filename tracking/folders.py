@@ -1,4 +1,5 @@
-"""Folder-level tracking against the server (DOMAIN §3.4): the folder tree under the Inbox, read from the
+"""Folder-level tracking against the server (tracking-rules §3.4): the folder tree under the Inbox, read from
+the
 mailbox's server (EWS FindFolder, Graph childFolders); the hierarchy sync that keeps rules on their folder
 ids; which mapped folders a scan cycle reads; and the rules as people see them (path, state, counts).
 

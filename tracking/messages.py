@@ -67,7 +67,7 @@ class ParsedMessage:
     conversation_index: str = ""  # hex; Exchange's ConversationIndex or the Thread-Index header
     defects: tuple[str, ...] = field(default=(), compare=False)
     # When the message last changed in its folder (EWS LastModifiedTime, Graph lastModifiedDateTime): a
-    # message moved into a folder today was modified today, whatever its received time (DOMAIN §3.4).
+    # message moved into a folder today was modified today, whatever its received time (tracking-rules §3.4).
     last_modified: datetime | None = field(default=None, compare=False)
 
     @property
@@ -255,7 +255,7 @@ def normalize_message_id(value: object) -> str:
 
 
 def synthetic_message_id(sender: str, date: datetime | None, subject: str, recipients: Iterable[str]) -> str:
-    """A stable Message-ID for mail that has none (DOMAIN §7), so rescans stay idempotent."""
+    """A stable Message-ID for mail that has none (tracking-rules §7), so rescans stay idempotent."""
     material = "\n".join([sender, date.isoformat() if date else "", subject, ",".join(sorted(recipients))])
     return f"<{hashlib.sha256(material.encode('utf-8', 'replace')).hexdigest()[:40]}@{SYNTHETIC_DOMAIN}>"
 

@@ -1,4 +1,4 @@
-"""Alert mail (DOMAIN §9): an error alert mailed to the mailbox's owner and the admins, and a profile
+"""Alert mail (tracking-rules §9): an error alert mailed to the mailbox's owner and the admins, and a profile
 alert to the admins when more than half of a profile's mailboxes fail.
 
 `alert_mail_job` runs in a worker after the alert's transaction committed (see

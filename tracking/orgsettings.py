@@ -1,4 +1,4 @@
-"""The organisation settings of DOMAIN §11: names, types, ranges, defaults and parsing.
+"""The organisation settings of tracking-rules §11: names, types, ranges, defaults and parsing.
 
 The `OrgSettings` model stores them as one typed row; this registry is what the `orgsettings`
 command, the settings page and validation read, so each name is spelled in exactly one place.

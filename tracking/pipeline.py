@@ -229,7 +229,8 @@ def track_decision_manually(
     acting_user: User | None = None,
     actor_label: str = "cli",
 ) -> Processed:
-    """Track / Set regarding on a message a scan did not track (DOMAIN §3.3): a manual decision beside it,
+    """Track / Set regarding on a message a scan did not track (tracking-rules §3.3): a manual decision
+    beside it,
     audited in the same transaction.
 
     The caller checks who may do this (the mailbox's owner or an admin).

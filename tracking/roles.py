@@ -1,4 +1,4 @@
-"""The three roles (DOMAIN §1), asked by the models' visible_to() and by the web layer's checks.
+"""The three roles (tracking-rules §1), asked by the models' visible_to() and by the web layer's checks.
 
 Admins are superusers or members of group syncadmin-admins; auditors are members of
 syncadmin-auditors; every other signed-in user is a plain user who sees only their own.

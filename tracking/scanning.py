@@ -106,7 +106,7 @@ def source_of(settings: ConnectionSettings) -> MailSource:
 
 
 def sent_items_refusal(mailbox: Mailbox, rules: OrgRules) -> Reason | None:
-    """Why Sent Items of this mailbox are not scanned (DOMAIN §3.2), or None when they are."""
+    """Why Sent Items of this mailbox are not scanned (tracking-rules §3.2), or None when they are."""
     if not rules.auto_track_sent_folder_items:
         return Reason.SENT_ITEMS_DISABLED
     if not mailbox.profile.is_exchange:
@@ -287,13 +287,14 @@ def run_scan_cycle(
     job_id: str = "",
     on_page: Callable[[ScanRun], None] | None = None,
 ) -> str:
-    """One scan cycle of a mailbox (its folders in turn, or just `folder`), then its next run (DOMAIN §9).
+    """One scan cycle of a mailbox (its folders in turn, or just `folder`), then its next run (tracking-rules
+    §9).
 
     Returns what happened, in words, for the job's result and the logs.
     """
     mailbox = mailbox_for_scan(mailbox_id)
     rules = load_rules()
-    # The mailbox may have changed since the scan was queued (DOMAIN §3.1, §9).
+    # The mailbox may have changed since the scan was queued (tracking-rules §3.1, §9).
     if not mailbox.enabled or mailbox.incoming_method != IncomingMethod.SERVER_SIDE_SYNC:
         return "skipped: the mailbox is not enabled for server-side synchronization"
     if mailbox.needs_approval(rules):

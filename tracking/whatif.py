@@ -1,4 +1,4 @@
-"""What-if (DOMAIN §10): a mailbox's recent decisions decided again under one change; writes nothing.
+"""What-if (tracking-rules §10): a mailbox's recent decisions decided again under one change; writes nothing.
 
 The web page (syncadmin/web/views/explain.py) asks `replay` and shows its report; everything that
 decides what would change is here.

@@ -1,4 +1,4 @@
-"""Who may see and do what (DOMAIN §1), checked first in every view.
+"""Who may see and do what (tracking-rules §1), checked first in every view.
 
 Admins (superusers or group syncadmin-admins) see and change everything; auditors (group
 syncadmin-auditors) read logs, scan runs, mailboxes and settings and export, and change nothing;
@@ -87,5 +87,5 @@ def get_visible_mailbox(request: AuthenticatedHttpRequest, pk: int) -> Mailbox:
 
 
 def may_track(user: User | AnonymousUser, decision: Decision) -> bool:
-    """Track / Set regarding: the mailbox's owner or an admin (DOMAIN §3.3)."""
+    """Track / Set regarding: the mailbox's owner or an admin (tracking-rules §3.3)."""
     return is_admin(user) or (user.is_authenticated and decision.mailbox.user_id == user.pk)

@@ -1,4 +1,4 @@
-"""Alerts: a mailbox's error / warning / information rows, and the mail they set off (DOMAIN §9).
+"""Alerts: a mailbox's error / warning / information rows, and the mail they set off (tracking-rules §9).
 
 Every alert of a mailbox is written here. When the transaction of an error alert commits, a job
 (tracking.notifications.alert_mail_job) mails an error alert to the people who should know and checks

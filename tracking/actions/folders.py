@@ -1,4 +1,5 @@
-"""Folder tracking rules against the server's folder tree (DOMAIN §3.4): paths refreshed on each hierarchy
+"""Folder tracking rules against the server's folder tree (tracking-rules §3.4): paths refreshed on each
+hierarchy
 sync, rules of deleted folders made inactive (with a warning alert to their user), and the regarding a
 rule sets on an email tracked before it was moved into the rule's folder."""
 

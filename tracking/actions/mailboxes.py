@@ -46,7 +46,7 @@ def check_add_mailbox(
     if track is not None and track not in TrackOption.values:
         raise ActionError(gettext("track must be 0–4"))
     if profile_name is None:
-        # No profile named: the default one (DOMAIN §9, issue 16).
+        # No profile named: the default one (tracking-rules §9, issue 16).
         profile = EmailServerProfile.objects.filter(is_default=True).first()
         if profile is None:
             raise ActionError(gettext("name a server profile: none is the default"))

@@ -176,7 +176,8 @@ def check_set_role(
 def check_deactivate_user(user: User, *, acting_user: User | None = None, actor_label: str = "cli") -> bool:
     """Deactivate `user`: no more sign-ins, their sessions end, their mailboxes stop being scanned.
 
-    A disabled user is no candidate and resolves as no party (DOMAIN §6), so their mail is not tracked.
+    A disabled user is no candidate and resolves as no party (tracking-rules §6), so their mail is not
+    tracked.
     False when the user was inactive already.
     """
     if not user.is_active:

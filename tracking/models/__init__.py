@@ -1,4 +1,4 @@
-"""SyncAdmin's stored things (DOMAIN §2)."""
+"""SyncAdmin's stored things (tracking-rules §2)."""
 
 from tracking.models.activity import Decision, EmailHash, ScanRun, TrackedEmail
 from tracking.models.audit import AuditEvent

@@ -27,7 +27,7 @@ class ImmutableRecordError(Exception):
 
 
 class TrackedEmail(models.Model):
-    """The CRM email activity created when a message is tracked (DOMAIN §2, §7)."""
+    """The CRM email activity created when a message is tracked (tracking-rules §2, §7)."""
 
     message_id = models.CharField(max_length=MESSAGE_ID_MAX)
     direction = models.CharField(max_length=10, choices=Direction.choices)
@@ -82,7 +82,7 @@ class TrackedEmail(models.Model):
 
 
 class EmailHash(models.Model):
-    """Subject-word and address hashes of a tracked email, for smart matching (DOMAIN §5 step 4)."""
+    """Subject-word and address hashes of a tracked email, for smart matching (tracking-rules §5 step 4)."""
 
     SUBJECT = "s"
     ADDRESS = "a"

@@ -74,7 +74,7 @@ class ExclusionEntryQuerySet(models.QuerySet["ExclusionEntry"]):
 
 
 class ExclusionEntry(models.Model):
-    """An address or @domain that is never tracked (DOMAIN §10); org-wide when `user` is empty."""
+    """An address or @domain that is never tracked (tracking-rules §10); org-wide when `user` is empty."""
 
     pattern = models.CharField(max_length=320, help_text="name@example.com or @example.com; lower-case.")
     user = models.ForeignKey(

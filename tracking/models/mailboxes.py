@@ -127,7 +127,7 @@ class MailboxQuerySet(models.QuerySet["Mailbox"]):
         )
 
     def visible_to(self, user: User | AnonymousUser) -> MailboxQuerySet:
-        """Every mailbox for admins and auditors; a user's own for everyone else (DOMAIN §1)."""
+        """Every mailbox for admins and auditors; a user's own for everyone else (tracking-rules §1)."""
         if reads_everything(user):
             return self
         if not user.is_authenticated:

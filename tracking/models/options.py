@@ -10,7 +10,8 @@ from tracking.orgsettings import default_of
 
 
 class OrgSettings(models.Model):
-    """The one row of organisation settings (DOMAIN §11); names and ranges live in tracking.orgsettings."""
+    """The one row of organisation settings (tracking-rules §11); names and ranges live in
+    tracking.orgsettings."""
 
     auto_track_sent_folder_items = models.BooleanField(default=default_of("AutoTrackSentFolderItems"))
     force_filtering_method = models.SmallIntegerField(
@@ -83,7 +84,7 @@ class PersonalOptionsManager(models.Manager["PersonalOptions"]):
 
 
 class PersonalOptions(models.Model):
-    """A user's Set Personal Options (DOMAIN §2); created with defaults on first use."""
+    """A user's Set Personal Options (tracking-rules §2); created with defaults on first use."""
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_options"
@@ -97,7 +98,7 @@ class PersonalOptions(models.Model):
     )
     language = models.CharField(max_length=10, default="en")
     alert_mail = models.BooleanField(default=True, help_text="Mail me the error alerts of my mailboxes.")
-    # Per-user counter of the tracking token (DOMAIN §5 step 2); wraps at TrackingTokenCounterDigits.
+    # Per-user counter of the tracking token (tracking-rules §5 step 2); wraps at TrackingTokenCounterDigits.
     next_tracking_number = models.PositiveIntegerField(default=0)
 
     objects = PersonalOptionsManager()

@@ -66,7 +66,7 @@ class MailSource(Protocol):
 
 
 # A folder named by the server's id rather than a well-known name ("inbox", "sentitems") is passed to
-# `sync` and `test_connection` as FOLDER_ID_PREFIX + id (folder-level tracking, DOMAIN §3.4).
+# `sync` and `test_connection` as FOLDER_ID_PREFIX + id (folder-level tracking, tracking-rules §3.4).
 FOLDER_ID_PREFIX = "id:"
 
 

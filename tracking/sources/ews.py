@@ -259,7 +259,7 @@ class FailFastKeepingRetryAfter(FailFast):
     Plain FailFast turns 429, 403, 404 and non-XML 5xx answers into MalformedResponseError (and 503 into a
     back-off of its own choosing), losing both what happened and how long the server asked us to wait.
 
-    An access token refused mid-scan (401 `invalid_token`) is not a wrong secret (DOMAIN §9): it is
+    An access token refused mid-scan (401 `invalid_token`) is not a wrong secret (tracking-rules §9): it is
     raised as oauthlib's TokenExpiredError, for which exchangelib drops the session (and with it the
     token), fetches a fresh token and repeats the request. Only a second refusal in a row, the fresh
     token's, is a credentials error. exchangelib calls this per response, in the requesting thread.

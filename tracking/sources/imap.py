@@ -10,7 +10,7 @@ Certificates are checked against the system's CAs, or only against the profile's
 Login: AUTHENTICATE PLAIN when offered (UTF-8 user names and passwords), else LOGIN, as
 `settings.username` (a shared login may differ from the mailbox address; empty = the address).
 
-Folders: "inbox" is the IMAP INBOX. Sent Items are never read (DOMAIN §3: an IMAP mailbox is not
+Folders: "inbox" is the IMAP INBOX. Sent Items are never read (tracking-rules §3: an IMAP mailbox is not
 Exchange). Any other name is taken as an IMAP folder name (folder-level tracking of sub-folders).
 
 State: "UIDVALIDITY:LASTUID". UIDs only grow within one UIDVALIDITY, so everything above LASTUID is new;

@@ -1,5 +1,5 @@
 """The server profile form by kind: only the fields a kind of server uses, and, at save, everything
-Test & Enable would otherwise find missing (DOMAIN §2, §9)."""
+Test & Enable would otherwise find missing (tracking-rules §2, §9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The System Settings email tab: the DOMAIN §11 settings in sections, validated with their registry specs.
+"""The System Settings email tab: the tracking-rules §11 settings in sections, validated with their registry
+specs.
 
 Not a Django Form: the fields come from tracking.orgsettings.ORG_SETTINGS, and every value goes through
 the same SettingSpec.parse the `orgsettings` command uses, so the page and the CLI accept the same text.

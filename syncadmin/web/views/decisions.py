@@ -1,7 +1,8 @@
-"""The decision log (DOMAIN §8): filtered list paged by keyset, detail with the trace, CSV export, Track.
+"""The decision log (tracking-rules §8): filtered list paged by keyset, detail with the trace, CSV export,
+Track.
 
 Decisions are append-only: nothing here edits or deletes one. "Track" / "Set regarding" adds a
-manual decision beside a not-tracked one (DOMAIN §3.3) through tracking.pipeline.
+manual decision beside a not-tracked one (tracking-rules §3.3) through tracking.pipeline.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The exclusion list (DOMAIN §10): addresses and @domains that are never tracked.
+"""The exclusion list (tracking-rules §10): addresses and @domains that are never tracked.
 
 Org-wide entries: admins add and delete, everyone else reads. Personal entries: each user manages
 their own (another user's entry is a 404, for admins too) and nobody else sees them.

@@ -1,4 +1,4 @@
-"""Explain and What-if (DOMAIN §10): the engine's answer without writing anything.
+"""Explain and What-if (tracking-rules §10): the engine's answer without writing anything.
 
 Explain decides one pasted or uploaded message for a chosen mailbox and folder. What-if replays a
 mailbox's recent decisions under another Track option or org setting value and lists what would

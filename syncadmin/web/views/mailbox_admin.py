@@ -1,6 +1,6 @@
 """Mailbox administration in the product (admins; auditors read): New mailbox, a mailbox's setup,
 Reject, a queue's page, bulk actions from the list and their progress, and a server profile's
-Test connection, Test & Enable of its mailboxes and Make default (DOMAIN §9).
+Test connection, Test & Enable of its mailboxes and Make default (tracking-rules §9).
 
 Bulk actions are one RQ job per request (tracking.bulkjobs); each mailbox's change is its own
 audited action, and the progress page shows the job's results as they come.

@@ -1,4 +1,4 @@
-"""Mailboxes: the filtered list, one mailbox's page, and the admin actions on it (DOMAIN §9).
+"""Mailboxes: the filtered list, one mailbox's page, and the admin actions on it (tracking-rules §9).
 
 Everyone signed in reads the mailboxes they may see (admins and auditors all, a user their own);
 only admins act. Test & Enable and Scan now are RQ jobs: when Redis is down the pages still work
@@ -92,7 +92,8 @@ def mailbox_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "web/mailbox_list.html", context)
 
 
-# What an admin should do about an error of each kind (DOMAIN §9); the kind is set where the error is raised.
+# What an admin should do about an error of each kind (tracking-rules §9); the kind is set where the error is
+# raised.
 ERROR_WORDS: dict[str, StrOrPromise] = {
     ErrorKind.CREDENTIALS: gettext_lazy(
         "The server refused to sign SyncAdmin in, or the stored secret cannot be used. Check the user "
@@ -194,7 +195,7 @@ def duration_words(run: ScanRun) -> str:
 
 
 def scan_refusal(mailbox: Mailbox, rules: OrgRules) -> str:
-    """Why Scan now would not scan this mailbox (DOMAIN §3.1), or ""."""
+    """Why Scan now would not scan this mailbox (tracking-rules §3.1), or ""."""
     if mailbox.incoming_method != IncomingMethod.SERVER_SIDE_SYNC:
         return _("its incoming method is not server-side synchronization.")
     if mailbox.needs_approval(rules):

@@ -1,4 +1,5 @@
-"""Org settings (DOMAIN §11): the System Settings email tab, the OrgDBOrgSettings list and their audit trail.
+"""Org settings (tracking-rules §11): the System Settings email tab, the OrgDBOrgSettings list and their
+audit trail.
 
 Admins edit; auditors read the same pages without any controls; users get 403.
 """

@@ -12,7 +12,7 @@ from tracking.orgsettings import ORG_SETTINGS, SettingError, spec_for
 
 
 class Command(BaseCommand):
-    help = "List, read and change organisation settings (the OrgDBOrgSettings of DOMAIN §11)."
+    help = "List, read and change organisation settings (the OrgDBOrgSettings of tracking-rules §11)."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="{list,get,set}")
