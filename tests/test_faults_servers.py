@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -286,6 +287,26 @@ def test_a_server_fault_mid_scan_ends_in_the_right_state_and_a_rescan_misses_not
 
     assert_same_as_clean(pair)
     assert_healthy(box)
+
+
+@pytest.mark.parametrize("protocol", ["ews", "graph"])
+def test_a_request_held_back_by_a_slow_fault_does_not_use_up_faults_armed_while_it_slept(sim, protocol):
+    # A timed-out request wakes up on the server after its client gave up; the faults armed meanwhile (by
+    # the next test, in a real run) are for the requests that come after it.
+    pair = scanned_clean(sim, protocol)
+    operation = "GetItem" if protocol == "ews" else PAGE_REQUEST[protocol]
+    slow = Fault(protocol=protocol, mailbox=FAULTY, operation=operation, kind="slow", delay=TIMEOUT + 1)
+    sim.faults.add(slow)
+    assert scan(pair.faulty)[0].startswith("retry at ")
+    armed = Fault(protocol=protocol, mailbox=FAULTY, operation=operation, kind="server_busy", after=1)
+    sim.faults.clear()
+    sim.faults.add(armed)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any(
+        r.operation == operation and r.mailbox == FAULTY for r in list(sim.requests)
+    ):
+        time.sleep(0.1)
+    assert (armed.after, armed.times) == (1, Fault(kind="server_busy").times)
 
 
 @pytest.mark.parametrize("protocol", ["ews", "graph"])

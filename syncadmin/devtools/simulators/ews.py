@@ -352,7 +352,7 @@ def handle(sim: Simulator, request: SimRequest, described: Described) -> SimResp
         return _xml_response(soap_fault("ErrorSchemaValidation", str(exc)), 500)
 
     operation = parsed.operation
-    fault = _take_fault(sim, parsed)
+    fault = None if request.faults_spent else _take_fault(sim, parsed)
     if fault is not None and fault.kind == "unauthorized":
         return _unauthorized(request)
     if fault is not None and fault.kind == "token_expired":

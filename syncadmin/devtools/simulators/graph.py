@@ -353,7 +353,9 @@ def handle(sim: Simulator, request: SimRequest, described: Described) -> SimResp
         kinds.update({"invalid_sync_state", "sync_state_not_found", "resync_required"})
     if route.operation == "message":
         kinds.add("item_not_found")
-    fault = sim.faults.take("graph", route.operation, route.mailbox, frozenset(kinds))
+    fault = None
+    if not request.faults_spent:
+        fault = sim.faults.take("graph", route.operation, route.mailbox, frozenset(kinds))
     if fault is not None:
         if fault.kind == "unauthorized":
             return _unauthorized(request, "Access token validation failure.")
@@ -955,7 +957,11 @@ def _client_credentials(request: SimRequest, form: dict[str, list[str]]) -> tupl
 
 
 def _token(sim: Simulator, request: SimRequest) -> SimResponse:
-    fault = sim.faults.take("token", "token", "", frozenset({"server_busy", "unauthorized"}))
+    fault = (
+        None
+        if request.faults_spent
+        else sim.faults.take("token", "token", "", frozenset({"server_busy", "unauthorized"}))
+    )
     if fault is not None and fault.kind == "server_busy":
         seconds = fault.retry_after if fault.retry_after is not None else fault.back_off_ms / 1000
         return _aad_error(

@@ -12,6 +12,9 @@ class SimRequest:
     target: str  # path with query string, as sent
     headers: dict[str, str]  # keys lower-case
     body: bytes
+    # A request held back by a "slow" fault has had its fault: when it wakes up, its client has usually
+    # given up and a later test may have armed new faults, which it must not use up.
+    faults_spent: bool = False
 
     @property
     def path(self) -> str:

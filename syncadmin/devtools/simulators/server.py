@@ -12,6 +12,7 @@ Run it with `manage.py exchange_simulator`, or in-process from tests:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import socket
@@ -184,6 +185,7 @@ class Simulator:
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay)
             fault = None
+            request = dataclasses.replace(request, faults_spent=True)
         if fault is not None and fault.kind == "drop":
             self.record(described, request, 0)
             return None
