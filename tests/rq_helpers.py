@@ -29,7 +29,7 @@ from django.db.models import Sum
 from django.utils import timezone
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job, JobStatus
 from rq.rate_limit import RateLimitRegistry
 from rq.registry import StartedJobRegistry
@@ -46,6 +46,7 @@ from tracking.actions import (
 )
 from tracking.jobs import QUEUE
 from tracking.models import Decision, EmailServerProfile, FolderSyncState, Mailbox, ScanRun, TrackedEmail
+from tracking.workers import SimpleWorker
 
 BASE_DIR = Path(settings.BASE_DIR)
 ENRON = CORPORA / "enron-mbox"

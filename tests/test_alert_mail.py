@@ -16,7 +16,7 @@ from aiosmtpd.controller import Controller
 from django.contrib.auth.models import Group, User
 from django.test import override_settings
 from django.utils import timezone
-from rq import Queue, SimpleWorker
+from rq import Queue
 
 from tests.conftest import make_mailbox
 from tracking.actions import (
@@ -29,6 +29,7 @@ from tracking.choices import ErrorKind
 from tracking.context import load_rules
 from tracking.jobs import QUEUE
 from tracking.models import EmailServerProfile, Mailbox
+from tracking.workers import SimpleWorker
 
 SITE = "https://syncadmin.example.com"
 

@@ -191,9 +191,9 @@ def clean_redis():
 
 def burst() -> None:
     import django_rq
-    from rq import SimpleWorker
 
     from tracking.jobs import QUEUE
+    from tracking.workers import SimpleWorker
 
     queue = django_rq.get_queue(QUEUE)
     SimpleWorker([queue], connection=queue.connection).work(burst=True)

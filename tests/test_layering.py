@@ -55,6 +55,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "tracking.notifications",
             "tracking.bulkjobs",
             "tracking.invitations",
+            "tracking.workers",
         ),
     ),
     (

@@ -15,7 +15,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from rq import Queue, SimpleWorker
+from rq import Queue
 
 from tests.conftest import login
 from tracking.actions import (
@@ -39,6 +39,7 @@ from tracking.models import (
 from tracking.models import (
     Queue as CrmQueue,
 )
+from tracking.workers import SimpleWorker
 
 HTMX = {"HX-Request": "true"}
 

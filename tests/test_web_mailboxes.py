@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
-from rq import Queue, SimpleWorker
+from rq import Queue
 
 from tests.conftest import login, make_mailbox
 from tracking.actions import (
@@ -35,6 +35,7 @@ from tracking.models import (
     PersonalOptions,
     ScanRun,
 )
+from tracking.workers import SimpleWorker
 
 # Nothing listens here: django-rq pointed at it is Redis being down.
 REDIS_DOWN = {"default": {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 60}}

@@ -234,7 +234,8 @@ def test_it_scans_fifty_mailboxes_with_two_workers(sim, ews, graph, tmp_path):
     assert dispatch_due_mailboxes() == 50
     # SimpleWorker runs each job in the worker process instead of a forked one: the same RQ worker
     # otherwise, and fifty scans fit the test's time (the other tests use the forking worker)
-    with h.workers(2, "--burst", "--worker-class", "rq.SimpleWorker", log_dir=tmp_path) as procs:
+    workers = h.workers(2, "--burst", "--worker-class", "tracking.workers.SimpleWorker", log_dir=tmp_path)
+    with workers as procs:
         for proc in procs:
             assert proc.wait(150) == 0, proc.output
     assert FailedJobRegistry(queue=h.queue()).count == 0, [p.output for p in procs]
