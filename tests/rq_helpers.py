@@ -435,8 +435,8 @@ def _scan_mark(value: str, mailbox: Mailbox) -> str:
 
 def outcome_snapshot(mailbox: Mailbox) -> dict[str, list[tuple[object, ...]]]:
     """Everything a mailbox's scans decided that must not depend on how often they were interrupted:
-    every Decision and TrackedEmail (duplicates kept) by their meaningful fields, each folder's sync
-    watermarks and the ScanRuns' totals per folder. Two mailboxes holding the same mail compare equal."""
+    every Decision and TrackedEmail (duplicates kept) by their meaningful fields, whether each folder has
+    a sync state, and the ScanRuns' totals per folder. Two mailboxes holding the same mail compare equal."""
     decisions = [
         (
             d.folder,
@@ -470,11 +470,11 @@ def outcome_snapshot(mailbox: Mailbox) -> dict[str, list[tuple[object, ...]]]:
             "regarding", "correlated_email"
         )
     ]
-    watermarks = list(
-        FolderSyncState.objects.filter(mailbox=mailbox).values_list(
-            "folder", "watermark", "pending_watermark"
-        )
-    )
+    # the tokens themselves name the mailbox; that a folder has one is what must not differ
+    synced = [
+        (folder, bool(state))
+        for folder, state in FolderSyncState.objects.filter(mailbox=mailbox).values_list("folder", "state")
+    ]
     totals = list(
         ScanRun.objects.filter(mailbox=mailbox)
         .values("folder")
@@ -490,7 +490,7 @@ def outcome_snapshot(mailbox: Mailbox) -> dict[str, list[tuple[object, ...]]]:
     return {
         "decisions": sorted(decisions, key=repr),
         "tracked": sorted(tracked, key=repr),
-        "watermarks": sorted(watermarks),
+        "synced": sorted(synced),
         "totals": sorted(totals),
     }
 

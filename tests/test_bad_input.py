@@ -525,14 +525,14 @@ WEB_CASES: list[WebCase] = [
     # mailbox actions
     (
         "admin",
-        "/mailboxes/{alice}/watermark/",
+        "/mailboxes/{alice}/start-date/",
         lambda w: {"process_emails_received_after": "not a date"},
         400,
         "process_emails_received_after",
     ),
     (
         "admin",
-        "/mailboxes/{alice}/watermark/",
+        "/mailboxes/{alice}/start-date/",
         lambda w: {"process_emails_received_after": "99999-01-01T00:00"},
         400,
         "process_emails_received_after",

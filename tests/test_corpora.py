@@ -484,7 +484,7 @@ def test_it_tracks_replies_to_a_manually_tracked_maven_thread(exchange_profile, 
     roots = set(regarding_of)
 
     # What tracking-rules §3.5, §5.1 and §7 expect of the scan, from the headers alone, in file order:
-    # - manual tracking leaves the Inbox watermark where it was, so every message is evaluated;
+    # - with no start date set, every message is evaluated, whatever manual tracking did before;
     # - the three starters are tracked already: already_tracked/duplicate_message_id;
     # - a message whose In-Reply-To is a tracked message is tracked (accepted_correlated, in_reply_to)
     #   regarding what its parent is regarding, so replies to replies are tracked too;

@@ -198,7 +198,7 @@ def context(
     entities: Iterable[Entity] = (),
     refs: Iterable[TrackedRef] = (),
     is_exchange: bool = True,
-    watermark: datetime | None = None,
+    start_date: datetime | None = None,
     org_exclusions: Iterable[str] = (),
     owner_exclusions: Iterable[str] = (),
     is_folder_rule: bool = False,
@@ -224,7 +224,7 @@ def context(
             address=owner.email,
             owner=owner,
             is_exchange=is_exchange,
-            watermark=watermark,
+            start_date=start_date,
             owner_exclusions=frozenset(owner_exclusions),
         ),
         folder=folder,
@@ -1001,7 +1001,7 @@ def test_it_does_not_count_a_disabled_user_as_internal():
 
 
 # ---------------------------------------------------------------------------------------------
-# §3 watermark, §10 exclusions, manual tracking, folder rules, failures
+# §3.5 start date, §10 exclusions, manual tracking, folder rules, failures
 # ---------------------------------------------------------------------------------------------
 
 TRACK_ALL = user(1, ALICE_ADDR, "Alice", track=TrackOption.ALL)
@@ -1017,15 +1017,15 @@ TRACK_ALL = user(1, ALICE_ADDR, "Alice", track=TrackOption.ALL)
     ],
 )
 @pytest.mark.parametrize("folder", [Folder.INBOX, Folder.SENT_ITEMS])
-def test_it_evaluates_only_messages_after_the_watermark(received, outcome, reason, folder):
-    ctx = context(owner=TRACK_ALL, folder=folder, watermark=T0, auto_track_sent_folder_items=True)
+def test_it_evaluates_only_messages_after_the_start_date(received, outcome, reason, folder):
+    ctx = context(owner=TRACK_ALL, folder=folder, start_date=T0, auto_track_sent_folder_items=True)
     res = run(message(received_at=received, sender=ALICE_ADDR, to=(CAROL_ADDR,)), ctx)
     assert (res.outcome, res.reason) == (outcome, reason)
     if received is None:
-        assert "no received time; evaluated" in step(res, "watermark").detail
+        assert "no received time; evaluated" in step(res, "start_date").detail
 
 
-def test_it_evaluates_everything_without_a_watermark():
+def test_it_evaluates_everything_without_a_start_date():
     res = run(message(received_at=T0 - timedelta(days=3650)), context(owner=TRACK_ALL))
     assert res.outcome == Outcome.TRACKED
 
@@ -1071,8 +1071,8 @@ def test_it_tracks_manually_whatever_the_option():
     assert step(res, "manual").result == "requested"
 
 
-def test_it_tracks_manually_before_the_watermark_and_despite_exclusions():
-    ctx = context(owner=user(1, ALICE_ADDR, track=4), watermark=T0, org_exclusions=[CAROL_ADDR])
+def test_it_tracks_manually_before_the_start_date_and_despite_exclusions():
+    ctx = context(owner=user(1, ALICE_ADDR, track=4), start_date=T0, org_exclusions=[CAROL_ADDR])
     res = run(message(received_at=T0 - timedelta(days=1)), ctx, ManualTracking())
     assert (res.outcome, res.reason) == (Outcome.TRACKED, Reason.MANUAL)
 
@@ -1428,7 +1428,7 @@ def catalogue() -> list[DecisionResult]:
         run(message(), context(owner=user(1, ALICE_ADDR, track=3))),
         run(message(), sent_context(auto_track_sent_folder_items=False)),
         run(message(), sent_context(is_exchange=False)),
-        run(message(received_at=T0), context(owner=all_, watermark=T0)),
+        run(message(received_at=T0), context(owner=all_, start_date=T0)),
         run(
             message(MID, sender=BOB_ADDR),
             context(

@@ -52,7 +52,7 @@ Snapshot = dict[str, list[tuple[object, ...]]]
 MAIL_USER = "lavorato-j"
 MAIL_COUNT = 250  # three EWS pages of 100, each a SyncFolderItems and a GetItem
 PAGE = 100
-# part of the mail is older than the mailbox's "process emails received after" (before_watermark)
+# part of the mail is older than the mailbox's start date, "process emails received after" (before_watermark)
 RECEIVED_AFTER = datetime(2001, 10, 26, tzinfo=UTC)
 PARTIES = {
     "louise.kitchen@enron.com": "contact",
@@ -89,7 +89,7 @@ def uninterrupted(sim: Simulator, profile: EmailServerProfile) -> tuple[Snapshot
         h.burst()
         snapshot = h.outcome_snapshot(box)
         outcomes = {(d[2], d[3]) for d in snapshot["decisions"]}
-        # the comparisons mean something: mail tracked, not tracked, and turned away by the watermark
+        # the comparisons mean something: mail tracked, not tracked, and turned away by the start date
         assert {("tracked", "accepted_crm_party"), ("not_tracked", "before_watermark")} <= outcomes
         assert ("not_tracked", "no_crm_party") in outcomes and len(snapshot["decisions"]) == MAIL_COUNT
         _uninterrupted.append((snapshot, sim.count(mailbox=box.email_address)))
@@ -267,7 +267,7 @@ def test_a_page_whose_database_connection_is_cut_mid_commit_is_rolled_back_whole
         h.wait_for(stalled_backends, 60, "the second page's commit")
         # what the first page committed: the second page must leave all of it as it was
         before = (
-            list(FolderSyncState.objects.filter(mailbox=box).values_list("state", "pending_watermark")),
+            list(FolderSyncState.objects.filter(mailbox=box).values_list("state", flat=True)),
             ScanRun.objects.filter(mailbox=box).values_list("items_done", "tracked", "not_tracked").get(),
             TrackedEmail.objects.filter(receiving_mailbox=box).count(),
             CrmRecord.objects.count(),
@@ -281,7 +281,7 @@ def test_a_page_whose_database_connection_is_cut_mid_commit_is_rolled_back_whole
         worker.kill()
         unstall()
     after = (
-        list(FolderSyncState.objects.filter(mailbox=box).values_list("state", "pending_watermark")),
+        list(FolderSyncState.objects.filter(mailbox=box).values_list("state", flat=True)),
         ScanRun.objects.filter(mailbox=box).values_list("items_done", "tracked", "not_tracked").get(),
         TrackedEmail.objects.filter(receiving_mailbox=box).count(),
         CrmRecord.objects.count(),

@@ -335,7 +335,7 @@ def test_edge_dates_are_refused(alice: Mailbox, admin: User, exchange_profile: E
     created = staff.post("/profiles/new/", form)
     assert created.status_code in (200, 400) and "1900-01-01 and 2999-12-31" in created.content.decode()
     start = staff.post(
-        f"/mailboxes/{alice.pk}/watermark/", {"process_emails_received_after": "9999-12-31T23:59"}
+        f"/mailboxes/{alice.pk}/start-date/", {"process_emails_received_after": "9999-12-31T23:59"}
     )
     assert start.status_code in (200, 302, 400)
     alice.refresh_from_db()

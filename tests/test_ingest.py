@@ -1,5 +1,5 @@
 """`ingest` end to end against the database: JSON Lines, idempotence, dedup, acceptance, correlation,
-watermarks, Sent Items, auto-create, scan runs and refused requests (tracking-rules §3–§8)."""
+start dates, Sent Items, auto-create, scan runs and refused requests (tracking-rules §3–§8)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ from django.core.management.base import CommandError
 from tests.conftest import make_mailbox
 from tracking import pipeline
 from tracking.actions import check_set_org_setting, do_set_personal_options
-from tracking.context import mailbox_for_scan, watermark_of
-from tracking.models import CrmRecord, Decision, FolderSyncState, Mailbox, ScanRun, TrackedEmail
+from tracking.models import CrmRecord, Decision, Mailbox, ScanRun, TrackedEmail
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 JSON_KEYS = {
@@ -522,7 +521,7 @@ class TestCorrelation:
         )
         assert Decision.objects.get(message_id="<reply@example.net>").regarding == parent_email.regarding
 
-    def test_it_tracks_manually_regardless_of_option_and_watermark(self, alice, cmd, tmp_path):
+    def test_it_tracks_manually_regardless_of_option_and_start_date(self, alice, cmd, tmp_path):
         set_track(alice, 4)
         Mailbox.objects.filter(pk=alice.pk).update(process_emails_received_after=T0 + timedelta(days=30))
         contact("Northwind Buyer", "buyer@northwind.example")
@@ -712,12 +711,12 @@ class TestCorrelation:
 
 
 # ---------------------------------------------------------------------------------------------
-# Watermark (tracking-rules §3.5)
+# Start date, not progress (tracking-rules §3.5)
 # ---------------------------------------------------------------------------------------------
 
 
-class TestWatermark:
-    def test_it_turns_away_messages_received_before_the_mailbox_watermark(self, carol, cmd, tmp_path):
+class TestStartDate:
+    def test_it_turns_away_messages_received_before_the_mailbox_start_date(self, carol, cmd, tmp_path):
         Mailbox.objects.filter(pk=carol.pk).update(process_emails_received_after=T0)
         old = write_eml(
             tmp_path, "old.eml", to="carol@contoso.com", message_id="<old@x>", date=T0 - timedelta(days=1)
@@ -734,46 +733,54 @@ class TestWatermark:
     def test_it_compares_received_times_in_utc(self, carol, cmd, tmp_path):
         Mailbox.objects.filter(pk=carol.pk).update(process_emails_received_after=T0)  # 09:00 UTC
         path = tmp_path / "tz.eml"
-        # 10:30 at UTC+2 is 08:30 UTC: before the watermark although the wall-clock time is later.
+        # 10:30 at UTC+2 is 08:30 UTC: before the start date although the wall-clock time is later.
         path.write_bytes(message(to="carol@contoso.com", date=None, Date="Mon, 02 Mar 2026 10:30:00 +0200"))
 
         assert one(ingest(cmd, "carol@contoso.com", "inbox", path))["reason"] == "before_watermark"
 
-    def test_it_advances_the_watermark_to_the_newest_message_after_an_ingest(self, carol, cmd, tmp_path):
+    def test_it_evaluates_a_message_that_turns_up_late_with_an_older_received_time(
+        self, carol, cmd, tmp_path
+    ):
+        # delayed delivery, moved out of Junk Email, restored: older than mail already processed
         newest = T0 + timedelta(days=3)
         box = write_mbox(
             tmp_path / "in.mbox",
             message(to="carol@contoso.com", message_id="<w1@x>", date=T0),
             message(to="carol@contoso.com", message_id="<w2@x>", date=newest),
-            message(to="carol@contoso.com", message_id="<w3@x>", date=T0 + timedelta(days=1)),
         )
-        rows = ingest(cmd, "carol@contoso.com", "inbox", box)
-        carol = mailbox_for_scan(carol.pk)
+        assert [r["outcome"] for r in ingest(cmd, "carol@contoso.com", "inbox", box)] == ["tracked"] * 2
         late = write_eml(
-            tmp_path,
-            "late.eml",
-            to="carol@contoso.com",
-            message_id="<w4@x>",
-            date=newest - timedelta(hours=1),
+            tmp_path, "late.eml", to="carol@contoso.com", message_id="<w3@x>", date=T0 - timedelta(days=30)
         )
-        after = one(ingest(cmd, "carol@contoso.com", "inbox", late))
+        row = one(ingest(cmd, "carol@contoso.com", "inbox", late))
 
-        assert [r["outcome"] for r in rows] == ["tracked"] * 3  # the start watermark holds for the whole run
-        assert watermark_of(carol, "inbox") == newest
-        assert FolderSyncState.objects.get(mailbox=carol, folder="inbox").pending_watermark is None
-        assert (after["outcome"], after["reason"]) == ("not_tracked", "before_watermark")
+        assert (row["outcome"], row["reason"]) == ("tracked", "accepted_all")
 
-    def test_it_keeps_the_start_watermark_for_later_pages_of_the_same_run(self, carol, cmd, tmp_path):
-        newest_first = [
-            message(to="carol@contoso.com", message_id=f"<d{i}@x>", date=T0 - timedelta(minutes=i))
+    def test_it_evaluates_every_message_received_in_the_same_second_across_pages(self, carol, cmd, tmp_path):
+        same_second = [
+            message(to="carol@contoso.com", message_id=f"<s{i}@x>", date=T0)
             for i in range(pipeline.PAGE_SIZE + 3)
         ]
-        rows = ingest(cmd, "carol@contoso.com", "inbox", write_mbox(tmp_path / "desc.mbox", *newest_first))
+        rows = ingest(cmd, "carol@contoso.com", "inbox", write_mbox(tmp_path / "same.mbox", *same_second))
 
         assert Counter(r["outcome"] for r in rows) == {"tracked": pipeline.PAGE_SIZE + 3}
-        assert watermark_of(mailbox_for_scan(carol.pk), "inbox") == T0
+        again = ingest(cmd, "carol@contoso.com", "inbox", write_mbox(tmp_path / "again.mbox", *same_second))
+        assert {r["new"] for r in again} == {False}  # decided once: the Message-ID is the key, not the time
 
-    def test_it_advances_the_watermark_of_the_ingested_folder_only(self, carol, cmd, tmp_path):
+    def test_it_evaluates_older_mail_never_seen_once_the_start_date_is_lowered(self, carol, cmd, tmp_path):
+        Mailbox.objects.filter(pk=carol.pk).update(process_emails_received_after=T0)
+        older = write_eml(
+            tmp_path, "older.eml", to="carol@contoso.com", message_id="<o@x>", date=T0 - timedelta(days=2)
+        )
+        assert one(ingest(cmd, "carol@contoso.com", "inbox", older))["reason"] == "before_watermark"
+        Mailbox.objects.filter(pk=carol.pk).update(process_emails_received_after=T0 - timedelta(days=7))
+        unseen = write_eml(
+            tmp_path, "unseen.eml", to="carol@contoso.com", message_id="<u@x>", date=T0 - timedelta(days=2)
+        )
+
+        assert one(ingest(cmd, "carol@contoso.com", "inbox", unseen))["outcome"] == "tracked"
+
+    def test_it_applies_the_start_date_to_every_folder_alike(self, carol, cmd, tmp_path):
         check_set_org_setting("AutoTrackSentFolderItems", "true")
         ingest(
             cmd,
@@ -790,7 +797,7 @@ class TestWatermark:
 
         assert (row["outcome"], row["direction"]) == ("tracked", "outgoing")
 
-    def test_it_applies_the_later_of_the_profile_and_mailbox_watermarks(
+    def test_it_applies_the_later_of_the_profile_and_mailbox_start_dates(
         self, carol, exchange_profile, cmd, tmp_path
     ):
         Mailbox.objects.filter(pk=carol.pk).update(process_emails_received_after=T0 - timedelta(days=10))
@@ -807,7 +814,7 @@ class TestWatermark:
         assert rows["<b@x>"]["reason"] == "before_watermark"
         assert rows["<c@x>"]["outcome"] == "tracked"
 
-    def test_it_applies_the_mailbox_watermark_when_it_is_the_later_one(
+    def test_it_applies_the_mailbox_start_date_when_it_is_the_later_one(
         self, carol, exchange_profile, cmd, tmp_path
     ):
         exchange_profile.process_emails_received_after = T0 - timedelta(days=10)
@@ -1012,7 +1019,6 @@ class TestRefused:
         run = ScanRun.objects.get()
         assert run.status == "failed"
         assert "2-gone.eml" in run.error
-        assert not FolderSyncState.objects.filter(watermark__isnull=False).exists()
 
     @pytest.mark.parametrize(
         ("spec", "match"),

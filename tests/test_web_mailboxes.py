@@ -242,7 +242,7 @@ def test_it_shows_auditors_the_page_without_any_action(
     for name in ("web-mailbox-approve", "web-mailbox-test", "web-mailbox-scan", "web-mailbox-disable"):
         assert url(name, alice) not in body
     assert url("web-mailbox-reset-sync", alice) not in body
-    assert url("web-mailbox-watermark", alice) not in body
+    assert url("web-mailbox-start-date", alice) not in body
 
 
 def test_it_shows_admins_the_actions(client: Client, admin: User, support: Mailbox, queue: object) -> None:
@@ -250,7 +250,7 @@ def test_it_shows_admins_the_actions(client: Client, admin: User, support: Mailb
     assert url("web-mailbox-approve", support) in body
     assert url("web-mailbox-test", support) in body
     assert url("web-mailbox-reset-sync", support) in body
-    assert url("web-mailbox-watermark", support) in body
+    assert url("web-mailbox-start-date", support) in body
     assert 'type="datetime-local"' in body
     # not approved, not enabled: nothing to scan or disable yet
     assert url("web-mailbox-scan", support) not in body
@@ -275,9 +275,7 @@ def test_it_shows_the_state_of_a_scanned_mailbox(client: Client, auditor: User, 
         error="HTTP 401 from the EWS server",
         error_kind=ErrorKind.CREDENTIALS,
     )
-    state = FolderSyncState.objects.create(
-        mailbox=alice, folder="inbox", state="opaque-token", watermark=datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
-    )
+    state = FolderSyncState.objects.create(mailbox=alice, folder="inbox", state="opaque-token")
     FolderSyncState.objects.filter(pk=state.pk).update(updated_at=now - timedelta(minutes=3))
     Mailbox.objects.filter(pk=alice.pk).update(
         incoming_status=MailboxStatus.FAILURE,
@@ -327,7 +325,7 @@ ACTIONS = [
     "web-mailbox-scan",
     "web-mailbox-disable",
     "web-mailbox-reset-sync",
-    "web-mailbox-watermark",
+    "web-mailbox-start-date",
 ]
 
 
@@ -511,8 +509,6 @@ def synced(alice: Mailbox) -> Mailbox:
             mailbox=alice,
             folder=folder,
             state=f"{folder}-token",
-            watermark=datetime(2024, 3, 1, tzinfo=UTC),
-            pending_watermark=datetime(2024, 3, 2, tzinfo=UTC),
         )
     return alice
 
@@ -541,8 +537,7 @@ def test_it_resets_one_folders_sync_state(client: Client, admin: User, synced: M
     assert "Sync state reset for inbox" in text(r)
     inbox = FolderSyncState.objects.get(mailbox=synced, folder="inbox")
     sent = FolderSyncState.objects.get(mailbox=synced, folder="sentitems")
-    assert (inbox.state, inbox.pending_watermark) == ("", None)
-    assert inbox.watermark == datetime(2024, 3, 1, tzinfo=UTC)  # what was read stays read
+    assert inbox.state == ""
     assert sent.state == "sentitems-token"
     event = AuditEvent.objects.get(action="mailbox_sync_state_reset")
     assert (event.actor, event.target) == (admin, "alice@contoso.com/inbox")
@@ -566,10 +561,10 @@ def test_it_refuses_an_unknown_folder(client: Client, admin: User, synced: Mailb
 # --- process emails received after ----------------------------------------------------------------------
 
 
-def test_it_sets_the_watermark_in_the_users_time_zone(client: Client, admin: User, alice: Mailbox) -> None:
+def test_it_sets_the_start_date_in_the_users_time_zone(client: Client, admin: User, alice: Mailbox) -> None:
     PersonalOptions.objects.update_or_create(user=admin, defaults={"time_zone": "Europe/Berlin"})
     r = login(client, admin).post(
-        url("web-mailbox-watermark", alice),
+        url("web-mailbox-start-date", alice),
         {"process_emails_received_after": "2024-05-01T09:30"},
         follow=True,
     )
@@ -582,18 +577,18 @@ def test_it_sets_the_watermark_in_the_users_time_zone(client: Client, admin: Use
     assert (event.actor, event.old_value, event.new_value) == (admin, "", "2024-05-01T07:30:00+00:00")
 
 
-def test_it_clears_the_watermark(client: Client, admin: User, alice: Mailbox) -> None:
+def test_it_clears_the_start_date(client: Client, admin: User, alice: Mailbox) -> None:
     Mailbox.objects.filter(pk=alice.pk).update(process_emails_received_after=datetime(2024, 1, 1, tzinfo=UTC))
-    login(client, admin).post(url("web-mailbox-watermark", alice), {"process_emails_received_after": ""})
+    login(client, admin).post(url("web-mailbox-start-date", alice), {"process_emails_received_after": ""})
     alice.refresh_from_db()
     assert alice.process_emails_received_after is None
     event = AuditEvent.objects.get(action="mailbox_watermark_changed")
     assert (event.old_value, event.new_value) == ("2024-01-01T00:00:00+00:00", "")
 
 
-def test_it_refuses_a_watermark_that_is_not_a_date(client: Client, admin: User, alice: Mailbox) -> None:
+def test_it_refuses_a_start_date_that_is_not_a_date(client: Client, admin: User, alice: Mailbox) -> None:
     r = login(client, admin).post(
-        url("web-mailbox-watermark", alice), {"process_emails_received_after": "soon"}
+        url("web-mailbox-start-date", alice), {"process_emails_received_after": "soon"}
     )
     assert r.status_code == 400
     assert "Enter a valid date/time." in text(r)
@@ -603,8 +598,8 @@ def test_it_refuses_a_watermark_that_is_not_a_date(client: Client, admin: User, 
     assert not AuditEvent.objects.filter(action="mailbox_watermark_changed").exists()
 
 
-def test_it_leaves_an_unchanged_watermark_unaudited(client: Client, admin: User, alice: Mailbox) -> None:
-    login(client, admin).post(url("web-mailbox-watermark", alice), {"process_emails_received_after": ""})
+def test_it_leaves_an_unchanged_start_date_unaudited(client: Client, admin: User, alice: Mailbox) -> None:
+    login(client, admin).post(url("web-mailbox-start-date", alice), {"process_emails_received_after": ""})
     assert not AuditEvent.objects.filter(action="mailbox_watermark_changed").exists()
 
 

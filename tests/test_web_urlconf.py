@@ -63,7 +63,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "web-mailbox-scan": row(LOGIN, 403, 403, 403, 405),
     "web-mailbox-disable": row(LOGIN, 403, 403, 403, 405),
     "web-mailbox-reset-sync": row(LOGIN, 403, 403, 403, 200),
-    "web-mailbox-watermark": row(LOGIN, 403, 403, 403, 405),
+    "web-mailbox-start-date": row(LOGIN, 403, 403, 403, 405),
     "web-profiles": row(LOGIN, 403, 403, 200, 200),
     "web-profile-create": row(LOGIN, 403, 403, 403, 200),
     "web-profile-edit": row(LOGIN, 403, 403, 200, 200),
@@ -108,7 +108,7 @@ PK_OF = {
     "web-mailbox-scan": "mailbox",
     "web-mailbox-disable": "mailbox",
     "web-mailbox-reset-sync": "mailbox",
-    "web-mailbox-watermark": "mailbox",
+    "web-mailbox-start-date": "mailbox",
     "web-profile-edit": "profile",
     "web-mailbox-edit": "mailbox",
     "web-mailbox-reject": "mailbox",
@@ -135,7 +135,7 @@ POST_REFUSED: dict[str, dict[str, int]] = {
     "web-mailbox-scan": {"user": 403, "other_user": 403, "auditor": 403},
     "web-mailbox-disable": {"user": 403, "other_user": 403, "auditor": 403},
     "web-mailbox-reset-sync": {"user": 403, "other_user": 403, "auditor": 403},
-    "web-mailbox-watermark": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-mailbox-start-date": {"user": 403, "other_user": 403, "auditor": 403},
     "web-profile-create": {"user": 403, "other_user": 403, "auditor": 403},
     "web-mailbox-create": {"user": 403, "other_user": 403, "auditor": 403},
     "web-mailbox-bulk": {"user": 403, "other_user": 403, "auditor": 403},
@@ -202,7 +202,7 @@ READ_ONLY = {
 # What each refused POST sends (a plausible, valid-looking body, so that only the permission stops it).
 POST_DATA: dict[str, dict[str, str]] = {
     "web-mailbox-reset-sync": {"folder": "", "confirm": "on"},
-    "web-mailbox-watermark": {"process_emails_received_after": "2024-01-01T00:00"},
+    "web-mailbox-start-date": {"process_emails_received_after": "2024-01-01T00:00"},
     "web-profile-create": {"name": "sneaky", "kind": "local", "endpoint": "/tmp"},
     "web-profile-edit": {"name": "renamed", "kind": "exchange_ews", "endpoint": "https://evil.example/EWS"},
     "web-orgsettings": {"setting": "AutoTrackSentFolderItems", "AutoTrackSentFolderItems": ""},
@@ -447,7 +447,7 @@ def test_the_refusals_are_real_for_the_right_role(world: World) -> None:
     """The same POST by an admin does change something, so that "nothing changed" above means something."""
     before = AuditEvent.objects.count()
     response = world.clients["admin"].post(
-        world.url("web-mailbox-watermark"), POST_DATA["web-mailbox-watermark"]
+        world.url("web-mailbox-start-date"), POST_DATA["web-mailbox-start-date"]
     )
     assert response.status_code == 302
     assert AuditEvent.objects.count() > before

@@ -68,7 +68,8 @@ class Reason(models.TextChoices):
     NO_EMAIL_ENABLED_PARTY = "no_email_enabled_party", _("No email-enabled record party")
     SENT_ITEMS_DISABLED = "sent_items_disabled", _("Sent Items tracking is off (AutoTrackSentFolderItems)")
     SENT_ITEMS_UNSUPPORTED_SERVER = "sent_items_unsupported_server", _("Sent Items need an Exchange mailbox")
-    BEFORE_WATERMARK = "before_watermark", _("Received before 'process emails received after'")
+    # The code predates the start date (tracking-rules §3.5) and stays: stored decisions and exports use it.
+    BEFORE_WATERMARK = "before_watermark", _("Received before the start date")
     INTERNAL_DUPLICATE = "internal_duplicate", _("Internal email already tracked in the other direction")
     EXCLUDED_ADDRESS = "excluded_address", _("Address on the exclusion list")
     UNPARSEABLE = "unparseable", _("Message could not be parsed")
@@ -199,10 +200,8 @@ class AuditAction(models.TextChoices):
     MAILBOX_REJECTED = "mailbox_rejected", _("Mailbox email rejected")
     MAILBOX_TESTED = "mailbox_tested", _("Mailbox tested")
     MAILBOX_DISABLED = "mailbox_disabled", _("Mailbox disabled")
-    MAILBOX_WATERMARK_CHANGED = (
-        "mailbox_watermark_changed",
-        _("Mailbox 'process emails received after' changed"),
-    )
+    # The value predates the start date's name (tracking-rules §3.5); stored audit rows use it.
+    MAILBOX_START_DATE_CHANGED = "mailbox_watermark_changed", _("Mailbox start date changed")
     MAILBOX_SYNC_STATE_RESET = "mailbox_sync_state_reset", _("Mailbox sync state reset")
     MAILBOX_TEST_QUEUED = "mailbox_test_queued", _("Test & Enable queued")
     MAILBOX_SCAN_QUEUED = "mailbox_scan_queued", _("Scan queued")

@@ -35,7 +35,6 @@ from tracking.models import (
     Decision,
     EmailHash,
     ExclusionEntry,
-    FolderSyncState,
     FolderTrackingRule,
     Mailbox,
     OrgSettings,
@@ -156,17 +155,6 @@ def mailbox_owner(mailbox: Mailbox) -> Entity:
     return queue_entity(mailbox.queue, has_mailbox=True)
 
 
-def watermark_of(mailbox: Mailbox, folder: str) -> datetime | None:
-    """The later of the profile's and mailbox's 'process emails received after' and the folder's progress."""
-    advanced = (
-        FolderSyncState.objects.filter(mailbox=mailbox, folder=folder)
-        .values_list("watermark", flat=True)
-        .first()
-    )
-    marks = [m for m in (mailbox.configured_start_date(), advanced) if m]
-    return max(marks) if marks else None
-
-
 def load_entities(addresses: Iterable[str], scope: Scope | None = None) -> dict[str, list[Entity]]:
     """Every user, queue and CRM record having one of these addresses, keyed by lower-case address.
 
@@ -244,13 +232,13 @@ def load_context(
     *,
     rules: OrgRules | None = None,
     earlier_prefixes: tuple[str, ...] | None = None,
-    watermark: datetime | None = None,
-    use_watermark_override: bool = False,
+    start_date: datetime | None = None,
     scope: Scope | None = None,
 ) -> DecisionContext:
     """Load, for one page, all data the engine may consult; the query count does not grow with the page.
 
     `earlier_prefixes` None reads them from the audit trail (a scan passes the ones it loaded once).
+    `start_date` None is the mailbox's configured one (tracking-rules §3.5); a reprocessing round has its own.
     `scope` limits the parties and tracked emails to what one user may see (Scope); None is everything.
     """
     rules = rules or load_rules()
@@ -268,7 +256,7 @@ def load_context(
         address=mailbox.email_address,
         owner=owner,
         is_exchange=mailbox.profile.is_exchange,
-        watermark=watermark if use_watermark_override else watermark_of(mailbox, folder),
+        start_date=start_date if start_date is not None else mailbox.configured_start_date(),
         owner_exclusions=own_ex,
     )
     ctx = DecisionContext(rules=rules, mailbox=info, folder=folder, org_exclusions=org_ex)

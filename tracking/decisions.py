@@ -154,7 +154,7 @@ class MailboxInfo:
     address: str
     owner: Entity  # kind user or queue
     is_exchange: bool
-    watermark: datetime | None = None
+    start_date: datetime | None = None  # tracking-rules §3.5: the only time floor
     owner_exclusions: frozenset[str] = frozenset()
 
 
@@ -651,36 +651,39 @@ def decide(
             trace.add("folder", ctx.folder, "a folder tracking rule maps this folder")
         else:
             trace.add("folder", "inbox", "the root Inbox is always scanned")
-        watermark = ctx.mailbox.watermark
+        # §3.5: the configured start date is the only time floor; how far earlier scans got plays no part,
+        # so mail that turns up late (moved out of Junk Email, delayed, restored) is still evaluated.
+        start_date = ctx.mailbox.start_date
         # In a mapped folder the time that counts is when the message got there (§3.4): its last change.
         by_modified = ctx.is_folder_rule and msg.last_modified is not None
         when = msg.last_modified if by_modified else msg.received_at
         what = "last modified" if by_modified else "received"
-        if watermark is not None and when is not None and when <= watermark:
+        if start_date is not None and when is not None and when <= start_date:
             trace.add(
-                "watermark",
+                "start_date",
                 "before",
-                f"{what} {when:%Y-%m-%d %H:%M:%S} UTC, not after {watermark:%Y-%m-%d %H:%M:%S} UTC",
+                f"{what} {when:%Y-%m-%d %H:%M:%S} UTC,"
+                f" not after the start date {start_date:%Y-%m-%d %H:%M:%S} UTC",
             )
             return result(
-                Outcome.NOT_TRACKED, Reason.BEFORE_WATERMARK, f"{what} before the mailbox's watermark"
+                Outcome.NOT_TRACKED, Reason.BEFORE_WATERMARK, f"{what} before the mailbox's start date"
             )
         trace.add(
-            "watermark",
+            "start_date",
             "after",
-            "no watermark set"
-            if watermark is None
+            "no start date set"
+            if start_date is None
             else (
                 f"no {what} time; evaluated"
                 if when is None
-                else f"{what} after {watermark:%Y-%m-%d %H:%M:%S} UTC"
+                else f"{what} after the start date {start_date:%Y-%m-%d %H:%M:%S} UTC"
             ),
         )
     else:
         trace.add(
             "manual",
             "requested",
-            "tracked by a person: filter options, watermark and exclusions do not apply",
+            "tracked by a person: filter options, start date and exclusions do not apply",
         )
 
     # §6: parties

@@ -73,7 +73,7 @@ def process_page(
     now: datetime,
     manual: ManualTracking | None = None,
     sync_state: str | None = None,
-    watermark: datetime | None = None,
+    start_date: datetime | None = None,
     rules: ScanRules | None = None,
 ) -> list[Processed]:
     """Decide and commit one page; messages already decided in this mailbox folder are returned as they are.
@@ -81,9 +81,8 @@ def process_page(
     Manual tracking keeps its own decisions: tracking by hand a message a scan did not track adds a
     manual decision next to the scan's (both stay in the log), once.
 
-    `watermark` is the one the scan started with, so that a page committed earlier in the same
-    scan (which moves the pending watermark) does not turn later, older messages away. `rules`
-    likewise: a scan loads them once for all its pages.
+    `start_date` and `rules` are the ones the scan started with (it loads them once for all its pages);
+    a start date of None is the mailbox's configured one.
     """
     rules = rules or load_scan_rules()
     parsed = [parse_item(i) for i in items]
@@ -109,8 +108,7 @@ def process_page(
             fresh,
             rules=rules.org,
             earlier_prefixes=rules.earlier_prefixes,
-            watermark=watermark,
-            use_watermark_override=True,
+            start_date=start_date,
         )
         results = decide_batch(fresh, ctx, manual=manual)
         try:

@@ -32,7 +32,7 @@ from tracking.actions import (
     do_start_scan_run,
 )
 from tracking.choices import ErrorKind, Folder, IncomingMethod, ProfileKind, Reason
-from tracking.context import ScanRules, load_rules, load_scan_rules, mailbox_for_scan, watermark_of
+from tracking.context import ScanRules, load_rules, load_scan_rules, mailbox_for_scan
 from tracking.crypto import SecretUnreadable
 from tracking.decisions import OrgRules
 from tracking.folders import folder_tracking_on, folders_after_hierarchy_sync, is_well_known, mapped_folders
@@ -206,8 +206,8 @@ def _sync(
     rules: ScanRules,
     source_folder: str,
 ) -> None:
-    # The watermark and rules a scan started with hold for all its pages (see process_page).
-    watermark = watermark_of(mailbox, folder)
+    # The start date and rules a scan started with hold for all its pages (see process_page).
+    start_date = mailbox.configured_start_date()
     for attempt in (1, 2):
         state = (
             FolderSyncState.objects.filter(mailbox=mailbox, folder=folder)
@@ -225,7 +225,7 @@ def _sync(
                     scan_run=run,
                     now=clock(),
                     sync_state=page.state,
-                    watermark=watermark,
+                    start_date=start_date,
                     rules=rules,
                 )
                 if on_page is not None:

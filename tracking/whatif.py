@@ -195,10 +195,6 @@ def _decide(
         folder,
         messages,
         rules=rules,
-        # Not the folders' scan progress: it moved past the replayed messages when they were scanned,
-        # and would turn every one of them away as before_watermark.
-        watermark=mailbox.configured_start_date(),
-        use_watermark_override=True,
         scope=scope,
     )
     ctx = without_tracked(ctx, exclude)

@@ -50,7 +50,7 @@ urlpatterns = [
     path("mailboxes/<int:pk>/scan/", mailboxes.mailbox_scan, name="web-mailbox-scan"),
     path("mailboxes/<int:pk>/disable/", mailboxes.mailbox_disable, name="web-mailbox-disable"),
     path("mailboxes/<int:pk>/reset-sync/", mailboxes.mailbox_reset_sync, name="web-mailbox-reset-sync"),
-    path("mailboxes/<int:pk>/watermark/", mailboxes.mailbox_watermark, name="web-mailbox-watermark"),
+    path("mailboxes/<int:pk>/start-date/", mailboxes.mailbox_start_date, name="web-mailbox-start-date"),
     # server profiles
     path("profiles/", profiles.profile_list, name="web-profiles"),
     path("profiles/new/", profiles.profile_create, name="web-profile-create"),

@@ -31,7 +31,7 @@ from tracking.actions.mailboxes import (
     do_note_mailbox_job,
     do_record_test_result,
     do_reset_mailbox_sync_state,
-    do_set_mailbox_watermark,
+    do_set_mailbox_start_date,
 )
 from tracking.actions.personal import (
     check_add_folder_rule,
@@ -126,7 +126,7 @@ __all__ = [
     "do_reset_mailbox_sync_state",
     "do_reset_sync_state",
     "do_set_default_profile",
-    "do_set_mailbox_watermark",
+    "do_set_mailbox_start_date",
     "do_set_personal_options",
     "do_set_regarding_by_folder_rule",
     "do_set_scan_estimate",

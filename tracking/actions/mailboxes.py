@@ -203,7 +203,7 @@ def do_disable_mailbox(
 
 
 @transaction.atomic
-def do_set_mailbox_watermark(
+def do_set_mailbox_start_date(
     mailbox: Mailbox, value: datetime | None, *, acting_user: User | None = None, actor_label: str = "cli"
 ) -> None:
     """Set (or clear, with None) the mailbox's "process emails received after"."""
@@ -214,7 +214,7 @@ def do_set_mailbox_watermark(
     mailbox.process_emails_received_after = value
     mailbox.save(update_fields=["process_emails_received_after"])
     audit(
-        AuditAction.MAILBOX_WATERMARK_CHANGED,
+        AuditAction.MAILBOX_START_DATE_CHANGED,
         mailbox.email_address,
         utc_text(old),
         utc_text(value),

@@ -1,4 +1,4 @@
-"""Scans: runs, the commit of one page of decisions, folder sync state and watermark, manual tracking."""
+"""Scans: runs, the commit of one page of decisions, folder sync state, manual tracking."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import F
 from django.utils import timezone
 
 from tracking.actions.audit import audit
@@ -50,7 +50,7 @@ def do_set_scan_estimate(run: ScanRun, total: int) -> None:
 
 def do_reset_sync_state(mailbox: Mailbox, folder: str) -> None:
     """Forget a folder's sync state: the next scan reads it from the start (nothing is duplicated)."""
-    FolderSyncState.objects.filter(mailbox=mailbox, folder=folder).update(state="", pending_watermark=None)
+    FolderSyncState.objects.filter(mailbox=mailbox, folder=folder).update(state="")
 
 
 def do_mark_scan_started(mailbox: Mailbox, *, now: datetime) -> None:
@@ -73,30 +73,15 @@ def do_mark_scan_failed(mailbox: Mailbox, *, error: str, kind: ErrorKind, now: d
     )
 
 
-@transaction.atomic
 def do_finish_scan_run(
     run: ScanRun, *, now: datetime, error: str = "", error_kind: ErrorKind | None = None
 ) -> None:
-    """Close a run (failed when there is an error, of `error_kind`); a successful run makes the folder's
-    pending watermark its watermark."""
+    """Close a run (failed when there is an error, of `error_kind`)."""
     run.status = ScanStatus.FAILED if error else ScanStatus.SUCCEEDED
     run.finished_at = now
     run.error = error
     run.error_kind = (error_kind or ErrorKind.INTERNAL) if error else ""
     run.save(update_fields=["status", "finished_at", "error", "error_kind"])
-    if error:
-        return
-    state = (
-        FolderSyncState.objects.select_for_update()
-        .filter(mailbox_id=run.mailbox_id, folder=run.folder)
-        .first()
-    )
-    if state is None or state.pending_watermark is None:
-        return
-    if state.watermark is None or state.pending_watermark > state.watermark:
-        state.watermark = state.pending_watermark
-    state.pending_watermark = None
-    state.save(update_fields=["watermark", "pending_watermark", "updated_at"])
 
 
 def _accepting_fields(res: DecisionResult) -> dict[str, object]:
@@ -252,33 +237,21 @@ def do_commit_page(
             items_done=F("items_done") + len(results),
         )
 
-    # Manual tracking reaches back into old mail on purpose; it must not move the scan's watermark.
-    received = [] if manual else [r.message.received_at for r in results if r.message.received_at is not None]
-    if received or sync_state is not None:
-        _advance_sync_state(mailbox, folder, latest=max(received, default=None), sync_state=sync_state)
+    if sync_state is not None:
+        _save_sync_state(mailbox, folder, sync_state)
     return decisions
 
 
-def _advance_sync_state(
-    mailbox: Mailbox, folder: str, *, latest: datetime | None, sync_state: str | None
-) -> None:
-    """Move the folder's pending watermark forward (never back) and save its sync token, in one UPDATE.
+def _save_sync_state(mailbox: Mailbox, folder: str, sync_state: str) -> None:
+    """Save the folder's sync token with the page it ends, in one UPDATE.
 
     The row is created on the folder's first page only; a writer that created it in between makes
     the INSERT fail, which rolls the page back for process_page to retry.
     """
-    changes: dict[str, object] = {"updated_at": timezone.now()}
-    if latest is not None:
-        changes["pending_watermark"] = Case(
-            When(Q(pending_watermark__isnull=True) | Q(pending_watermark__lt=latest), then=Value(latest)),
-            default=F("pending_watermark"),
-        )
-    if sync_state is not None:
-        changes["state"] = sync_state
-    if not FolderSyncState.objects.filter(mailbox=mailbox, folder=folder).update(**changes):
-        FolderSyncState.objects.create(
-            mailbox=mailbox, folder=folder, state=sync_state or "", pending_watermark=latest
-        )
+    if not FolderSyncState.objects.filter(mailbox=mailbox, folder=folder).update(
+        state=sync_state, updated_at=timezone.now()
+    ):
+        FolderSyncState.objects.create(mailbox=mailbox, folder=folder, state=sync_state)
 
 
 def do_audit_manual_tracking(

@@ -227,18 +227,16 @@ class Mailbox(models.Model):
 
 
 class FolderSyncState(models.Model):
-    """The opaque incremental-sync token of one mailbox folder, and how far its watermark has advanced.
+    """The opaque incremental-sync token of one mailbox folder (EWS SyncState, Graph deltaLink, IMAP UIDs).
 
-    The watermark advances per folder: Inbox dates must not turn away older Sent Items that a
-    later scan of that folder finds. `pending_watermark` belongs to the scan in flight and becomes
-    `watermark` only when that scan succeeds, so a crashed scan resumes from the old one.
+    It is the only record of a folder's progress (tracking-rules §3.5): no time moves with it, so mail
+    that turns up late is still evaluated. It is saved with each committed page, so a crashed scan
+    resumes after the last page it committed.
     """
 
     mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="sync_states")
     folder = models.CharField(max_length=255)
     state = models.TextField(blank=True)
-    watermark = models.DateTimeField(null=True, blank=True)
-    pending_watermark = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

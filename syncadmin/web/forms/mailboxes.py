@@ -25,8 +25,8 @@ class DateTimeLocalInput(forms.DateTimeInput):
         super().__init__(attrs=attrs, format=DATETIME_LOCAL)
 
 
-class WatermarkForm(forms.Form):
-    """A mailbox's "process emails received after", entered in the user's time zone; empty clears it."""
+class StartDateForm(forms.Form):
+    """A mailbox's start date, "process emails received after", in the user's time zone; empty clears it."""
 
     process_emails_received_after = forms.DateTimeField(
         validators=[validate_date_range],

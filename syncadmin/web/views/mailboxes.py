@@ -27,7 +27,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from syncadmin.web.filters.mailboxes import MailboxFilter
-from syncadmin.web.forms.mailboxes import ResetSyncStateForm, WatermarkForm
+from syncadmin.web.forms.mailboxes import ResetSyncStateForm, StartDateForm
 from syncadmin.web.htmx import is_htmx
 from syncadmin.web.paging import numbered_page, rows_per_page
 from syncadmin.web.permissions import (
@@ -44,7 +44,7 @@ from tracking.actions import (
     do_disable_mailbox,
     do_note_mailbox_job,
     do_reset_mailbox_sync_state,
-    do_set_mailbox_watermark,
+    do_set_mailbox_start_date,
 )
 from tracking.choices import Approval, BulkAction, ErrorKind, Folder, IncomingMethod
 from tracking.context import load_rules
@@ -155,26 +155,22 @@ class FolderState:
     folder: str
     label: str
     has_state: bool
-    watermark: datetime | None
-    pending_watermark: datetime | None
-    effective_watermark: datetime | None
+    start_date: datetime | None
     updated_at: datetime
 
 
 def folder_states(mailbox: Mailbox) -> list[FolderState]:
-    """Each folder's sync state and the watermark a scan of it would use (see context.watermark_of)."""
+    """Each folder's sync state and the start date a scan of it evaluates mail after (tracking-rules §3.5)."""
     labels = dict(Folder.choices)
     out = []
+    start_date = mailbox.configured_start_date()
     for state in FolderSyncState.objects.filter(mailbox=mailbox).order_by("folder"):
-        marks = [m for m in (mailbox.configured_start_date(), state.watermark) if m]
         out.append(
             FolderState(
                 folder=state.folder,
                 label=str(labels.get(state.folder, state.folder)),
                 has_state=bool(state.state),
-                watermark=state.watermark,
-                pending_watermark=state.pending_watermark,
-                effective_watermark=max(marks) if marks else None,
+                start_date=start_date,
                 updated_at=state.updated_at,
             )
         )
@@ -290,7 +286,7 @@ def _detail_context(request: AuthenticatedHttpRequest, mailbox: Mailbox) -> dict
     if admin:
         context["queue_problem"] = queue_problem()
         context["scan_refusal"] = scan_refusal(mailbox, rules)
-        context["watermark_form"] = WatermarkForm(
+        context["start_date_form"] = StartDateForm(
             initial={"process_emails_received_after": mailbox.process_emails_received_after}
         )
     return context
@@ -465,15 +461,15 @@ def mailbox_reset_sync(request: AuthenticatedHttpRequest, pk: int) -> HttpRespon
 
 @admin_required
 @require_POST
-def mailbox_watermark(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+def mailbox_start_date(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mailbox = get_visible_mailbox(request, pk)
-    form = WatermarkForm(request.POST)
+    form = StartDateForm(request.POST)
     if not form.is_valid():
         context = _detail_context(request, mailbox)
-        context["watermark_form"] = form
+        context["start_date_form"] = form
         return render(request, "web/mailbox_detail.html", context, status=400)
     value = form.cleaned_data["process_emails_received_after"]
-    do_set_mailbox_watermark(mailbox, value, acting_user=request.user)
+    do_set_mailbox_start_date(mailbox, value, acting_user=request.user)
     if value is None:
         messages.success(request, _("Cleared “process emails received after”."))
     else:

@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from tracking.actions import do_finish_scan_run, do_start_scan_run
 from tracking.choices import Outcome, ScanSource
-from tracking.context import watermark_of
 from tracking.decisions import ManualTracking
 from tracking.management.commands._common import FOLDER_HELP, get_folder, get_mailbox, get_regarding
 from tracking.pipeline import decision_as_json, pages, process_page
@@ -53,7 +52,7 @@ class Command(BaseCommand):
         except UnreadablePath as exc:
             raise CommandError(str(exc)) from None
 
-        watermark = watermark_of(mailbox, folder)
+        start_date = mailbox.configured_start_date()
         run = do_start_scan_run(
             mailbox, folder, source=ScanSource.INGEST, now=timezone.now(), job_id=this_process()
         )
@@ -68,7 +67,7 @@ class Command(BaseCommand):
                     scan_run=run,
                     now=timezone.now(),
                     manual=manual,
-                    watermark=watermark,
+                    start_date=start_date,
                 ):
                     counts[p.decision.outcome] += 1
                     new += p.new

@@ -329,7 +329,11 @@ TRACE = json.dumps(
     [
         {"check": "parse", "result": "ok", "detail": "Message-ID @MID@; @NRCPT@ recipient(s)"},
         {"check": "folder", "result": "@FOLDER@", "detail": "the root Inbox is always scanned"},
-        {"check": "watermark", "result": "after", "detail": "received after 2020-01-01 00:00:00 UTC"},
+        {
+            "check": "start_date",
+            "result": "after",
+            "detail": "received after the start date 2020-01-01 00:00:00 UTC",
+        },
         {
             "check": "sender",
             "result": "resolved",
