@@ -90,13 +90,15 @@ def done_jobs() -> list[Job]:
 HEARTBEAT_TTL = 90
 
 
-def release_dead_job(dead: Job) -> None:
-    """What a worker's periodic maintenance does once the dead worker's heartbeat has expired."""
+def release_dead_job(dead: Job, *, retried: bool = False) -> None:
+    """What a worker's periodic maintenance does once the dead worker's heartbeat has expired: the job
+    fails, or is queued again when it has retries left."""
     registry = StartedJobRegistry(queue=queue())
     registry.cleanup()
     assert dead.get_status(refresh=True) == JobStatus.STARTED  # its heartbeat is still fresh
     registry.cleanup(timestamp=time.time() + HEARTBEAT_TTL + 5)
-    assert dead.get_status(refresh=True) == JobStatus.FAILED
+    expected = (JobStatus.QUEUED, JobStatus.SCHEDULED) if retried else (JobStatus.FAILED,)
+    assert dead.get_status(refresh=True) in expected
 
 
 def rate_limited_jobs() -> list[Job]:

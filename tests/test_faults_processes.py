@@ -29,9 +29,9 @@ from syncadmin.devtools.simulators.faults import Fault
 from syncadmin.devtools.simulators.server import Simulator
 from tests import rq_helpers as h
 from tests.conftest import run_command
-from tracking.actions import ProfileValues, check_add_profile
+from tracking.actions import ProfileValues, check_add_profile, do_start_round
 from tracking.choices import MailboxStatus, ScanStatus
-from tracking.jobs import QUEUE, dispatch_due_mailboxes
+from tracking.jobs import QUEUE, dispatch_due_mailboxes, enqueue_round
 from tracking.models import (
     Alert,
     AuditEvent,
@@ -43,6 +43,7 @@ from tracking.models import (
     ScanRun,
     TrackedEmail,
 )
+from tracking.reprocessing import check_round
 
 Snapshot = dict[str, list[tuple[object, ...]]]
 
@@ -152,6 +153,42 @@ def test_a_worker_killed_at_a_seeded_point_leaves_what_an_uninterrupted_scan_lea
     assert_scanned_as_if_uninterrupted(box, expected)
     cut.refresh_from_db()
     assert cut.status == ScanStatus.FAILED and "interrupted" in cut.error
+
+
+@pytest.mark.workers
+def test_a_round_whose_worker_is_killed_resumes_and_decides_each_message_once(sim, ews, tmp_path):
+    box = faulted_mailbox(sim, ews, "round")
+    assert dispatch_due_mailboxes() == 1
+    h.burst()
+    tracked = TrackedEmail.objects.filter(receiving_mailbox=box).count()
+    scanned = Decision.objects.filter(mailbox=box).count()
+    request = check_round([box], RECEIVED_AFTER, now=timezone.now())
+    round = do_start_round(request, acting_user=None, via="test")
+    (run,) = ScanRun.objects.filter(round=round)
+    # the kill comes while the simulator holds the round's request after its first page
+    requests = sim.count(mailbox=box.email_address)
+    sim.faults.add(Fault("slow", mailbox=box.email_address, after=requests + 2, delay=5.0))
+    enqueue_round(round)
+    (dead,) = h.queue().get_jobs()
+    worker = h.worker_process("--burst", log_dir=tmp_path)
+    try:
+        h.wait_for(lambda: Decision.objects.filter(round=round).exists(), 60, "the round's first page")
+        h.wait_for(lambda: sim.count(mailbox=box.email_address) >= requests + 3, 60, "the next request")
+    finally:
+        worker.kill()
+    sim.faults.clear()
+    run.refresh_from_db()
+    assert run.status == ScanStatus.RUNNING and 0 < run.items_done < scanned, worker.output
+
+    h.release_dead_job(dead, retried=True)
+    h.burst()
+    run.refresh_from_db()
+    assert run.status == ScanStatus.SUCCEEDED
+    again = Decision.objects.filter(round=round)
+    # every message after the date once, each superseding the scan's decision; nothing tracked twice
+    after = Decision.objects.filter(mailbox=box, round=None).exclude(reason="before_watermark")
+    assert sorted(again.values_list("supersedes", flat=True)) == sorted(after.values_list("pk", flat=True))  # type: ignore[type-var]
+    assert TrackedEmail.objects.filter(receiving_mailbox=box).count() == tracked
 
 
 # -- 2. Redis restarted under a scan --------------------------------------------------------------------

@@ -33,6 +33,9 @@ JSON_KEYS = {
     "direction",
     "new",
     "trace",
+    "decision_id",
+    "supersedes",
+    "round",
 }
 
 

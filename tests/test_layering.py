@@ -44,7 +44,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("tracking.models",)),
     ("loaders and actions", ("tracking.context", "tracking.actions", "tracking.runs")),
     ("pipeline", ("tracking.pipeline", "tracking.whatif")),
-    ("scanning", ("tracking.scanning", "tracking.folders")),
+    ("scanning", ("tracking.scanning", "tracking.folders", "tracking.reprocessing")),
     (
         "jobs",
         (

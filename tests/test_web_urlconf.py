@@ -7,6 +7,7 @@ added without saying who may open it. POSTs by a wrong role are refused and chan
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from tests.conftest import run_command, user_of
 from tracking.actions import check_add_folder_rule, check_start_bulk, do_add_exclusion
@@ -28,6 +30,8 @@ from tracking.models import (
     Mailbox,
     OrgSettings,
     Queue,
+    ReprocessRound,
+    ScanRun,
 )
 
 ROLES = ("anonymous", "user", "other_user", "auditor", "admin")
@@ -64,6 +68,10 @@ EXPECTED: dict[str, dict[str, int]] = {
     "web-mailbox-disable": row(LOGIN, 403, 403, 403, 405),
     "web-mailbox-reset-sync": row(LOGIN, 403, 403, 403, 200),
     "web-mailbox-start-date": row(LOGIN, 403, 403, 403, 405),
+    # reprocessing: users their own mailbox (bob has one too), auditors watch and start nothing
+    "web-reprocess": row(LOGIN, 200, 200, 403, 200),
+    "web-round": row(LOGIN, 200, 404, 200, 200),
+    "web-round-cancel": row(LOGIN, 405, 405, 405, 405),
     "web-profiles": row(LOGIN, 403, 403, 200, 200),
     "web-profile-create": row(LOGIN, 403, 403, 403, 200),
     "web-profile-edit": row(LOGIN, 403, 403, 200, 200),
@@ -113,6 +121,8 @@ PK_OF = {
     "web-mailbox-edit": "mailbox",
     "web-mailbox-reject": "mailbox",
     "web-bulk-operation": "bulk",
+    "web-round": "round",
+    "web-round-cancel": "round",
     "web-queue": "queue",
     "web-profile-test": "profile",
     "web-profile-test-mailboxes": "profile",
@@ -156,6 +166,8 @@ POST_REFUSED: dict[str, dict[str, int]] = {
     "web-folder-rule-delete": {"other_user": 404, "auditor": 404, "admin": 404},
     "web-exclusion-delete": {"other_user": 404, "auditor": 404, "admin": 404},
     "web-decision-track": {"other_user": 404, "auditor": 403},
+    "web-reprocess": {"auditor": 403},
+    "web-round-cancel": {"other_user": 404, "auditor": 403},
 }
 
 # Routes whose POST every signed-in user may make: the view keeps it to the user's own objects (other
@@ -172,6 +184,8 @@ POST_OPEN = {
     "web-explain",
     "web-exclusions",
     "web-exclusion-delete",
+    "web-reprocess",
+    "web-round-cancel",
 }
 # Routes that only read: a POST is answered like a GET (or refused) and writes nothing.
 READ_ONLY = {
@@ -182,6 +196,7 @@ READ_ONLY = {
     "web-mailbox",
     "web-mailbox-status",
     "web-bulk-operation",
+    "web-round",
     "web-profiles",
     "web-orgsettings-changes",
     "web-decisions",
@@ -203,6 +218,7 @@ READ_ONLY = {
 POST_DATA: dict[str, dict[str, str]] = {
     "web-mailbox-reset-sync": {"folder": "", "confirm": "on"},
     "web-mailbox-start-date": {"process_emails_received_after": "2024-01-01T00:00"},
+    "web-reprocess": {"since": "2024-01-01T00:00", "confirm": "1"},
     "web-profile-create": {"name": "sneaky", "kind": "local", "endpoint": "/tmp"},
     "web-profile-edit": {"name": "renamed", "kind": "exchange_ews", "endpoint": "https://evil.example/EWS"},
     "web-orgsettings": {"setting": "AutoTrackSentFolderItems", "AutoTrackSentFolderItems": ""},
@@ -261,6 +277,15 @@ def ingest_one(tmp_path: Path) -> Decision:
     return Decision.objects.get(message_id="<urlconf-1@fabrikam.example>")
 
 
+def round_of(mailbox: Mailbox) -> int:
+    """A queued reprocessing round of the mailbox, requested by its owner."""
+    round = ReprocessRound.objects.create(
+        requested_by=mailbox.user, requested_via="web", since=timezone.now() - timedelta(days=1)
+    )
+    ScanRun.objects.create(mailbox=mailbox, folder="inbox", source="reprocess", round=round)
+    return round.pk
+
+
 @pytest.fixture
 def world(db: None, alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tmp_path: Path) -> World:
     decision = ingest_one(tmp_path)
@@ -290,6 +315,7 @@ def world(db: None, alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tm
         "queue": queue.pk,
         "bulk": bulk.pk,
         "import_run": ImportRun.objects.create(kind="contact", text="name,email\n").pk,
+        "round": round_of(alice),
     }
     return World(clients=clients, ids=ids, alice=alice)
 
@@ -312,6 +338,8 @@ def state() -> tuple[object, ...]:
         alice.incoming_method,
         alice.profile_id,
         BulkOperation.objects.count(),
+        ReprocessRound.objects.count(),
+        ReprocessRound.objects.filter(cancelled_at__isnull=False).count(),
         Mailbox.objects.count(),
         list(Queue.objects.values_list("track", "owner_id")),
         list(EmailServerProfile.objects.filter(is_default=True).values_list("pk", flat=True)),

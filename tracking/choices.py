@@ -154,12 +154,14 @@ class ScanStatus(models.TextChoices):
     SUCCEEDED = "succeeded", _("Succeeded")
     FAILED = "failed", _("Failed")
     SKIPPED = "skipped", _("Skipped")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 class ScanSource(models.TextChoices):
     SCAN = "scan", _("Mailbox scan")
     INGEST = "ingest", _("File ingest")
     MANUAL = "manual", _("Manual tracking")
+    REPROCESS = "reprocess", _("Reprocessing round")
 
 
 class RecordKind(models.TextChoices):
@@ -203,6 +205,8 @@ class AuditAction(models.TextChoices):
     # The value predates the start date's name (tracking-rules §3.5); stored audit rows use it.
     MAILBOX_START_DATE_CHANGED = "mailbox_watermark_changed", _("Mailbox start date changed")
     MAILBOX_SYNC_STATE_RESET = "mailbox_sync_state_reset", _("Mailbox sync state reset")
+    REPROCESS_STARTED = "reprocess_started", _("Reprocessing round started")
+    REPROCESS_CANCELLED = "reprocess_cancelled", _("Reprocessing round cancelled")
     MAILBOX_TEST_QUEUED = "mailbox_test_queued", _("Test & Enable queued")
     MAILBOX_SCAN_QUEUED = "mailbox_scan_queued", _("Scan queued")
     EXCLUSION_ADDED = "exclusion_added", _("Exclusion added")

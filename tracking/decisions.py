@@ -90,6 +90,7 @@ class OrgRules:
     require_approval_queue: bool = True
     # read by scheduling, not by the engine; here so that one load gives all settings as plain data
     poll_interval_minutes: int = 5
+    user_reprocess_max_days: int = 30
     transient_retry_limit: int = 10
     transient_retry_minutes: int = 5
     folder_tracking_enabled: bool = True  # read by scanning: which mapped folders a cycle reads (§3.4)

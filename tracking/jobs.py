@@ -8,13 +8,14 @@ from datetime import timedelta
 import django_rq
 from django.db import transaction
 from django.utils import timezone
-from rq import RateLimit, get_current_job
+from rq import RateLimit, Retry, get_current_job
 from rq.job import Job
 
 from tracking.actions import do_claim_due_mailboxes, do_postpone_scan
 from tracking.context import load_rules
 from tracking.locks import connection_slot
-from tracking.models import Mailbox
+from tracking.models import Mailbox, ReprocessRound, ScanRun
+from tracking.reprocessing import run_round_folder
 from tracking.runs import do_close_interrupted_runs
 from tracking.scanning import run_scan_cycle, run_test_and_enable
 
@@ -37,7 +38,7 @@ def enqueue_scan(mailbox_id: int, folder: str | None = None) -> Job | None:
         scan_mailbox,
         args=(mailbox_id, folder),
         timeout=SCAN_TIMEOUT,
-        rate_limit=RateLimit(key=f"syncadmin:mailbox:{mailbox_id}", concurrency=1),
+        rate_limit=mailbox_rate_limit(mailbox_id),
         description=f"scan mailbox {mailbox_id}" + (f" {folder}" if folder else ""),
     )
 
@@ -56,6 +57,39 @@ def scan_mailbox(mailbox_id: int, folder: str | None = None) -> str:
         return run_scan_cycle(
             mailbox_id, folder=folder, job_id=job.id if job else "", on_page=lambda run: lease.renew()
         )
+
+
+def mailbox_rate_limit(mailbox_id: int) -> RateLimit:
+    """One job at a time per mailbox: a scan, or a folder of a reprocessing round."""
+    return RateLimit(key=f"syncadmin:mailbox:{mailbox_id}", concurrency=1)
+
+
+# A worker killed under a round's job: RQ gives the job up once its heartbeat expires and retries it, and
+# the retry resumes the run after its last committed page (tracking.reprocessing).
+ROUND_RETRIES = 3
+
+
+def enqueue_round(round: ReprocessRound) -> None:
+    """Queue a job per folder run of the round; inside a transaction they are sent when it commits."""
+    queue = django_rq.get_queue(QUEUE)
+    for run_id, mailbox_id, folder in ScanRun.objects.filter(round=round).values_list(
+        "pk", "mailbox_id", "folder"
+    ):
+        queue.enqueue_call(
+            reprocess_folder,
+            args=(run_id,),
+            timeout=SCAN_TIMEOUT,
+            retry=Retry(max=ROUND_RETRIES),
+            rate_limit=mailbox_rate_limit(mailbox_id),
+            description=f"reprocess mailbox {mailbox_id} {folder} (round {round.pk})",
+        )
+
+
+def reprocess_folder(run_id: int) -> str:
+    """One folder of a reprocessing round."""
+    job = get_current_job()
+    run = run_round_folder(run_id, job_id=job.id if job else "")
+    return f"{run.status}: {run.items_done} message(s) decided again"
 
 
 def test_and_enable_job(mailbox_id: int) -> str:

@@ -303,6 +303,14 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         _("Minutes between the end of one scan cycle and the next."),
     ),
     _int(
+        "UserReprocessMaxDays",
+        "user_reprocess_max_days",
+        30,
+        0,
+        3650,
+        _("How far back (days) a user may reprocess their own mailbox after changing their Track option."),
+    ),
+    _int(
         "TransientFailureRetryLimit",
         "transient_retry_limit",
         10,

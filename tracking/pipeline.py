@@ -16,6 +16,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from tracking.actions import do_audit_manual_tracking, do_commit_page
+from tracking.choices import Folder
 from tracking.context import (
     ScanRules,
     Scope,
@@ -144,6 +145,97 @@ def process_page(
     return out
 
 
+def in_round(msg: ParsedMessage | ParseFailure, since: datetime, *, by_modified: bool) -> bool:
+    """Whether a round from `since` evaluates this message again: received (in a mapped folder, last
+    modified) after it, or of unknown time (tracking-rules §3.6)."""
+    when = msg.last_modified if by_modified and isinstance(msg, ParsedMessage) else None
+    when = when or msg.received_at
+    return when is None or when > since
+
+
+def current_decision_ids(mailbox: Mailbox, folder: str, message_ids: Iterable[str]) -> dict[str, int]:
+    """Per Message-ID, the id of the newest decision of this mailbox folder that nothing supersedes."""
+    rows = (
+        Decision.objects.filter(
+            mailbox=mailbox,
+            folder=folder,
+            message_id__in=sorted(set(message_ids)),
+            superseded_by__isnull=True,
+        )
+        .order_by("message_id", "-id")
+        .values_list("message_id", "pk")
+    )
+    current: dict[str, int] = {}
+    for message_id, pk in rows:
+        current.setdefault(message_id, pk)
+    return current
+
+
+def process_round_page(
+    mailbox: Mailbox,
+    folder: str,
+    items: Sequence[Item],
+    *,
+    run: ScanRun,
+    since: datetime,
+    now: datetime,
+    round_state: str | None,
+    rules: ScanRules,
+) -> list[Processed]:
+    """Decide one page of a reprocessing round again and commit it (tracking-rules §3.6).
+
+    Each message after `since` gets one decision of this round, naming the decision it supersedes; a
+    message this round already decided (a resumed round) is returned as it is. Never a second
+    TrackedEmail: the engine finds the one made earlier and says already_tracked.
+    """
+    assert run.round is not None
+    by_modified = folder not in (Folder.INBOX, Folder.SENT_ITEMS)  # a mapped folder (§3.4)
+    parsed = [m for m in (parse_item(i) for i in items) if in_round(m, since, by_modified=by_modified)]
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        ids = {m.message_id for m in parsed}
+        existing = {
+            d.message_id: d
+            for d in Decision.objects.select_related("regarding").filter(
+                mailbox=mailbox, folder=folder, round=run.round, message_id__in=sorted(ids)
+            )
+        }
+        fresh: list[ParsedMessage | ParseFailure] = []
+        seen: set[str] = set()
+        for m in parsed:
+            if m.message_id not in existing and m.message_id not in seen:
+                seen.add(m.message_id)
+                fresh.append(m)
+        supersedes = current_decision_ids(mailbox, folder, seen)
+        ctx = load_context(
+            mailbox, folder, fresh, rules=rules.org, earlier_prefixes=rules.earlier_prefixes, start_date=since
+        )
+        results = decide_batch(fresh, ctx)
+        try:
+            created = do_commit_page(
+                mailbox,
+                folder,
+                results,
+                scan_run=run,
+                now=now,
+                round=run.round,
+                supersedes=supersedes,
+                round_state=round_state,
+            )
+            break
+        except IntegrityError:
+            if attempt == COMMIT_ATTEMPTS:
+                raise
+            log.info("round page of %s/%s raced with another writer; retrying (%d)", mailbox, folder, attempt)
+    by_id = {d.message_id: d for d in created}
+    return [
+        Processed(existing[m.message_id], new=False)
+        if m.message_id in existing
+        else Processed(by_id[m.message_id], new=True)
+        for m in parsed
+        if m.message_id in existing or m.message_id in by_id
+    ]
+
+
 def explain_message(
     mailbox: Mailbox, folder: str, item: Item, *, scope: Scope | None = None
 ) -> DecisionResult:
@@ -201,6 +293,9 @@ def decision_as_json(d: Decision, *, new: bool) -> dict[str, object]:
         "direction": d.direction,
         "new": new,
         "trace": d.trace,
+        "decision_id": d.pk,
+        "supersedes": d.supersedes_id,
+        "round": d.round_id,
     }
 
 

@@ -10,6 +10,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.utils.translation import gettext as _
 
@@ -189,14 +190,9 @@ def _decide(
     exclude: Collection[int],
     track: int | None,
     scope: Scope | None,
+    start_date: datetime | None = None,
 ) -> list[DecisionResult]:
-    ctx = load_context(
-        mailbox,
-        folder,
-        messages,
-        rules=rules,
-        scope=scope,
-    )
+    ctx = load_context(mailbox, folder, messages, rules=rules, scope=scope, start_date=start_date)
     ctx = without_tracked(ctx, exclude)
     if track is not None:
         ctx = with_owner_track(ctx, track)
@@ -241,3 +237,57 @@ def replay(
         folders=[(f, len(ds)) for f, ds in by_folder.items()],
         scope=scope,
     )
+
+
+# How many of a mailbox's current decisions the preview of a round decides again (the newest).
+ROUND_PREVIEW_LIMIT = 2000
+
+
+@dataclass(frozen=True)
+class RoundPreview:
+    """What a reprocessing round would change, from the decisions on record (tracking-rules §3.6)."""
+
+    mailbox: Mailbox
+    transitions: list[Transition]  # current outcome → outcome now, with counts; unchanged ones included
+    considered: int
+    total: int
+
+    @property
+    def changing(self) -> int:
+        return sum(t.count for t in self.transitions if t.before != t.after)
+
+
+def preview_round(
+    mailbox: Mailbox, since: datetime, folders: Collection[str], *, limit: int = ROUND_PREVIEW_LIMIT
+) -> RoundPreview:
+    """Decide the current decisions of these folders after `since` again under today's settings; writes
+    nothing. Unlike What-if, a tracked message stays tracked (a round never untracks): it comes back
+    already_tracked, as the round will decide it."""
+    current = (
+        Decision.objects.filter(mailbox=mailbox, folder__in=list(folders), received_at__gt=since)
+        .filter(superseded_by__isnull=True)
+        .exclude(outcome=Outcome.FAILED)
+    )
+    total = current.count()
+    decisions = list(current.order_by("-id")[:limit])
+    decisions.reverse()
+    rules = load_rules()
+    counts: Counter[tuple[str, str]] = Counter()
+    by_folder: dict[str, list[Decision]] = {}
+    for d in decisions:
+        by_folder.setdefault(d.folder, []).append(d)
+    for folder, group in by_folder.items():
+        results = _decide(
+            mailbox,
+            folder,
+            [message_of(d) for d in group],
+            rules=rules,
+            exclude=(),
+            track=None,
+            scope=None,
+            start_date=since,
+        )
+        for d, res in zip(group, results, strict=True):
+            counts[(d.outcome, res.outcome.value)] += 1
+    transitions = [Transition(before, after, n) for (before, after), n in sorted(counts.items())]
+    return RoundPreview(mailbox=mailbox, transitions=transitions, considered=len(decisions), total=total)

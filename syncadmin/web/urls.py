@@ -17,6 +17,7 @@ from syncadmin.web.views import (
     orgsettings,
     personal,
     profiles,
+    reprocess,
     users,
 )
 
@@ -42,6 +43,10 @@ urlpatterns = [
     path("mailboxes/bulk/", mailbox_admin.mailbox_bulk, name="web-mailbox-bulk"),
     path("mailboxes/bulk/<int:pk>/", mailbox_admin.bulk_operation, name="web-bulk-operation"),
     path("mailboxes/<int:pk>/", mailboxes.mailbox_detail, name="web-mailbox"),
+    # reprocessing rounds (tracking-rules §3.6)
+    path("reprocess/", reprocess.reprocess_new, name="web-reprocess"),
+    path("reprocess/<int:pk>/", reprocess.round_detail, name="web-round"),
+    path("reprocess/<int:pk>/cancel/", reprocess.round_cancel, name="web-round-cancel"),
     path("mailboxes/<int:pk>/edit/", mailbox_admin.mailbox_edit, name="web-mailbox-edit"),
     path("mailboxes/<int:pk>/reject/", mailbox_admin.mailbox_reject, name="web-mailbox-reject"),
     path("mailboxes/<int:pk>/status/", mailboxes.mailbox_status, name="web-mailbox-status"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from django.contrib.auth.models import User
@@ -16,14 +16,24 @@ from tracking.bulk import bulk_insert
 from tracking.choices import AuditAction, ErrorKind, MailboxStatus, Outcome, ScanSource, ScanStatus
 from tracking.decisions import DecisionResult, RecordRef
 from tracking.messages import ParsedMessage, message_snapshot
-from tracking.models import CrmRecord, Decision, EmailHash, FolderSyncState, Mailbox, ScanRun, TrackedEmail
+from tracking.models import (
+    CrmRecord,
+    Decision,
+    EmailHash,
+    FolderSyncState,
+    Mailbox,
+    ReprocessRound,
+    ScanRun,
+    TrackedEmail,
+)
 
 
 def do_start_scan_run(
     mailbox: Mailbox, folder: str, *, source: str = ScanSource.SCAN, now: datetime, job_id: str = ""
 ) -> ScanRun:
     # Scans of one mailbox never overlap, so a run still "running" now was cut short (its worker died).
-    ScanRun.objects.filter(mailbox=mailbox, folder=folder, status=ScanStatus.RUNNING).update(
+    # A round's run is not: RQ retries its job, which resumes it (tracking.reprocessing).
+    ScanRun.objects.filter(mailbox=mailbox, folder=folder, status=ScanStatus.RUNNING, round=None).update(
         status=ScanStatus.FAILED, finished_at=now, error="interrupted: the worker stopped during the scan"
     )
     return ScanRun.objects.create(
@@ -106,11 +116,16 @@ def do_commit_page(
     now: datetime,
     sync_state: str | None = None,
     manual: bool = False,
+    round: ReprocessRound | None = None,
+    supersedes: Mapping[str, int] | None = None,
+    round_state: str | None = None,
 ) -> list[Decision]:
     """Write one page: auto-created records, TrackedEmails, hashes, Decisions, counts, sync state.
 
     One transaction, so a crash loses at most the page in flight; the unique constraints on
     Decision and TrackedEmail turn a replayed page into an IntegrityError, never a duplicate.
+    A reprocessing round's page (`round`) names, per Message-ID, the decision each new one supersedes, and
+    saves the round's own sync state (`round_state`) on its run instead of the folder's.
     """
     # Auto-created senders, one per address even if several messages asked.
     wanted = {r.auto_create.address: r.auto_create for r in results if r.auto_create is not None}
@@ -220,6 +235,8 @@ def do_commit_page(
                 message_snapshot=message_snapshot(msg) if isinstance(msg, ParsedMessage) else {},
                 manual=manual,
                 decided_at=now,
+                round=round,
+                supersedes_id=(supersedes or {}).get(msg.message_id),
                 **_accepting_fields(res),
             )
         )
@@ -239,6 +256,8 @@ def do_commit_page(
 
     if sync_state is not None:
         _save_sync_state(mailbox, folder, sync_state)
+    if round_state is not None and scan_run is not None:
+        ScanRun.objects.filter(pk=scan_run.pk).update(round_state=round_state)
     return decisions
 
 

@@ -1,6 +1,6 @@
 """SyncAdmin's stored things (tracking-rules §2)."""
 
-from tracking.models.activity import Decision, EmailHash, ScanRun, TrackedEmail
+from tracking.models.activity import Decision, EmailHash, ReprocessRound, ScanRun, TrackedEmail
 from tracking.models.audit import AuditEvent
 from tracking.models.directory import CrmRecord, ExclusionEntry, Queue
 from tracking.models.imports import ImportRun
@@ -24,6 +24,7 @@ __all__ = [
     "OrgSettings",
     "PersonalOptions",
     "Queue",
+    "ReprocessRound",
     "ScanRun",
     "TrackedEmail",
 ]

@@ -98,8 +98,28 @@ class EmailHash(models.Model):
         return f"{self.get_kind_display()} hash {self.value}"
 
 
+class ReprocessRound(models.Model):
+    """One evaluation round (tracking-rules §3.6): mailbox folders read again from the server from `since`,
+    every message decided again under today's settings; one ScanRun (source `reprocess`) per folder."""
+
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_via = models.CharField(max_length=20, help_text="web, cli, personal options")
+    since = models.DateTimeField()
+    folders = models.JSONField(
+        default=list, blank=True, help_text="The folders asked for; empty: all scanned."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"round {self.pk} since {self.since:%Y-%m-%d %H:%M}"
+
+
 class ScanRun(models.Model):
-    """One scan of one mailbox folder (or one ingest), with its counts per outcome."""
+    """One scan of one mailbox folder (or one ingest, or one folder of a reprocessing round), with its
+    counts per outcome."""
 
     mailbox = models.ForeignKey("tracking.Mailbox", on_delete=models.CASCADE, related_name="scan_runs")
     folder = models.CharField(max_length=255)
@@ -118,6 +138,12 @@ class ScanRun(models.Model):
     failed = models.PositiveIntegerField(default=0)
     items_done = models.PositiveIntegerField(default=0)
     items_total = models.PositiveIntegerField(null=True, blank=True)
+    round = models.ForeignKey(
+        ReprocessRound, null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
+    )
+    # A round reads its folder afresh, with a sync state of its own, so a killed round resumes where it
+    # was without touching the folder's scan progress.
+    round_state = models.TextField(blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["mailbox", "-queued_at"], name="scanrun_mailbox_recent")]
@@ -181,15 +207,30 @@ class Decision(models.Model):
         default=False, help_text="Made by Track / Set regarding (or ingest --regarding), not by a scan."
     )
     decided_at = models.DateTimeField()
+    round = models.ForeignKey(
+        ReprocessRound, null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions"
+    )
+    # The decision this one replaces as the message's current one (tracking-rules §3.6); both stay.
+    supersedes = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="superseded_by"
+    )
 
     objects = DecisionQuerySet.as_manager()
 
     class Meta:
         constraints = [
-            # One automatic decision per message and folder, and at most one manual one after it.
+            # One automatic decision per message and folder, and at most one manual one after it; a round
+            # adds one more per message (its key makes a resumed round idempotent).
             models.UniqueConstraint(
-                fields=["mailbox", "folder", "message_id", "manual"], name="decision_unique_message"
-            )
+                fields=["mailbox", "folder", "message_id", "manual"],
+                condition=models.Q(round__isnull=True),
+                name="decision_unique_message",
+            ),
+            models.UniqueConstraint(
+                fields=["mailbox", "folder", "message_id", "round"],
+                condition=models.Q(round__isnull=False),
+                name="decision_unique_message_round",
+            ),
         ]
         # The decision log pages by id (keyset) under each filter, newest first.
         indexes = [

@@ -18,6 +18,8 @@ from tracking.dates import validate_date_range
 from tracking.models import Decision, FolderTrackingRule, Mailbox
 
 NO_CORRELATION = "none"
+# The log shows each message's current decision unless asked for every evaluation (tracking-rules §3.6).
+CURRENT, ALL_EVALUATIONS = "current", "all"
 
 
 def _mailboxes(request: HttpRequest | None) -> QuerySet[Mailbox]:
@@ -80,6 +82,13 @@ class DecisionFilterSet(django_filters.FilterSet):
         widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
     )
 
+    evaluations = django_filters.ChoiceFilter(
+        choices=[(CURRENT, _("Current decision per message")), (ALL_EVALUATIONS, _("All evaluations"))],
+        method="filter_evaluations",
+        label=_("Evaluations"),
+        empty_label=None,
+    )
+
     class Meta:
         model = Decision
         fields: list[str] = []
@@ -87,6 +96,22 @@ class DecisionFilterSet(django_filters.FilterSet):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.filters["folder"].extra["choices"] = _folders(self.request)
+
+    @property
+    def has_filters(self) -> bool:
+        """Whether the person narrowed the log (the default "current decisions" is no filter)."""
+        return any(v for k, v in self.data.items() if k != "evaluations") or (
+            self.data.get("evaluations") == ALL_EVALUATIONS
+        )
+
+    def filter_queryset(self, queryset: QuerySet[Decision]) -> QuerySet[Decision]:
+        queryset = super().filter_queryset(queryset)
+        if self.form.cleaned_data.get("evaluations") != ALL_EVALUATIONS:
+            queryset = queryset.filter(superseded_by__isnull=True)
+        return queryset
+
+    def filter_evaluations(self, queryset: QuerySet[Decision], name: str, value: str) -> QuerySet[Decision]:
+        return queryset  # applied in filter_queryset, also when the parameter is absent
 
     def filter_correlation(self, queryset: QuerySet[Decision], name: str, value: str) -> QuerySet[Decision]:
         return queryset.filter(correlation_method="" if value == NO_CORRELATION else value)
@@ -110,8 +135,8 @@ class DecisionFilterSet(django_filters.FilterSet):
 
 
 def filter_decisions(request: HttpRequest, queryset: QuerySet[Decision]) -> DecisionFilterSet:
-    """The FilterSet bound to the request's query string (unbound when there is none)."""
+    """The FilterSet bound to the request's query string (bound also when it is empty: current decisions)."""
     params = request.GET.copy()
     for key in ("before", "after"):
         params.pop(key, None)
-    return DecisionFilterSet(params or None, queryset=queryset, request=request)
+    return DecisionFilterSet(params, queryset=queryset, request=request)

@@ -87,7 +87,12 @@ SECTIONS: tuple[tuple[Promise, tuple[str, ...]], ...] = (
     ),
     (
         _("Scheduling & retries"),
-        ("MailboxPollIntervalMinutes", "TransientFailureRetryLimit", "TransientFailureRetryMinutes"),
+        (
+            "MailboxPollIntervalMinutes",
+            "TransientFailureRetryLimit",
+            "TransientFailureRetryMinutes",
+            "UserReprocessMaxDays",
+        ),
     ),
     (_("Mail server"), ("MaximumSubjectLengthOnMailServer",)),
 )

@@ -15,6 +15,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -171,6 +172,7 @@ def personal_options(request: AuthenticatedHttpRequest) -> HttpResponse:
         email = EmailForm(request.POST, options=options, org=OrgSettings.load())
         if not email.is_valid():
             return _render(request, tab, email_form=email, status=400)
+        track_before = options.track
         options = do_set_personal_options(
             user,
             track=email.cleaned_data["track"],
@@ -181,6 +183,19 @@ def personal_options(request: AuthenticatedHttpRequest) -> HttpResponse:
     # Said in the language just chosen, which every later page uses too.
     with translation.override(options.language):
         messages.success(request, _("Your personal options are saved."))
+        own = Mailbox.objects.filter(user=user).values_list("pk", flat=True).first()
+        if tab != "general" and options.track != track_before and own is not None:
+            # A new Track option applies to mail scanned from now on; older mail only through a round (§3.6).
+            messages.info(
+                request,
+                format_html(
+                    '{} <a href="{}?mailbox={}">{}</a>',
+                    _("The new Track option applies to mail scanned from now on."),
+                    reverse("web-reprocess"),
+                    own,
+                    _("Apply it to my mail since…"),
+                ),
+            )
     return redirect(_tab_url(tab))
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django.core.management.base import CommandError
 
 from tracking.choices import Folder, RecordKind
 from tracking.context import load_rules, mailbox_for_scan
+from tracking.dates import date_range_problem
 from tracking.decisions import DecisionResult, RecordRef
 from tracking.folders import folder_tracking_on, rule_for_folder
 from tracking.models import CrmRecord, Mailbox
@@ -14,6 +17,21 @@ FOLDER_HELP = "inbox, sentitems, or the path of a mapped folder such as Inbox/Pr
 
 # A century, the most days a command takes: beyond it a date counted back from now leaves the calendar.
 MAX_DAYS = 36_500
+
+
+def parse_when(raw: str) -> datetime:
+    """An ISO date or date-time from the command line (UTC when it names no offset), in the sane range."""
+    try:
+        when = datetime.fromisoformat(raw)
+    except ValueError:
+        raise CommandError(
+            f"{raw!r} is not an ISO date or date-time (e.g. 2026-01-31 or 2026-01-31T08:00+01:00)"
+        ) from None
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    problem = date_range_problem(when)
+    if problem:
+        raise CommandError(f"{raw!r}: {problem}")
+    return when
 
 
 def get_mailbox(address: str) -> Mailbox:

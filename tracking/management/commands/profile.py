@@ -4,7 +4,6 @@ import getpass
 import os
 from argparse import ArgumentParser, BooleanOptionalAction
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -17,22 +16,8 @@ from tracking.actions import (
     check_update_profile,
 )
 from tracking.choices import AuthMethod, ProfileKind
-from tracking.dates import date_range_problem
+from tracking.management.commands._common import parse_when
 from tracking.models import EmailServerProfile
-
-
-def parse_when(raw: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(raw)
-    except ValueError:
-        raise CommandError(
-            f"{raw!r} is not an ISO date or date-time (e.g. 2026-01-31 or 2026-01-31T08:00+01:00)"
-        ) from None
-    when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    problem = date_range_problem(when)
-    if problem:
-        raise CommandError(f"{raw!r}: {problem}")
-    return when
 
 
 class Command(BaseCommand):
