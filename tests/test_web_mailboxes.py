@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rq import Queue
 
-from tests.conftest import login, make_mailbox
+from tests.conftest import login, make_mailbox, run_command
 from tracking.actions import (
     ProfileValues,
     check_add_mailbox,
@@ -618,3 +618,37 @@ def test_admins_see_a_users_folder_rules_on_the_mailbox_page(client, alice, admi
     body = login(client, admin).get(reverse("web-mailbox", args=[alice.pk])).content.decode()
     section = body.split('id="folder-rules-heading"')[1].split("</section>")[0]
     assert "Inbox/Projects/Contoso" in section and "active" in section and "never" in section
+
+
+def test_test_and_enable_asks_for_the_start_date_and_offers_a_round_when_it_is_lowered(
+    client: Client,
+    admin: User,
+    dana: Mailbox,
+    queue: Queue,
+    django_capture_on_commit_callbacks,
+    tmp_path: Path,
+) -> None:
+    Mailbox.objects.filter(pk=dana.pk).update(process_emails_received_after=datetime(2024, 5, 1, tzinfo=UTC))
+    login(client, admin)
+    page = text(client.get(url("web-mailbox", dana)))
+    assert 'name="process_emails_received_after" value="2024-05-01T00:00"' in page
+    eml = tmp_path / "one.eml"
+    eml.write_bytes(
+        b"From: a@fabrikam.example\nTo: dana@contoso.com\nMessage-ID: <d1@x>\n"
+        b"Date: Mon, 3 Jun 2024 10:00:00 +0000\n\nhi\n"
+    )
+    run_command("ingest", "--mailbox", "dana@contoso.com", "--folder", "inbox", str(eml))
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post(
+            url("web-mailbox-test", dana), {"process_emails_received_after": "2024-03-01T00:00"}, follow=True
+        )
+    body = text(r)
+    dana.refresh_from_db()
+    assert dana.process_emails_received_after == datetime(2024, 3, 1, tzinfo=UTC)
+    assert "Test & Enable queued for dana@contoso.com." in body
+    assert (
+        "Reprocess from this date…" in body
+        and f"/reprocess/?mailbox={dana.pk}&since=2024-03-01T00:00" in body
+    )
+    refused = client.post(url("web-mailbox-test", dana), {"process_emails_received_after": "soon"})
+    assert refused.status_code == 400 and queue.count == 1

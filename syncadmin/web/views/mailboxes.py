@@ -15,9 +15,11 @@ import django_rq
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.formats import date_format
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -50,7 +52,7 @@ from tracking.choices import Approval, BulkAction, ErrorKind, Folder, IncomingMe
 from tracking.context import load_rules
 from tracking.decisions import OrgRules
 from tracking.folders import folder_tracking_on, mapped_folders, rule_rows
-from tracking.models import Alert, FolderSyncState, Mailbox, OrgSettings, ScanRun
+from tracking.models import Alert, Decision, FolderSyncState, Mailbox, OrgSettings, ScanRun
 from tracking.scanning import folders_to_scan, sent_items_refusal
 
 TEST_PREFIX = "Test & Enable"  # how do_record_test_result's alerts begin
@@ -353,6 +355,14 @@ def mailbox_approve(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def mailbox_test(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mailbox = get_visible_mailbox(request, pk)
+    if "process_emails_received_after" in request.POST:
+        # The start-date prompt of Test & Enable, as in Dynamics (tracking-rules §3.5)
+        form = StartDateForm(request.POST)
+        if not form.is_valid():
+            context = _detail_context(request, mailbox)
+            context["start_date_form"] = form
+            return render(request, "web/mailbox_detail.html", context, status=400)
+        _set_start_date(request, mailbox, form.cleaned_data["process_emails_received_after"])
     what = _("Test & Enable")
     problem = queue_problem()
     if problem:
@@ -468,8 +478,18 @@ def mailbox_start_date(request: AuthenticatedHttpRequest, pk: int) -> HttpRespon
         context = _detail_context(request, mailbox)
         context["start_date_form"] = form
         return render(request, "web/mailbox_detail.html", context, status=400)
-    value = form.cleaned_data["process_emails_received_after"]
+    _set_start_date(request, mailbox, form.cleaned_data["process_emails_received_after"])
+    return _back(mailbox)
+
+
+def _set_start_date(request: AuthenticatedHttpRequest, mailbox: Mailbox, value: datetime | None) -> None:
+    """Set the mailbox's start date and say so; a lowered one offers a round from it (tracking-rules §3.6):
+    mail already decided keeps its decision until a round decides it again."""
+    before = mailbox.configured_start_date()
+    if value == mailbox.process_emails_received_after:
+        return
     do_set_mailbox_start_date(mailbox, value, acting_user=request.user)
+    mailbox.process_emails_received_after = value
     if value is None:
         messages.success(request, _("Cleared “process emails received after”."))
     else:
@@ -478,4 +498,18 @@ def mailbox_start_date(request: AuthenticatedHttpRequest, pk: int) -> HttpRespon
             _("Messages received before %(when)s will not be evaluated.")
             % {"when": date_format(timezone.localtime(value), "SHORT_DATETIME_FORMAT")},
         )
-    return _back(mailbox)
+    after = mailbox.configured_start_date()
+    lowered = before is not None and (after is None or after < before)
+    if lowered and Decision.objects.filter(mailbox=mailbox).exists():
+        since = timezone.localtime(after) if after is not None else None
+        query = f"?mailbox={mailbox.pk}" + (f"&since={since:%Y-%m-%dT%H:%M}" if since else "")
+        messages.info(
+            request,
+            format_html(
+                '{} <a href="{}{}">{}</a>',
+                _("Mail already decided keeps its decision."),
+                reverse("web-reprocess"),
+                query,
+                _("Reprocess from this date…"),
+            ),
+        )

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from redis.exceptions import RedisError
@@ -69,11 +70,13 @@ def reprocess_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     folders = list(dict.fromkeys(f for m in mailboxes for f in round_folders(m, rules)))
     limit = None if is_admin(request.user) else rules.user_reprocess_max_days
     now = timezone.now()
-    initial = {
-        "since": timezone.localtime(now - timedelta(days=min(limit or 30, 30))).replace(
-            second=0, microsecond=0
-        )
-    }
+    default = timezone.localtime(now - timedelta(days=min(limit or 30, 30))).replace(second=0, microsecond=0)
+    try:
+        # "Reprocess from this date…" after a start date was lowered names the date
+        asked = parse_datetime(request.GET.get("since", ""))
+    except ValueError:
+        asked = None
+    initial = {"since": asked or default}
     # The mailbox list's "Reprocess selected…" posts only the selection: that opens the form.
     data = request.POST if request.method == "POST" and "since" in request.POST else None
     form = ReprocessForm(data, folders=folders, initial=initial)
