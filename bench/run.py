@@ -37,6 +37,7 @@ SIZES: dict[str, list[str]] = {
     "B5": ["--decisions", "1000000"],
     "B8": ["--decisions", "1000000"],
     "B11": ["--rows", "197008"],
+    "B12": ["--messages", "10000"],
 }
 QUICK: dict[str, list[str]] = {
     "B1": ["--messages", "2000", "--records", "2000", "--repeat", "1"],
@@ -48,6 +49,7 @@ QUICK: dict[str, list[str]] = {
     "B5": ["--decisions", "20000", "--requests", "10"],
     "B8": ["--decisions", "20000"],
     "B11": ["--rows", "20000", "--repeat", "1"],
+    "B12": ["--messages", "1000"],
 }
 SCRIPTS = {
     "B1": "b1_engine.py",
@@ -59,8 +61,9 @@ SCRIPTS = {
     "B7": "b7_workers.py",
     "B8": "b8_export.py",
     "B11": "b11_import.py",
+    "B12": "b12_reprocess.py",
 }
-ORDER = ("B1", "B4", "B3", "B2", "B7", "B6", "B5", "B8", "B11")
+ORDER = ("B1", "B4", "B3", "B2", "B7", "B6", "B5", "B8", "B11", "B12")
 
 
 def decisions_arg(args: list[str]) -> int:
