@@ -17,6 +17,8 @@ from django.urls import reverse
 from django.utils import timezone
 from rq import Queue
 
+from syncadmin.devtools.simulators.server import Simulator
+from tests import rq_helpers as h
 from tests.conftest import login
 from tracking.actions import (
     ProfileValues,
@@ -372,18 +374,97 @@ def test_the_profile_form_refuses_what_test_and_enable_would_find_missing(
     assert not EmailServerProfile.objects.exists()
 
 
-def test_test_connection_on_the_profile_page(client: Client, admin: User, files: EmailServerProfile) -> None:
+def test_test_connection_on_the_profile_page_is_a_job_whose_result_the_page_shows(
+    client: Client,
+    admin: User,
+    files: EmailServerProfile,
+    rq_queue: Queue,
+    django_capture_on_commit_callbacks,
+) -> None:
     login(client, admin)
     page = text(client.get(reverse("web-profile-edit", args=[files.pk])))
     assert "Test connection" in page and "Make default for new mailboxes" in page
-    ok = client.post(
-        reverse("web-profile-test", args=[files.pk]), {"address": "dana@contoso.com"}, follow=True
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post(reverse("web-profile-test", args=[files.pk]), {"address": "Dana@Contoso.com"})
+    assert r.status_code == 302 and r["Location"] == reverse("web-profile-edit", args=[files.pk])
+    # queued, not run in the request: the page polls until a worker has the result
+    assert len(rq_queue) == 1
+    waiting = client.get(
+        reverse("web-profile-edit", args=[files.pk]), headers={**HTMX, "HX-Target": "connection-test"}
     )
-    assert "Test connection succeeded" in text(ok)
-    bad = client.post(
-        reverse("web-profile-test", args=[files.pk]), {"address": "nobody@contoso.com"}, follow=True
+    body = text(waiting)
+    assert body.startswith('<div id="connection-test"') and 'hx-trigger="every 2s"' in body
+    assert "Test connection queued" in body and "dana@contoso.com" in body
+    burst(rq_queue)
+    done = text(client.get(reverse("web-profile-edit", args=[files.pk])))
+    assert "Test connection succeeded: connected; the inbox of dana@contoso.com can be read" in done
+    assert 'hx-trigger="every 2s"' not in done
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("web-profile-test", args=[files.pk]), {"address": "nobody@contoso.com"})
+    burst(rq_queue)
+    bad = text(client.get(reverse("web-profile-edit", args=[files.pk])))
+    assert "Test connection failed" in bad and "nobody@contoso.com" in bad
+    assert not Mailbox.objects.exists()
+    # the result is this session's: another admin's page shows none
+    other = User.objects.create_superuser("root", "root@contoso.com", "pw-root-123")
+    assert "Test connection failed" not in text(
+        login(Client(), other).get(reverse("web-profile-edit", args=[files.pk]))
     )
-    assert "Test connection failed" in text(bad)
+
+
+def test_test_connection_refuses_a_bad_address_and_queues_nothing(
+    client: Client, admin: User, files: EmailServerProfile, rq_queue: Queue
+) -> None:
+    r = login(client, admin).post(
+        reverse("web-profile-test", args=[files.pk]), {"address": "not an address"}, follow=True
+    )
+    assert "Enter an email address." in text(r)
+    assert len(rq_queue) == 0
+
+
+# --- Test connection against the Exchange simulator: a token and one request, no mailbox ------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        # Graph: one token from the token endpoint (msal reads the tenant's OpenID configuration first),
+        # then one request for the inbox
+        ("exchange_graph", {"token": 1, "graph": 1, "ews": 0}),
+        # EWS with basic auth: no token, one GetFolder of the inbox
+        ("exchange_ews", {"token": 0, "graph": 0, "ews": 1}),
+    ],
+)
+def test_test_connection_against_the_simulator(
+    client: Client, admin: User, sim: Simulator, kind: str, expected: dict[str, int]
+) -> None:
+    h.fill(sim, "dana@contoso.com", count=1)
+    profile = h.add_sim_profile(sim, "contoso", kind)
+    login(client, admin)
+    sim.clear_requests()
+    client.post(reverse("web-profile-test", args=[profile.pk]), {"address": "dana@contoso.com"})
+    assert sim.count() == 0  # nothing happens in the request itself
+    h.burst()
+    page = text(client.get(reverse("web-profile-edit", args=[profile.pk])))
+    assert "Test connection succeeded: connected; the inbox of dana@contoso.com can be read" in page
+    counts = {protocol: sim.count(protocol) for protocol in ("graph", "ews")}
+    assert {"token": sim.count("token", "token"), **counts} == expected
+    assert not Mailbox.objects.exists()
+
+
+@pytest.mark.parametrize("kind", ["exchange_graph", "exchange_ews"])
+def test_test_connection_says_why_it_failed(client: Client, admin: User, sim: Simulator, kind: str) -> None:
+    h.fill(sim, "dana@contoso.com", count=1)
+    wrong = h.add_sim_profile(sim, "wrong secret", kind, secret="not-the-secret")
+    right = h.add_sim_profile(sim, "right secret", kind)
+    login(client, admin)
+    client.post(reverse("web-profile-test", args=[wrong.pk]), {"address": "dana@contoso.com"})
+    client.post(reverse("web-profile-test", args=[right.pk]), {"address": "nobody@contoso.com"})
+    h.burst()
+    refused = text(client.get(reverse("web-profile-edit", args=[wrong.pk])))
+    assert "Test connection failed:" in refused and "refused the credentials" in refused
+    missing = text(client.get(reverse("web-profile-edit", args=[right.pk])))
+    assert "Test connection failed:" in missing and "nobody@contoso.com" in missing
     assert not Mailbox.objects.exists()
 
 
