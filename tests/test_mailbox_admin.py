@@ -12,6 +12,7 @@ from pathlib import Path
 import django_rq
 import pytest
 from django.contrib.auth.models import User
+from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -19,7 +20,7 @@ from rq import Queue
 
 from syncadmin.devtools.simulators.server import Simulator
 from tests import rq_helpers as h
-from tests.conftest import login
+from tests.conftest import login, run_command
 from tracking.actions import (
     ProfileValues,
     check_add_mailbox,
@@ -465,6 +466,18 @@ def test_test_connection_says_why_it_failed(client: Client, admin: User, sim: Si
     assert "Test connection failed:" in refused and "refused the credentials" in refused
     missing = text(client.get(reverse("web-profile-edit", args=[right.pk])))
     assert "Test connection failed:" in missing and "nobody@contoso.com" in missing
+    assert not Mailbox.objects.exists()
+
+
+def test_profile_test_on_the_command_line(sim: Simulator) -> None:
+    h.fill(sim, "dana@contoso.com", count=1)
+    h.add_sim_profile(sim, "contoso", "exchange_graph")
+    ok = run_command("profile", "test", "contoso", "Dana@Contoso.com")
+    assert ok.out.strip() == "contoso: connected; the inbox of dana@contoso.com can be read"
+    with pytest.raises(CommandError, match=r"^Test connection of contoso failed: .*nobody@contoso\.com"):
+        run_command("profile", "test", "contoso", "nobody@contoso.com")
+    with pytest.raises(CommandError, match="is not an email address"):
+        run_command("profile", "test", "contoso", "nobody")
     assert not Mailbox.objects.exists()
 
 
