@@ -12,6 +12,7 @@ from pathlib import Path
 import django_rq
 import pytest
 from django.contrib.auth.models import User
+from django.core import mail
 from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
@@ -21,15 +22,19 @@ from rq import Queue
 from syncadmin.devtools.simulators.server import Simulator
 from tests import rq_helpers as h
 from tests.conftest import login, run_command
+from tests.test_users import GOOD_PASSWORD, NO_MAIL, link_in, set_password
 from tracking.actions import (
+    ActionError,
     ProfileValues,
     check_add_mailbox,
+    check_add_mailbox_for_new_user,
     check_add_profile,
     do_finish_cycle,
     do_record_test_result,
     do_set_default_profile,
+    role_of,
 )
-from tracking.choices import Approval, MailboxStatus
+from tracking.choices import Approval, MailboxStatus, Role
 from tracking.context import load_rules
 from tracking.jobs import QUEUE
 from tracking.models import (
@@ -120,6 +125,105 @@ def test_an_admin_creates_a_mailbox_for_a_user_with_the_default_profile(
     # the CLI uses the default profile too when none is named
     queue_box = check_add_mailbox("sales@contoso.com", queue_name="Sales")
     assert queue_box.profile == files
+
+
+def test_an_admin_creates_a_mailbox_for_a_new_user_who_is_invited_by_mail(
+    client: Client, admin: User, files: EmailServerProfile
+) -> None:
+    login(client, admin)
+    assert "A new user, invited by email" in text(client.get(reverse("web-mailbox-create")))
+    r = client.post(
+        reverse("web-mailbox-create"),
+        {
+            "email_address": "Hugo@Contoso.com",
+            "owner_kind": "invite",
+            "profile": files.pk,
+            "incoming_method": "server_side_sync",
+            "approve": "on",
+        },
+        follow=True,
+    )
+    mailbox = Mailbox.objects.get(email_address="hugo@contoso.com")
+    hugo = mailbox.user
+    assert hugo is not None and hugo.email == "hugo@contoso.com" and not hugo.has_usable_password()
+    assert role_of(hugo) == Role.USER
+    assert (mailbox.profile, mailbox.approval) == (files, Approval.APPROVED)
+    page = text(r)
+    assert "Mailbox hugo@contoso.com created." in page
+    assert "Invited hugo@contoso.com: the set-password link is on its way." in page
+    [message] = mail.outbox
+    assert message.to == ["hugo@contoso.com"] and f"user name {hugo.get_username()}" in str(message.body)
+    actions = AuditEvent.objects.filter(actor=admin).exclude(action="signed_in").order_by("id")
+    assert list(actions.values_list("action", "target")) == [
+        ("user_invited", hugo.get_username()),
+        ("mailbox_added", "hugo@contoso.com"),
+        ("mailbox_approved", "hugo@contoso.com"),
+    ]
+    # the link in the mail lets hugo choose a password and sign in, to see his own mailbox
+    path = link_in(str(message.body))
+    person = Client()
+    set_password(person, path, GOOD_PASSWORD)
+    assert (
+        person.post(
+            reverse("login"), {"username": hugo.get_username(), "password": GOOD_PASSWORD}
+        ).status_code
+        == 302
+    )
+    assert person.get(reverse("web-mailbox", args=[mailbox.pk])).status_code == 200
+
+
+def test_without_email_the_new_owners_link_is_shown_to_the_admin(
+    client: Client, admin: User, files: EmailServerProfile
+) -> None:
+    with NO_MAIL:
+        r = login(client, admin).post(
+            reverse("web-mailbox-create"),
+            {
+                "email_address": "ines@contoso.com",
+                "owner_kind": "invite",
+                "profile": files.pk,
+                "incoming_method": "server_side_sync",
+            },
+            follow=True,
+        )
+    page = text(r)
+    assert "Email is not configured: give them this link" in page and "/set-password/" in page
+    assert not mail.outbox
+    assert Mailbox.objects.get(email_address="ines@contoso.com").user == User.objects.get(
+        email="ines@contoso.com"
+    )
+
+
+def test_a_new_user_is_not_invited_for_an_address_someone_has(
+    client: Client, admin: User, files: EmailServerProfile
+) -> None:
+    User.objects.create_user("jo", "JO@contoso.com")
+    login(client, admin)
+    before = (User.objects.count(), Mailbox.objects.count(), AuditEvent.objects.count())
+    r = client.post(
+        reverse("web-mailbox-create"),
+        {
+            "email_address": "jo@contoso.com",
+            "owner_kind": "invite",
+            "profile": files.pk,
+            "incoming_method": "server_side_sync",
+        },
+    )
+    assert r.status_code == 400 and "jo has this email address already: choose them as the user." in text(r)
+    assert (User.objects.count(), Mailbox.objects.count(), AuditEvent.objects.count()) == before
+    assert not mail.outbox
+
+
+def test_a_refused_mailbox_leaves_no_invited_user_behind(db: None, files: EmailServerProfile) -> None:
+    """The user and the mailbox are made together or not at all: a profile that does not exist refuses the
+    mailbox after the user was made, and the user goes too."""
+    before = (User.objects.count(), Mailbox.objects.count(), AuditEvent.objects.count())
+    with pytest.raises(ActionError, match="no server profile named 'gone'"):
+        check_add_mailbox_for_new_user("kim@contoso.com", profile_name="gone")
+    assert (User.objects.count(), Mailbox.objects.count(), AuditEvent.objects.count()) == before
+    mailbox = check_add_mailbox_for_new_user("kim@contoso.com", profile_name="files")
+    assert mailbox.user is not None and mailbox.user.email == "kim@contoso.com"
+    assert not mail.outbox  # the caller sends the invitation
 
 
 def test_an_admin_creates_a_queue_mailbox_and_edits_the_queue(

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import django_rq
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpResponse, QueryDict
@@ -48,6 +49,7 @@ from tracking import bulkjobs, jobs
 from tracking.actions import (
     ActionError,
     check_add_mailbox,
+    check_add_mailbox_for_new_user,
     check_start_bulk,
     check_update_mailbox,
     check_update_queue,
@@ -55,6 +57,7 @@ from tracking.actions import (
     do_set_default_profile,
 )
 from tracking.choices import Approval, BulkAction
+from tracking.invitations import send_invitation, site_url
 from tracking.models import BulkOperation, EmailServerProfile, Mailbox, Queue
 
 PROFILE_TEST_SESSION_KEY = "syncadmin-profile-test-{pk}"
@@ -64,20 +67,29 @@ PROFILE_TEST_RESULT_TTL = 3600  # seconds Redis keeps a Test connection's result
 @admin_required
 @require_http_methods(["GET", "POST"])
 def mailbox_create(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """New mailbox: for an existing user, for a new user invited by email, or for a queue."""
     form = MailboxCreateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        is_queue = data["owner_kind"] == "queue"
+        owner_kind = data["owner_kind"]
         try:
             with transaction.atomic():
-                mailbox = check_add_mailbox(
-                    data["email_address"],
-                    profile_name=data["profile"].name,
-                    username=None if is_queue else data["user"].get_username(),
-                    queue_name=data["queue_name"] if is_queue else None,
-                    approve=data["approve"],
-                    acting_user=request.user,
-                )
+                if owner_kind == "invite":
+                    mailbox = check_add_mailbox_for_new_user(
+                        data["email_address"],
+                        profile_name=data["profile"].name,
+                        approve=data["approve"],
+                        acting_user=request.user,
+                    )
+                else:
+                    mailbox = check_add_mailbox(
+                        data["email_address"],
+                        profile_name=data["profile"].name,
+                        username=data["user"].get_username() if owner_kind == "user" else None,
+                        queue_name=data["queue_name"] if owner_kind == "queue" else None,
+                        approve=data["approve"],
+                        acting_user=request.user,
+                    )
                 check_update_mailbox(
                     mailbox,
                     profile=data["profile"],
@@ -89,6 +101,8 @@ def mailbox_create(request: AuthenticatedHttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             messages.success(request, _("Mailbox %(mailbox)s created.") % {"mailbox": mailbox})
+            if owner_kind == "invite" and mailbox.user is not None:
+                _invite(request, mailbox.user)
             return redirect("web-mailbox", mailbox.pk)
     return render(
         request,
@@ -96,6 +110,25 @@ def mailbox_create(request: AuthenticatedHttpRequest) -> HttpResponse:
         {"title": _("New mailbox"), "nav_section": "mailboxes", "form": form, "mailbox": None},
         status=400 if form.is_bound and form.errors else 200,
     )
+
+
+def _invite(request: AuthenticatedHttpRequest, user: User) -> None:
+    """Send the new owner's invitation (after the commit: its link names a user that exists), or show its
+    link to the admin when email is not configured, as Users & roles does."""
+    link, mailed = send_invitation(user, site_url(request.build_absolute_uri("/")))
+    if mailed:
+        messages.success(
+            request, _("Invited %(email)s: the set-password link is on its way.") % {"email": user.email}
+        )
+    else:
+        messages.warning(
+            request,
+            _(
+                "Invited %(email)s. Email is not configured: give them this link, "
+                "which works once within 72 hours: %(link)s"
+            )
+            % {"email": user.email, "link": link},
+        )
 
 
 @admin_required
