@@ -226,6 +226,32 @@ def test_a_refused_mailbox_leaves_no_invited_user_behind(db: None, files: EmailS
     assert not mail.outbox  # the caller sends the invitation
 
 
+def test_mailbox_add_invite_on_the_command_line(db: None, files: EmailServerProfile) -> None:
+    out = run_command(
+        "mailbox", "add", "Lea@Contoso.com", "--invite", "--profile", "files", "--track", "2"
+    ).out
+    lea = User.objects.get(email="lea@contoso.com")
+    assert f"added mailbox lea@contoso.com (approval: pending) for the new user {lea.get_username()}" in out
+    assert "the set-password link was mailed to lea@contoso.com" in out
+    [message] = mail.outbox
+    assert message.to == ["lea@contoso.com"] and "/set-password/" in str(message.body)
+    assert Mailbox.objects.get(user=lea).profile == files and lea.personal_options.track == 2
+    assert not lea.has_usable_password()
+    with NO_MAIL:
+        shown = run_command("mailbox", "add", "max@contoso.com", "--invite", "--profile", "files").out
+    assert "email is not configured" in shown and "/set-password/" in shown
+    before = (User.objects.count(), Mailbox.objects.count(), AuditEvent.objects.count())
+    for args, error in [
+        (("lea@contoso.com", "--invite", "--profile", "files"), "exists already"),
+        (("nia@contoso.com", "--invite", "--profile", "gone"), "no server profile named 'gone'"),
+        (("nia@contoso.com", "--invite", "--user", "nia"), "not allowed with argument"),
+    ]:
+        with pytest.raises(CommandError, match=error):
+            run_command("mailbox", "add", *args)
+    assert (User.objects.count(), Mailbox.objects.count(), AuditEvent.objects.count()) == before
+    assert len(mail.outbox) == 1
+
+
 def test_an_admin_creates_a_queue_mailbox_and_edits_the_queue(
     client: Client, admin: User, auditor: User, files: EmailServerProfile
 ) -> None:

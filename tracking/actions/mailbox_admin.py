@@ -50,6 +50,7 @@ def check_add_mailbox_for_new_user(
     *,
     profile_name: str | None = None,
     approve: bool = False,
+    track: int | None = None,
     acting_user: User | None = None,
     actor_label: str = "cli",
 ) -> Mailbox:
@@ -62,6 +63,7 @@ def check_add_mailbox_for_new_user(
         profile_name=profile_name,
         username=user.get_username(),
         approve=approve,
+        track=track,
         acting_user=acting_user,
         actor_label=actor_label,
     )
