@@ -14,7 +14,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core import mail
 from django.core.management.base import CommandError
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 from rq import Queue
@@ -551,6 +551,20 @@ def test_test_connection_refuses_a_bad_address_and_queues_nothing(
     )
     assert "Enter an email address." in text(r)
     assert len(rq_queue) == 0
+
+
+def test_test_connection_says_so_when_the_job_queue_is_down(
+    client: Client, admin: User, files: EmailServerProfile
+) -> None:
+    login(client, admin)
+    with override_settings(RQ_QUEUES={"default": {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 60}}):
+        r = client.post(
+            reverse("web-profile-test", args=[files.pk]), {"address": "dana@contoso.com"}, follow=True
+        )
+        page = text(r)
+    assert r.status_code == 200
+    assert "The job queue is unavailable" in page and "nothing was queued" in page
+    assert "Test connection queued" not in page
 
 
 # --- Test connection against the Exchange simulator: a token and one request, no mailbox ------------------
