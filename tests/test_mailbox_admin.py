@@ -5,6 +5,7 @@ Test connection, the minimum poll interval, and the Django admin that cannot tou
 from __future__ import annotations
 
 import html
+import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -192,6 +193,32 @@ def test_without_email_the_new_owners_link_is_shown_to_the_admin(
     assert Mailbox.objects.get(email_address="ines@contoso.com").user == User.objects.get(
         email="ines@contoso.com"
     )
+
+
+def test_a_mail_server_that_is_down_shows_the_new_owners_link(
+    client: Client, admin: User, files: EmailServerProfile
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket is closed
+    login(client, admin)
+    with override_settings(
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend", EMAIL_HOST="127.0.0.1", EMAIL_PORT=port
+    ):
+        r = client.post(
+            reverse("web-mailbox-create"),
+            {
+                "email_address": "ola@contoso.com",
+                "owner_kind": "invite",
+                "profile": files.pk,
+                "incoming_method": "server_side_sync",
+            },
+            follow=True,
+        )
+    page = text(r)
+    assert r.status_code == 200 and "Mailbox ola@contoso.com created." in page
+    assert "The invitation to ola@contoso.com could not be mailed" in page and "/set-password/" in page
+    assert Mailbox.objects.get(email_address="ola@contoso.com").user is not None
 
 
 def test_a_new_user_is_not_invited_for_an_address_someone_has(

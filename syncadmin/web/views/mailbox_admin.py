@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from smtplib import SMTPException
 
 import django_rq
 from django.contrib import messages
@@ -57,7 +58,7 @@ from tracking.actions import (
     do_set_default_profile,
 )
 from tracking.choices import Approval, BulkAction
-from tracking.invitations import send_invitation, site_url
+from tracking.invitations import send_invitation, set_password_link, site_url
 from tracking.models import BulkOperation, EmailServerProfile, Mailbox, Queue
 
 PROFILE_TEST_SESSION_KEY = "syncadmin-profile-test-{pk}"
@@ -115,7 +116,20 @@ def mailbox_create(request: AuthenticatedHttpRequest) -> HttpResponse:
 def _invite(request: AuthenticatedHttpRequest, user: User) -> None:
     """Send the new owner's invitation (after the commit: its link names a user that exists), or show its
     link to the admin when email is not configured, as Users & roles does."""
-    link, mailed = send_invitation(user, site_url(request.build_absolute_uri("/")))
+    base = site_url(request.build_absolute_uri("/"))
+    try:
+        link, mailed = send_invitation(user, base)
+    except (OSError, SMTPException) as exc:
+        # The user and the mailbox exist: a mail server that is down must not hide the link from the admin.
+        messages.warning(
+            request,
+            _(
+                "The invitation to %(email)s could not be mailed (%(error)s): give them this link, "
+                "which works once within 72 hours: %(link)s"
+            )
+            % {"email": user.email, "error": exc, "link": set_password_link(user, base)},
+        )
+        return
     if mailed:
         messages.success(
             request, _("Invited %(email)s: the set-password link is on its way.") % {"email": user.email}
