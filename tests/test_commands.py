@@ -369,6 +369,55 @@ class TestProfileAdd:
         assert not EmailServerProfile.objects.exists()
 
 
+class TestProfileDefaultAndPollInterval:
+    """Issue 16: the default profile of new mailboxes and a profile's minimum poll interval, from the CLI."""
+
+    def test_add_sets_the_minimum_poll_interval_and_the_default(self, db, cmd):
+        out = cmd("profile", "add", "files", "--kind", "local", "--min-poll-minutes", "30", "--default").out
+        assert "the default profile of new mailboxes" in out
+        profile = EmailServerProfile.objects.get()
+        assert (profile.minimum_poll_interval_minutes, profile.is_default) == (30, True)
+        assert "min_poll=30\tdefault=yes" in cmd("profile", "list").out
+        assert audit_count("profile_default_set") == 1
+        # a mailbox added without --profile gets it
+        cmd("mailbox", "add", "help@contoso.com", "--queue", "Help")
+        assert Mailbox.objects.get().profile == profile
+
+    @pytest.mark.parametrize("value", ["0", "1441", "-5", "soon"])
+    def test_add_refuses_a_minimum_poll_interval_out_of_range(self, db, cmd, value):
+        with pytest.raises(CommandError):
+            cmd("profile", "add", "files", "--kind", "local", "--min-poll-minutes", value, "--default")
+        assert not EmailServerProfile.objects.exists()
+        assert audit_count("profile_default_set") == 0
+
+    def test_update_changes_and_removes_the_minimum_poll_interval(self, db, cmd):
+        cmd("profile", "add", "files", "--kind", "local")
+        assert "min_poll=-\tdefault=no" in cmd("profile", "list").out
+        out = cmd("profile", "update", "files", "--min-poll-minutes", "15").out
+        assert out.strip() == "updated profile files: changed minimum_poll_interval_minutes"
+        assert EmailServerProfile.objects.get().minimum_poll_interval_minutes == 15
+        cmd("profile", "update", "files", "--no-min-poll")
+        assert EmailServerProfile.objects.get().minimum_poll_interval_minutes is None
+        changes = AuditEvent.objects.filter(target="files.minimum_poll_interval_minutes").order_by("id")
+        assert [(e.old_value, e.new_value) for e in changes] == [("", "15"), ("15", "")]
+        with pytest.raises(CommandError):
+            cmd("profile", "update", "files", "--min-poll-minutes", "2000")
+        with pytest.raises(CommandError):
+            cmd("profile", "update", "files", "--min-poll-minutes", "5", "--no-min-poll")
+
+    def test_default_moves_the_default_to_another_profile(self, db, cmd):
+        cmd("profile", "add", "a", "--kind", "local", "--default")
+        cmd("profile", "add", "b", "--kind", "local")
+        assert cmd("profile", "default", "b").out.strip() == "b is now the default profile of new mailboxes"
+        assert EmailServerProfile.objects.get(is_default=True).name == "b"
+        assert "already the default" in cmd("profile", "default", "b").out
+        event = AuditEvent.objects.filter(action="profile_default_set").latest("id")
+        assert (event.old_value, event.new_value) == ("a", "b")
+        assert event.actor_label.startswith("cli")
+        with pytest.raises(CommandError, match="no server profile named 'c'"):
+            cmd("profile", "default", "c")
+
+
 # ---------------------------------------------------------------------------------------------
 # mailbox
 # ---------------------------------------------------------------------------------------------

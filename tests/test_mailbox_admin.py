@@ -5,6 +5,7 @@ Test connection, the minimum poll interval, and the Django admin that cannot tou
 from __future__ import annotations
 
 import html
+import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,21 +13,29 @@ from pathlib import Path
 import django_rq
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client
+from django.core import mail
+from django.core.management.base import CommandError
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 from rq import Queue
 
-from tests.conftest import login
+from syncadmin.devtools.simulators.server import Simulator
+from tests import rq_helpers as h
+from tests.conftest import login, run_command
+from tests.test_users import GOOD_PASSWORD, NO_MAIL, link_in, set_password
 from tracking.actions import (
+    ActionError,
     ProfileValues,
     check_add_mailbox,
+    check_add_mailbox_for_new_user,
     check_add_profile,
     do_finish_cycle,
     do_record_test_result,
     do_set_default_profile,
+    role_of,
 )
-from tracking.choices import Approval, MailboxStatus
+from tracking.choices import Approval, MailboxStatus, Role
 from tracking.context import load_rules
 from tracking.jobs import QUEUE
 from tracking.models import (
@@ -117,6 +126,157 @@ def test_an_admin_creates_a_mailbox_for_a_user_with_the_default_profile(
     # the CLI uses the default profile too when none is named
     queue_box = check_add_mailbox("sales@contoso.com", queue_name="Sales")
     assert queue_box.profile == files
+
+
+def test_an_admin_creates_a_mailbox_for_a_new_user_who_is_invited_by_mail(
+    client: Client, admin: User, files: EmailServerProfile
+) -> None:
+    login(client, admin)
+    assert "A new user, invited by email" in text(client.get(reverse("web-mailbox-create")))
+    r = client.post(
+        reverse("web-mailbox-create"),
+        {
+            "email_address": "Hugo@Contoso.com",
+            "owner_kind": "invite",
+            "profile": files.pk,
+            "incoming_method": "server_side_sync",
+            "approve": "on",
+        },
+        follow=True,
+    )
+    mailbox = Mailbox.objects.get(email_address="hugo@contoso.com")
+    hugo = mailbox.user
+    assert hugo is not None and hugo.email == "hugo@contoso.com" and not hugo.has_usable_password()
+    assert role_of(hugo) == Role.USER
+    assert (mailbox.profile, mailbox.approval) == (files, Approval.APPROVED)
+    page = text(r)
+    assert "Mailbox hugo@contoso.com created." in page
+    assert "Invited hugo@contoso.com: the set-password link is on its way." in page
+    [message] = mail.outbox
+    assert message.to == ["hugo@contoso.com"] and f"user name {hugo.get_username()}" in str(message.body)
+    actions = AuditEvent.objects.filter(actor=admin).exclude(action="signed_in").order_by("id")
+    assert list(actions.values_list("action", "target")) == [
+        ("user_invited", hugo.get_username()),
+        ("mailbox_added", "hugo@contoso.com"),
+        ("mailbox_approved", "hugo@contoso.com"),
+    ]
+    # the link in the mail lets hugo choose a password and sign in, to see his own mailbox
+    path = link_in(str(message.body))
+    person = Client()
+    set_password(person, path, GOOD_PASSWORD)
+    assert (
+        person.post(
+            reverse("login"), {"username": hugo.get_username(), "password": GOOD_PASSWORD}
+        ).status_code
+        == 302
+    )
+    assert person.get(reverse("web-mailbox", args=[mailbox.pk])).status_code == 200
+
+
+def test_without_email_the_new_owners_link_is_shown_to_the_admin(
+    client: Client, admin: User, files: EmailServerProfile
+) -> None:
+    with NO_MAIL:
+        r = login(client, admin).post(
+            reverse("web-mailbox-create"),
+            {
+                "email_address": "ines@contoso.com",
+                "owner_kind": "invite",
+                "profile": files.pk,
+                "incoming_method": "server_side_sync",
+            },
+            follow=True,
+        )
+    page = text(r)
+    assert "Email is not configured: give them this link" in page and "/set-password/" in page
+    assert not mail.outbox
+    assert Mailbox.objects.get(email_address="ines@contoso.com").user == User.objects.get(
+        email="ines@contoso.com"
+    )
+
+
+def test_a_mail_server_that_is_down_shows_the_new_owners_link(
+    client: Client, admin: User, files: EmailServerProfile
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket is closed
+    login(client, admin)
+    with override_settings(
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend", EMAIL_HOST="127.0.0.1", EMAIL_PORT=port
+    ):
+        r = client.post(
+            reverse("web-mailbox-create"),
+            {
+                "email_address": "ola@contoso.com",
+                "owner_kind": "invite",
+                "profile": files.pk,
+                "incoming_method": "server_side_sync",
+            },
+            follow=True,
+        )
+    page = text(r)
+    assert r.status_code == 200 and "Mailbox ola@contoso.com created." in page
+    assert "The invitation to ola@contoso.com could not be mailed" in page and "/set-password/" in page
+    assert Mailbox.objects.get(email_address="ola@contoso.com").user is not None
+
+
+def test_a_new_user_is_not_invited_for_an_address_someone_has(
+    client: Client, admin: User, files: EmailServerProfile
+) -> None:
+    User.objects.create_user("jo", "JO@contoso.com")
+    login(client, admin)
+    before = (User.objects.count(), Mailbox.objects.count(), AuditEvent.objects.count())
+    r = client.post(
+        reverse("web-mailbox-create"),
+        {
+            "email_address": "jo@contoso.com",
+            "owner_kind": "invite",
+            "profile": files.pk,
+            "incoming_method": "server_side_sync",
+        },
+    )
+    assert r.status_code == 400 and "jo has this email address already: choose them as the user." in text(r)
+    assert (User.objects.count(), Mailbox.objects.count(), AuditEvent.objects.count()) == before
+    assert not mail.outbox
+
+
+def test_a_refused_mailbox_leaves_no_invited_user_behind(db: None, files: EmailServerProfile) -> None:
+    """The user and the mailbox are made together or not at all: a profile that does not exist refuses the
+    mailbox after the user was made, and the user goes too."""
+    before = (User.objects.count(), Mailbox.objects.count(), AuditEvent.objects.count())
+    with pytest.raises(ActionError, match="no server profile named 'gone'"):
+        check_add_mailbox_for_new_user("kim@contoso.com", profile_name="gone")
+    assert (User.objects.count(), Mailbox.objects.count(), AuditEvent.objects.count()) == before
+    mailbox = check_add_mailbox_for_new_user("kim@contoso.com", profile_name="files")
+    assert mailbox.user is not None and mailbox.user.email == "kim@contoso.com"
+    assert not mail.outbox  # the caller sends the invitation
+
+
+def test_mailbox_add_invite_on_the_command_line(db: None, files: EmailServerProfile) -> None:
+    out = run_command(
+        "mailbox", "add", "Lea@Contoso.com", "--invite", "--profile", "files", "--track", "2"
+    ).out
+    lea = User.objects.get(email="lea@contoso.com")
+    assert f"added mailbox lea@contoso.com (approval: pending) for the new user {lea.get_username()}" in out
+    assert "the set-password link was mailed to lea@contoso.com" in out
+    [message] = mail.outbox
+    assert message.to == ["lea@contoso.com"] and "/set-password/" in str(message.body)
+    assert Mailbox.objects.get(user=lea).profile == files and lea.personal_options.track == 2
+    assert not lea.has_usable_password()
+    with NO_MAIL:
+        shown = run_command("mailbox", "add", "max@contoso.com", "--invite", "--profile", "files").out
+    assert "email is not configured" in shown and "/set-password/" in shown
+    before = (User.objects.count(), Mailbox.objects.count(), AuditEvent.objects.count())
+    for args, error in [
+        (("lea@contoso.com", "--invite", "--profile", "files"), "exists already"),
+        (("nia@contoso.com", "--invite", "--profile", "gone"), "no server profile named 'gone'"),
+        (("nia@contoso.com", "--invite", "--user", "nia"), "not allowed with argument"),
+    ]:
+        with pytest.raises(CommandError, match=error):
+            run_command("mailbox", "add", *args)
+    assert (User.objects.count(), Mailbox.objects.count(), AuditEvent.objects.count()) == before
+    assert len(mail.outbox) == 1
 
 
 def test_an_admin_creates_a_queue_mailbox_and_edits_the_queue(
@@ -372,18 +532,123 @@ def test_the_profile_form_refuses_what_test_and_enable_would_find_missing(
     assert not EmailServerProfile.objects.exists()
 
 
-def test_test_connection_on_the_profile_page(client: Client, admin: User, files: EmailServerProfile) -> None:
+def test_test_connection_on_the_profile_page_is_a_job_whose_result_the_page_shows(
+    client: Client,
+    admin: User,
+    files: EmailServerProfile,
+    rq_queue: Queue,
+    django_capture_on_commit_callbacks,
+) -> None:
     login(client, admin)
     page = text(client.get(reverse("web-profile-edit", args=[files.pk])))
     assert "Test connection" in page and "Make default for new mailboxes" in page
-    ok = client.post(
-        reverse("web-profile-test", args=[files.pk]), {"address": "dana@contoso.com"}, follow=True
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post(reverse("web-profile-test", args=[files.pk]), {"address": "Dana@Contoso.com"})
+    assert r.status_code == 302 and r["Location"] == reverse("web-profile-edit", args=[files.pk])
+    # queued, not run in the request: the page polls until a worker has the result
+    assert len(rq_queue) == 1
+    waiting = client.get(
+        reverse("web-profile-edit", args=[files.pk]), headers={**HTMX, "HX-Target": "connection-test"}
     )
-    assert "Test connection succeeded" in text(ok)
-    bad = client.post(
-        reverse("web-profile-test", args=[files.pk]), {"address": "nobody@contoso.com"}, follow=True
+    body = text(waiting)
+    assert body.startswith('<div id="connection-test"') and 'hx-trigger="every 2s"' in body
+    assert "Test connection queued" in body and "dana@contoso.com" in body
+    burst(rq_queue)
+    done = text(client.get(reverse("web-profile-edit", args=[files.pk])))
+    assert "Test connection succeeded: connected; the inbox of dana@contoso.com can be read" in done
+    assert 'hx-trigger="every 2s"' not in done
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("web-profile-test", args=[files.pk]), {"address": "nobody@contoso.com"})
+    burst(rq_queue)
+    bad = text(client.get(reverse("web-profile-edit", args=[files.pk])))
+    assert "Test connection failed" in bad and "nobody@contoso.com" in bad
+    assert not Mailbox.objects.exists()
+    # the result is this session's: another admin's page shows none
+    other = User.objects.create_superuser("root", "root@contoso.com", "pw-root-123")
+    assert "Test connection failed" not in text(
+        login(Client(), other).get(reverse("web-profile-edit", args=[files.pk]))
     )
-    assert "Test connection failed" in text(bad)
+
+
+def test_test_connection_refuses_a_bad_address_and_queues_nothing(
+    client: Client, admin: User, files: EmailServerProfile, rq_queue: Queue
+) -> None:
+    r = login(client, admin).post(
+        reverse("web-profile-test", args=[files.pk]), {"address": "not an address"}, follow=True
+    )
+    assert "Enter an email address." in text(r)
+    assert len(rq_queue) == 0
+
+
+def test_test_connection_says_so_when_the_job_queue_is_down(
+    client: Client, admin: User, files: EmailServerProfile
+) -> None:
+    login(client, admin)
+    with override_settings(RQ_QUEUES={"default": {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 60}}):
+        r = client.post(
+            reverse("web-profile-test", args=[files.pk]), {"address": "dana@contoso.com"}, follow=True
+        )
+        page = text(r)
+    assert r.status_code == 200
+    assert "The job queue is unavailable" in page and "nothing was queued" in page
+    assert "Test connection queued" not in page
+
+
+# --- Test connection against the Exchange simulator: a token and one request, no mailbox ------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        # Graph: one token from the token endpoint (msal reads the tenant's OpenID configuration first),
+        # then one request for the inbox
+        ("exchange_graph", {"token": 1, "graph": 1, "ews": 0}),
+        # EWS with basic auth: no token, one GetFolder of the inbox
+        ("exchange_ews", {"token": 0, "graph": 0, "ews": 1}),
+    ],
+)
+def test_test_connection_against_the_simulator(
+    client: Client, admin: User, sim: Simulator, kind: str, expected: dict[str, int]
+) -> None:
+    h.fill(sim, "dana@contoso.com", count=1)
+    profile = h.add_sim_profile(sim, "contoso", kind)
+    login(client, admin)
+    sim.clear_requests()
+    client.post(reverse("web-profile-test", args=[profile.pk]), {"address": "dana@contoso.com"})
+    assert sim.count() == 0  # nothing happens in the request itself
+    h.burst()
+    page = text(client.get(reverse("web-profile-edit", args=[profile.pk])))
+    assert "Test connection succeeded: connected; the inbox of dana@contoso.com can be read" in page
+    counts = {protocol: sim.count(protocol) for protocol in ("graph", "ews")}
+    assert {"token": sim.count("token", "token"), **counts} == expected
+    assert not Mailbox.objects.exists()
+
+
+@pytest.mark.parametrize("kind", ["exchange_graph", "exchange_ews"])
+def test_test_connection_says_why_it_failed(client: Client, admin: User, sim: Simulator, kind: str) -> None:
+    h.fill(sim, "dana@contoso.com", count=1)
+    wrong = h.add_sim_profile(sim, "wrong secret", kind, secret="not-the-secret")
+    right = h.add_sim_profile(sim, "right secret", kind)
+    login(client, admin)
+    client.post(reverse("web-profile-test", args=[wrong.pk]), {"address": "dana@contoso.com"})
+    client.post(reverse("web-profile-test", args=[right.pk]), {"address": "nobody@contoso.com"})
+    h.burst()
+    refused = text(client.get(reverse("web-profile-edit", args=[wrong.pk])))
+    assert "Test connection failed:" in refused and "refused the credentials" in refused
+    missing = text(client.get(reverse("web-profile-edit", args=[right.pk])))
+    assert "Test connection failed:" in missing and "nobody@contoso.com" in missing
+    assert not Mailbox.objects.exists()
+
+
+def test_profile_test_on_the_command_line(sim: Simulator) -> None:
+    h.fill(sim, "dana@contoso.com", count=1)
+    h.add_sim_profile(sim, "contoso", "exchange_graph")
+    ok = run_command("profile", "test", "contoso", "Dana@Contoso.com")
+    assert ok.out.strip() == "contoso: connected; the inbox of dana@contoso.com can be read"
+    with pytest.raises(CommandError, match=r"^Test connection of contoso failed: .*nobody@contoso\.com"):
+        run_command("profile", "test", "contoso", "nobody@contoso.com")
+    with pytest.raises(CommandError, match="is not an email address"):
+        run_command("profile", "test", "contoso", "nobody")
     assert not Mailbox.objects.exists()
 
 

@@ -14,10 +14,10 @@ from rq.job import Job
 from tracking.actions import do_claim_due_mailboxes, do_postpone_scan
 from tracking.context import load_rules
 from tracking.locks import connection_slot
-from tracking.models import Mailbox, ReprocessRound, ScanRun
+from tracking.models import EmailServerProfile, Mailbox, ReprocessRound, ScanRun
 from tracking.reprocessing import run_round_folder
 from tracking.runs import do_close_interrupted_runs
-from tracking.scanning import run_scan_cycle, run_test_and_enable
+from tracking.scanning import run_scan_cycle, run_test_and_enable, test_profile_connection
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,16 @@ def test_and_enable_job(mailbox_id: int) -> str:
     """Test & Enable queued from the mailbox page; the result is the mailbox's status and a new Alert."""
     ok, message = run_test_and_enable(mailbox_id)
     return f"{'enabled' if ok else 'not enabled'}: {message}"
+
+
+def test_connection_job(profile_id: int, address: str) -> dict[str, object]:
+    """Test connection queued from a server profile's page: sign in and read one inbox, store nothing.
+
+    The result ({"ok", "message"}) is the job's return value, which the page that queued it shows.
+    """
+    profile = EmailServerProfile.objects.get(pk=profile_id)
+    ok, message = test_profile_connection(profile, address)
+    return {"ok": ok, "message": message}
 
 
 def dispatch_due_mailboxes() -> int:

@@ -15,6 +15,7 @@ from tracking.actions.folders import (
     do_set_regarding_by_folder_rule,
 )
 from tracking.actions.mailbox_admin import (
+    check_add_mailbox_for_new_user,
     check_start_bulk,
     check_update_mailbox,
     check_update_queue,
@@ -101,6 +102,7 @@ __all__ = [
     "SecretRequired",
     "check_add_folder_rule",
     "check_add_mailbox",
+    "check_add_mailbox_for_new_user",
     "check_add_profile",
     "check_deactivate_user",
     "check_import_records",

@@ -12,8 +12,10 @@ from django.utils.translation import gettext
 
 from tracking.actions.audit import audit, utc_text
 from tracking.actions.errors import ActionError
+from tracking.actions.mailboxes import check_add_mailbox
 from tracking.actions.scans import do_reset_sync_state
-from tracking.choices import AuditAction, BulkAction, IncomingMethod, TrackOption
+from tracking.actions.users import check_invite_user
+from tracking.choices import AuditAction, BulkAction, IncomingMethod, Role, TrackOption
 from tracking.models import BulkOperation, EmailServerProfile, FolderSyncState, Mailbox, Queue
 
 
@@ -40,6 +42,31 @@ def do_set_default_profile(
         actor_label=actor_label,
     )
     return True
+
+
+@transaction.atomic
+def check_add_mailbox_for_new_user(
+    address: str,
+    *,
+    profile_name: str | None = None,
+    approve: bool = False,
+    track: int | None = None,
+    acting_user: User | None = None,
+    actor_label: str = "cli",
+) -> Mailbox:
+    """A mailbox for someone SyncAdmin does not know yet: a new user (role user, no password) whose email is
+    the mailbox's address, and their mailbox, together or not at all. The caller sends the invitation
+    (tracking.invitations) once this has committed, so that the link names a user that exists."""
+    user = check_invite_user(address, Role.USER, acting_user=acting_user, actor_label=actor_label)
+    return check_add_mailbox(
+        address,
+        profile_name=profile_name,
+        username=user.get_username(),
+        approve=approve,
+        track=track,
+        acting_user=acting_user,
+        actor_label=actor_label,
+    )
 
 
 @transaction.atomic

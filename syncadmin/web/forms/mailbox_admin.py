@@ -11,12 +11,16 @@ from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
 from syncadmin.web.forms.mailboxes import DateTimeLocalInput
-from tracking.actions import default_profile
+from tracking.actions import default_profile, user_for_email
 from tracking.choices import BulkAction, IncomingMethod, TrackOption
 from tracking.messages import normalize_address
 from tracking.models import EmailServerProfile, Mailbox, Queue
 
-OWNER_KINDS = [("user", _("A user")), ("queue", _("A queue"))]
+OWNER_KINDS = [
+    ("user", _("A user")),
+    ("invite", _("A new user, invited by email")),
+    ("queue", _("A queue")),
+]
 
 
 def _users_without_mailbox() -> QuerySet[User]:
@@ -39,11 +43,19 @@ class MailboxSetupForm(forms.Form):
 
 
 class MailboxCreateForm(MailboxSetupForm):
-    """New mailbox, for an existing user or a queue (new or existing)."""
+    """New mailbox, for an existing user, a new user invited by email to the mailbox's address, or a queue
+    (new or existing)."""
 
     email_address = forms.CharField(label=_("Email address"), max_length=320)
     owner_kind = forms.ChoiceField(
-        label=_("Owner"), choices=OWNER_KINDS, widget=forms.RadioSelect, initial="user"
+        label=_("Owner"),
+        choices=OWNER_KINDS,
+        widget=forms.RadioSelect,
+        initial="user",
+        help_text=_(
+            "A new user is made with the role user and the mailbox's address as email, and invited there "
+            "to choose a password."
+        ),
     )
     user = forms.ModelChoiceField(
         label=_("User"),
@@ -104,6 +116,14 @@ class MailboxCreateForm(MailboxSetupForm):
             data["queue_name"] = name
         elif data.get("owner_kind") == "user" and data.get("user") is None and "user" not in self.errors:
             self.add_error("user", _("Choose the user whose mailbox this is."))
+        elif data.get("owner_kind") == "invite" and data.get("email_address"):
+            known = user_for_email(str(data["email_address"]))
+            if known is not None:
+                self.add_error(
+                    "owner_kind",
+                    _("%(user)s has this email address already: choose them as the user.")
+                    % {"user": known.get_username()},
+                )
         return data
 
 

@@ -8,15 +8,26 @@ audited action, and the progress page shows the job's results as they come.
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from smtplib import SMTPException
+
+import django_rq
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 from syncadmin.web.filters.mailboxes import MailboxFilter
 from syncadmin.web.forms.mailbox_admin import (
@@ -34,11 +45,12 @@ from syncadmin.web.permissions import (
     is_admin,
     reader_required,
 )
-from syncadmin.web.views.mailboxes import queue_problem
-from tracking import bulkjobs
+from syncadmin.web.views.mailboxes import TEST_JOB_TIMEOUT, queue_problem
+from tracking import bulkjobs, jobs
 from tracking.actions import (
     ActionError,
     check_add_mailbox,
+    check_add_mailbox_for_new_user,
     check_start_bulk,
     check_update_mailbox,
     check_update_queue,
@@ -46,27 +58,39 @@ from tracking.actions import (
     do_set_default_profile,
 )
 from tracking.choices import Approval, BulkAction
+from tracking.invitations import send_invitation, set_password_link, site_url
 from tracking.models import BulkOperation, EmailServerProfile, Mailbox, Queue
-from tracking.scanning import test_profile_connection
+
+PROFILE_TEST_SESSION_KEY = "syncadmin-profile-test-{pk}"
+PROFILE_TEST_RESULT_TTL = 3600  # seconds Redis keeps a Test connection's result for the page
 
 
 @admin_required
 @require_http_methods(["GET", "POST"])
 def mailbox_create(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """New mailbox: for an existing user, for a new user invited by email, or for a queue."""
     form = MailboxCreateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        is_queue = data["owner_kind"] == "queue"
+        owner_kind = data["owner_kind"]
         try:
             with transaction.atomic():
-                mailbox = check_add_mailbox(
-                    data["email_address"],
-                    profile_name=data["profile"].name,
-                    username=None if is_queue else data["user"].get_username(),
-                    queue_name=data["queue_name"] if is_queue else None,
-                    approve=data["approve"],
-                    acting_user=request.user,
-                )
+                if owner_kind == "invite":
+                    mailbox = check_add_mailbox_for_new_user(
+                        data["email_address"],
+                        profile_name=data["profile"].name,
+                        approve=data["approve"],
+                        acting_user=request.user,
+                    )
+                else:
+                    mailbox = check_add_mailbox(
+                        data["email_address"],
+                        profile_name=data["profile"].name,
+                        username=data["user"].get_username() if owner_kind == "user" else None,
+                        queue_name=data["queue_name"] if owner_kind == "queue" else None,
+                        approve=data["approve"],
+                        acting_user=request.user,
+                    )
                 check_update_mailbox(
                     mailbox,
                     profile=data["profile"],
@@ -78,6 +102,8 @@ def mailbox_create(request: AuthenticatedHttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             messages.success(request, _("Mailbox %(mailbox)s created.") % {"mailbox": mailbox})
+            if owner_kind == "invite" and mailbox.user is not None:
+                _invite(request, mailbox.user)
             return redirect("web-mailbox", mailbox.pk)
     return render(
         request,
@@ -85,6 +111,38 @@ def mailbox_create(request: AuthenticatedHttpRequest) -> HttpResponse:
         {"title": _("New mailbox"), "nav_section": "mailboxes", "form": form, "mailbox": None},
         status=400 if form.is_bound and form.errors else 200,
     )
+
+
+def _invite(request: AuthenticatedHttpRequest, user: User) -> None:
+    """Send the new owner's invitation (after the commit: its link names a user that exists), or show its
+    link to the admin when email is not configured, as Users & roles does."""
+    base = site_url(request.build_absolute_uri("/"))
+    try:
+        link, mailed = send_invitation(user, base)
+    except (OSError, SMTPException) as exc:
+        # The user and the mailbox exist: a mail server that is down must not hide the link from the admin.
+        messages.warning(
+            request,
+            _(
+                "The invitation to %(email)s could not be mailed (%(error)s): give them this link, "
+                "which works once within 72 hours: %(link)s"
+            )
+            % {"email": user.email, "error": exc, "link": set_password_link(user, base)},
+        )
+        return
+    if mailed:
+        messages.success(
+            request, _("Invited %(email)s: the set-password link is on its way.") % {"email": user.email}
+        )
+    else:
+        messages.warning(
+            request,
+            _(
+                "Invited %(email)s. Email is not configured: give them this link, "
+                "which works once within 72 hours: %(link)s"
+            )
+            % {"email": user.email, "link": link},
+        )
 
 
 @admin_required
@@ -254,20 +312,85 @@ def bulk_operation(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return render(request, "web/bulk_operation.html", context)
 
 
+@dataclass
+class ConnectionTest:
+    """The Test connection this session queued for a profile: still waiting, or its result."""
+
+    address: str
+    queued_at: datetime
+    done: bool
+    ok: bool = False
+    message: str = ""
+    job_failed: bool = False
+
+
+def connection_test_state(
+    request: AuthenticatedHttpRequest, profile: EmailServerProfile
+) -> ConnectionTest | None:
+    """What the profile page shows of the Test connection this session queued (None: nothing queued, or
+    the result is older than the job's result_ttl and gone)."""
+    info = request.session.get(PROFILE_TEST_SESSION_KEY.format(pk=profile.pk))
+    if not isinstance(info, dict):
+        return None
+    queued_at = parse_datetime(str(info.get("queued_at", "")))
+    if queued_at is None:
+        return None
+    state = ConnectionTest(address=str(info.get("address", "")), queued_at=queued_at, done=False)
+    try:
+        job = Job.fetch(str(info.get("job_id", "")), connection=django_rq.get_connection(jobs.QUEUE))
+        status = job.get_status()
+        result = job.return_value() if status == JobStatus.FINISHED else None
+    except (RedisError, NoSuchJobError):
+        return None
+    if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+        state.done = state.job_failed = True
+    elif isinstance(result, dict):
+        state.done, state.ok, state.message = True, bool(result.get("ok")), str(result.get("message", ""))
+    return state
+
+
 @admin_required
 @require_POST
 def profile_test(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
-    """Test connection: sign in through the profile and read one inbox; nothing is stored."""
+    """Test connection: queue a job that signs in through the profile and reads one inbox (nothing is
+    stored, no mailbox is needed); the profile page shows the result when the job has it."""
     profile = get_object_or_404(EmailServerProfile, pk=pk)
     form = ProfileTestForm(request.POST)
     if not form.is_valid():
         messages.error(request, " ".join(str(e) for e in form.errors.get("address", [])))
         return redirect("web-profile-edit", profile.pk)
-    ok, words = test_profile_connection(profile, form.cleaned_data["address"])
-    if ok:
-        messages.success(request, _("Test connection succeeded: %(words)s") % {"words": words})
-    else:
-        messages.error(request, _("Test connection failed: %(words)s") % {"words": words})
+    address = form.cleaned_data["address"]
+    problem = queue_problem()
+    if problem:
+        messages.error(
+            request,
+            _("The job queue is unavailable (%(error)s): nothing was queued. Try again when Redis answers.")
+            % {"error": problem},
+        )
+        return redirect("web-profile-edit", profile.pk)
+    job_id = f"syncadmin-profile-test-{profile.pk}-{uuid.uuid4().hex[:12]}"
+    queued_at = timezone.now()
+    try:
+        django_rq.get_queue(jobs.QUEUE).enqueue_call(
+            jobs.test_connection_job,
+            args=(profile.pk, address),
+            job_id=job_id,
+            timeout=TEST_JOB_TIMEOUT,
+            result_ttl=PROFILE_TEST_RESULT_TTL,
+            failure_ttl=PROFILE_TEST_RESULT_TTL,
+            description=f"test connection of profile {profile.pk}",
+        )
+    except RedisError as exc:
+        messages.error(
+            request, _("The job queue is unavailable (%(error)s): nothing was queued.") % {"error": exc}
+        )
+        return redirect("web-profile-edit", profile.pk)
+    request.session[PROFILE_TEST_SESSION_KEY.format(pk=profile.pk)] = {
+        "job_id": job_id,
+        "address": address,
+        "queued_at": queued_at.isoformat(),
+    }
+    messages.success(request, _("Test connection with %(address)s queued.") % {"address": address})
     return redirect("web-profile-edit", profile.pk)
 
 

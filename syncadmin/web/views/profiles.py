@@ -20,6 +20,7 @@ from syncadmin.web.forms.mailbox_admin import ProfileTestForm
 from syncadmin.web.forms.profiles import KindProfileForm
 from syncadmin.web.htmx import is_htmx
 from syncadmin.web.permissions import AuthenticatedHttpRequest, admin_required, is_admin, reader_required
+from syncadmin.web.views.mailbox_admin import connection_test_state
 from tracking.actions import (
     ActionError,
     ProfileValues,
@@ -126,6 +127,11 @@ def profile_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
             else:
                 messages.info(request, _("Nothing changed."))
             return redirect("web-profile-edit", profile.pk)
+    connection_test = connection_test_state(request, profile) if admin else None
+    if is_htmx(request, target="connection-test"):
+        return render(
+            request, "web/_profile_connection_test.html", {"profile": profile, "test": connection_test}
+        )
     first = profile.mailboxes.order_by("email_address").first()
     context = {
         "title": profile.name,
@@ -134,6 +140,15 @@ def profile_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         "profile": profile,
         "admin": admin,
         "mailboxes": profile.mailboxes.order_by("email_address")[:50],
-        "test_form": ProfileTestForm(initial={"address": first.email_address if first else ""}),
+        "test_form": ProfileTestForm(
+            initial={
+                "address": connection_test.address
+                if connection_test
+                else first.email_address
+                if first
+                else ""
+            }
+        ),
+        "test": connection_test,
     }
     return _form_page(request, context, form)

@@ -5,7 +5,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tracking.actions import ActionError, check_add_mailbox, do_approve_mailbox
+from tracking.actions import (
+    ActionError,
+    check_add_mailbox,
+    check_add_mailbox_for_new_user,
+    do_approve_mailbox,
+)
+from tracking.invitations import send_invitation, site_url
 from tracking.management.commands._common import get_mailbox
 from tracking.models import Mailbox
 from tracking.scanning import run_test_and_enable
@@ -27,6 +33,11 @@ class Command(BaseCommand):
         owner = add.add_mutually_exclusive_group(required=True)
         owner.add_argument("--user", metavar="USERNAME")
         owner.add_argument("--queue", metavar="NAME", help="the queue is created when it does not exist yet")
+        owner.add_argument(
+            "--invite",
+            action="store_true",
+            help="for a new user (role user, the address as email), invited there to choose a password",
+        )
         add.add_argument("--create-user", action="store_true", help="create the user when it does not exist")
         add.add_argument("--profile", metavar="NAME", help="server profile (default: the default profile)")
         add.add_argument("--approve", action="store_true", help="approve the mailbox's email address now")
@@ -62,6 +73,9 @@ class Command(BaseCommand):
             return
         if options["create_user"] and not options["user"]:
             raise CommandError("--create-user goes with --user")
+        if options["invite"]:
+            self.add_for_new_user(options)
+            return
         try:
             mailbox = check_add_mailbox(
                 options["address"],
@@ -75,3 +89,27 @@ class Command(BaseCommand):
         except ActionError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"added mailbox {mailbox.email_address} (approval: {mailbox.approval})")
+
+    def add_for_new_user(self, options: dict[str, Any]) -> None:
+        """`mailbox add ADDRESS --invite`: a new user and their mailbox, then the invitation (as `users
+        invite`)."""
+        try:
+            mailbox = check_add_mailbox_for_new_user(
+                options["address"],
+                profile_name=options["profile"],
+                approve=options["approve"],
+                track=parse_track(options["track"]) if options["track"] is not None else None,
+            )
+        except ActionError as exc:
+            raise CommandError(str(exc)) from None
+        user = mailbox.user
+        assert user is not None
+        link, mailed = send_invitation(user, site_url())
+        self.stdout.write(
+            f"added mailbox {mailbox.email_address} (approval: {mailbox.approval}) "
+            f"for the new user {user.get_username()}"
+        )
+        if mailed:
+            self.stdout.write(f"the set-password link was mailed to {user.email}")
+        else:
+            self.stdout.write(f"email is not configured: give the person this link (once, 72 hours): {link}")
