@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -32,10 +32,19 @@ from tracking.actions import (
     check_set_org_setting,
     do_approve_mailbox,
     do_disable_mailbox,
+    do_start_round,
 )
 from tracking.choices import ScanStatus
-from tracking.jobs import BUSY_PROFILE_RETRY, CLAIM_LEASE, dispatch_due_mailboxes, enqueue_scan, scan_mailbox
+from tracking.jobs import (
+    BUSY_PROFILE_RETRY,
+    CLAIM_LEASE,
+    dispatch_due_mailboxes,
+    enqueue_scan,
+    round_job_id,
+    scan_mailbox,
+)
 from tracking.models import Alert, Decision, EmailServerProfile, Mailbox, ScanRun, TrackedEmail
+from tracking.reprocessing import check_round
 from tracking.scanning import run_test_and_enable
 
 USING_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")
@@ -480,3 +489,26 @@ def test_it_reports_the_queue_and_overdue_mailboxes_in_health(sim, ews):
     h.make_due(boxes["overdue"])
     report, _ = health_json()
     assert report["mailboxes_overdue"] == []
+
+
+# -- reprocessing rounds whose jobs Redis does not have ---------------------------------------------------
+
+
+def test_the_dispatcher_queues_again_a_round_run_whose_job_was_never_sent(sim, ews):
+    box = mailbox_with_mail(sim, "round@contoso.example", ews, count=4)
+    assert dispatch_due_mailboxes() == 1
+    h.burst()
+    request = check_round([box], datetime(1990, 1, 1, tzinfo=UTC), now=timezone.now())
+    round = do_start_round(request, acting_user=None, via="test")  # its jobs never reached Redis
+    (run,) = ScanRun.objects.filter(round=round)
+    assert dispatch_due_mailboxes() == 0 and not h.queue().get_jobs()  # too recent: its enqueue may be coming
+    ScanRun.objects.filter(pk=run.pk).update(queued_at=timezone.now() - timedelta(minutes=2))
+
+    dispatch_due_mailboxes()
+    assert [job.id for job in h.queue().get_jobs()] == [round_job_id(run.pk)]
+    dispatch_due_mailboxes()
+    assert len(h.queue().get_jobs()) == 1  # once
+    h.burst()
+    run.refresh_from_db()
+    assert (run.status, run.items_done) == (ScanStatus.SUCCEEDED, 4)
+    assert Decision.objects.filter(round=round).count() == 4

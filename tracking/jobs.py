@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import django_rq
 from django.db import transaction
@@ -12,6 +12,7 @@ from rq import RateLimit, Retry, get_current_job
 from rq.job import Job
 
 from tracking.actions import do_claim_due_mailboxes, do_postpone_scan
+from tracking.choices import ScanStatus
 from tracking.context import load_rules
 from tracking.locks import connection_slot
 from tracking.models import EmailServerProfile, Mailbox, ReprocessRound, ScanRun
@@ -69,20 +70,44 @@ def mailbox_rate_limit(mailbox_id: int) -> RateLimit:
 ROUND_RETRIES = 3
 
 
+def round_job_id(run_id: int) -> str:
+    """A round run's job id: one job per run, which the dispatcher can look for."""
+    return f"syncadmin-round-run-{run_id}"
+
+
 def enqueue_round(round: ReprocessRound) -> None:
     """Queue a job per folder run of the round; inside a transaction they are sent when it commits."""
-    queue = django_rq.get_queue(QUEUE)
-    for run_id, mailbox_id, folder in ScanRun.objects.filter(round=round).values_list(
-        "pk", "mailbox_id", "folder"
-    ):
-        queue.enqueue_call(
-            reprocess_folder,
-            args=(run_id,),
-            timeout=SCAN_TIMEOUT,
-            retry=Retry(max=ROUND_RETRIES),
-            rate_limit=mailbox_rate_limit(mailbox_id),
-            description=f"reprocess mailbox {mailbox_id} {folder} (round {round.pk})",
-        )
+    runs = ScanRun.objects.filter(round=round).values_list("pk", "mailbox_id", "folder")
+    for run_id, mailbox_id, folder in runs:
+        _enqueue_round_run(run_id, mailbox_id, f"reprocess mailbox {mailbox_id} {folder} (round {round.pk})")
+
+
+def _enqueue_round_run(run_id: int, mailbox_id: int, description: str) -> None:
+    django_rq.get_queue(QUEUE).enqueue_call(
+        reprocess_folder,
+        args=(run_id,),
+        job_id=round_job_id(run_id),
+        timeout=SCAN_TIMEOUT,
+        retry=Retry(max=ROUND_RETRIES),
+        rate_limit=mailbox_rate_limit(mailbox_id),
+        description=description,
+    )
+
+
+def requeue_lost_round_runs(*, now: datetime) -> int:
+    """Queue again the queued round runs that have no job: Redis lost it, or was down when the round's
+    transaction committed (its jobs are sent after the commit). Runs queued in the last minute are left
+    to their own enqueue."""
+    queued = ScanRun.objects.filter(
+        round__isnull=False, status=ScanStatus.QUEUED, queued_at__lt=now - timedelta(minutes=1)
+    ).values_list("pk", "mailbox_id", "folder", "round_id")
+    connection = django_rq.get_connection(QUEUE)
+    lost = [row for row in queued if not Job.exists(round_job_id(row[0]), connection=connection)]
+    for run_id, mailbox_id, folder, round_id in lost:
+        _enqueue_round_run(run_id, mailbox_id, f"reprocess mailbox {mailbox_id} {folder} (round {round_id})")
+    if lost:
+        log.warning("queued again %d reprocessing job(s) that Redis did not have", len(lost))
+    return len(lost)
 
 
 def reprocess_folder(run_id: int) -> str:
@@ -112,6 +137,7 @@ def dispatch_due_mailboxes() -> int:
     """Enqueue a scan of every due mailbox (run by rqcron); returns how many were enqueued."""
     rules = load_rules()
     do_close_interrupted_runs(now=timezone.now())
+    requeue_lost_round_runs(now=timezone.now())
     with transaction.atomic():
         claimed = do_claim_due_mailboxes(rules, now=timezone.now(), lease=CLAIM_LEASE)
         for mailbox_id in claimed:
