@@ -17,6 +17,7 @@ from tracking.management.commands._common import get_mailbox, parse_when
 from tracking.models import Decision, ScanRun
 from tracking.pipeline import decision_as_json
 from tracking.reprocessing import check_round, run_round_folder
+from tracking.runs import this_process
 from tracking.sources.base import SourceError
 
 
@@ -66,7 +67,8 @@ class Command(BaseCommand):
         failures = []
         for run in ScanRun.objects.filter(round=round).select_related("mailbox").order_by("pk"):
             try:
-                run_round_folder(run.pk, job_id="cli")
+                # the process's tag: a killed command's run is closed by the next dispatch (tracking.runs)
+                run_round_folder(run.pk, job_id=this_process())
             except SourceError as exc:
                 failures.append(f"{run.mailbox.email_address}/{run.folder}: {exc}")
         if options["json"]:
