@@ -266,7 +266,7 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         "HideEmailAutoTrackOptions",
         "hide_auto_track_options",
         False,
-        _("Hide the automatic Track options 2 and 3 in Personal Options (stored values are kept)."),
+        _("Hide the automatic Track options 0, 2 and 3 in Personal Options (stored values are kept)."),
     ),
     _bool(
         "RequireApprovalForUserEmail",
