@@ -7,6 +7,7 @@ In memory, as tests/test_decisions.py, whose builders these tests use.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 from django.utils import translation
@@ -149,7 +150,7 @@ def with_mailbox(entity: Entity, **facts: object) -> Entity:
     return dataclasses.replace(entity, **facts)  # type: ignore[arg-type]
 
 
-INACTIVE_MAILBOXES = {
+INACTIVE_MAILBOXES: dict[str, tuple[dict[str, Any], str]] = {
     "disabled": ({"mailbox_enabled": False}, "mailbox is disabled"),
     "rejected": ({"mailbox_approval": Approval.REJECTED}, "mailbox is rejected (approval is required)"),
     "pending": ({"mailbox_approval": Approval.PENDING}, "mailbox is not approved (approval is required)"),
@@ -198,10 +199,11 @@ def test_a_pending_mailbox_is_a_candidate_when_approval_is_not_required(kind, se
         user(2, BOB_ADDR, "Bob", track=TrackOption.ALL) if kind == "user" else queue(3, BOB_ADDR, "Bob queue")
     )
     entity = with_mailbox(entity, mailbox_approval=Approval.PENDING)
-    rules = OrgRules(**{setting: False})
+    overrides: dict[str, Any] = {setting: False}
+    rules = OrgRules(**overrides)
     assert mailbox_not_syncing(entity, rules) is None
     assert mailbox_not_syncing(entity, OrgRules()) == "mailbox is not approved (approval is required)"
-    ctx = context(owner=user(1, ALICE_ADDR, track=4), entities=[entity], **{setting: False})
+    ctx = context(owner=user(1, ALICE_ADDR, track=4), entities=[entity], **overrides)
     res = run(message(to=(ALICE_ADDR, BOB_ADDR)), ctx)
     assert res.accepting == entity
 

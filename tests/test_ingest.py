@@ -151,7 +151,7 @@ def set_track(mailbox: Mailbox, track: int) -> None:
 
 
 def syncing(*mailboxes: Mailbox) -> None:
-    """As after Test & Enable: only a mailbox active for server-side sync makes a candidate (tracking-rules §4)."""
+    """As after Test & Enable: only mailboxes that sync make candidates (tracking-rules §4)."""
     Mailbox.objects.filter(pk__in=[m.pk for m in mailboxes]).update(enabled=True)
 
 

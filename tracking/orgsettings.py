@@ -254,7 +254,10 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         "ResolveForInactiveEntities",
         "resolve_inactive",
         False,
-        _("Resolve addresses to inactive records too (never to disabled users)."),
+        _(
+            "Resolve an address that matches several inactive records and no active one "
+            "(never to disabled users)."
+        ),
     ),
     _bool(
         "HideTrackAllOption",
