@@ -125,3 +125,17 @@ def test_a_german_reader_sees_a_stored_english_trace_in_german(alice: Mailbox, a
     assert "Warteschlange &#x27;Support&#x27;" in html
     assert "&#x27;Keine E-Mail-Nachrichten&#x27;" in html
     assert "Queue &#x27;Support&#x27;" not in html
+
+
+def test_migrating_to_0009_rewrites_the_german_rows(transactional_db: None, alice: Mailbox):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([("tracking", "0008_audit_actions_folders")])
+    [german] = make_decisions(alice, 1, trace=GERMAN)  # the schema is the same on both sides of 0009
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate([("tracking", "0009_english_traces")])
+
+    assert Decision.objects.get(pk=german.pk).trace == ENGLISH
