@@ -241,6 +241,8 @@ def enron_directory(exchange_profile, cmd: Cmd, tmp_path: Path) -> None:
     cmd("orgsettings", "set", "AutoTrackSentFolderItems", "true")
     for username, (address, track) in ENRON_USERS.items():
         add_user_mailbox(cmd, address, username, exchange_profile.name, track=track)
+    # As after Test & Enable: a recipient is a candidate only while its mailbox syncs (tracking-rules §4).
+    Mailbox.objects.update(enabled=True)
     cmd("personaloptions", "arnold-j", "--auto-create", "contact")
     header = ("name", "email", "email2", "owner")
     imports = [

@@ -859,14 +859,20 @@ def test_it_never_resolves_a_disabled_user(resolve_inactive):
 
 
 @pytest.mark.parametrize("kind", [CON, ACC, LEA, OTH, QUE])
-def test_it_resolves_inactive_records_only_with_resolve_for_inactive_entities(kind):
-    inactive = (
-        queue(97, ADDR, has_mailbox=False, active=False)
-        if kind == QUE
-        else record(kind, 97, ADDR, active=False)
-    )
-    assert resolve_sender(ADDR, sender_ctx([inactive]))[0] is None
-    assert resolve_sender(ADDR, sender_ctx([inactive], resolve_inactive=True))[0] == inactive
+def test_it_resolves_several_inactive_records_only_with_resolve_for_inactive_entities(kind):
+    def inactive(id: int) -> Entity:
+        return (
+            queue(id, ADDR, has_mailbox=False, active=False)
+            if kind == QUE
+            else record(kind, id, ADDR, active=False)
+        )
+
+    # The only match resolves whatever its state (tracking-rules §6); several inactive ones need the setting.
+    assert resolve_sender(ADDR, sender_ctx([inactive(97)]))[0] == inactive(97)
+    assert resolve_sender(ADDR, sender_ctx([inactive(97), inactive(98)]))[0] is None
+    assert resolve_sender(ADDR, sender_ctx([inactive(97), inactive(98)], resolve_inactive=True))[
+        0
+    ] == inactive(97)
 
 
 def test_it_drives_option_2_from_the_resolved_sender():
@@ -896,11 +902,17 @@ def test_it_resolves_every_matching_recipient():
 
 def test_it_filters_inactive_recipients():
     contact = record(EntityKind.CONTACT, 110, ADDR, active=False)
+    lead = record(EntityKind.LEAD, 112, ADDR, active=False)
     disabled = user(111, ADDR, active=False)
     msg = message(to=(ADDR,))
-    assert resolve_recipients(msg, context(entities=[contact, disabled]))[0][2] == []
-    assert resolve_recipients(msg, context(entities=[contact, disabled], resolve_inactive=True))[0][2] == [
-        contact
+    # A disabled user never resolves, so the inactive contact is the address's only match (tracking-rules §6).
+    assert resolve_recipients(msg, context(entities=[contact, disabled]))[0][2] == [contact]
+    assert resolve_recipients(msg, context(entities=[contact, lead, disabled]))[0][2] == []
+    assert resolve_recipients(msg, context(entities=[contact, lead, disabled], resolve_inactive=True))[0][
+        2
+    ] == [
+        contact,
+        lead,
     ]
 
 

@@ -152,6 +152,11 @@ def set_track(mailbox: Mailbox, track: int) -> None:
     do_set_personal_options(mailbox.user, track=track)
 
 
+def syncing(*mailboxes: Mailbox) -> None:
+    """As after Test & Enable: only mailboxes that sync make candidates (tracking-rules §4)."""
+    Mailbox.objects.filter(pk__in=[m.pk for m in mailboxes]).update(enabled=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # JSON Lines
 # ---------------------------------------------------------------------------------------------
@@ -420,6 +425,7 @@ class TestAcceptance:
         self, alice, support, cmd, tmp_path
     ):
         set_track(alice, 4)
+        syncing(support)
         path = write_eml(tmp_path, "cc.eml", to="alice@contoso.com", cc="Support <support@contoso.com>")
         row = one(ingest(cmd, "alice@contoso.com", "inbox", path))
 
@@ -438,6 +444,7 @@ class TestAcceptance:
     ):
         set_track(alice, 4)
         set_track(bob, 0)
+        syncing(bob, support)
         path = write_eml(tmp_path, "m.eml", to="alice@contoso.com, bob@contoso.com", cc="support@contoso.com")
         row = one(ingest(cmd, "alice@contoso.com", "inbox", path))
 
@@ -446,6 +453,7 @@ class TestAcceptance:
 
     def test_it_gives_the_mailbox_owners_reason_when_nobody_accepts(self, alice, bob, cmd, tmp_path):
         set_track(bob, 4)
+        syncing(bob)
         path = write_eml(tmp_path, "m.eml", to="alice@contoso.com, bob@contoso.com")
         row = one(ingest(cmd, "alice@contoso.com", "inbox", path))
 
@@ -483,6 +491,7 @@ class TestAcceptance:
     def test_it_does_not_force_queues(self, alice, support, cmd, tmp_path):
         check_set_org_setting("SSSForceFilteringMethodForUserMailboxes", "4")
         set_track(alice, 0)
+        syncing(support)
         path = write_eml(tmp_path, "cc.eml", to="alice@contoso.com", cc="support@contoso.com")
         row = one(ingest(cmd, "alice@contoso.com", "inbox", path))
 

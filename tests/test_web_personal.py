@@ -335,8 +335,8 @@ def test_it_hides_track_all_when_the_org_says_so(client: Client, alice_user: Use
 def test_it_hides_the_auto_track_options_when_the_org_says_so(client: Client, alice_user: User) -> None:
     check_set_org_setting("HideEmailAutoTrackOptions", "true")
     body = login(client, alice_user).get(URL + "?tab=email").content.decode()
-    assert sorted(radios(body)) == [0, 1, 4]
-    for hidden in ("2", "3"):
+    assert sorted(radios(body)) == [1, 4]  # tracking-rules §4: options 0, 2 and 3 are hidden
+    for hidden in ("0", "2", "3"):
         assert client.post(URL, email(track=hidden)).status_code == 400
     assert PersonalOptions.objects.of(alice_user).track == 1
     check_set_org_setting("HideTrackAllOption", "true")
@@ -348,9 +348,9 @@ def test_a_stored_hidden_option_stays_selected_and_flagged(client: Client, alice
     check_set_org_setting("HideEmailAutoTrackOptions", "true")
     body = login(client, alice_user).get(URL + "?tab=email").content.decode()
     found = radios(body)
-    assert sorted(found) == [0, 1, 2, 4]
-    assert "checked" in found[2] and "hidden by your organisation" in found[2]
-    assert "hidden by your organisation" not in found[1]
+    assert sorted(found) == [1, 2, 4]
+    assert "checked" in found[2] and "no longer offered" in found[2]
+    assert "no longer offered" not in found[1]
     # saving the other fields keeps it
     r = client.post(URL, email(track="2", allow_send_on_behalf="on"))
     assert r.status_code == 302
@@ -547,3 +547,15 @@ def test_the_picker_says_when_the_server_cannot_be_reached(
     assert 'name="folder"' in body  # the path can still be typed
     body = client.get(URL + "?tab=email&refresh_folders=1").content.decode()
     assert '<option value="Inbox/Misc">' in body
+
+
+def test_a_stored_track_all_is_marked_no_longer_offered_under_hide_email_auto_track_options(
+    client: Client, alice_user: User
+) -> None:
+    do_set_personal_options(alice_user, track=0)
+    check_set_org_setting("HideEmailAutoTrackOptions", "true")
+    found = radios(login(client, alice_user).get(URL + "?tab=email").content.decode())
+    assert sorted(found) == [0, 1, 4]
+    assert "checked" in found[0] and "no longer offered" in found[0]
+    client.post(URL, email(track="4"))
+    assert sorted(radios(client.get(URL + "?tab=email").content.decode())) == [1, 4]

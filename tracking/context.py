@@ -6,6 +6,7 @@ of queries, however many messages, recipients or CRM records there are.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -97,8 +98,22 @@ def load_scan_rules(org: OrgRules | None = None) -> ScanRules:
     return ScanRules(org, earlier)
 
 
-def user_entity(user: User, options: PersonalOptions | None, *, has_mailbox: bool) -> Entity:
-    return Entity(
+def _with_mailbox(entity: Entity, mailbox: Mailbox | None) -> Entity:
+    """With what makes the owner's mailbox active for server-side sync (tracking-rules §4), if it has one."""
+    if mailbox is None:
+        return entity
+    return dataclasses.replace(
+        entity,
+        mailbox_incoming=mailbox.incoming_method,
+        mailbox_enabled=mailbox.enabled,
+        mailbox_approval=mailbox.approval,
+    )
+
+
+def user_entity(
+    user: User, options: PersonalOptions | None, *, has_mailbox: bool, mailbox: Mailbox | None = None
+) -> Entity:
+    entity = Entity(
         kind=EntityKind.USER,
         id=user.pk,
         name=user.get_full_name() or user.get_username(),
@@ -109,10 +124,11 @@ def user_entity(user: User, options: PersonalOptions | None, *, has_mailbox: boo
         track=options.track if options else TrackOption.RESPONSES,
         auto_create=options.auto_create if options else "off",
     )
+    return _with_mailbox(entity, mailbox)
 
 
-def queue_entity(queue: Queue, *, has_mailbox: bool) -> Entity:
-    return Entity(
+def queue_entity(queue: Queue, *, has_mailbox: bool, mailbox: Mailbox | None = None) -> Entity:
+    entity = Entity(
         kind=EntityKind.QUEUE,
         id=queue.pk,
         name=queue.name,
@@ -122,6 +138,7 @@ def queue_entity(queue: Queue, *, has_mailbox: bool) -> Entity:
         has_mailbox=has_mailbox,
         track=queue.track,
     )
+    return _with_mailbox(entity, mailbox)
 
 
 def record_entity(record: CrmRecord, email: str) -> Entity:
@@ -138,7 +155,9 @@ def record_entity(record: CrmRecord, email: str) -> Entity:
 
 
 def mailbox_for_scan(mailbox_id: int) -> Mailbox:
-    return Mailbox.objects.select_related("user__personal_options", "queue", "profile").get(pk=mailbox_id)
+    return Mailbox.objects.select_related("user__personal_options", "queue__owner", "profile").get(
+        pk=mailbox_id
+    )
 
 
 def _options_of(user: User) -> PersonalOptions | None:
@@ -150,9 +169,9 @@ def _options_of(user: User) -> PersonalOptions | None:
 
 def mailbox_owner(mailbox: Mailbox) -> Entity:
     if mailbox.user is not None:
-        return user_entity(mailbox.user, _options_of(mailbox.user), has_mailbox=True)
+        return user_entity(mailbox.user, _options_of(mailbox.user), has_mailbox=True, mailbox=mailbox)
     assert mailbox.queue is not None
-    return queue_entity(mailbox.queue, has_mailbox=True)
+    return queue_entity(mailbox.queue, has_mailbox=True, mailbox=mailbox)
 
 
 def load_entities(addresses: Iterable[str], scope: Scope | None = None) -> dict[str, list[Entity]]:
@@ -173,7 +192,12 @@ def load_entities(addresses: Iterable[str], scope: Scope | None = None) -> dict[
         )
         for user in users:
             has_mailbox = hasattr(user, "mailbox")
-            entity = user_entity(user, _options_of(user), has_mailbox=has_mailbox)
+            entity = user_entity(
+                user,
+                _options_of(user),
+                has_mailbox=has_mailbox,
+                mailbox=user.mailbox if has_mailbox else None,
+            )
             own = {entity.email} | ({user.mailbox.email_address} if has_mailbox else set())
             for address in own & wanted:
                 found.setdefault(address, []).append(entity)
@@ -182,7 +206,9 @@ def load_entities(addresses: Iterable[str], scope: Scope | None = None) -> dict[
         )
         for queue in queues:
             has_mailbox = hasattr(queue, "mailbox")
-            entity = queue_entity(queue, has_mailbox=has_mailbox)
+            entity = queue_entity(
+                queue, has_mailbox=has_mailbox, mailbox=queue.mailbox if has_mailbox else None
+            )
             own = {queue.email} | ({queue.mailbox.email_address} if has_mailbox else set())
             for address in own & wanted:
                 found.setdefault(address, []).append(entity)
@@ -208,6 +234,7 @@ def tracked_ref(email: TrackedEmail, hashes: Sequence[EmailHash] = ()) -> Tracke
         tracking_token=email.tracking_token or None,
         subject_hashes=frozenset(h.value for h in hashes if h.kind == EmailHash.SUBJECT),
         address_hashes=frozenset(h.value for h in hashes if h.kind == EmailHash.ADDRESS),
+        owner_id=email.owner_id,
     )
 
 
@@ -251,9 +278,12 @@ def load_context(
     org_ex = frozenset(p.lower() for p, uid in exclusions if uid is None)
     own_ex = frozenset(p.lower() for p, uid in exclusions if uid is not None)
 
+    queue_owner = mailbox.queue.owner if mailbox.queue is not None else None
     info = MailboxInfo(
         id=mailbox.pk,
         address=mailbox.email_address,
+        queue_owner_id=queue_owner.pk if queue_owner else None,
+        queue_owner_name=(queue_owner.get_full_name() or queue_owner.get_username()) if queue_owner else "",
         owner=owner,
         is_exchange=mailbox.profile.is_exchange,
         start_date=start_date if start_date is not None else mailbox.configured_start_date(),
@@ -276,8 +306,10 @@ def load_context(
         if rules.use_tracking_tokens
         else set()
     )
+    # Each message's own index (tracking-rules §5.3: the exact value first, whatever its shape) and ancestors.
     prefixes = (
         {p for m in parsed for p in conversation_index_ancestors(m.conversation_index)}
+        | {m.conversation_index for m in parsed if m.conversation_index}
         if rules.email_correlation_enabled and not rules.ignore_headers_for_correlation
         else set()
     )

@@ -15,12 +15,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.utils import translation
+
 from tracking.choices import (
+    Approval,
     AutoCreate,
     CorrelationMethod,
     Direction,
     EntityKind,
     Folder,
+    IncomingMethod,
     Outcome,
     Reason,
     TrackOption,
@@ -116,9 +120,13 @@ class Entity:
     track: int = TrackOption.RESPONSES  # users and queues only
     auto_create: str = AutoCreate.OFF  # users only
     other_kind: str = ""
+    # users and queues with a mailbox: what makes it active for server-side sync or not (tracking-rules §4)
+    mailbox_incoming: str = IncomingMethod.SERVER_SIDE_SYNC
+    mailbox_enabled: bool = True
+    mailbox_approval: str = Approval.APPROVED
 
     def label(self) -> str:
-        kind = self.other_kind or EntityKind(self.kind).label
+        kind = self.other_kind or english(EntityKind(self.kind).label)
         return (
             f"{kind} {self.name!r} <{self.email}> (#{self.id})"
             if self.id > 0
@@ -147,6 +155,7 @@ class TrackedRef:
     tracking_token: str | None = None
     subject_hashes: frozenset[int] = frozenset()
     address_hashes: frozenset[int] = frozenset()
+    owner_id: int | None = None  # the owning user, for ownership rule 1 (tracking-rules §7)
 
 
 @dataclass(frozen=True)
@@ -157,6 +166,9 @@ class MailboxInfo:
     is_exchange: bool
     start_date: datetime | None = None  # tracking-rules §3.5: the only time floor
     owner_exclusions: frozenset[str] = frozenset()
+    # a queue mailbox's owning user: ownership rule 4 (tracking-rules §7)
+    queue_owner_id: int | None = None
+    queue_owner_name: str = ""
 
 
 @dataclass
@@ -269,6 +281,12 @@ class _Trace:
 # ---------------------------------------------------------------------------------------------
 
 
+def english(label: object) -> str:
+    """A choice's label as the engine stores it: in English whoever is signed in (tracking-rules §8)."""
+    with translation.override("en"):
+        return str(label)
+
+
 def direction_for(folder: str) -> Direction:
     return Direction.OUTGOING if folder == Folder.SENT_ITEMS else Direction.INCOMING
 
@@ -322,7 +340,8 @@ def _hash(text: str) -> int:
 
 def subject_hashes(subject: str, rules: OrgRules) -> frozenset[int]:
     try:
-        stripped = re.sub(rules.hash_filter_keywords, "", subject, count=1)
+        # Every match, not the first only (tracking-rules §5.4): a tag pattern removes the tag everywhere.
+        stripped = re.sub(rules.hash_filter_keywords, "", subject)
     except re.error:
         stripped = subject
     words = stripped.lower().split()[: rules.hash_max_count]
@@ -350,17 +369,29 @@ def is_excluded(address: str, patterns: frozenset[str]) -> bool:
 
 
 def _resolvable(entities: Sequence[Entity], rules: OrgRules) -> list[Entity]:
-    out = []
-    for e in entities:
-        if not e.active and (e.kind == EntityKind.USER or not rules.resolve_inactive):
-            continue  # disabled users never resolve; inactive records only with ResolveForInactiveEntities
-        out.append(e)
-    return out
+    # Disabled users never resolve. Active matches win; inactive ones count only when nothing active
+    # matches: the only match resolves whatever its state, several only with ResolveForInactiveEntities.
+    known = [e for e in entities if e.active or e.kind != EntityKind.USER]
+    active = [e for e in known if e.active]
+    if active:
+        return active
+    return known if len(known) == 1 or rules.resolve_inactive else []
 
 
 def resolve_sender(address: str, ctx: DecisionContext) -> tuple[Entity | None, str]:
-    matches = _resolvable(ctx.entities_by_address.get(address, []), ctx.rules)
+    everything = ctx.entities_by_address.get(address, [])
+    matches = _resolvable(everything, ctx.rules)
     if not matches:
+        inactive = [e for e in everything if e.kind != EntityKind.USER]
+        if inactive:
+            # Never "matches no record" for an address the directory has (tracking-rules §6).
+            return (
+                None,
+                f"{address} matches {len(inactive)} inactive records and no active one: unresolved "
+                "(ResolveForInactiveEntities is off)",
+            )
+        if everything:
+            return None, f"{address} belongs to a disabled user, and disabled users never resolve"
         return None, f"{address} matches no user, queue or record"
     if len(matches) > MAX_SENDER_MATCHES:
         return (
@@ -386,6 +417,14 @@ def resolve_sender(address: str, ctx: DecisionContext) -> tuple[Entity | None, s
         if len(matches) == 1
         else f"best of {len(matches)}: owner's records, then kind, then oldest"
     )
+    if not best.active:
+        why += (
+            ", inactive"
+            if len(matches) == 1
+            else ", inactive: no active one matches (ResolveForInactiveEntities)"
+        )
+    elif left_out := sum(1 for e in everything if not e.active and e.kind != EntityKind.USER):
+        why += f"; {left_out} inactive left out"
     return best, f"{address} → {best.label()} ({why})"
 
 
@@ -459,14 +498,19 @@ def correlate(
     elif not msg.conversation_index:
         trace.add("correlation: conversation_index", "no match", "the message has no conversation index")
     else:
-        for prefix in conversation_index_ancestors(msg.conversation_index):
+        # The exact value first, whatever its shape; then the nearest tracked ancestor (tracking-rules §5.3).
+        exact = msg.conversation_index
+        for prefix in dict.fromkeys([exact, *conversation_index_ancestors(exact)]):
             hit = ctx.tracked_by_conversation_index.get(prefix)
             if hit is not None and hit.message_id != msg.message_id:
-                depth = (len(msg.conversation_index) - len(prefix)) // 10
+                depth = (len(exact) - len(prefix)) // 10
                 trace.add(
                     "correlation: conversation_index",
                     "match",
-                    f"a tracked email is this message's ancestor {depth} level(s) up",
+                    "a tracked email has the same conversation index"
+                    if prefix == exact
+                    else f"no tracked email has the same conversation index; the nearest tracked ancestor "
+                    f"is {depth} level(s) up (this project's refinement)",
                 )
                 return CorrelationMethod.CONVERSATION_INDEX, hit
         trace.add("correlation: conversation_index", "no match", "no tracked email shares this conversation")
@@ -520,6 +564,23 @@ def _newer(a: TrackedRef, b: TrackedRef) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
+def mailbox_not_syncing(entity: Entity, rules: OrgRules) -> str | None:
+    """Why a user's or queue's mailbox is not active for server-side sync; None when it is (§4, §3.1)."""
+    if not entity.has_mailbox:
+        return "has no mailbox"
+    if entity.mailbox_incoming != IncomingMethod.SERVER_SIDE_SYNC:
+        return "mailbox's incoming method is not server-side synchronization"
+    if not entity.mailbox_enabled:
+        return "mailbox is disabled"
+    required = (
+        rules.require_approval_queue if entity.kind == EntityKind.QUEUE else rules.require_approval_user
+    )
+    if required and entity.mailbox_approval != Approval.APPROVED:
+        state = "rejected" if entity.mailbox_approval == Approval.REJECTED else "not approved"
+        return f"mailbox is {state} (approval is required)"
+    return None
+
+
 def candidates(ctx: DecisionContext, recipients: list[tuple[str, Address, list[Entity]]]) -> list[Entity]:
     owner = ctx.mailbox.owner
     out = [owner]
@@ -528,10 +589,75 @@ def candidates(ctx: DecisionContext, recipients: list[tuple[str, Address, list[E
     seen = {(owner.kind, owner.id)}
     for _, _, entities in recipients:
         for e in entities:
-            if e.kind in MAILBOX_OWNER_KINDS and e.has_mailbox and (e.kind, e.id) not in seen:
+            if (
+                e.kind in MAILBOX_OWNER_KINDS
+                and mailbox_not_syncing(e, ctx.rules) is None
+                and (e.kind, e.id) not in seen
+            ):
                 seen.add((e.kind, e.id))
                 out.append(e)
     return out
+
+
+def left_out_recipients(
+    ctx: DecisionContext, recipients: list[tuple[str, Address, list[Entity]]]
+) -> list[tuple[Entity, str]]:
+    """Users and queues among the recipients whose mailbox exists but does not sync: no candidates (§4)."""
+    if ctx.folder == Folder.SENT_ITEMS or ctx.rules.syncing_mailbox_only:
+        return []
+    owner = ctx.mailbox.owner
+    seen = {(owner.kind, owner.id)}
+    out = []
+    for _, _, entities in recipients:
+        for e in entities:
+            if e.kind in MAILBOX_OWNER_KINDS and e.has_mailbox and (e.kind, e.id) not in seen:
+                seen.add((e.kind, e.id))
+                why = mailbox_not_syncing(e, ctx.rules)
+                if why is not None:
+                    out.append((e, why))
+    return out
+
+
+def owner_of(
+    ctx: DecisionContext,
+    *,
+    accepting: Entity | None,
+    correlated: TrackedRef | None,
+    sender: Entity | None,
+    recipients: list[tuple[str, Address, list[Entity]]],
+    incoming: bool,
+) -> tuple[int | None, str, str]:
+    """The owning user of a new tracked email, the first rule that applies (tracking-rules §7).
+
+    Returns (user id or None, the rule's short name, a detail for the trace).
+    """
+    users = [e for _, _, es in recipients for e in es if e.kind == EntityKind.USER]
+    if correlated is not None and correlated.owner_id is not None:
+        parties = ([sender] if sender is not None and sender.kind == EntityKind.USER else []) + users
+        party = next((e for e in parties if e.id == correlated.owner_id), None)
+        if party is not None:
+            return (
+                party.id,
+                "1: correlated",
+                f"the owner of the correlated email {correlated.message_id}, {party.name}, is a party",
+            )
+    if accepting is not None and accepting.kind == EntityKind.USER:
+        return accepting.id, "2: accepting user", f"the accepting user {accepting.name}"
+    if incoming:
+        # To, then Cc, then Bcc: resolve_recipients keeps the message's order.
+        first = next((e for e in users if mailbox_not_syncing(e, ctx.rules) is None), None)
+        if first is not None:
+            return first.id, "3: first user recipient", f"{first.name}, the first user with an active mailbox"
+    owner = ctx.mailbox.owner
+    if owner.kind == EntityKind.USER:
+        return owner.id, "4: mailbox owner", f"{owner.name}, the syncing mailbox's owner"
+    if ctx.mailbox.queue_owner_id is not None:
+        return (
+            ctx.mailbox.queue_owner_id,
+            "4: mailbox owner",
+            f"{ctx.mailbox.queue_owner_name}, the owning user of queue {owner.name}",
+        )
+    return None, "none", f"no rule applies and queue {owner.name} has no owning user"
 
 
 def _accepts(
@@ -789,7 +915,6 @@ def decide(
         None,
     )
     owner = ctx.mailbox.owner
-    owner_user = owner.id if owner.kind == EntityKind.USER else None
     found = _Correlation(
         method=method,
         parent=parent,
@@ -798,32 +923,57 @@ def decide(
         address_hashes=message_address_hashes(msg, rules),
     )
 
+    incoming = direction == Direction.INCOMING
+
+    def owned(accepted_by: Entity | None) -> int | None:
+        # tracking-rules §7: the first ownership rule that applies, named in the trace
+        user_id, rule, detail = owner_of(
+            ctx,
+            accepting=accepted_by,
+            correlated=parent,
+            sender=sender,
+            recipients=recipients,
+            incoming=incoming,
+        )
+        trace.add("owner", rule, detail)
+        return user_id
+
     if manual is not None:
         regarding = manual.regarding or inherited
+        # The mailbox's owner asked for it, so for ownership they stand where an accepting entity would.
+        manual_owner = owned(owner)
         return result(
             Outcome.TRACKED,
             Reason.MANUAL,
             "tracked manually" + (f", regarding {regarding.name}" if regarding else ""),
             regarding=regarding,
-            owner_user_id=owner_user,
+            owner_user_id=manual_owner,
             correlation=found,
         )
     if ctx.is_folder_rule:
         regarding = ctx.folder_rule_regarding or inherited
+        rule_owner = owned(owner)
         return result(
             Outcome.TRACKED,
             Reason.FOLDER_RULE,
             f"everything in folder {ctx.folder!r} is tracked",
             regarding=regarding,
             accepting=owner,
-            owner_user_id=owner_user,
+            owner_user_id=rule_owner,
             correlation=found,
         )
 
     # §4: who accepts
-    incoming = direction == Direction.INCOMING
     accepting: Entity | None = None
     owner_reason: Reason | None = None
+    left_out = left_out_recipients(ctx, recipients)
+    if left_out:
+        trace.add(
+            "candidates",
+            f"{len(left_out)} left out",
+            "; ".join(f"{e.kind} {e.name}: {why}" for e, why in left_out)
+            + "; only mailboxes active for server-side sync take part",
+        )
     for position, cand in enumerate(candidates(ctx, recipients)):
         option = effective_option(cand, rules)
         forced = (
@@ -838,7 +988,7 @@ def decide(
         trace.add(
             f"candidate: {cand.kind} {cand.name}",
             "accepts" if ok else "declines",
-            f"{role}; option {option} '{TrackOption(option).label}'{forced}: {why}",
+            f"{role}; option {option} '{english(TrackOption(option).label)}'{forced}: {why}",
         )
         if position == 0 and not ok:
             owner_reason = REASON_BY_OPTION_DECLINE[option]
@@ -854,7 +1004,6 @@ def decide(
             "no candidate accepts the message; the reason is the mailbox owner's",
         )
 
-    owner_user_id = accepting.id if accepting.kind == EntityKind.USER else owner_user
     auto_create = None
     # Only a sender no record has at all: one left unresolved by several or inactive matches
     # already exists in the directory, and creating it again would make a duplicate.
@@ -883,6 +1032,7 @@ def decide(
             trace.add(
                 "auto-create", "not asked", "the accepting entity does not create records automatically"
             )
+    owner_user_id = owned(accepting)
     return result(
         Outcome.TRACKED,
         reason,
@@ -922,6 +1072,7 @@ def decide_batch(
                 tracking_token=res.tracking_token,
                 subject_hashes=res.subject_hashes,
                 address_hashes=res.address_hashes,
+                owner_id=res.owner_user_id,
             )
             work.tracked_by_message_id.setdefault(ref.message_id, []).append(ref)
             if ref.tracking_token:

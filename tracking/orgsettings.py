@@ -254,7 +254,10 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         "ResolveForInactiveEntities",
         "resolve_inactive",
         False,
-        _("Resolve addresses to inactive records too (never to disabled users)."),
+        _(
+            "Resolve an address that matches several inactive records and no active one "
+            "(never to disabled users)."
+        ),
     ),
     _bool(
         "HideTrackAllOption",
@@ -266,7 +269,7 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         "HideEmailAutoTrackOptions",
         "hide_auto_track_options",
         False,
-        _("Hide the automatic Track options 2 and 3 in Personal Options (stored values are kept)."),
+        _("Hide the automatic Track options 0, 2 and 3 in Personal Options (stored values are kept)."),
     ),
     _bool(
         "RequireApprovalForUserEmail",

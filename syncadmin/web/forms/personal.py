@@ -15,7 +15,8 @@ from tracking.models import CrmRecord, OrgSettings, PersonalOptions
 
 ROWS_MIN, ROWS_MAX = 10, 250
 HIDDEN_BY_TRACK_ALL = frozenset({TrackOption.ALL})
-HIDDEN_BY_AUTO_TRACK = frozenset({TrackOption.CRM_PARTIES, TrackOption.EMAIL_ENABLED})
+# tracking-rules §4: HideEmailAutoTrackOptions leaves only 1 and 4, as in Dynamics.
+HIDDEN_BY_AUTO_TRACK = frozenset({TrackOption.ALL, TrackOption.CRM_PARTIES, TrackOption.EMAIL_ENABLED})
 
 
 @cache

@@ -1,0 +1,141 @@
+"""Traces are stored in English and translated when shown (tracking-rules §8), old German rows included:
+the data migration 0011_english_traces puts the German words stored before issue 14 back into English.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from django.apps import apps as django_apps
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+from django.utils import translation
+
+from tests.conftest import make_decisions
+from tracking.actions import do_set_personal_options
+from tracking.models import Decision, Mailbox
+from tracking.traces import localized_detail
+
+migration = importlib.import_module("tracking.migrations.0011_english_traces")
+
+ENGLISH = [
+    {
+        "check": "sender",
+        "result": "resolved",
+        "detail": "ann@example.net → Contact 'Ann' <ann@example.net> (#7) (only match)",
+    },
+    {
+        "check": "recipients",
+        "result": "2 of 2 resolved",
+        "detail": 'bob@contoso.com → User "Bob O\'Neil" <bob@contoso.com> (#2); '
+        "support@contoso.com → Queue 'Support' <support@contoso.com> (#3)",
+    },
+    {
+        "check": "candidate: user alice",
+        "result": "declines",
+        "detail": "mailbox owner; option 4 'No email messages': accepts no message",
+    },
+    {
+        "check": "candidate: queue Support",
+        "result": "accepts",
+        "detail": "recipient with a mailbox; option 0 'All email messages': accepts every message",
+    },
+    {
+        "check": "auto-create",
+        "result": "contact",
+        "detail": "ann2@example.net → new Contact <ann2@example.net>; Account 'Firma GmbH' <x@y.z> (#9)",
+    },
+    {"check": "outcome", "result": "tracked/accepted_all", "detail": "accepted by queue Support"},
+]
+GERMAN = [
+    {
+        "check": "sender",
+        "result": "resolved",
+        "detail": "ann@example.net → Kontakt 'Ann' <ann@example.net> (#7) (only match)",
+    },
+    {
+        "check": "recipients",
+        "result": "2 of 2 resolved",
+        "detail": 'bob@contoso.com → Benutzer "Bob O\'Neil" <bob@contoso.com> (#2); '
+        "support@contoso.com → Warteschlange 'Support' <support@contoso.com> (#3)",
+    },
+    {
+        "check": "candidate: user alice",
+        "result": "declines",
+        "detail": "mailbox owner; option 4 'Keine E-Mail-Nachrichten': accepts no message",
+    },
+    {
+        "check": "candidate: queue Support",
+        "result": "accepts",
+        "detail": "recipient with a mailbox; option 0 'Alle E-Mail-Nachrichten': accepts every message",
+    },
+    {
+        "check": "auto-create",
+        "result": "contact",
+        "detail": "ann2@example.net → new Kontakt <ann2@example.net>; Firma 'Firma GmbH' <x@y.z> (#9)",
+    },
+    {"check": "outcome", "result": "tracked/accepted_all", "detail": "accepted by queue Support"},
+]
+
+
+def test_the_migration_puts_german_words_back_into_english():
+    assert migration.english_trace(GERMAN) == ENGLISH
+
+
+def test_the_migration_leaves_english_traces_alone():
+    assert migration.english_trace(ENGLISH) is ENGLISH
+
+
+def test_every_option_and_kind_of_the_catalogue_is_known_to_the_migration():
+    from tracking.choices import EntityKind, TrackOption
+
+    with translation.override("de"):
+        kinds = {str(k.label) for k in EntityKind} - {"Lead"}
+        options = {str(o.label) for o in TrackOption}
+    assert kinds == set(migration.GERMAN_KINDS)
+    assert options == set(migration.GERMAN_OPTIONS)
+
+
+@pytest.mark.parametrize("language", ["en", "de"])
+def test_a_detail_is_shown_in_the_readers_language(language):
+    with translation.override(language):
+        shown = [localized_detail(s["detail"]) for s in ENGLISH]
+    assert shown == [s["detail"] for s in (ENGLISH if language == "en" else GERMAN)]
+
+
+def test_the_migration_rewrites_stored_german_rows_only(alice: Mailbox):
+    german, english = make_decisions(alice, 2)
+    Decision.objects.filter(pk=german.pk).update(trace=GERMAN)
+    Decision.objects.filter(pk=english.pk).update(trace=ENGLISH)
+
+    migration.forwards(django_apps, None)
+
+    assert Decision.objects.get(pk=german.pk).trace == ENGLISH
+    assert Decision.objects.get(pk=english.pk).trace == ENGLISH
+
+
+def test_a_german_reader_sees_a_stored_english_trace_in_german(alice: Mailbox, alice_user: User):
+    [decision] = make_decisions(alice, 1, trace=ENGLISH)
+    do_set_personal_options(alice_user, language="de")
+    client = Client()
+    client.force_login(alice_user)
+    html = client.get(reverse("web-decision", args=[decision.pk])).content.decode()
+    assert "Warteschlange &#x27;Support&#x27;" in html
+    assert "&#x27;Keine E-Mail-Nachrichten&#x27;" in html
+    assert "Queue &#x27;Support&#x27;" not in html
+
+
+def test_migrating_to_0009_rewrites_the_german_rows(transactional_db: None, alice: Mailbox):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([("tracking", "0010_reprocessing_rounds")])
+    [german] = make_decisions(alice, 1, trace=GERMAN)  # the schema is the same on both sides of 0009
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate([("tracking", "0011_english_traces")])
+
+    assert Decision.objects.get(pk=german.pk).trace == ENGLISH
