@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from tracking.actions import ProfileValues, check_add_mailbox, check_add_profile, do_set_personal_options
 from tracking.context import mailbox_for_scan
@@ -44,6 +44,14 @@ def run_command(*args: str) -> CommandResult:
     out, err = io.StringIO(), io.StringIO()
     call_command(*args, stdout=out, stderr=err)
     return CommandResult(out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(autouse=True)
+def language_of_the_settings_after_each_test() -> Iterator[None]:
+    """A request by a German-speaking user leaves German active in this thread (the preferences middleware
+    switches per request, as LocaleMiddleware does); the next test must not inherit it."""
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture
