@@ -7,6 +7,7 @@ which also checks the invariants of tracking-rules §8 (the trace ends with an "
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -1451,6 +1452,7 @@ def catalogue() -> list[DecisionResult]:
             ),
         ),
         run(message(), context(owner=all_, org_exclusions=[CAROL_ADDR])),
+        run(message(MID), context(owner=all_, refs=[dataclasses.replace(tracked(1, MID), untracked=True)])),
         run(ParseFailure("i", "<f@x>", "bad"), context()),
         run(ParseFailure("i", "<f@x>", "gone", fetch_failed=True), context()),
     ]
@@ -1467,3 +1469,14 @@ def test_it_reaches_every_reason_with_a_well_formed_trace():
 def test_it_keeps_a_reason_for_every_outcome_in_the_closed_sets():
     assert set(REASONS_BY_OUTCOME) == set(Outcome)
     assert set().union(*REASONS_BY_OUTCOME.values()) == set(Reason)
+
+
+def test_an_untracked_email_is_never_tracked_again_automatically_and_is_no_correlation_parent():
+    gone = dataclasses.replace(tracked(1, MID), untracked=True)
+    res = run(message(MID), context(owner=TRACK_ALL, refs=[gone]))
+    assert (res.outcome, res.reason) == (Outcome.NOT_TRACKED, Reason.UNTRACKED)
+    assert step(res, "duplicate").result == "untracked"
+    reply = run(
+        message("<r@x>", in_reply_to=(MID,)), context(owner=user(1, ALICE_ADDR, track=1), refs=[gone])
+    )
+    assert (reply.outcome, reply.reason) == (Outcome.NOT_TRACKED, Reason.NO_CORRELATION)

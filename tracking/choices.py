@@ -72,6 +72,7 @@ class Reason(models.TextChoices):
     BEFORE_WATERMARK = "before_watermark", _("Received before the start date")
     INTERNAL_DUPLICATE = "internal_duplicate", _("Internal email already tracked in the other direction")
     EXCLUDED_ADDRESS = "excluded_address", _("Address on the exclusion list")
+    UNTRACKED = "untracked", _("Untracked by a person")
     UNPARSEABLE = "unparseable", _("Message could not be parsed")
     FETCH_ERROR = "fetch_error", _("Message could not be fetched")
 
@@ -99,6 +100,7 @@ REASONS_BY_OUTCOME: dict[Outcome, frozenset[Reason]] = {
             Reason.BEFORE_WATERMARK,
             Reason.INTERNAL_DUPLICATE,
             Reason.EXCLUDED_ADDRESS,
+            Reason.UNTRACKED,
         }
     ),
     Outcome.FAILED: frozenset({Reason.UNPARSEABLE, Reason.FETCH_ERROR}),
@@ -216,6 +218,8 @@ class AuditAction(models.TextChoices):
     FOLDER_RULE_REGARDING = "folder_rule_regarding", _("Regarding set by a folder tracking rule")
     FOLDER_RULE_FOLDER_GONE = "folder_rule_folder_gone", _("Folder of a tracking rule deleted")
     MANUAL_TRACKING = "manual_tracking", _("Tracked manually")
+    MANUAL_REGARDING = "manual_regarding", _("Regarding set by hand")
+    MANUAL_UNTRACKED = "manual_untracked", _("Untracked by hand")
     DECISIONS_PURGED = "decisions_purged", _("Decisions purged")
     RECORDS_IMPORTED = "records_imported", _("CRM records imported")
     USER_INVITED = "user_invited", _("User invited")

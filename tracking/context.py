@@ -235,6 +235,7 @@ def tracked_ref(email: TrackedEmail, hashes: Sequence[EmailHash] = ()) -> Tracke
         subject_hashes=frozenset(h.value for h in hashes if h.kind == EmailHash.SUBJECT),
         address_hashes=frozenset(h.value for h in hashes if h.kind == EmailHash.ADDRESS),
         owner_id=email.owner_id,
+        untracked=email.untracked_at is not None,
     )
 
 
@@ -332,6 +333,8 @@ def load_context(
             ref = tracked_ref(email)
             if email.message_id in id_chunk:
                 ctx.tracked_by_message_id.setdefault(email.message_id, []).append(ref)
+            if email.untracked_at is not None:
+                continue  # kept for the duplicate rule (§7a), never a correlation parent
             if email.tracking_token and email.tracking_token in token_chunk:
                 ctx.tracked_by_token.setdefault(email.tracking_token.upper(), ref)
             if email.conversation_index in prefix_chunk:
@@ -343,7 +346,8 @@ def load_context(
             sharing = EmailHash.objects.filter(kind=EmailHash.ADDRESS, value__in=hashes).values(
                 "tracked_email_id"
             )
-            for email in tracked.filter(pk__in=sharing).prefetch_related("hashes"):
+            candidates = tracked.filter(pk__in=sharing, untracked_at__isnull=True)
+            for email in candidates.prefetch_related("hashes"):
                 ctx.smart_candidates.append(tracked_ref(email, list(email.hashes.all())))
 
     if folder not in (Folder.INBOX, Folder.SENT_ITEMS):

@@ -156,6 +156,7 @@ class TrackedRef:
     subject_hashes: frozenset[int] = frozenset()
     address_hashes: frozenset[int] = frozenset()
     owner_id: int | None = None  # the owning user, for ownership rule 1 (tracking-rules §7)
+    untracked: bool = False  # a person untracked it (§7a): never tracked again automatically
 
 
 @dataclass(frozen=True)
@@ -467,7 +468,7 @@ def correlate(
         )
     else:
         for parent_id in msg.in_reply_to:
-            hits = ctx.tracked_by_message_id.get(parent_id)
+            hits = [t for t in ctx.tracked_by_message_id.get(parent_id, []) if not t.untracked]
             if hits:
                 parent = hits[0]
                 trace.add("correlation: in_reply_to", "match", f"In-Reply-To {parent_id} is a tracked email")
@@ -832,8 +833,19 @@ def decide(
     )
     internal = sender is not None and sender.kind == EntityKind.USER
 
+    # §7a: an email a person untracked is never tracked again by a scan or a round (by hand it may be)
+    untracked = [t for t in ctx.tracked_by_message_id.get(msg.message_id, []) if t.untracked]
+    if untracked and manual is None:
+        trace.add("duplicate", "untracked", "a person untracked the email with this Message-ID")
+        return result(
+            Outcome.NOT_TRACKED,
+            Reason.UNTRACKED,
+            "untracked by a person; scans never track it again",
+            existing=untracked[0],
+        )
+
     # §7: duplicates
-    existing = ctx.tracked_by_message_id.get(msg.message_id, [])
+    existing = [t for t in ctx.tracked_by_message_id.get(msg.message_id, []) if not t.untracked]
     same = [t for t in existing if t.direction == direction]
     other = [t for t in existing if t.direction != direction]
     if existing and ctx.is_folder_rule and manual is None:

@@ -15,7 +15,7 @@ from datetime import datetime
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
-from tracking.actions import do_audit_manual_tracking, do_commit_page
+from tracking.actions import current_decision, do_audit_manual_tracking, do_commit_page, do_track_again
 from tracking.choices import Folder
 from tracking.context import (
     ScanRules,
@@ -34,7 +34,7 @@ from tracking.messages import (
     message_from_snapshot,
     parse_message,
 )
-from tracking.models import Decision, Mailbox, ScanRun
+from tracking.models import CrmRecord, Decision, Mailbox, ScanRun, TrackedEmail
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +76,21 @@ def process_page(
     sync_state: str | None = None,
     start_date: datetime | None = None,
     rules: ScanRules | None = None,
+    made_by: User | None = None,
 ) -> list[Processed]:
     """Decide and commit one page; messages already decided in this mailbox folder are returned as they are.
 
     Manual tracking keeps its own decisions: tracking by hand a message a scan did not track adds a
-    manual decision next to the scan's (both stay in the log), once.
+    manual decision next to the scan's (both stay in the log), once (`ingest --regarding` run twice adds
+    nothing). A person's Track (`made_by`) is a new decision each time, superseding the message's current
+    one (tracking-rules §7a).
 
     `start_date` and `rules` are the ones the scan started with (it loads them once for all its pages);
     a start date of None is the mailbox's configured one.
     """
     rules = rules or load_scan_rules()
     parsed = [parse_item(i) for i in items]
+    by_person = manual is not None and made_by is not None
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         existing = {
             d.message_id: d
@@ -96,6 +100,7 @@ def process_page(
                 manual=manual is not None,
                 message_id__in=sorted({m.message_id for m in parsed}),
             )
+            if not by_person
         }
         fresh: list[ParsedMessage | ParseFailure] = []
         seen: set[str] = set()
@@ -121,6 +126,8 @@ def process_page(
                 now=now,
                 sync_state=sync_state,
                 manual=manual is not None,
+                made_by=made_by,
+                supersedes=current_decision_ids(mailbox, folder, seen) if by_person else None,
             )
             break
         except IntegrityError:
@@ -313,6 +320,11 @@ def message_of(decision: Decision) -> ParsedMessage:
     )
 
 
+def tracked_email_of(decision: Decision) -> TrackedEmail | None:
+    """The TrackedEmail of a decision's message in its direction, tracked or untracked, if there is one."""
+    return TrackedEmail.objects.filter(message_id=decision.message_id, direction=decision.direction).first()
+
+
 @transaction.atomic
 def track_decision_manually(
     decision: Decision,
@@ -322,12 +334,22 @@ def track_decision_manually(
     acting_user: User | None = None,
     actor_label: str = "cli",
 ) -> Processed:
-    """Track / Set regarding on a message a scan did not track (tracking-rules §3.3): a manual decision
-    beside it,
-    audited in the same transaction.
+    """Track (optionally regarding a record) a message that is not tracked (tracking-rules §7a): any message
+    there is a decision for, in any folder. A new manual decision superseding the current one, audited
+    in the same transaction; an email untracked before is tracked again (the same TrackedEmail). A message
+    that is tracked already is returned as it is: set its regarding instead.
 
     The caller checks who may do this (the mailbox's owner or an admin).
     """
+    email = tracked_email_of(decision)
+    if email is not None and email.untracked_at is None:
+        return Processed(current_decision(decision), new=False)
+    if email is not None:
+        record = CrmRecord.objects.get(pk=regarding.id) if regarding is not None else None
+        made = do_track_again(
+            decision, email, record, now=now, acting_user=acting_user, actor_label=actor_label
+        )
+        return Processed(made, new=True)
     mailbox = mailbox_for_scan(decision.mailbox_id)
     [processed] = process_page(
         mailbox,
@@ -336,6 +358,7 @@ def track_decision_manually(
         scan_run=None,
         now=now,
         manual=ManualTracking(regarding),
+        made_by=acting_user,
     )
     if processed.new:
         do_audit_manual_tracking(

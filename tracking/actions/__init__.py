@@ -34,6 +34,12 @@ from tracking.actions.mailboxes import (
     do_reset_mailbox_sync_state,
     do_set_mailbox_start_date,
 )
+from tracking.actions.manual import (
+    current_decision,
+    do_set_regarding_by_hand,
+    do_track_again,
+    do_untrack,
+)
 from tracking.actions.personal import (
     check_add_folder_rule,
     do_delete_folder_rule,
@@ -113,6 +119,7 @@ __all__ = [
     "check_update_mailbox",
     "check_update_profile",
     "check_update_queue",
+    "current_decision",
     "default_profile",
     "do_add_exclusion",
     "do_apply_default_profile",
@@ -147,9 +154,12 @@ __all__ = [
     "do_set_mailbox_start_date",
     "do_set_personal_options",
     "do_set_regarding_by_folder_rule",
+    "do_set_regarding_by_hand",
     "do_set_scan_estimate",
     "do_start_round",
     "do_start_scan_run",
+    "do_track_again",
+    "do_untrack",
     "endpoint_problem",
     "last_sign_in_methods",
     "normalize_folder_path",

@@ -119,6 +119,7 @@ def do_commit_page(
     round: ReprocessRound | None = None,
     supersedes: Mapping[str, int] | None = None,
     round_state: str | None = None,
+    made_by: User | None = None,
 ) -> list[Decision]:
     """Write one page: auto-created records, TrackedEmails, hashes, Decisions, counts, sync state.
 
@@ -237,6 +238,7 @@ def do_commit_page(
                 decided_at=now,
                 round=round,
                 supersedes_id=(supersedes or {}).get(msg.message_id),
+                made_by=made_by,
                 **_accepting_fields(res),
             )
         )

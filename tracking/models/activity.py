@@ -64,6 +64,8 @@ class TrackedEmail(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="correlated_replies"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Untracked by a person (tracking-rules §7a): kept for the audit, never tracked again automatically.
+    untracked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -214,16 +216,20 @@ class Decision(models.Model):
     supersedes = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="superseded_by"
     )
+    # Who made a manual decision (Track, set or clear regarding, untrack: tracking-rules §7a); null: the CLI.
+    made_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     objects = DecisionQuerySet.as_manager()
 
     class Meta:
         constraints = [
-            # One automatic decision per message and folder, and at most one manual one after it; a round
-            # adds one more per message (its key makes a resumed round idempotent).
+            # One automatic decision per message and folder; a round adds one more per message (its key
+            # makes a resumed round idempotent); every manual action is a decision of its own (§7a).
             models.UniqueConstraint(
-                fields=["mailbox", "folder", "message_id", "manual"],
-                condition=models.Q(round__isnull=True),
+                fields=["mailbox", "folder", "message_id"],
+                condition=models.Q(round__isnull=True, manual=False),
                 name="decision_unique_message",
             ),
             models.UniqueConstraint(
