@@ -488,7 +488,7 @@ def test_it_shows_the_tracked_email_and_links_the_regarding_record(client, alice
     assert r.status_code == 200 and made.tracked_email is not None
     assert "The CRM email activity this decision created." in body
     assert f"{reverse('web-directory')}?kind=account&amp;q=Northwind%20Traders" in body
-    assert "Track / Set regarding (by hand)" in body
+    assert f"{admin.get_username()}, by hand" in body
     assert f'href="{reverse("web-decision", args=[decision.pk])}"' in body  # the scan's decision, related
 
 
@@ -516,9 +516,71 @@ def test_the_owner_tracks_a_not_tracked_message_regarding_a_record(client, alice
     assert decision.outcome == "not_tracked"  # the scan's decision is never changed
     follow = client.get(r["Location"])
     assert b"The message is tracked." in follow.content
-    # the scan's decision now links to the manual one and offers no second Track
+    # the scan's decision now links to the manual one and offers no second Track, but regarding and untrack
     again = client.get(reverse("web-decision", args=[decision.pk]))
     assert again.context["manual_sibling"] == made and again.context["can_track"] is False
+    assert again.context["can_manage"] is True
+
+
+def test_the_owner_changes_clears_the_regarding_and_untracks_then_tracks_again(client, alices, alice):
+    record = CrmRecord.objects.create(kind="contact", name="Ann Example", email1="ann@example.net")
+    other = CrmRecord.objects.create(kind="account", name="Example Ltd", email1="info@example.net")
+    decision = alices["not_tracked"]
+    client.force_login(user_of(alice))
+    client.post(reverse("web-decision-track", args=[decision.pk]), {"regarding": record.pk})
+    email = TrackedEmail.objects.get()
+
+    changed = client.post(
+        reverse("web-decision-regarding", args=[decision.pk]), {"regarding": other.pk}, follow=True
+    )
+    assert "The email is now regarding" in changed.content.decode()
+    email.refresh_from_db()
+    assert email.regarding == other
+    nothing = client.post(reverse("web-decision-regarding", args=[decision.pk]), {"regarding": ""})
+    assert (
+        nothing.status_code == 400 and "Choose a record, or clear the regarding." in nothing.content.decode()
+    )
+    client.post(reverse("web-decision-regarding", args=[decision.pk]), {"clear": "1"})
+    email.refresh_from_db()
+    assert email.regarding is None
+
+    untracked = client.post(reverse("web-decision-untrack", args=[decision.pk]), follow=True)
+    assert "scans will not track it again" in untracked.content.decode()
+    email.refresh_from_db()
+    assert email.untracked_at is not None
+    last = Decision.objects.order_by("-pk").first()
+    assert last is not None and (last.outcome, last.reason, last.made_by) == (
+        "not_tracked",
+        "untracked",
+        alice.user,
+    )
+    assert "alice, by hand" in untracked.content.decode()
+    # nothing tracked to change any more; Track is offered again and tracks the same email
+    assert client.post(reverse("web-decision-untrack", args=[decision.pk])).status_code == 404
+    page = client.get(reverse("web-decision", args=[decision.pk]))
+    assert page.context["can_track"] is True and page.context["can_manage"] is False
+    client.post(reverse("web-decision-track", args=[decision.pk]), {"regarding": ""})
+    email.refresh_from_db()
+    assert email.untracked_at is None and TrackedEmail.objects.count() == 1
+    assert [e.action for e in AuditEvent.objects.filter(action__startswith="manual_").order_by("pk")] == [
+        "manual_tracking",
+        "manual_regarding",
+        "manual_regarding",
+        "manual_untracked",
+        "manual_tracking",
+    ]
+
+
+def test_another_user_and_an_auditor_cannot_change_a_tracked_email(client, alices, alice, bob, auditor):
+    client.force_login(user_of(alice))
+    client.post(reverse("web-decision-track", args=[alices["not_tracked"].pk]), {"regarding": ""})
+    pk = alices["not_tracked"].pk
+    client.force_login(user_of(bob))
+    assert client.post(reverse("web-decision-untrack", args=[pk])).status_code == 404
+    client.force_login(auditor)
+    assert client.post(reverse("web-decision-untrack", args=[pk])).status_code == 403
+    assert client.post(reverse("web-decision-regarding", args=[pk]), {"clear": "1"}).status_code == 403
+    assert TrackedEmail.objects.get().untracked_at is None
 
 
 def test_an_admin_tracks_without_a_regarding_record(client, alices, admin):

@@ -81,6 +81,8 @@ urlpatterns = [
     path("decisions/export.csv", decisions.decision_export, name="web-decisions-export"),
     path("decisions/<int:pk>/", decisions.decision_detail, name="web-decision"),
     path("decisions/<int:pk>/track/", decisions.decision_track, name="web-decision-track"),
+    path("decisions/<int:pk>/regarding/", decisions.decision_regarding, name="web-decision-regarding"),
+    path("decisions/<int:pk>/untrack/", decisions.decision_untrack, name="web-decision-untrack"),
     # explain and what-if
     path("explain/", explain.explain, name="web-explain"),
     path("what-if/", explain.what_if, name="web-what-if"),

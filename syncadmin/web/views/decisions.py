@@ -24,10 +24,11 @@ from syncadmin.web.htmx import is_htmx
 from syncadmin.web.paging import cursor_param, keyset_page, rows_per_page
 from syncadmin.web.permissions import AuthenticatedHttpRequest, may_track, user_required
 from syncadmin.web.views.decisions_export import csv_chunks
+from tracking.actions import current_decision, do_set_regarding_by_hand, do_untrack
 from tracking.choices import Outcome
 from tracking.decisions import RecordRef
-from tracking.models import CrmRecord, Decision
-from tracking.pipeline import track_decision_manually
+from tracking.models import CrmRecord, Decision, TrackedEmail
+from tracking.pipeline import track_decision_manually, tracked_email_of
 
 RELATED_LIMIT = 20
 RECORD_CHOICES_LIMIT = 50
@@ -121,8 +122,8 @@ def _get_decision(request: AuthenticatedHttpRequest, pk: int) -> Decision:
 
 
 def is_trackable(decision: Decision) -> bool:
-    """Only a scan's not_tracked decision can be tracked by hand; failed messages have nothing to track."""
-    return decision.outcome == Outcome.NOT_TRACKED and not decision.manual
+    """Any decided message can be tracked by hand (§7a) but a failed one, which has no message to track."""
+    return decision.outcome != Outcome.FAILED
 
 
 def _message_addresses(decision: Decision) -> list[str]:
@@ -169,9 +170,13 @@ def _detail_context(
         ),
         None,
     )
-    can_track = is_trackable(decision) and manual_sibling is None and may_track(request.user, decision)
+    email = tracked_email_of(decision)
+    tracked_now = email is not None and email.untracked_at is None
+    allowed = may_track(request.user, decision)
+    can_track = allowed and is_trackable(decision) and not tracked_now
+    can_manage = allowed and tracked_now  # set or clear regarding, untrack (tracking-rules §7a)
     search = request.GET.get("record_q", "").replace("\x00", "").strip()[:100]
-    if can_track and form is None:
+    if (can_track or can_manage) and form is None:
         form = TrackForm(offered=offered_records(decision, search))
     steps = decision.trace if isinstance(decision.trace, list) else []
     return {
@@ -180,7 +185,9 @@ def _detail_context(
         "related": related,
         "manual_sibling": manual_sibling,
         "can_track": can_track,
-        "track_form": form if can_track else None,
+        "can_manage": can_manage,
+        "tracked_email": email,
+        "track_form": form if can_track or can_manage else None,
         "record_q": search,
         "nav_section": "decisions",
         "title": _("Decision #%(id)s") % {"id": decision.pk},
@@ -192,7 +199,7 @@ def _detail_context(
 def decision_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     decision = _get_decision(request, pk)
     context = _detail_context(request, decision)
-    if is_htmx(request, target="track-form") and context["can_track"]:
+    if is_htmx(request, target="track-form") and context["track_form"] is not None:
         return render(request, "web/_decision_track.html", context)
     return render(request, "web/decision_detail.html", context)
 
@@ -205,21 +212,12 @@ def decision_track(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     if not may_track(user, decision):
         raise PermissionDenied
     if not is_trackable(decision):
-        messages.error(request, _("Only a message a scan did not track can be tracked by hand."))
+        messages.error(request, _("A message that could not be read cannot be tracked."))
         return redirect("web-decision", decision.pk)
-    sibling = (
-        Decision.objects.filter(
-            mailbox_id=decision.mailbox_id,
-            folder=decision.folder,
-            message_id=decision.message_id,
-            manual=True,
-        )
-        .only("pk")
-        .first()
-    )
-    if sibling is not None:
-        messages.info(request, _("This message has already been tracked by hand."))
-        return redirect("web-decision", sibling.pk)
+    email = tracked_email_of(decision)
+    if email is not None and email.untracked_at is None:
+        messages.info(request, _("This message is tracked already; you can change its regarding."))
+        return redirect("web-decision", current_decision(decision).pk)
     form = TrackForm(request.POST, offered=offered_records(decision, ""))
     if not form.is_valid():
         return render(
@@ -237,4 +235,45 @@ def decision_track(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
             _("The message was not tracked again: %(reason)s. This is the manual decision.")
             % {"reason": made.get_reason_display()},
         )
+    return redirect("web-decision", made.pk)
+
+
+def _tracked_email_to_manage(request: AuthenticatedHttpRequest, pk: int) -> tuple[Decision, TrackedEmail]:
+    decision = _get_decision(request, pk)
+    if not may_track(request.user, decision):
+        raise PermissionDenied
+    email = tracked_email_of(decision)
+    if email is None or email.untracked_at is not None:
+        raise Http404  # nothing tracked to change: the page no longer offers it
+    return decision, email
+
+
+@user_required
+@require_POST
+def decision_regarding(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """Set, change or clear (the "clear" button) the regarding of the message's tracked email."""
+    decision, email = _tracked_email_to_manage(request, pk)
+    record: CrmRecord | None = None
+    if "clear" not in request.POST:
+        form = TrackForm(request.POST, offered=offered_records(decision, ""))
+        if not form.is_valid() or form.cleaned_data["regarding"] is None:
+            if form.is_valid():
+                form.add_error("regarding", _("Choose a record, or clear the regarding."))
+            context = _detail_context(request, decision, form)
+            return render(request, "web/decision_detail.html", context, status=400)
+        record = form.cleaned_data["regarding"]
+    made = do_set_regarding_by_hand(decision, email, record, now=timezone.now(), acting_user=request.user)
+    if record is None:
+        messages.success(request, _("The regarding is cleared; the email stays tracked."))
+    else:
+        messages.success(request, _("The email is now regarding %(record)s.") % {"record": record})
+    return redirect("web-decision", made.pk)
+
+
+@user_required
+@require_POST
+def decision_untrack(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    decision, email = _tracked_email_to_manage(request, pk)
+    made = do_untrack(decision, email, now=timezone.now(), acting_user=request.user)
+    messages.success(request, _("The email is untracked; scans will not track it again."))
     return redirect("web-decision", made.pk)
