@@ -30,7 +30,15 @@ from tracking.actions import (
     do_record_test_result,
 )
 from tracking.choices import ErrorKind
-from tracking.models import AuditEvent, Decision, EmailServerProfile, Mailbox, PersonalOptions
+from tracking.models import (
+    AuditEvent,
+    CrmRecord,
+    Decision,
+    EmailServerProfile,
+    Mailbox,
+    PersonalOptions,
+    TrackedEmail,
+)
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -391,3 +399,24 @@ def copy_screenshots_to_docs() -> None:  # pragma: no cover  (run by hand: see t
     docs.mkdir(parents=True, exist_ok=True)
     for png in SCREENSHOTS.glob("*.png"):
         shutil.copy(png, docs / png.name)
+
+
+def test_it_lets_the_owner_set_regarding_and_untrack_a_tracked_email(page, people, decisions):
+    record = CrmRecord.objects.create(kind="account", name="Fabrikam", email1="carla@fabrikam.example")
+    tracked = next(d for d in decisions if d.outcome == "tracked" and d.sender == "carla@fabrikam.example")
+    sign_in(page, "alice")
+    page.goto(f"/decisions/{tracked.pk}/")
+    page.get_by_label("Regarding", exact=True).select_option(str(record.pk))
+    page.get_by_role("button", name="Set regarding").click()
+    page.wait_for_load_state()
+    assert "The email is now regarding" in page.content()
+    assert TrackedEmail.objects.get(message_id=tracked.message_id).regarding == record
+
+    page.get_by_role("button", name="Untrack").click()
+    page.wait_for_load_state()
+    assert "scans will not track it again" in page.content()
+    assert "alice, by hand" in page.content()
+    assert TrackedEmail.objects.get(message_id=tracked.message_id).untracked_at is not None
+    # the decision log's current decision for the message is the untrack
+    page.goto("/decisions/?outcome=not_tracked&reason=untracked")
+    assert tracked.subject in page.content()

@@ -87,7 +87,7 @@ def do_set_regarding_by_hand(
     actor_label: str = "cli",
 ) -> Decision:
     """Set, change (a record) or clear (None) the regarding of a tracked email."""
-    email = TrackedEmail.objects.select_for_update().select_related("regarding").get(pk=email.pk)
+    email = TrackedEmail.objects.select_for_update(of=("self",)).select_related("regarding").get(pk=email.pk)
     before = email.regarding
     email.regarding = record
     email.save(update_fields=["regarding"])
@@ -162,7 +162,7 @@ def do_track_again(
     actor_label: str = "cli",
 ) -> Decision:
     """Track by hand an email that was untracked: the same TrackedEmail, tracked again."""
-    email = TrackedEmail.objects.select_for_update().select_related("regarding").get(pk=email.pk)
+    email = TrackedEmail.objects.select_for_update(of=("self",)).select_related("regarding").get(pk=email.pk)
     email.untracked_at = None
     if record is not None:
         email.regarding = record
