@@ -11,7 +11,7 @@ from django.apps import apps as django_apps
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 
 from tests.conftest import make_decisions
 from tracking.actions import do_set_personal_options
@@ -127,15 +127,33 @@ def test_a_german_reader_sees_a_stored_english_trace_in_german(alice: Mailbox, a
     assert "Queue &#x27;Support&#x27;" not in html
 
 
-def test_migrating_to_0009_rewrites_the_german_rows(transactional_db: None, alice: Mailbox):
+def test_migrating_to_english_traces_rewrites_the_german_rows(transactional_db: None, alice: Mailbox):
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
+    before, after = ("tracking", "0010_reprocessing_rounds"), ("tracking", "0011_english_traces")
     executor = MigrationExecutor(connection)
-    executor.migrate([("tracking", "0010_reprocessing_rounds")])
-    [german] = make_decisions(alice, 1, trace=GERMAN)  # the schema is the same on both sides of 0009
+    leaves = executor.loader.graph.leaf_nodes()
+    executor.migrate([before])
+    # rows as they were then, through the models of that state (later migrations add columns)
+    old = executor.loader.project_state(before).apps.get_model("tracking", "Decision")
+    german = old.objects.create(
+        mailbox_id=alice.pk,
+        folder="inbox",
+        message_id="<german@x>",
+        direction="incoming",
+        outcome="not_tracked",
+        reason="option_none",
+        trace=GERMAN,
+        decided_at=timezone.now(),
+    )
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
-    executor.migrate([("tracking", "0011_english_traces")])
-
-    assert Decision.objects.get(pk=german.pk).trace == ENGLISH
+    executor.migrate([after])
+    migrated = executor.loader.project_state(after).apps.get_model("tracking", "Decision")
+    try:
+        assert migrated.objects.get(pk=german.pk).trace == ENGLISH
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(leaves)
