@@ -279,7 +279,8 @@ def result_as_json(res: DecisionResult) -> dict[str, object]:
     }
 
 
-def _json_lookups() -> tuple[Prefetch[TrackedEmail], Prefetch[QueueItem]]:
+def _json_lookups() -> tuple[Prefetch[str], Prefetch[str]]:
+    # Made anew for each use: prefetching changes a Prefetch's paths as it goes.
     return (
         Prefetch("tracked_email", queryset=TrackedEmail.objects.select_related("owner")),
         Prefetch(

@@ -290,7 +290,7 @@ def _queue_items(
     Only new TrackedEmails get items, so a rescan, a replayed page or a reprocessing round (which tracks
     nothing twice) adds none; the unique constraint stands behind that.
     """
-    items = []
+    items: list[QueueItem] = []
     for res, email in zip(results, emails, strict=True):
         queues: dict[int, None] = {}  # ordered, without repeats
         if res.accepting is not None and res.accepting.kind == EntityKind.QUEUE and res.accepting.id > 0:

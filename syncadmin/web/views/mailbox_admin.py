@@ -273,11 +273,12 @@ def queue_item_done(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     else:
         messages.info(request, _("The item was done already."))
     # Back to the list as it was: only its own parameters are kept, re-encoded.
-    back = QueryDict(request.POST.get("back", "").lstrip("?"), mutable=True)
+    back = QueryDict(str(request.POST.get("back", "")).lstrip("?"))
     kept = QueryDict(mutable=True)
     for key in ("state", "before", "after"):
-        if back.get(key):
-            kept[key] = back[key]
+        value = back.get(key)
+        if value:
+            kept[key] = value
     query = kept.urlencode()
     return redirect(reverse("web-queue", args=[item.queue_id]) + (f"?{query}" if query else ""))
 
