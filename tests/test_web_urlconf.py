@@ -284,7 +284,9 @@ def ingest_one(tmp_path: Path) -> Decision:
 
 def queue_item_of(queue: Queue) -> int:
     """An active item on the queue's work list."""
-    email = TrackedEmail.objects.create(message_id=f"<queue-item-{queue.pk}@example.net>", direction="incoming")
+    email = TrackedEmail.objects.create(
+        message_id=f"<queue-item-{queue.pk}@example.net>", direction="incoming"
+    )
     return QueueItem.objects.create(queue=queue, tracked_email=email, created_at=timezone.now()).pk
 
 
