@@ -43,6 +43,7 @@ def queue_mailbox(address: str, name: str, profile_name: str) -> Mailbox:
 
 
 def set_queue_track(mailbox: Mailbox, track: int) -> None:
+    assert mailbox.queue_id is not None
     Queue.objects.filter(pk=mailbox.queue_id).update(track=track)
 
 
@@ -388,7 +389,7 @@ def test_an_admin_marks_an_item_done_audited_once(admin, queue, client):
 @pytest.mark.parametrize("role", ["auditor", "user"])
 def test_only_admins_mark_items_done(role, auditor, alice, queue, client):
     [item] = make_items(queue, 1)
-    person: User = auditor if role == "auditor" else alice.user  # type: ignore[assignment]
+    person: User = auditor if role == "auditor" else alice.user
     response = login(client, person).post(reverse("web-queue-item-done", args=[item.pk]))
     assert response.status_code == 403
     item.refresh_from_db()
