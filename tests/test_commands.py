@@ -71,6 +71,7 @@ DOMAIN_SETTINGS: dict[str, tuple[str, object, int | None, int | None]] = {
     "TransientFailureRetryLimit": ("int", 10, 0, 100),
     "TransientFailureRetryMinutes": ("int", 5, 1, 1440),
     "MaximumSubjectLengthOnMailServer": ("int", 255, 255, 400),
+    "CreateQueueItemForSynchronizingMailbox": ("bool", True, None, None),
 }
 SPEC_IDS = [s.name for s in ORG_SETTINGS]
 
@@ -123,7 +124,7 @@ class TestOrgSettingsList:
 
     def test_it_lists_every_setting_as_text(self, db, cmd):
         lines = cmd("orgsettings", "list").out.splitlines()
-        assert len(lines) == 32
+        assert len(lines) == 33
         for spec, line in zip(ORG_SETTINGS, lines, strict=True):
             name, value = line.split()[:2]
             assert name == spec.name
@@ -138,7 +139,7 @@ class TestOrgSettingsList:
 
     def test_it_lists_every_setting_as_json(self, db, cmd):
         rows = json.loads(cmd("orgsettings", "list", "--json").out)
-        assert len(rows) == 32
+        assert len(rows) == 33
         assert [r["name"] for r in rows] == list(DOMAIN_SETTINGS)
         for row in rows:
             assert set(row) == {"name", "value", "type", "default", "accepts", "description"}

@@ -36,6 +36,8 @@ JSON_KEYS = {
     "decision_id",
     "supersedes",
     "round",
+    "owner",
+    "queue_items",
 }
 
 
@@ -191,6 +193,8 @@ class TestJsonLines:
         assert row["new"] is True
         assert row["trace"] and all(set(step) == {"check", "result", "detail"} for step in row["trace"])
         assert row["trace"][-1]["check"] == "outcome"
+        assert row["owner"] == {"kind": "user", "name": "alice"}
+        assert row["queue_items"] == []
 
     def test_it_writes_nulls_for_what_a_decision_lacks(self, alice, cmd, tmp_path):
         row = one(ingest(cmd, "alice@contoso.com", "inbox", write_eml(tmp_path, "a.eml")))
@@ -201,6 +205,8 @@ class TestJsonLines:
         assert row["correlation_method"] is None
         assert row["correlated_message_id"] is None
         assert row["regarding"] is None
+        assert row["owner"] is None
+        assert row["queue_items"] == []
 
     def test_it_prints_a_summary_without_json(self, alice, cmd, tmp_path):
         write_eml(tmp_path, "a.eml", message_id="<a@example.net>")

@@ -18,11 +18,16 @@ from django.test.utils import CaptureQueriesContext
 
 from tests.conftest import make_mailbox
 from tracking import pipeline
-from tracking.actions import check_set_org_setting, do_set_personal_options, do_start_scan_run
+from tracking.actions import (
+    check_add_mailbox,
+    check_set_org_setting,
+    do_set_personal_options,
+    do_start_scan_run,
+)
 from tracking.choices import Folder, Outcome, ScanSource
 from tracking.context import load_scan_rules, mailbox_for_scan
 from tracking.messages import RawItem
-from tracking.models import CrmRecord, Decision, EmailServerProfile, TrackedEmail
+from tracking.models import CrmRecord, Decision, EmailServerProfile, QueueItem, TrackedEmail
 
 # A page of the worst kind (auto-created senders, replies within the page, a folder's first page): 6 loads
 # (8 with smart matching) and 8 writes between SAVEPOINT and RELEASE (BEGIN and COMMIT in a scan).
@@ -161,6 +166,33 @@ def test_it_does_not_query_more_for_a_bigger_page(exchange_profile, smart_matchi
 
     assert len(set(counts.values())) == 1, counts
     assert max(counts.values()) <= MAX_QUERIES, counts
+
+
+def measure_queue(profile: EmailServerProfile, tag: str, size: int) -> int:
+    """One page into a fresh queue mailbox whose queue takes everything: each message gets its queue item."""
+    box = check_add_mailbox(f"{tag}@contoso.com", profile_name=profile.name, queue_name=tag, approve=True)
+    box = mailbox_for_scan(box.pk)
+    run = do_start_scan_run(box, Folder.INBOX, source=ScanSource.INGEST, now=T0)
+    items = page_items(tag, size, box.email_address)
+    rules = load_scan_rules()
+    with CaptureQueriesContext(connection) as ctx:
+        processed = pipeline.process_page(
+            box, Folder.INBOX, items, scan_run=run, now=T0 + timedelta(days=1), rules=rules
+        )
+    assert all(p.new and p.decision.outcome == Outcome.TRACKED for p in processed)
+    assert QueueItem.objects.filter(queue__name=tag).count() == size
+    return len(ctx.captured_queries)
+
+
+def test_queue_items_cost_one_insert_per_page(exchange_profile):
+    """A queue mailbox's page writes its queue items (tracking-rules §2) in one statement, at any size."""
+    setup = mailbox_for_scan(make_mailbox("setup@contoso.com", "setup", exchange_profile, track=0).pk)
+    add_contacts(0, 10)
+    pipeline.process_page(setup, Folder.INBOX, parent_items(), scan_run=None, now=T0)
+    counts = {size: measure_queue(exchange_profile, f"queue{size}", size) for size in (10, 100)}
+    print(f"\nqueries per queue mailbox page ({connection.vendor}): {counts}")
+    assert counts[10] == counts[100], counts
+    assert counts[10] <= MAX_QUERIES, counts
 
 
 @pytest.fixture(autouse=True)

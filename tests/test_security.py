@@ -35,7 +35,7 @@ from syncadmin.devtools.simulators.server import Simulator
 from syncadmin.devtools.simulators.store import MailStore
 from tests import rq_helpers as h
 from tests.conftest import CommandResult, run_command
-from tests.test_web_urlconf import KWARGS_OF, PK_OF, round_of, routes
+from tests.test_web_urlconf import KWARGS_OF, PK_OF, queue_item_of, round_of, routes
 from tracking.actions import (
     ProfileValues,
     check_add_folder_rule,
@@ -626,7 +626,8 @@ def csrf_world(alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tmp_pat
         "folder_rule": check_add_folder_rule(alice, "Inbox/Projects", folder_id="f-Projects").pk,
         "exclusion": do_add_exclusion("friend@example.org", user=alice.user).pk,
         "person": bob.user_id,
-        "queue": Queue.objects.create(name="Support", email="support@contoso.com").pk,
+        "queue": (queue := Queue.objects.create(name="Support", email="support@contoso.com")).pk,
+        "queue_item": queue_item_of(queue),
         "bulk": check_start_bulk("approve", [alice.pk]).pk,
         "import_run": ImportRun.objects.create(kind="contact", text="name,email\n").pk,
         "round": round_of(alice),

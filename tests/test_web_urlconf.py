@@ -30,8 +30,10 @@ from tracking.models import (
     Mailbox,
     OrgSettings,
     Queue,
+    QueueItem,
     ReprocessRound,
     ScanRun,
+    TrackedEmail,
 )
 
 ROLES = ("anonymous", "user", "other_user", "auditor", "admin")
@@ -57,6 +59,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "web-mailbox-edit": row(LOGIN, 403, 403, 403, 200),
     "web-mailbox-reject": row(LOGIN, 403, 403, 403, 405),
     "web-queue": row(LOGIN, 403, 403, 200, 200),
+    "web-queue-item-done": row(LOGIN, 403, 403, 403, 405),
     "web-profile-test": row(LOGIN, 403, 403, 403, 405),
     "web-profile-test-mailboxes": row(LOGIN, 403, 403, 403, 405),
     "web-profile-default": row(LOGIN, 403, 403, 403, 405),
@@ -126,6 +129,7 @@ PK_OF = {
     "web-round": "round",
     "web-round-cancel": "round",
     "web-queue": "queue",
+    "web-queue-item-done": "queue_item",
     "web-profile-test": "profile",
     "web-profile-test-mailboxes": "profile",
     "web-profile-default": "profile",
@@ -156,6 +160,7 @@ POST_REFUSED: dict[str, dict[str, int]] = {
     "web-mailbox-edit": {"user": 403, "other_user": 403, "auditor": 403},
     "web-mailbox-reject": {"user": 403, "other_user": 403, "auditor": 403},
     "web-queue": {"user": 403, "other_user": 403, "auditor": 403},
+    "web-queue-item-done": {"user": 403, "other_user": 403, "auditor": 403},
     "web-profile-test": {"user": 403, "other_user": 403, "auditor": 403},
     "web-profile-test-mailboxes": {"user": 403, "other_user": 403, "auditor": 403},
     "web-profile-default": {"user": 403, "other_user": 403, "auditor": 403},
@@ -285,6 +290,14 @@ def ingest_one(tmp_path: Path) -> Decision:
     return Decision.objects.get(message_id="<urlconf-1@fabrikam.example>")
 
 
+def queue_item_of(queue: Queue) -> int:
+    """An active item on the queue's work list."""
+    email = TrackedEmail.objects.create(
+        message_id=f"<queue-item-{queue.pk}@example.net>", direction="incoming"
+    )
+    return QueueItem.objects.create(queue=queue, tracked_email=email, created_at=timezone.now()).pk
+
+
 def round_of(mailbox: Mailbox) -> int:
     """A queued reprocessing round of the mailbox, requested by its owner."""
     round = ReprocessRound.objects.create(
@@ -321,6 +334,7 @@ def world(db: None, alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tm
         "exclusion": exclusion.pk,
         "person": user_of(alice).pk,
         "queue": queue.pk,
+        "queue_item": queue_item_of(queue),
         "bulk": bulk.pk,
         "import_run": ImportRun.objects.create(kind="contact", text="name,email\n").pk,
         "round": round_of(alice),
@@ -351,6 +365,7 @@ def state() -> tuple[object, ...]:
         Mailbox.objects.count(),
         list(Queue.objects.values_list("track", "owner_id")),
         list(EmailServerProfile.objects.filter(is_default=True).values_list("pk", flat=True)),
+        list(QueueItem.objects.values_list("state", "done_at")),
     )
 
 

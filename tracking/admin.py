@@ -26,6 +26,7 @@ from tracking.models import (
     OrgSettings,
     PersonalOptions,
     Queue,
+    QueueItem,
     ScanRun,
     TrackedEmail,
 )
@@ -89,6 +90,15 @@ class MailboxAdmin(ReadOnlyAdmin):
 @admin.register(Queue)
 class QueueAdmin(ReadOnlyAdmin):
     list_display = ("name", "email", "track", "active")
+
+
+@admin.register(QueueItem)
+class QueueItemAdmin(ReadOnlyAdmin):
+    # Marked done on the queue's page, which audits it; here only read.
+    list_display = ("queue", "tracked_email", "state", "created_at", "done_at", "done_by")
+    list_filter = ("state", "queue")
+    list_select_related = ("queue", "tracked_email", "done_by")
+    raw_id_fields = ("tracked_email",)
 
 
 @admin.register(CrmRecord)

@@ -236,6 +236,14 @@ class AuditAction(models.TextChoices):
     QUEUE_CHANGED = "queue_changed", _("Queue changed")
     PROFILE_DEFAULT_SET = "profile_default_set", _("Default server profile set")
     BULK_QUEUED = "bulk_queued", _("Bulk action queued")
+    QUEUE_ITEM_DONE = "queue_item_done", _("Queue item marked done")
+
+
+class QueueItemState(models.TextChoices):
+    """Where a queue item stands on its queue's work list (tracking-rules §2)."""
+
+    ACTIVE = "active", _("Active")
+    DONE = "done", _("Done")
 
 
 class Role(models.TextChoices):

@@ -98,6 +98,7 @@ class OrgRules:
     transient_retry_limit: int = 10
     transient_retry_minutes: int = 5
     folder_tracking_enabled: bool = True  # read by scanning: which mapped folders a cycle reads (§3.4)
+    create_queue_item_for_mailbox: bool = True  # read by the page commit: queue items (§2)
 
     @classmethod
     def from_values(cls, values: Mapping[str, object]) -> OrgRules:

@@ -337,6 +337,12 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         400,
         _("Longest subject, tracking token included, written to the mail server."),
     ),
+    _bool(
+        "CreateQueueItemForSynchronizingMailbox",
+        "create_queue_item_for_mailbox",
+        True,
+        _("Put every email tracked from a queue's own mailbox on that queue's work list (a queue item)."),
+    ),
 )
 
 SETTINGS_BY_NAME: dict[str, SettingSpec] = {spec.name.lower(): spec for spec in ORG_SETTINGS}

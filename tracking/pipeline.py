@@ -14,6 +14,7 @@ from datetime import datetime
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
+from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 
 from tracking.actions import current_decision, do_audit_manual_tracking, do_commit_page, do_track_again
 from tracking.choices import Folder
@@ -34,7 +35,7 @@ from tracking.messages import (
     message_from_snapshot,
     parse_message,
 )
-from tracking.models import CrmRecord, Decision, Mailbox, ScanRun, TrackedEmail
+from tracking.models import CrmRecord, Decision, Mailbox, QueueItem, ScanRun, TrackedEmail
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ def process_page(
                 manual=manual is not None,
                 made_by=made_by,
                 supersedes=current_decision_ids(mailbox, folder, seen) if by_person else None,
+                queue_items_for_mailbox=rules.org.create_queue_item_for_mailbox,
             )
             break
         except IntegrityError:
@@ -227,6 +229,7 @@ def process_round_page(
                 round=run.round,
                 supersedes=supersedes,
                 round_state=round_state,
+                queue_items_for_mailbox=rules.org.create_queue_item_for_mailbox,
             )
             break
         except IntegrityError:
@@ -283,7 +286,39 @@ def result_as_json(res: DecisionResult) -> dict[str, object]:
     }
 
 
+def _json_lookups() -> tuple[Prefetch[str], Prefetch[str]]:
+    # Made anew for each use: prefetching changes a Prefetch's paths as it goes.
+    return (
+        Prefetch("tracked_email", queryset=TrackedEmail.objects.select_related("owner")),
+        Prefetch(
+            "tracked_email__queue_items",
+            queryset=QueueItem.objects.select_related("queue").order_by("queue__name"),
+        ),
+    )
+
+
+def with_json_relations(decisions: QuerySet[Decision]) -> QuerySet[Decision]:
+    """The decisions with what decision_as_json reads beyond their own row, fetched per batch rather than
+    per row (regarding, the tracked email's owner and queue items)."""
+    return decisions.select_related("regarding").prefetch_related(*_json_lookups())
+
+
+def load_json_relations(decisions: Sequence[Decision]) -> None:
+    """The same for decisions already in hand (a committed page): three queries for the lot."""
+    prefetch_related_objects(list(decisions), "regarding", *_json_lookups())
+
+
+def _owner_json(email: TrackedEmail | None) -> dict[str, str] | None:
+    # Owners are users today; "queue" is the other kind the interface allows (issue 14).
+    if email is None or email.owner is None:
+        return None
+    return {"kind": "user", "name": email.owner.get_username()}
+
+
 def decision_as_json(d: Decision, *, new: bool) -> dict[str, object]:
+    """A decision as the commands print it; callers printing many load their relations first
+    (with_json_relations, load_json_relations), or each row costs queries of its own."""
+    email = d.tracked_email if d.tracked_email_id is not None else None
     return {
         "message_id": d.message_id,
         "folder": d.folder,
@@ -303,6 +338,8 @@ def decision_as_json(d: Decision, *, new: bool) -> dict[str, object]:
         "decision_id": d.pk,
         "supersedes": d.supersedes_id,
         "round": d.round_id,
+        "owner": _owner_json(email),
+        "queue_items": [item.queue.name for item in email.queue_items.all()] if email is not None else [],
     }
 
 

@@ -67,8 +67,9 @@ urlpatterns = [
         name="web-profile-test-mailboxes",
     ),
     path("profiles/<int:pk>/default/", mailbox_admin.profile_default, name="web-profile-default"),
-    # queues (a queue's Track option and owner)
+    # queues (a queue's Track option and owner, its queue items)
     path("queues/<int:pk>/", mailbox_admin.queue_detail, name="web-queue"),
+    path("queues/items/<int:pk>/done/", mailbox_admin.queue_item_done, name="web-queue-item-done"),
     # org settings
     path("settings/", orgsettings.org_settings, name="web-orgsettings"),
     path("settings/changes/", orgsettings.org_settings_changes, name="web-orgsettings-changes"),

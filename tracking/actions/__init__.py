@@ -56,6 +56,7 @@ from tracking.actions.profiles import (
     secret_bound_changes,
     secret_required_message,
 )
+from tracking.actions.queues import do_mark_queue_item_done
 from tracking.actions.reprocessing import (
     RoundRequest,
     RoundStatus,
@@ -137,6 +138,7 @@ __all__ = [
     "do_finish_cycle",
     "do_finish_round_run",
     "do_finish_scan_run",
+    "do_mark_queue_item_done",
     "do_mark_scan_failed",
     "do_mark_scan_started",
     "do_mark_scan_succeeded",

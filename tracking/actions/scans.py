@@ -13,7 +13,15 @@ from django.utils import timezone
 from tracking.actions.audit import audit
 from tracking.actions.folders import do_set_regarding_by_folder_rule
 from tracking.bulk import bulk_insert
-from tracking.choices import AuditAction, ErrorKind, MailboxStatus, Outcome, ScanSource, ScanStatus
+from tracking.choices import (
+    AuditAction,
+    EntityKind,
+    ErrorKind,
+    MailboxStatus,
+    Outcome,
+    ScanSource,
+    ScanStatus,
+)
 from tracking.decisions import DecisionResult, RecordRef
 from tracking.messages import ParsedMessage, message_snapshot
 from tracking.models import (
@@ -22,6 +30,7 @@ from tracking.models import (
     EmailHash,
     FolderSyncState,
     Mailbox,
+    QueueItem,
     ReprocessRound,
     ScanRun,
     TrackedEmail,
@@ -120,8 +129,12 @@ def do_commit_page(
     supersedes: Mapping[str, int] | None = None,
     round_state: str | None = None,
     made_by: User | None = None,
+    queue_items_for_mailbox: bool,
 ) -> list[Decision]:
-    """Write one page: auto-created records, TrackedEmails, hashes, Decisions, counts, sync state.
+    """Write one page: auto-created records, TrackedEmails, hashes, queue items, Decisions, counts, sync
+    state.
+
+    `queue_items_for_mailbox` is the org's CreateQueueItemForSynchronizingMailbox, as the scan loaded it.
 
     One transaction, so a crash loses at most the page in flight; the unique constraints on
     Decision and TrackedEmail turn a replayed page into an IntegrityError, never a duplicate.
@@ -198,6 +211,8 @@ def do_commit_page(
         ]
     )
 
+    bulk_insert(_queue_items(mailbox, tracked_results, emails, now=now, for_mailbox=queue_items_for_mailbox))
+
     decisions = []
     for pos, res in enumerate(results):
         msg = res.message
@@ -261,6 +276,31 @@ def do_commit_page(
     if round_state is not None and scan_run is not None:
         ScanRun.objects.filter(pk=scan_run.pk).update(round_state=round_state)
     return decisions
+
+
+def _queue_items(
+    mailbox: Mailbox,
+    results: Sequence[DecisionResult],
+    emails: Sequence[TrackedEmail],
+    *,
+    now: datetime,
+    for_mailbox: bool,
+) -> list[QueueItem]:
+    """The queue items of the emails just tracked (tracking-rules §2): one for the accepting entity when it
+    is a queue, and one for the syncing mailbox's queue when the org asks for it; one per queue and email.
+
+    Only new TrackedEmails get items, so a rescan, a replayed page or a reprocessing round (which tracks
+    nothing twice) adds none; the unique constraint stands behind that.
+    """
+    items: list[QueueItem] = []
+    for res, email in zip(results, emails, strict=True):
+        queues: dict[int, None] = {}  # ordered, without repeats
+        if res.accepting is not None and res.accepting.kind == EntityKind.QUEUE and res.accepting.id > 0:
+            queues[res.accepting.id] = None
+        if for_mailbox and mailbox.queue_id is not None:
+            queues[mailbox.queue_id] = None
+        items.extend(QueueItem(queue_id=q, tracked_email=email, created_at=now) for q in queues)
+    return items
 
 
 def _save_sync_state(mailbox: Mailbox, folder: str, sync_state: str) -> None:

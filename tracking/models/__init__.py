@@ -1,6 +1,13 @@
 """SyncAdmin's stored things (tracking-rules §2)."""
 
-from tracking.models.activity import Decision, EmailHash, ReprocessRound, ScanRun, TrackedEmail
+from tracking.models.activity import (
+    Decision,
+    EmailHash,
+    QueueItem,
+    ReprocessRound,
+    ScanRun,
+    TrackedEmail,
+)
 from tracking.models.audit import AuditEvent
 from tracking.models.directory import CrmRecord, ExclusionEntry, Queue
 from tracking.models.imports import ImportRun
@@ -24,6 +31,7 @@ __all__ = [
     "OrgSettings",
     "PersonalOptions",
     "Queue",
+    "QueueItem",
     "ReprocessRound",
     "ScanRun",
     "TrackedEmail",

@@ -13,6 +13,7 @@ from tracking.choices import (
     EntityKind,
     ErrorKind,
     Outcome,
+    QueueItemState,
     Reason,
     ScanSource,
     ScanStatus,
@@ -81,6 +82,33 @@ class TrackedEmail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject[:60]} ({self.direction})"
+
+
+class QueueItem(models.Model):
+    """A tracked email on a queue's work list (tracking-rules §2): one per queue and email, made when the
+    email is tracked, by the queue accepting it or from the queue's own mailbox."""
+
+    queue = models.ForeignKey("tracking.Queue", on_delete=models.CASCADE, related_name="items")
+    tracked_email = models.ForeignKey(TrackedEmail, on_delete=models.CASCADE, related_name="queue_items")
+    state = models.CharField(max_length=10, choices=QueueItemState.choices, default=QueueItemState.ACTIVE)
+    created_at = models.DateTimeField()
+    done_at = models.DateTimeField(null=True, blank=True)
+    done_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "tracked_email"], name="queueitem_unique_queue_email")
+        ]
+        # The queue page pages by id (keyset), newest first, with or without its state filter.
+        indexes = [
+            models.Index(fields=["queue", "-id"], name="queueitem_queue"),
+            models.Index(fields=["queue", "state", "-id"], name="queueitem_queue_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue_id}: email {self.tracked_email_id} ({self.state})"
 
 
 class EmailHash(models.Model):

@@ -63,6 +63,9 @@ class OrgSettings(models.Model):
     transient_retry_limit = models.PositiveIntegerField(default=default_of("TransientFailureRetryLimit"))
     transient_retry_minutes = models.PositiveIntegerField(default=default_of("TransientFailureRetryMinutes"))
     max_subject_length = models.PositiveIntegerField(default=default_of("MaximumSubjectLengthOnMailServer"))
+    create_queue_item_for_mailbox = models.BooleanField(
+        default=default_of("CreateQueueItemForSynchronizingMailbox")
+    )
 
     class Meta:
         verbose_name = "organisation settings"

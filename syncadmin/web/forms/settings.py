@@ -94,6 +94,7 @@ SECTIONS: tuple[tuple[Promise, tuple[str, ...]], ...] = (
             "UserReprocessMaxDays",
         ),
     ),
+    (_("Queues"), ("CreateQueueItemForSynchronizingMailbox",)),
     (_("Mail server"), ("MaximumSubjectLengthOnMailServer",)),
 )
 

@@ -18,6 +18,7 @@ from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -25,11 +26,13 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django_htmx.http import push_url
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from syncadmin.web.filters.mailboxes import MailboxFilter
+from syncadmin.web.filters.queues import filter_queue_items
 from syncadmin.web.forms.mailbox_admin import (
     BulkForm,
     MailboxCreateForm,
@@ -38,6 +41,7 @@ from syncadmin.web.forms.mailbox_admin import (
     QueueForm,
 )
 from syncadmin.web.htmx import is_htmx
+from syncadmin.web.paging import cursor_param, keyset_page, rows_per_page
 from syncadmin.web.permissions import (
     AuthenticatedHttpRequest,
     admin_required,
@@ -55,11 +59,12 @@ from tracking.actions import (
     check_update_mailbox,
     check_update_queue,
     do_approve_mailbox,
+    do_mark_queue_item_done,
     do_set_default_profile,
 )
 from tracking.choices import Approval, BulkAction
 from tracking.invitations import send_invitation, set_password_link, site_url
-from tracking.models import BulkOperation, EmailServerProfile, Mailbox, Queue
+from tracking.models import BulkOperation, Decision, EmailServerProfile, Mailbox, Queue, QueueItem
 
 PROFILE_TEST_SESSION_KEY = "syncadmin-profile-test-{pk}"
 PROFILE_TEST_RESULT_TTL = 3600  # seconds Redis keeps a Test connection's result for the page
@@ -200,14 +205,40 @@ def mailbox_reject(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return redirect("web-mailbox", mailbox.pk)
 
 
+def _queue_items(queue: Queue) -> QuerySet[QueueItem]:
+    """A queue's items with what a row shows: its email, who marked it done, and the decision to open (the
+    first one linked to the email: the one that tracked it)."""
+    first_decision = Decision.objects.filter(tracked_email=OuterRef("tracked_email")).order_by("pk")
+    return (
+        QueueItem.objects.filter(queue=queue)
+        .select_related("tracked_email", "done_by")
+        .annotate(decision_id=Subquery(first_decision.values("pk")[:1]))
+    )
+
+
 @reader_required
 @require_http_methods(["GET", "POST"])
 def queue_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
-    """A queue's Track option and owner: admins edit, auditors read."""
+    """A queue's Track option and owner (admins edit, auditors read) and its work list: the queue items,
+    newest first, in keyset pages, filtered by state (tracking-rules §2)."""
     queue = get_object_or_404(Queue.objects.select_related("owner"), pk=pk)
     admin = is_admin(request.user)
     if request.method == "POST" and not admin:
         raise PermissionDenied
+    filterset = filter_queue_items(request, _queue_items(queue))
+    # Newest first: ?before= an id pages on to older items, ?after= back to newer ones.
+    page = keyset_page(
+        filterset.qs,
+        order=("-id",),
+        start_after=cursor_param(request, "before"),
+        end_before=cursor_param(request, "after"),
+        size=rows_per_page(request.user),
+    )
+    items = {"queue": queue, "filter": filterset, "page": page, "admin": admin}
+    if request.method == "GET" and is_htmx(request):
+        response = render(request, "web/_queue_items.html", items)
+        query = request.GET.urlencode()
+        return push_url(response, request.path + (f"?{query}" if query else ""))
     form = QueueForm.for_queue(queue, request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         changed = check_update_queue(
@@ -222,15 +253,34 @@ def queue_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         request,
         "web/queue_detail.html",
         {
+            **items,
             "title": queue.name,
             "nav_section": "mailboxes",
-            "queue": queue,
             "mailbox": Mailbox.objects.filter(queue=queue).first(),
             "form": form,
-            "admin": admin,
         },
         status=400 if form.is_bound and form.errors else 200,
     )
+
+
+@admin_required
+@require_POST
+def queue_item_done(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """Mark a queue item done (audited); back to the queue's page, as it was filtered and paged."""
+    item = get_object_or_404(QueueItem.objects.select_related("queue"), pk=pk)
+    if do_mark_queue_item_done(item, now=timezone.now(), acting_user=request.user):
+        messages.success(request, _("Marked the item done."))
+    else:
+        messages.info(request, _("The item was done already."))
+    # Back to the list as it was: only its own parameters are kept, re-encoded.
+    back = QueryDict(str(request.POST.get("back", "")).lstrip("?"))
+    kept = QueryDict(mutable=True)
+    for key in ("state", "before", "after"):
+        value = back.get(key)
+        if value:
+            kept[key] = value
+    query = kept.urlencode()
+    return redirect(reverse("web-queue", args=[item.queue_id]) + (f"?{query}" if query else ""))
 
 
 def _queue_bulk(request: AuthenticatedHttpRequest, action: str, ids: list[int]) -> HttpResponse | None:

@@ -12,7 +12,7 @@ from tracking.actions import do_finish_scan_run, do_start_scan_run
 from tracking.choices import Outcome, ScanSource
 from tracking.decisions import ManualTracking
 from tracking.management.commands._common import FOLDER_HELP, get_folder, get_mailbox, get_regarding
-from tracking.pipeline import decision_as_json, pages, process_page
+from tracking.pipeline import decision_as_json, load_json_relations, pages, process_page
 from tracking.runs import this_process
 from tracking.sources.local import UnreadablePath, check_paths, read_paths
 
@@ -60,7 +60,7 @@ class Command(BaseCommand):
         new = 0
         try:
             for page in pages(read_paths(paths)):
-                for p in process_page(
+                processed = process_page(
                     mailbox,
                     folder,
                     page,
@@ -68,7 +68,10 @@ class Command(BaseCommand):
                     now=timezone.now(),
                     manual=manual,
                     start_date=start_date,
-                ):
+                )
+                if options["json"]:
+                    load_json_relations([p.decision for p in processed])
+                for p in processed:
                     counts[p.decision.outcome] += 1
                     new += p.new
                     if options["json"]:

@@ -15,7 +15,7 @@ from tracking.actions import ActionError, do_start_round, round_status
 from tracking.jobs import enqueue_round
 from tracking.management.commands._common import get_mailbox, parse_when
 from tracking.models import Decision, ScanRun
-from tracking.pipeline import decision_as_json
+from tracking.pipeline import decision_as_json, with_json_relations
 from tracking.reprocessing import check_round, run_round_folder
 from tracking.runs import this_process
 from tracking.sources.base import SourceError
@@ -72,8 +72,8 @@ class Command(BaseCommand):
             except SourceError as exc:
                 failures.append(f"{run.mailbox.email_address}/{run.folder}: {exc}")
         if options["json"]:
-            decisions = Decision.objects.filter(round=round).select_related("regarding").order_by("pk")
-            for decision in decisions.iterator():
+            decisions = with_json_relations(Decision.objects.filter(round=round).order_by("pk"))
+            for decision in decisions.iterator(chunk_size=500):
                 self.stdout.write(json.dumps(decision_as_json(decision, new=True), ensure_ascii=False))
         else:
             status = round_status(round)
