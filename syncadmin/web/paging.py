@@ -8,12 +8,15 @@ with its count, so it pages by number.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Generic, TypeVar
 
 from django.contrib.auth.models import User
 from django.core.paginator import Page, Paginator
+from django.db import connections
 from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest
 
@@ -122,7 +125,12 @@ def keyset_page(
     if fields in (["id"], ["pk"]):
         values: dict[str, object] = {fields[0]: cursor}
     else:
-        anchor = queryset.model._default_manager.filter(pk=cursor).values(*fields).first()
+        # An order on an annotation (a sort key computed in SQL) reads the anchor through the list's own
+        # query, which has the annotation; plain fields through the manager, so a filtered-out row still
+        # anchors the page.
+        computed = any(f in queryset.query.annotations for f in fields)
+        source = queryset if computed else queryset.model._default_manager
+        anchor = source.filter(pk=cursor).values(*fields).first()
         if anchor is None:  # a row that is gone: start again at the top
             return keyset_page(queryset, order=order, size=size)
         values = anchor
@@ -139,6 +147,46 @@ def keyset_page(
         bool(shown) and queryset.filter(_beyond(order, _values_of(shown[-1], order), forward=True)).exists()
     )
     return KeysetPage(queryset, order, shown, more_after=more_after, more_before=len(rows) > size, paged=True)
+
+
+COUNT_CAP = 10_000
+
+
+@dataclass(frozen=True)
+class RowCount:
+    """How many rows a list holds: exact up to COUNT_CAP, above it the planner's estimate (PostgreSQL) or
+    only "more than COUNT_CAP" (SQLite, which has no estimate)."""
+
+    value: int
+    exact: bool
+    cap: int = COUNT_CAP
+
+    @property
+    def estimated(self) -> bool:
+        """Above the cap with an estimate from the planner (else only "more than the cap" is known)."""
+        return not self.exact and self.value > self.cap + 1
+
+
+def counted(queryset: QuerySet[M]) -> RowCount:
+    """Count at most COUNT_CAP + 1 rows (LIMIT in a subquery, so a big table is never counted whole)."""
+    plain = queryset.order_by()
+    n = plain[: COUNT_CAP + 1].count()
+    if n <= COUNT_CAP:
+        return RowCount(n, exact=True)
+    return RowCount(max(_planner_estimate(plain), n), exact=False)
+
+
+def _planner_estimate(queryset: QuerySet[M]) -> int:
+    connection = connections[queryset.db]
+    if connection.vendor != "postgresql":
+        return 0
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        (plan,) = cursor.fetchone()
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 def numbered_page(queryset: QuerySet[M], request: HttpRequest, size: int) -> Page[M]:

@@ -17,7 +17,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django.utils.formats import date_format
+from django.utils.formats import date_format, number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -186,7 +186,7 @@ def duration_words(run: ScanRun) -> str:
         return ""
     seconds = (run.finished_at - run.started_at).total_seconds()
     if seconds < 10:
-        return f"{seconds:.1f} s"
+        return f"{number_format(seconds, 1)} s"  # 0.1 s, in German 0,1 s
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     if hours:
