@@ -243,7 +243,7 @@ def test_the_time_zone_applies_to_times_on_pages(client: Client, alice_user: Use
     body = client.get(URL + "?tab=email").content.decode()
     shown = body.split("<td>Inbox/Zones</td>")[1].split("</time>")[0]
     local = rule.created_at.astimezone(zoneinfo.ZoneInfo("Asia/Kolkata"))
-    assert local.strftime("%Y-%m-%d %H:%M") in shown
+    assert f"{local.day} {local:%b %Y, %H:%M}" in shown
     assert "+05:30" in shown
 
 
