@@ -205,6 +205,13 @@ def scan_refusal(mailbox: Mailbox, rules: OrgRules) -> str:
     return ""
 
 
+def test_refusal(mailbox: Mailbox, rules: OrgRules) -> str:
+    """Why Test & Enable would certainly fail for this mailbox (scanning.run_test_and_enable), or ""."""
+    if mailbox.needs_approval(rules):
+        return _("its email address is not approved; approve it first.")
+    return ""
+
+
 def queue_problem() -> str:
     """ "" when the job queue answers, else what is wrong, for the page."""
     try:
@@ -290,6 +297,7 @@ def _detail_context(request: AuthenticatedHttpRequest, mailbox: Mailbox) -> dict
     if admin:
         context["queue_problem"] = queue_problem()
         context["scan_refusal"] = scan_refusal(mailbox, rules)
+        context["test_refusal"] = test_refusal(mailbox, rules)
         context["watermark_form"] = WatermarkForm(
             initial={"process_emails_received_after": mailbox.process_emails_received_after}
         )
