@@ -13,6 +13,8 @@ from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
+from syncadmin.web.trace_words import ShownStep, shown_trace
+
 register = template.Library()
 
 # Under a minute a count of seconds is noise ("0 minutes ago" is what a user saw before).
@@ -35,3 +37,9 @@ def ago(value: datetime | None) -> str:
     if abs((timezone.now() - value).total_seconds()) < JUST_NOW_SECONDS:
         return _("just now")
     return str(naturaltime(value))
+
+
+@register.filter
+def translated_trace(steps: list[object] | None) -> list[ShownStep]:
+    """A stored trace in the reader's language (syncadmin/web/trace_words.py)."""
+    return shown_trace(steps or [])
