@@ -29,12 +29,22 @@ CHECKS: dict[str, StrOrPromise] = {
     "recipients": pgettext_lazy("trace check", "recipients"),
     "duplicate": pgettext_lazy("trace check", "duplicate"),
     "exclusion": pgettext_lazy("trace check", "exclusion"),
-    "correlation: in_reply_to": pgettext_lazy("trace check", "correlation: In-Reply-To"),
-    "correlation: tracking_token": pgettext_lazy("trace check", "correlation: tracking token"),
-    "correlation: conversation_index": pgettext_lazy("trace check", "correlation: conversation index"),
-    "correlation: smart_matching": pgettext_lazy("trace check", "correlation: smart matching"),
+    "correlation: in_reply_to": pgettext_lazy("trace check", "correlation: in_reply_to"),
+    "correlation: tracking_token": pgettext_lazy("trace check", "correlation: tracking_token"),
+    "correlation: conversation_index": pgettext_lazy("trace check", "correlation: conversation_index"),
+    "correlation: smart_matching": pgettext_lazy("trace check", "correlation: smart_matching"),
     "auto-create": pgettext_lazy("trace check", "auto-create"),
     "outcome": pgettext_lazy("trace check", "outcome"),
+}
+
+# "candidate: user alice": the kind as the engine writes it (EntityKind's values)
+CANDIDATE_KINDS: dict[str, StrOrPromise] = {
+    "user": pgettext_lazy("trace candidate", "user"),
+    "queue": pgettext_lazy("trace candidate", "queue"),
+    "contact": pgettext_lazy("trace candidate", "contact"),
+    "account": pgettext_lazy("trace candidate", "account"),
+    "lead": pgettext_lazy("trace candidate", "lead"),
+    "other": pgettext_lazy("trace candidate", "other"),
 }
 
 RESULTS: dict[str, StrOrPromise] = {
@@ -45,7 +55,7 @@ RESULTS: dict[str, StrOrPromise] = {
     "no match": pgettext_lazy("trace result", "no match"),
     "not scanned": pgettext_lazy("trace result", "not scanned"),
     "inbox": pgettext_lazy("trace result", "inbox"),
-    "sentitems": pgettext_lazy("trace result", "sent items"),
+    "sentitems": pgettext_lazy("trace result", "sentitems"),
     "after": pgettext_lazy("trace result", "after"),
     "before": pgettext_lazy("trace result", "before"),
     "requested": pgettext_lazy("trace result", "requested"),
@@ -283,8 +293,8 @@ def translate_check(check: str) -> str:
     if known is not None:
         return str(known)
     kind, _sep, name = check.removeprefix("candidate: ").partition(" ")
-    if check.startswith("candidate: ") and kind in EntityKind.values:
-        return _("candidate: %(kind)s %(name)s") % {"kind": EntityKind(kind).label, "name": name}
+    if check.startswith("candidate: ") and kind in CANDIDATE_KINDS:
+        return _("candidate: %(kind)s %(name)s") % {"kind": CANDIDATE_KINDS[kind], "name": name}
     return check
 
 
@@ -300,8 +310,8 @@ def shown_trace(steps: Iterable[object]) -> list[ShownStep]:
     """Stored steps (dicts from the JSON column, or the engine's TraceStep) in the active language."""
     shown = []
     for step in steps:
-        get = step.get if isinstance(step, dict) else lambda name, s=step: getattr(s, name, "")
-        check, result, detail = (str(get(name, "") or "") for name in ("check", "result", "detail"))
+        values = step if isinstance(step, dict) else vars(step)
+        check, result, detail = (str(values.get(name) or "") for name in ("check", "result", "detail"))
         shown.append(
             ShownStep(check, translate_check(check), translate_result(result), translate_detail(detail))
         )
