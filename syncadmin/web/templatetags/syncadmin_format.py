@@ -13,6 +13,7 @@ from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
+from syncadmin.web.alert_words import alert_text
 from syncadmin.web.trace_words import ShownStep, shown_trace
 
 register = template.Library()
@@ -43,3 +44,9 @@ def ago(value: datetime | None) -> str:
 def translated_trace(steps: list[object] | None) -> list[ShownStep]:
     """A stored trace in the reader's language (syncadmin/web/trace_words.py)."""
     return shown_trace(steps or [])
+
+
+@register.filter
+def alert_words(message: str) -> str:
+    """A stored alert in the reader's language (syncadmin/web/alert_words.py)."""
+    return alert_text(str(message))
