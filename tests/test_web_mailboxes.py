@@ -425,7 +425,7 @@ def test_it_queues_test_and_enable_and_shows_the_result(
     dana.refresh_from_db()
     assert dana.enabled and dana.incoming_status == MailboxStatus.SUCCESS
     done = text(client.get(url("web-mailbox-status", dana), headers=HTMX))
-    assert "Test & Enable succeeded: connected; inbox can be read" in done
+    assert "Test & Enable succeeded: connected; Inbox can be read" in done
     assert "hx-trigger" not in done  # polling stops
     # the page that was waiting reloads, so that its actions match the mailbox's new state
     finished = client.get(url("web-mailbox-status", dana) + "?waiting=1", headers=HTMX)
