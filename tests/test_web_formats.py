@@ -21,8 +21,10 @@ WHEN = datetime(2026, 12, 3, 19, 54, tzinfo=UTC)  # 20:54 in Berlin
 def test_dates_have_one_format_per_language_in_the_readers_zone(client: Client, alice: Mailbox) -> None:
     make_decisions(alice, 1, decided_at=WHEN, received_at=WHEN - timedelta(days=1))
     user = user_of(alice)
-    do_set_personal_options(user, time_zone="Europe/Berlin")
     client.force_login(user)
+    utc = client.get(reverse("web-decisions")).content.decode()
+    assert 'id="time-zone-note">Times in UTC</p>' in utc  # no "UTC (UTC)"
+    do_set_personal_options(user, time_zone="Europe/Berlin")
     body = client.get(reverse("web-decisions")).content.decode()
     assert "3 Dec 2026, 20:54" in body and "2 Dec 2026, 20:54" in body
     assert body.count('id="time-zone-note"') == 1 and "Times in Europe/Berlin (CET)" in body

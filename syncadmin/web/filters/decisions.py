@@ -88,7 +88,7 @@ class DecisionFilterSet(django_filters.FilterSet):
     accepting_kind = django_filters.ChoiceFilter(
         choices=[*EntityKind.choices, (NO_ACCEPTING, _("Nobody accepted"))],
         method="filter_accepting_kind",
-        label=_("Accepted by a"),
+        label=_("Accepted by"),
         empty_label=_("Anyone or nobody"),
     )
     accepting = django_filters.CharFilter(
