@@ -159,12 +159,8 @@ class RowCount:
 
     value: int
     exact: bool
+    estimated: bool = False  # above the cap, `value` is the planner's estimate (else only "more than")
     cap: int = COUNT_CAP
-
-    @property
-    def estimated(self) -> bool:
-        """Above the cap with an estimate from the planner (else only "more than the cap" is known)."""
-        return not self.exact and self.value > self.cap + 1
 
 
 def counted(queryset: QuerySet[M]) -> RowCount:
@@ -173,13 +169,17 @@ def counted(queryset: QuerySet[M]) -> RowCount:
     n = plain[: COUNT_CAP + 1].count()
     if n <= COUNT_CAP:
         return RowCount(n, exact=True)
-    return RowCount(max(_planner_estimate(plain), n), exact=False)
+    estimate = _planner_estimate(plain)
+    if estimate is None:
+        return RowCount(n, exact=False)
+    # the planner may guess low; the list holds at least the rows just counted
+    return RowCount(max(estimate, n), exact=False, estimated=True)
 
 
-def _planner_estimate(queryset: QuerySet[M]) -> int:
+def _planner_estimate(queryset: QuerySet[M]) -> int | None:
     connection = connections[queryset.db]
     if connection.vendor != "postgresql":
-        return 0
+        return None
     sql, params = queryset.query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
