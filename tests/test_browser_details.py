@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.urls import reverse
 
@@ -31,6 +32,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 PASSWORDS = {"ada": "pw-ada-123", "audrey": "pw-audrey-123", "alice": "pw-alice-123", "carol": "pw-carol-123"}
 TIMEOUT_MS = 10_000
 PHONE = {"width": 390, "height": 844}
+SCREENSHOTS = Path(settings.BASE_DIR) / "build" / "screenshots"
 
 if not Path(CHROMIUM).exists():  # pragma: no cover
     pytest.skip("Debian chromium is not installed", allow_module_level=True)
@@ -142,12 +144,15 @@ def test_no_page_is_wider_than_a_phone_and_the_menu_collapses(phone, people, dec
     assert overflow(phone) <= 0, "the sign-in page"
     sign_in(phone, "ada")
     too_wide = {}
-    for url in pages:
-        response = phone.goto(url)
-        assert response is not None and response.status == 200, url
-        if (extra := overflow(phone)) > 0:
-            too_wide[url] = extra
+    for language in ("en", "de"):  # German words are longer
+        do_set_personal_options(people["ada"], language=language)
+        for url in pages:
+            response = phone.goto(url)
+            assert response is not None and response.status == 200, url
+            if (extra := overflow(phone)) > 0:
+                too_wide[f"{language} {url}"] = extra
     assert too_wide == {}
+    do_set_personal_options(people["ada"], language="en")
     # the menu: one button; the links appear when it is pressed
     phone.goto(reverse("web-decisions"))
     menu = phone.get_by_role("button", name="Menu")
@@ -163,6 +168,8 @@ def test_no_page_is_wider_than_a_phone_and_the_menu_collapses(phone, people, dec
     for box in phone.locator(".decision-filters select, .decision-filters input").all():
         bounds = box.bounding_box()
         assert bounds is not None and bounds["x"] >= 0 and bounds["x"] + bounds["width"] <= PHONE["width"]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    phone.screenshot(path=str(SCREENSHOTS / "phone-decision-log.png"), full_page=False)
 
 
 def test_a_user_on_a_phone_sees_their_pages_within_the_screen(phone, people, decisions, alice) -> None:
