@@ -3,6 +3,7 @@ reader's time zone, which every page names once. Django test client (nothing her
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from django.test import Client
@@ -60,3 +61,28 @@ def test_relative_times_say_just_now_under_a_minute_and_read_naturally_in_german
         assert ago(now - timedelta(seconds=20)) == "just now"
         assert ago(now - timedelta(minutes=3, seconds=5)).replace("\xa0", " ") == "3 minutes ago"
         assert number(1234567) == "1,234,567"
+
+
+def test_the_time_zone_picker_groups_regions_with_offsets_and_no_duplicates() -> None:
+    from syncadmin.web.forms.personal import GeneralForm, time_zone_choices
+
+    with translation.override("en"):
+        choices = time_zone_choices()
+    assert choices[0] == ("UTC", "UTC")
+    groups = dict(choices[1:])
+    assert "Europe" in groups and "US" not in groups and "Etc" not in groups
+    values = [v for zones in groups.values() for v, _label in zones]
+    assert "localtime" not in values and "US/Eastern" not in values and "Europe/Berlin" in values
+    for zones in groups.values():
+        labels = [label for _v, label in zones]
+        assert len(labels) == len(set(labels))
+        assert all(re.search(r"\(UTC[+\u2212]\d\d:\d\d\)$", label) for label in labels)
+    berlin = dict(groups["Europe"])["Europe/Berlin"]
+    assert berlin in ("Berlin (UTC+01:00)", "Berlin (UTC+02:00)")
+    assert dict(groups["America"])["America/Argentina/Buenos_Aires"].startswith("Argentina – Buenos Aires")
+    # "localtime" is the server's, not a place: refused; a legacy link stored before stays acceptable
+    data = {"time_zone": "localtime", "rows_per_page": "50", "language": "en"}
+    assert not GeneralForm(data).is_valid()
+    legacy = {**data, "time_zone": "US/Eastern"}
+    assert not GeneralForm(legacy).is_valid()
+    assert GeneralForm(legacy, initial={"time_zone": "US/Eastern"}).is_valid()
