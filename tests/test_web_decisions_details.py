@@ -45,21 +45,20 @@ def walk(client, params: dict[str, object]) -> list[list[int]]:
     return pages
 
 
-def test_sorting_by_received_time_keeps_keyset_paging_and_places_unknown_times_by_decided_time(
-    client, alice, admin
-):
+def test_sorting_by_received_time_keeps_keyset_paging_and_puts_unknown_times_above_all(client, alice, admin):
     do_set_personal_options(admin, rows_per_page=10)
     minutes = list(range(35))
     random.Random(18).shuffle(minutes)
     rows = make_decisions(alice, 35)
     for row, minute in zip(rows, minutes, strict=True):
         Decision.objects.filter(pk=row.pk).update(received_at=T0 + timedelta(minutes=minute))
-    # a message with no readable Date: it sorts by its decided time (T0 + 17.5 min here)
-    Decision.objects.filter(pk=rows[0].pk).update(received_at=None, decided_at=T0 + timedelta(seconds=1050))
+    # messages with no readable Date count as newer than any (NULL above every value, as in the index);
+    # eleven of them, so that pages start and end on one
+    Decision.objects.filter(pk__in=[r.pk for r in rows[:11]]).update(received_at=None)
     client.force_login(admin)
 
-    def key(d: Decision) -> tuple[object, int]:
-        return (d.received_at or d.decided_at, d.pk)
+    def key(d: Decision) -> tuple[object, ...]:
+        return (d.received_at is None, d.received_at or T0, d.pk)
 
     newest_first = [d.pk for d in sorted(Decision.objects.all(), key=key, reverse=True)]
     pages = walk(client, {"sort": "-received"})

@@ -10,7 +10,6 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
-from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
@@ -53,13 +52,14 @@ def _nonempty_query(request: AuthenticatedHttpRequest) -> str:
 
 # ?sort=: the columns the list can be ordered by, each a keyset order ending in the id (unique).
 # Decisions are numbered as they are decided, so the id order is the decided order, and "-decided"
-# (the default) uses the (filter, -id) indexes. A decision without a received time (a message
-# with no readable Date) sorts by its decided time among the others.
+# (the default) uses the (filter, -id) indexes. The received order uses the received_at index; a
+# decision without a received time (a message with no readable Date) counts as newer than any
+# (paging.keyset_page puts NULL above every value, as PostgreSQL's index does).
 SORTS: dict[str, tuple[str, ...]] = {
     "-decided": ("-id",),
     "decided": ("id",),
-    "-received": ("-received_sort", "-id"),
-    "received": ("received_sort", "id"),
+    "-received": ("-received_at", "-id"),
+    "received": ("received_at", "id"),
     "sender": ("sender", "id"),
     "-sender": ("-sender", "-id"),
     "outcome": ("outcome", "id"),
@@ -94,8 +94,6 @@ def decision_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     filterset = filter_decisions(request, Decision.objects.visible_to(request.user))
     sort = sort_param(request)
     queryset = filterset.qs.select_related("mailbox").defer(*LIST_DEFERRED)
-    if sort.lstrip("-") == "received":
-        queryset = queryset.annotate(received_sort=Coalesce("received_at", "decided_at"))
     # ?before= an id pages on down the list, ?after= back up it.
     page = keyset_page(
         queryset,
