@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",  # its translations of relative times ("vor 3 Minuten")
     "django_filters",
     "django_htmx",
     "django_rq",
@@ -161,6 +162,9 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = envstr("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+# One date format everywhere, by language (syncadmin/formats/<lang>/formats.py): en 3 Dec 2026, 20:54;
+# de 03.12.2026 20:54.
+FORMAT_MODULE_PATH = ["syncadmin.formats"]
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]

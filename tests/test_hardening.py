@@ -244,7 +244,7 @@ def test_import_of_the_largest_file_runs_as_a_job(
     assert run.rejected == [] and run.text == ""
     assert CrmRecord.objects.count() == rows
     page = client.get(response["Location"]).content.decode()
-    assert f'<div class="value">{rows}</div><div class="label">created</div>' in page
+    assert f'<div class="value">{rows:,}</div><div class="label">created</div>' in page
     # The same file again through the CLI: every row is an update, nothing is duplicated.
     path = tmp_path / "contacts.csv"
     path.write_bytes(data)

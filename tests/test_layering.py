@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "foundation",
         (
             "syncadmin.env",
+            "syncadmin.formats",
             "syncadmin.settings",
             "tracking.apps",
             "tracking.bulk",

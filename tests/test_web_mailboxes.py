@@ -248,7 +248,9 @@ def test_it_shows_auditors_the_page_without_any_action(
 def test_it_shows_admins_the_actions(client: Client, admin: User, support: Mailbox, queue: object) -> None:
     body = text(login(client, admin).get(url("web-mailbox", support)))
     assert url("web-mailbox-approve", support) in body
-    assert url("web-mailbox-test", support) in body
+    # Test & Enable would certainly fail before approval (issue 18): not offered, and the page says why
+    assert url("web-mailbox-test", support) not in body
+    assert "Enable is not offered: its email address is not approved" in body
     assert url("web-mailbox-reset-sync", support) in body
     assert url("web-mailbox-start-date", support) in body
     assert 'type="datetime-local"' in body
@@ -421,7 +423,7 @@ def test_it_queues_test_and_enable_and_shows_the_result(
     dana.refresh_from_db()
     assert dana.enabled and dana.incoming_status == MailboxStatus.SUCCESS
     done = text(client.get(url("web-mailbox-status", dana), headers=HTMX))
-    assert "Test & Enable succeeded: connected; inbox can be read" in done
+    assert "Test & Enable succeeded: connected; Inbox can be read" in done
     assert "hx-trigger" not in done  # polling stops
     # the page that was waiting reloads, so that its actions match the mailbox's new state
     finished = client.get(url("web-mailbox-status", dana) + "?waiting=1", headers=HTMX)
@@ -652,3 +654,35 @@ def test_test_and_enable_asks_for_the_start_date_and_offers_a_round_when_it_is_l
     )
     refused = client.post(url("web-mailbox-test", dana), {"process_emails_received_after": "soon"})
     assert refused.status_code == 400 and queue.count == 1
+
+
+def test_test_and_enable_is_offered_once_approved_and_the_stale_not_approved_error_clears(
+    client: Client, admin: User, support: Mailbox, queue: object
+) -> None:
+    """Issue 18: a failed Test & Enable of an unapproved mailbox leaves a "not approved" error; approving
+    the address removes its cause, so the error goes (and Test & Enable is offered again)."""
+    from tracking.actions import do_record_test_result
+    from tracking.choices import ErrorKind, MailboxStatus
+
+    do_record_test_result(
+        support, ok=False, message="not approved", kind=ErrorKind.NOT_APPROVED, now=timezone.now()
+    )
+    login(client, admin)
+    body = text(client.get(url("web-mailbox", support)))
+    assert "not approved" in body and url("web-mailbox-test", support) not in body
+    assert client.post(url("web-mailbox-approve", support)).status_code == 302
+    support.refresh_from_db()
+    assert (support.last_error, support.last_error_kind) == ("", "")
+    assert support.incoming_status == MailboxStatus.NOT_RUN
+    body = text(client.get(url("web-mailbox", support)))
+    assert url("web-mailbox-test", support) in body and "is not offered: its email" not in body
+    # an error of another kind is not approval's to clear
+    do_record_test_result(
+        support, ok=False, message="refused", kind=ErrorKind.CREDENTIALS, now=timezone.now()
+    )
+    from tracking.actions import do_approve_mailbox
+
+    do_approve_mailbox(support, approve=False)
+    do_approve_mailbox(support)
+    support.refresh_from_db()
+    assert support.last_error_kind == ErrorKind.CREDENTIALS and support.last_error == "refused"

@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from syncadmin.web.forms.settings import SECTIONS
+from syncadmin.web.forms.settings import LABELS, SECTIONS
 from tests.conftest import login
 from tracking.actions import check_set_org_setting
 from tracking.models import AuditEvent, OrgSettings
@@ -105,6 +105,7 @@ def test_every_setting_is_in_exactly_one_section() -> None:
     names = [name for _, section in SECTIONS for name in section]
     assert sorted(names) == sorted(spec.name for spec in ORG_SETTINGS)
     assert len(SECTIONS) == 10
+    assert sorted(LABELS) == sorted(names) and len(set(LABELS.values())) == len(LABELS)
 
 
 def test_it_shows_every_setting_with_description_default_and_current_value(
@@ -115,7 +116,11 @@ def test_it_shows_every_setting_with_description_default_and_current_value(
     for title, _names in SECTIONS:
         assert f"<legend>{title}</legend>" in body.replace("&amp;", "&")
     for spec in ORG_SETTINGS:
-        assert f'<label for="id_{spec.name}">{spec.name}</label>' in body
+        # a readable label, with the OrgDBOrgSettings name beside it (issue 18)
+        label = str(LABELS[spec.name]).replace("'", "&#x27;")
+        assert f'<label for="id_{spec.name}">{label}</label>' in body
+        name = f'<code class="setting-name" lang="en" translate="no">{spec.name}</code>'
+        assert name in row_of(body, spec.name)
         assert str(spec.description).replace("'", "&#x27;") in body
     row = row_of(body, "HashMaxCount")
     assert "Default: <code>20</code>" in row

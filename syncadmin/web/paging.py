@@ -8,13 +8,16 @@ with its count, so it pages by number.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Sequence, Set
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Generic, TypeVar
 
 from django.contrib.auth.models import User
 from django.core.paginator import Page, Paginator
-from django.db.models import Model, Q, QuerySet
+from django.db import connections
+from django.db.models import F, Model, OrderBy, Q, QuerySet
 from django.http import HttpRequest
 
 from syncadmin.web.ids import parse_id
@@ -36,21 +39,54 @@ def cursor_param(request: HttpRequest, name: str) -> int | None:
     return parse_id(request.GET.get(name, ""))
 
 
-def _beyond(order: Sequence[str], values: dict[str, object], *, forward: bool) -> Q:
+def _is_null(name: str, value: object) -> Q:
+    return Q(**{f"{name}__isnull": True}) if value is None else Q(**{name: value})
+
+
+def _beyond(order: Sequence[str], values: dict[str, object], *, forward: bool, nullable: Set[str]) -> Q:
     """The rows after (forward) or before the row with these values, in the list's order.
 
-    (a, b) after (x, y) is a > x or (a = x and b > y); a "-" field compares the other way.
+    (a, b) after (x, y) is a > x or (a = x and b > y); a "-" field compares the other way. In a
+    `nullable` field NULL sorts above every value (as PostgreSQL's own indexes have it, and _ordering
+    asks of every database).
     """
     q = Q()
     for i, field in enumerate(order):
         name = field.lstrip("-")
         ascending = not field.startswith("-")
-        lookup = "gt" if ascending == forward else "lt"
-        step = Q(**{f"{name}__{lookup}": values[name]})
+        upwards = ascending == forward  # looking for larger values of this field
+        value = values[name]
+        if name in nullable and value is None:
+            if upwards:
+                continue  # nothing is above NULL
+            step = Q(**{f"{name}__isnull": False})  # below it, every value
+        else:
+            step = Q(**{f"{name}__{'gt' if upwards else 'lt'}": value})
+            if name in nullable and upwards:
+                step |= Q(**{f"{name}__isnull": True})
         for earlier in order[:i]:
-            step &= Q(**{earlier.lstrip("-"): values[earlier.lstrip("-")]})
+            step &= _is_null(earlier.lstrip("-"), values[earlier.lstrip("-")])
         q |= step
     return q
+
+
+def _nullable(model: type[Model], order: Sequence[str]) -> frozenset[str]:
+    names = (f.lstrip("-") for f in order)
+    return frozenset(n for n in names if n != "pk" and getattr(model._meta.get_field(n), "null", False))
+
+
+def _ordering(order: Sequence[str], nullable: Set[str]) -> list[str | OrderBy]:
+    """ORDER BY for `order`, NULLs above every value in a nullable field on every database."""
+    out: list[str | OrderBy] = []
+    for field in order:
+        name = field.lstrip("-")
+        if name not in nullable:
+            out.append(field)
+        elif field.startswith("-"):
+            out.append(F(name).desc(nulls_first=True))
+        else:
+            out.append(F(name).asc(nulls_last=True))
+    return out
 
 
 def _reversed(order: Sequence[str]) -> list[str]:
@@ -76,6 +112,7 @@ class KeysetPage(Generic[M]):
     ) -> None:
         self._queryset = queryset
         self._order = order
+        self._nullable = _nullable(queryset.model, order)
         self._more_after = more_after
         self._more_before = more_before  # None: not known yet, asked when a page shows it
         self.rows = rows
@@ -93,7 +130,8 @@ class KeysetPage(Generic[M]):
             return None
         more = self._more_before
         if more is None:
-            earlier = _beyond(self._order, _values_of(self.rows[0], self._order), forward=False)
+            values = _values_of(self.rows[0], self._order)
+            earlier = _beyond(self._order, values, forward=False, nullable=self._nullable)
             more = self._queryset.filter(earlier).exists()
         return self.rows[0].pk if more else None
 
@@ -112,9 +150,11 @@ def keyset_page(
     One extra row tells whether the next page in the direction of travel exists; the other direction
     is an EXISTS (LIMIT 1). Both can use an index on `order`.
     """
+    nullable = _nullable(queryset.model, order)
+    ordering, reverse_ordering = _ordering(order, nullable), _ordering(_reversed(order), nullable)
     cursor = end_before if end_before is not None else start_after
     if cursor is None:
-        rows = list(queryset.order_by(*order)[: size + 1])
+        rows = list(queryset.order_by(*ordering)[: size + 1])
         return KeysetPage(
             queryset, order, rows[:size], more_after=len(rows) > size, more_before=False, paged=False
         )
@@ -127,18 +167,68 @@ def keyset_page(
             return keyset_page(queryset, order=order, size=size)
         values = anchor
     if end_before is None:
-        rows = list(queryset.filter(_beyond(order, values, forward=True)).order_by(*order)[: size + 1])
+        after = _beyond(order, values, forward=True, nullable=nullable)
+        rows = list(queryset.filter(after).order_by(*ordering)[: size + 1])
         return KeysetPage(
             queryset, order, rows[:size], more_after=len(rows) > size, more_before=None, paged=True
         )
-    rows = list(
-        queryset.filter(_beyond(order, values, forward=False)).order_by(*_reversed(order))[: size + 1]
-    )
+    before = _beyond(order, values, forward=False, nullable=nullable)
+    rows = list(queryset.filter(before).order_by(*reverse_ordering)[: size + 1])
     shown = rows[:size][::-1]
-    more_after = (
-        bool(shown) and queryset.filter(_beyond(order, _values_of(shown[-1], order), forward=True)).exists()
+    more_after = bool(shown) and (
+        queryset.filter(
+            _beyond(order, _values_of(shown[-1], order), forward=True, nullable=nullable)
+        ).exists()
     )
     return KeysetPage(queryset, order, shown, more_after=more_after, more_before=len(rows) > size, paged=True)
+
+
+COUNT_CAP = 10_000
+TRUSTED_ESTIMATE = 10 * COUNT_CAP
+
+
+@dataclass(frozen=True)
+class RowCount:
+    """How many rows a list holds: exact up to COUNT_CAP, above it the planner's estimate (PostgreSQL) or
+    only "more than COUNT_CAP" (SQLite, which has no estimate)."""
+
+    value: int
+    exact: bool
+    estimated: bool = False  # above the cap, `value` is the planner's estimate (else only "more than")
+    cap: int = COUNT_CAP
+
+
+def counted(queryset: QuerySet[M]) -> RowCount:
+    """Count at most COUNT_CAP + 1 rows (LIMIT in a subquery, so a big table is never counted whole).
+
+    On PostgreSQL the planner's estimate comes first (an EXPLAIN, no rows read): far above the cap
+    (TRUSTED_ESTIMATE) it is the answer, and even the capped count, 10,001 rows read for a page of 50,
+    is skipped; nearer the cap the rows are counted, since an estimate may be off several times.
+    """
+    plain = queryset.order_by()
+    estimate = _planner_estimate(plain)
+    if estimate is not None and estimate > TRUSTED_ESTIMATE:
+        return RowCount(estimate, exact=False, estimated=True)
+    n = plain[: COUNT_CAP + 1].count()
+    if n <= COUNT_CAP:
+        return RowCount(n, exact=True)
+    if estimate is None:
+        return RowCount(n, exact=False)
+    # the planner may guess low; the list holds at least the rows just counted
+    return RowCount(max(estimate, n), exact=False, estimated=True)
+
+
+def _planner_estimate(queryset: QuerySet[M]) -> int | None:
+    connection = connections[queryset.db]
+    if connection.vendor != "postgresql":
+        return None
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        (plan,) = cursor.fetchone()
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 def numbered_page(queryset: QuerySet[M], request: HttpRequest, size: int) -> Page[M]:

@@ -169,7 +169,14 @@ def do_approve_mailbox(
         return
     old = mailbox.approval
     mailbox.approval = new
-    mailbox.save(update_fields=["approval"])
+    fields = ["approval"]
+    if approve and mailbox.last_error_kind == ErrorKind.NOT_APPROVED:
+        # The error's cause is gone: a page that still said "not approved" would send the admin in circles.
+        # Nothing is known of the server yet, so the status goes back to "not run" until Test & Enable.
+        mailbox.last_error, mailbox.last_error_kind = "", ""
+        mailbox.incoming_status = MailboxStatus.NOT_RUN
+        fields += ["last_error", "last_error_kind", "incoming_status"]
+    mailbox.save(update_fields=fields)
     action = AuditAction.MAILBOX_APPROVED if approve else AuditAction.MAILBOX_REJECTED
     audit(action, mailbox.email_address, old, new, acting_user=acting_user, actor_label=actor_label)
 

@@ -13,13 +13,15 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_stubs_ext import StrOrPromise
 
-from tracking.choices import CorrelationMethod, Folder, Outcome, Reason
+from tracking.choices import CorrelationMethod, Direction, EntityKind, Folder, Outcome, Reason
 from tracking.dates import validate_date_range
 from tracking.models import Decision, FolderTrackingRule, Mailbox
 
 NO_CORRELATION = "none"
 # The log shows each message's current decision unless asked for every evaluation (tracking-rules §3.6).
 CURRENT, ALL_EVALUATIONS = "current", "all"
+NO_ACCEPTING = "none"
+MANUAL_ONLY, SCANS_ONLY = "yes", "no"
 
 
 def _mailboxes(request: HttpRequest | None) -> QuerySet[Mailbox]:
@@ -81,6 +83,44 @@ class DecisionFilterSet(django_filters.FilterSet):
         validators=[validate_date_range],
         widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
     )
+    # issue 18: who accepted it, what it is regarding, manual or scan, direction, when it was decided
+    direction = django_filters.ChoiceFilter(
+        choices=Direction.choices, label=_("Direction"), empty_label=_("Both directions")
+    )
+    accepting_kind = django_filters.ChoiceFilter(
+        choices=[*EntityKind.choices, (NO_ACCEPTING, _("Nobody accepted"))],
+        method="filter_accepting_kind",
+        label=_("Accepted by"),
+        empty_label=_("Anyone or nobody"),
+    )
+    accepting = django_filters.CharFilter(
+        method="filter_accepting",
+        label=_("Accepting entity"),
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": _("name or address…")}),
+    )
+    regarding = django_filters.CharFilter(
+        method="filter_regarding",
+        label=_("Regarding"),
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": _("record name…")}),
+    )
+    manual = django_filters.ChoiceFilter(
+        choices=[(MANUAL_ONLY, _("Manual (Track / Set regarding)")), (SCANS_ONLY, _("Made by scans"))],
+        method="filter_manual",
+        label=_("Made by"),
+        empty_label=_("Scans and manual"),
+    )
+    decided_from = django_filters.DateFilter(
+        method="filter_decided_from",
+        label=_("Decided from"),
+        validators=[validate_date_range],
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+    decided_to = django_filters.DateFilter(
+        method="filter_decided_to",
+        label=_("Decided until"),
+        validators=[validate_date_range],
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
 
     evaluations = django_filters.ChoiceFilter(
         choices=[(CURRENT, _("Current decision per message")), (ALL_EVALUATIONS, _("All evaluations"))],
@@ -133,10 +173,38 @@ class DecisionFilterSet(django_filters.FilterSet):
         # the whole last day, in the user's time zone
         return queryset.filter(received_at__lt=start_of_day(value + timedelta(days=1)))
 
+    def filter_accepting_kind(
+        self, queryset: QuerySet[Decision], name: str, value: str
+    ) -> QuerySet[Decision]:
+        return queryset.filter(accepting_kind="" if value == NO_ACCEPTING else value)
+
+    def filter_accepting(self, queryset: QuerySet[Decision], name: str, value: str) -> QuerySet[Decision]:
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(accepting_name__icontains=value) | Q(accepting_email__icontains=value))
+
+    def filter_regarding(self, queryset: QuerySet[Decision], name: str, value: str) -> QuerySet[Decision]:
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(regarding__name__icontains=value)
+
+    def filter_manual(self, queryset: QuerySet[Decision], name: str, value: str) -> QuerySet[Decision]:
+        return queryset.filter(manual=value == MANUAL_ONLY)
+
+    def filter_decided_from(self, queryset: QuerySet[Decision], name: str, value: date) -> QuerySet[Decision]:
+        return queryset.filter(decided_at__gte=start_of_day(value))
+
+    def filter_decided_to(self, queryset: QuerySet[Decision], name: str, value: date) -> QuerySet[Decision]:
+        if value == date.max:
+            return queryset
+        return queryset.filter(decided_at__lt=start_of_day(value + timedelta(days=1)))
+
 
 def filter_decisions(request: HttpRequest, queryset: QuerySet[Decision]) -> DecisionFilterSet:
     """The FilterSet bound to the request's query string (bound also when it is empty: current decisions)."""
     params = request.GET.copy()
-    for key in ("before", "after"):
+    for key in ("before", "after", "sort"):  # paging and order, not filters
         params.pop(key, None)
     return DecisionFilterSet(params, queryset=queryset, request=request)

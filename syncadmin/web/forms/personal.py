@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import zoneinfo
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
+from django_stubs_ext import StrOrPromise
 
 from tracking.choices import AutoCreate, TrackOption
 from tracking.models import CrmRecord, OrgSettings, PersonalOptions
@@ -19,27 +21,56 @@ HIDDEN_BY_TRACK_ALL = frozenset({TrackOption.ALL})
 HIDDEN_BY_AUTO_TRACK = frozenset({TrackOption.ALL, TrackOption.CRM_PARTIES, TrackOption.EMAIL_ENABLED})
 
 
+# The regions of the tz database. The rest of zoneinfo.available_timezones() are links kept for old
+# systems ("US/Eastern", "Etc/GMT+5", "Cuba", "localtime"): offered too, they made the list show the
+# same place twice, and "localtime" is the server's, not a place.
+REGIONS: dict[str, StrOrPromise] = {
+    "Africa": _("Africa"),
+    "America": _("America"),
+    "Antarctica": _("Antarctica"),
+    "Arctic": _("Arctic"),
+    "Asia": _("Asia"),
+    "Atlantic": _("Atlantic"),
+    "Australia": _("Australia"),
+    "Europe": _("Europe"),
+    "Indian": _("Indian Ocean"),
+    "Pacific": _("Pacific"),
+}
+
+
 @cache
 def time_zone_names() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    """UTC and every zone of a region (Europe/Berlin), without the legacy links."""
+    return frozenset(name for name in zoneinfo.available_timezones() if name.partition("/")[0] in REGIONS) | {
+        "UTC"
+    }
 
 
-@cache
-def time_zone_choices() -> list[tuple[Any, Any]]:
-    """UTC first, then the zones grouped by region (Europe/Berlin under Europe)."""
+def utc_offset(name: str, now: datetime) -> str:
+    """The zone's offset from UTC now (daylight saving included): UTC+01:00, UTC−03:30."""
+    offset = now.astimezone(zoneinfo.ZoneInfo(name)).utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "\u2212"
+    hours, mins = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours:02d}:{mins:02d}"
+
+
+def time_zone_choices(current: str = "") -> list[tuple[Any, Any]]:
+    """UTC first, then the zones grouped by region (Berlin under Europe), each with its offset now.
+
+    Not cached: the offsets change with daylight saving time. `current`, a zone the list does not
+    offer (a legacy link stored before), is offered as it is so that saving the form keeps it.
+    """
+    now = datetime.now(UTC)
     groups: dict[str, list[tuple[str, str]]] = {}
-    for name in sorted(time_zone_names()):
-        if name == "UTC":
-            continue
-        region, slash, place = name.partition("/")
-        if slash:
-            groups.setdefault(region, []).append((name, place.replace("_", " ")))
-        else:
-            groups.setdefault("Other", []).append((name, name))
+    for name in sorted(time_zone_names() - {"UTC"}):
+        region, _slash, place = name.partition("/")
+        label = place.replace("_", " ").replace("/", " – ")
+        groups.setdefault(region, []).append((name, f"{label} ({utc_offset(name, now)})"))
     choices: list[tuple[Any, Any]] = [("UTC", "UTC")]
-    choices += [(region, zones) for region, zones in sorted(groups.items()) if region != "Other"]
-    if "Other" in groups:
-        choices.append((_("Other"), groups["Other"]))
+    choices += [(str(REGIONS[region]), zones) for region, zones in sorted(groups.items())]
+    if current and current not in time_zone_names() and current in zoneinfo.available_timezones():
+        choices.append((_("Other"), [(current, f"{current} ({utc_offset(current, now)})")]))
     return choices
 
 
@@ -69,12 +100,13 @@ class GeneralForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
-        self.fields["time_zone"].choices = time_zone_choices()  # type: ignore[attr-defined]
+        self._current_zone = str(self.initial.get("time_zone", ""))
+        self.fields["time_zone"].choices = time_zone_choices(self._current_zone)  # type: ignore[attr-defined]
         self.fields["language"].choices = settings.LANGUAGES  # type: ignore[attr-defined]
 
     def clean_time_zone(self) -> str:
         value: str = self.cleaned_data["time_zone"]
-        if value not in time_zone_names():
+        if value not in time_zone_names() and value != self._current_zone:
             raise forms.ValidationError(_("%(value)s is not a known time zone."), params={"value": value})
         return value
 

@@ -28,6 +28,44 @@ from tracking.orgsettings import (
     spec_for,
 )
 
+# Readable labels on the settings page (issue 18); the OrgDBOrgSettings name stays beside each, as the
+# `orgsettings` command and Microsoft's documentation spell it.
+LABELS: dict[str, Promise] = {
+    "AutoTrackSentFolderItems": _("Track Sent Items"),
+    "SSSForceFilteringMethodForUserMailboxes": _("Track option for every user mailbox"),
+    "UseFilteringMethodOfSyncingMailboxOnlyForCorrelation": _("Only the syncing mailbox's owner accepts"),
+    "EmailCorrelationEnabled": _("Correlate replies by their headers"),
+    "IgnoreConversationIndexAndInReplyToForCorrelation": _("Ignore In-Reply-To and conversation index"),
+    "DoNotCorrelateForwardedEmailsAsReplies": _("Do not correlate forwards as replies"),
+    "TrackingPrefix": _("Tracking token prefix"),
+    "TrackingTokenIdBase": _("Tracking token user number base"),
+    "TrackingTokenIdDigits": _("Tracking token user number digits"),
+    "TrackingTokenCounterDigits": _("Tracking token counter digits"),
+    "UseTrackingTokens": _("Correlate by tracking tokens"),
+    "EnableSmartMatching": _("Smart matching"),
+    "HashFilterKeywords": _("Subject prefixes removed before hashing"),
+    "HashMaxCount": _("Most words and addresses hashed"),
+    "HashDeltaSubjectCount": _("Subject hashes that may differ"),
+    "HashMinAddressCount": _("Address hashes that must match"),
+    "TrackEmailsBetweenUsersAsTwoActivities": _("Internal mail as two activities"),
+    "AutoCreateContactOnPromote": _("Create a contact or lead for unknown senders"),
+    "UnresolveSenderInCaseOfMultipleMatch": _("Leave an ambiguous sender unresolved"),
+    "UnresolveEmailAddressIfMultipleMatch": _("Leave an ambiguous recipient unresolved"),
+    "ResolveForInactiveEntities": _("Resolve to inactive records"),
+    "HideTrackAllOption": _("Hide the option to track all messages"),
+    "HideEmailAutoTrackOptions": _("Hide the automatic tracking options"),
+    "RequireApprovalForUserEmail": _("User mailboxes need approval"),
+    "RequireApprovalForQueueEmail": _("Queue mailboxes need approval"),
+    "IsFolderBasedTrackingEnabled": _("Folder-level tracking"),
+    "MaxFolderBasedTrackingMappings": _("Most folder rules per user"),
+    "MailboxPollIntervalMinutes": _("Scan every (minutes)"),
+    "UserReprocessMaxDays": _("Users may reprocess their own mail back (days)"),
+    "CreateQueueItemForSynchronizingMailbox": _("Queue items for mail tracked from a queue's mailbox"),
+    "TransientFailureRetryLimit": _("Retries after a temporary failure"),
+    "TransientFailureRetryMinutes": _("Minutes between retries"),
+    "MaximumSubjectLengthOnMailServer": _("Longest subject on the mail server"),
+}
+
 SECTIONS: tuple[tuple[Promise, tuple[str, ...]], ...] = (
     (
         _("Sent Items & filtering"),
@@ -174,6 +212,10 @@ class SettingRow:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def label(self) -> str:
+        return str(LABELS.get(self.spec.name, self.spec.name))
 
     @property
     def description(self) -> str:

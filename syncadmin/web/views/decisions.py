@@ -21,7 +21,7 @@ from django_htmx.http import push_url
 from syncadmin.web.filters.decisions import filter_decisions
 from syncadmin.web.forms.decisions import TrackForm
 from syncadmin.web.htmx import is_htmx
-from syncadmin.web.paging import cursor_param, keyset_page, rows_per_page
+from syncadmin.web.paging import counted, cursor_param, keyset_page, rows_per_page
 from syncadmin.web.permissions import AuthenticatedHttpRequest, may_track, user_required
 from syncadmin.web.views.decisions_export import csv_chunks
 from tracking.actions import current_decision, do_set_regarding_by_hand, do_untrack
@@ -31,13 +31,14 @@ from tracking.models import CrmRecord, Decision, TrackedEmail
 from tracking.pipeline import track_decision_manually, tracked_email_of
 
 RELATED_LIMIT = 20
+DATE_FILTERS = ("received_from", "received_to", "decided_from", "decided_to")
 RECORD_CHOICES_LIMIT = 50
 # Big JSON columns the list never shows.
 LIST_DEFERRED = ("trace", "message_snapshot")
 
 
 # ---------------------------------------------------------------------------------------------
-# List: keyset pages on -id (paging.keyset_page), never OFFSET, never COUNT(*)
+# List: keyset pages (paging.keyset_page), never OFFSET; a count capped at paging.COUNT_CAP
 # ---------------------------------------------------------------------------------------------
 
 
@@ -50,20 +51,68 @@ def _nonempty_query(request: AuthenticatedHttpRequest) -> str:
     return f"?{params.urlencode()}" if params else ""
 
 
+# ?sort=: the columns the list can be ordered by, each a keyset order ending in the id (unique).
+# Decisions are numbered as they are decided, so the id order is the decided order, and "-decided"
+# (the default) uses the (filter, -id) indexes. The received order uses the received_at index; a
+# decision without a received time (a message with no readable Date) counts as newer than any
+# (paging.keyset_page puts NULL above every value, as PostgreSQL's index does).
+SORTS: dict[str, tuple[str, ...]] = {
+    "-decided": ("-id",),
+    "decided": ("id",),
+    "-received": ("-received_at", "-id"),
+    "received": ("received_at", "id"),
+    "sender": ("sender", "id"),
+    "-sender": ("-sender", "-id"),
+    "outcome": ("outcome", "id"),
+    "-outcome": ("-outcome", "-id"),
+}
+DEFAULT_SORT = "-decided"
+# The columns whose header sorts, and the way a first click sorts them (times newest first).
+SORTABLE_FIRST = {"decided": "-decided", "received": "-received", "sender": "sender", "outcome": "outcome"}
+
+
+def sort_param(request: AuthenticatedHttpRequest) -> str:
+    value = request.GET.get("sort", "")
+    return value if value in SORTS else DEFAULT_SORT
+
+
+def sort_headers(current: str) -> dict[str, dict[str, str]]:
+    """For each sortable column: the ?sort= its header link asks for, and its aria-sort state."""
+    headers = {}
+    for column, first in SORTABLE_FIRST.items():
+        if current.lstrip("-") == column:
+            state = "descending" if current.startswith("-") else "ascending"
+            link = column if current.startswith("-") else f"-{column}"
+        else:
+            state, link = "none", first
+        headers[column] = {"sort": link, "state": state}
+    return headers
+
+
 @user_required
 @require_safe
 def decision_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     filterset = filter_decisions(request, Decision.objects.visible_to(request.user))
+    sort = sort_param(request)
     queryset = filterset.qs.select_related("mailbox").defer(*LIST_DEFERRED)
-    # Newest first: ?before= an id pages on to older decisions, ?after= back to newer ones.
+    # ?before= an id pages on down the list, ?after= back up it.
     page = keyset_page(
         queryset,
-        order=("-id",),
+        order=SORTS[sort],
         start_after=cursor_param(request, "before"),
         end_before=cursor_param(request, "after"),
         size=rows_per_page(request.user),
     )
-    context = {"filter": filterset, "page": page, "nav_section": "decisions", "title": _("Decision log")}
+    context = {
+        "filter": filterset,
+        "page": page,
+        "total": counted(filterset.qs),
+        "sort": sort,
+        "sorted_default": sort == DEFAULT_SORT,
+        "headers": sort_headers(sort),
+        "nav_section": "decisions",
+        "title": _("Decision log"),
+    }
     if is_htmx(request):
         # the address bar shows the filter without the form's empty fields
         response = render(request, "web/_decision_table.html", {**context, "fragment": True})
@@ -82,7 +131,7 @@ def decision_export(request: AuthenticatedHttpRequest) -> HttpResponseBase:
     filterset = filter_decisions(request, Decision.objects.visible_to(request.user))
     # A date out of range is refused before the first byte (a stream cannot turn into an error half-way);
     # other invalid filter values are left out, as on the list (another user's mailbox widens nothing).
-    bad_dates = {k: v for k, v in filterset.errors.items() if k in ("received_from", "received_to")}
+    bad_dates = {k: v for k, v in filterset.errors.items() if k in DATE_FILTERS}
     if bad_dates:
         problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in bad_dates.items())
         return HttpResponse(problems, status=400, content_type="text/plain; charset=utf-8")

@@ -18,7 +18,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django.utils.formats import date_format
+from django.utils.formats import date_format, number_format
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -184,7 +184,7 @@ def duration_words(run: ScanRun) -> str:
         return ""
     seconds = (run.finished_at - run.started_at).total_seconds()
     if seconds < 10:
-        return f"{seconds:.1f} s"
+        return f"{number_format(seconds, 1)} s"  # 0.1 s, in German 0,1 s
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     if hours:
@@ -200,6 +200,13 @@ def scan_refusal(mailbox: Mailbox, rules: OrgRules) -> str:
         return _("its email address is not approved.")
     if not mailbox.enabled:
         return _("it is disabled; run Test & Enable first.")
+    return ""
+
+
+def test_refusal(mailbox: Mailbox, rules: OrgRules) -> str:
+    """Why Test & Enable would certainly fail for this mailbox (scanning.run_test_and_enable), or ""."""
+    if mailbox.needs_approval(rules):
+        return _("its email address is not approved; approve it first.")
     return ""
 
 
@@ -288,6 +295,7 @@ def _detail_context(request: AuthenticatedHttpRequest, mailbox: Mailbox) -> dict
     if admin:
         context["queue_problem"] = queue_problem()
         context["scan_refusal"] = scan_refusal(mailbox, rules)
+        context["test_refusal"] = test_refusal(mailbox, rules)
         context["start_date_form"] = StartDateForm(
             initial={"process_emails_received_after": mailbox.process_emails_received_after}
         )

@@ -157,7 +157,8 @@ def personal_options(request: AuthenticatedHttpRequest) -> HttpResponse:
     user = request.user
     options = PersonalOptions.objects.of(user)
     if tab == "general":
-        general = GeneralForm(request.POST)
+        # the stored zone stays acceptable even when the list no longer offers it (a legacy link)
+        general = GeneralForm(request.POST, initial={"time_zone": options.time_zone})
         if not general.is_valid():
             return _render(request, tab, general_form=general, status=400)
         options = do_set_personal_options(
