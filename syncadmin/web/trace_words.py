@@ -24,7 +24,7 @@ CHECKS: dict[str, StrOrPromise] = {
     "parse": pgettext_lazy("trace check", "parse"),
     "folder": pgettext_lazy("trace check", "folder"),
     "watermark": pgettext_lazy("trace check", "watermark"),  # decisions made before the start date (§3.5)
-    "start_date": pgettext_lazy("trace check", "start date"),
+    "start_date": pgettext_lazy("trace check", "start_date"),
     "candidates": pgettext_lazy("trace check", "candidates"),
     "owner": pgettext_lazy("trace check", "owner"),
     "manual": pgettext_lazy("trace check", "manual"),
