@@ -116,7 +116,7 @@ def main() -> None:
                 details=found,
             )
         )
-    common.write_result("b9", figures)
+    common.write_result("b11", figures)
 
 
 if __name__ == "__main__":

@@ -97,10 +97,13 @@ def check_csv(kind: str, text: str) -> int:
 
 
 def _row_values(
-    kind: str, values: dict[str, str], owners: dict[str, int]
+    kind: str, values: dict[str, str], owners: dict[str, int], *, may_hold_nul: bool = True
 ) -> tuple[tuple[str, str], dict[str, object]] | str:
-    """((name, primary email), the record's other fields), or why the row is rejected."""
-    if any("\x00" in v for v in values.values()):
+    """((name, primary email), the record's other fields), or why the row is rejected.
+
+    `may_hold_nul` False: the file was checked for NUL characters as a whole (a row has none then).
+    """
+    if may_hold_nul and any("\x00" in v for v in values.values()):
         return "a value holds a NUL character"  # PostgreSQL refuses NUL in text
     name = values.get("name", "")
     if not name:
@@ -127,11 +130,12 @@ def _row_values(
     other_kind = values.get("kind", "")
     if other_kind and kind != RecordKind.OTHER:
         return "the kind column is only for 'other' records"
-    length_problem = too_long(CrmRecord, "name", name) or too_long(
-        CrmRecord, "other_kind", other_kind, label="kind"
-    )
-    if length_problem:
-        return length_problem
+    if len(name) > NAME_MAX or len(other_kind) > OTHER_KIND_MAX:  # the usual row: no lookup, no message
+        length_problem = too_long(CrmRecord, "name", name) or too_long(
+            CrmRecord, "other_kind", other_kind, label="kind"
+        )
+        if length_problem:
+            return length_problem
     fields: dict[str, object] = {
         "email1": emails[0],
         "email2": emails[1] if len(emails) > 1 else "",
@@ -144,10 +148,13 @@ def _row_values(
 
 
 Row = tuple[tuple[str, str], dict[str, object]]
+NAME_MAX = CrmRecord._meta.get_field("name").max_length or 0
+OTHER_KIND_MAX = CrmRecord._meta.get_field("other_kind").max_length or 0
 
 
 def _batches(text: str, kind: str, report: ImportReport) -> Iterator[tuple[int, list[Row]]]:
     owners = dict(get_user_model().objects.values_list("username", "pk"))
+    may_hold_nul = "\x00" in text
     rows_of, header, reader = _reader(text)
     columns = list(enumerate(header))
     batch: list[Row] = []
@@ -158,7 +165,7 @@ def _batches(text: str, kind: str, report: ImportReport) -> Iterator[tuple[int, 
         seen += 1
         width = len(row)
         values = {name: row[i].strip() if i < width else "" for i, name in columns}
-        checked = _row_values(kind, values, owners)
+        checked = _row_values(kind, values, owners, may_hold_nul=may_hold_nul)
         if isinstance(checked, str):
             report.rejected.append((reader.line_num, checked))
         else:
@@ -173,13 +180,22 @@ def _batches(text: str, kind: str, report: ImportReport) -> Iterator[tuple[int, 
 COLUMNS_WRITTEN = ("email1", "email2", "email3", "owner_id", "active", "other_kind")
 
 
-def _write_batch(kind: str, rows: list[Row], now: datetime) -> tuple[int, int]:
-    """Create or update one batch's records in a few bulk statements; returns (created, updated)."""
+def _write_batch(
+    kind: str, rows: list[Row], now: datetime, *, imported: set[tuple[str, str]] | None = None
+) -> tuple[int, int]:
+    """Create or update one batch's records in a few bulk statements; returns (created, updated).
+
+    `imported`, when the directory held no record of this kind as the import began: the keys this import
+    created so far, the only ones a row can update, so that a fresh import looks nothing up (and the set
+    grows by this batch's new keys).
+    """
     existing: dict[tuple[str, str], int] = {}
-    emails = sorted({key[1] for key, _ in rows})
-    found = CrmRecord.objects.filter(kind=kind, email1__in=emails).order_by("pk")
-    for pk, name, email in found.values_list("pk", "name", "email1"):
-        existing.setdefault((name, email), pk)
+    keys = {key for key, _ in rows}
+    emails = sorted({key[1] for key in (keys if imported is None else keys & imported)})
+    if emails:
+        found = CrmRecord.objects.filter(kind=kind, email1__in=emails).order_by("pk")
+        for pk, name, email in found.values_list("pk", "name", "email1"):
+            existing.setdefault((name, email), pk)
     new: dict[tuple[str, str], dict[str, object]] = {}
     changed: dict[int, dict[str, object]] = {}
     created = updated = 0
@@ -201,6 +217,8 @@ def _write_batch(kind: str, rows: list[Row], now: datetime) -> tuple[int, int]:
     update_rows(
         CrmRecord, COLUMNS_WRITTEN, [(pk, *(v[c] for c in COLUMNS_WRITTEN)) for pk, v in changed.items()]
     )
+    if imported is not None:
+        imported.update(new)
     return created, updated
 
 
@@ -220,9 +238,11 @@ def check_import_records(
     """
     check_csv(kind, text)
     report = ImportReport()
+    # Into an empty directory (of this kind) nothing needs looking up but what this import made itself.
+    imported: set[tuple[str, str]] | None = None if CrmRecord.objects.filter(kind=kind).exists() else set()
     for done, rows in _batches(text, kind, report):
         with transaction.atomic():
-            created, updated = _write_batch(kind, rows, timezone.now())
+            created, updated = _write_batch(kind, rows, timezone.now(), imported=imported)
             report.created += created
             report.updated += updated
             if progress is not None:
