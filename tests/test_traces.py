@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 
-import pytest
 from django.apps import apps as django_apps
 from django.contrib.auth.models import User
 from django.test import Client
@@ -16,7 +15,6 @@ from django.utils import timezone, translation
 from tests.conftest import make_decisions
 from tracking.actions import do_set_personal_options
 from tracking.models import Decision, Mailbox
-from tracking.traces import localized_detail
 
 migration = importlib.import_module("tracking.migrations.0011_english_traces")
 
@@ -96,13 +94,6 @@ def test_every_option_and_kind_of_the_catalogue_is_known_to_the_migration():
         options = {str(o.label) for o in TrackOption}
     assert kinds == set(migration.GERMAN_KINDS)
     assert options == set(migration.GERMAN_OPTIONS)
-
-
-@pytest.mark.parametrize("language", ["en", "de"])
-def test_a_detail_is_shown_in_the_readers_language(language):
-    with translation.override(language):
-        shown = [localized_detail(s["detail"]) for s in ENGLISH]
-    assert shown == [s["detail"] for s in (ENGLISH if language == "en" else GERMAN)]
 
 
 def test_the_migration_rewrites_stored_german_rows_only(alice: Mailbox):
