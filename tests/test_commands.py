@@ -72,6 +72,7 @@ DOMAIN_SETTINGS: dict[str, tuple[str, object, int | None, int | None]] = {
     "TransientFailureRetryMinutes": ("int", 5, 1, 1440),
     "MaximumSubjectLengthOnMailServer": ("int", 255, 255, 400),
     "CreateQueueItemForSynchronizingMailbox": ("bool", True, None, None),
+    "MaxTrackedAttachmentMB": ("int", 5, 0, 100),
 }
 SPEC_IDS = [s.name for s in ORG_SETTINGS]
 
@@ -124,7 +125,7 @@ class TestOrgSettingsList:
 
     def test_it_lists_every_setting_as_text(self, db, cmd):
         lines = cmd("orgsettings", "list").out.splitlines()
-        assert len(lines) == 33
+        assert len(lines) == 34
         for spec, line in zip(ORG_SETTINGS, lines, strict=True):
             name, value = line.split()[:2]
             assert name == spec.name
@@ -139,7 +140,7 @@ class TestOrgSettingsList:
 
     def test_it_lists_every_setting_as_json(self, db, cmd):
         rows = json.loads(cmd("orgsettings", "list", "--json").out)
-        assert len(rows) == 33
+        assert len(rows) == 34
         assert [r["name"] for r in rows] == list(DOMAIN_SETTINGS)
         for row in rows:
             assert set(row) == {"name", "value", "type", "default", "accepts", "description"}

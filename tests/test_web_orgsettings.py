@@ -104,7 +104,7 @@ def test_it_tells_auditors_the_page_is_read_only(client: Client, auditor: User) 
 def test_every_setting_is_in_exactly_one_section() -> None:
     names = [name for _, section in SECTIONS for name in section]
     assert sorted(names) == sorted(spec.name for spec in ORG_SETTINGS)
-    assert len(SECTIONS) == 10
+    assert len(SECTIONS) == 11
     assert sorted(LABELS) == sorted(names) and len(set(LABELS.values())) == len(LABELS)
 
 

@@ -99,6 +99,7 @@ class OrgRules:
     transient_retry_minutes: int = 5
     folder_tracking_enabled: bool = True  # read by scanning: which mapped folders a cycle reads (§3.4)
     create_queue_item_for_mailbox: bool = True  # read by the page commit: queue items (§2)
+    max_tracked_attachment_mb: int = 5  # read by the pipeline: which attachments keep their content (§2)
 
     @classmethod
     def from_values(cls, values: Mapping[str, object]) -> OrgRules:

@@ -343,6 +343,14 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         True,
         _("Put every email tracked from a queue's own mailbox on that queue's work list (a queue item)."),
     ),
+    _int(
+        "MaxTrackedAttachmentMB",
+        "max_tracked_attachment_mb",
+        5,
+        0,
+        100,
+        _("Largest attachment (MB) kept with a tracked email; 0 keeps only names, types and sizes."),
+    ),
 )
 
 SETTINGS_BY_NAME: dict[str, SettingSpec] = {spec.name.lower(): spec for spec in ORG_SETTINGS}

@@ -6,6 +6,7 @@ from tracking.models.activity import (
     QueueItem,
     ReprocessRound,
     ScanRun,
+    TrackedAttachment,
     TrackedEmail,
 )
 from tracking.models.audit import AuditEvent
@@ -34,5 +35,6 @@ __all__ = [
     "QueueItem",
     "ReprocessRound",
     "ScanRun",
+    "TrackedAttachment",
     "TrackedEmail",
 ]

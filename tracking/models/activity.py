@@ -67,6 +67,10 @@ class TrackedEmail(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # Untracked by a person (tracking-rules §7a): kept for the audit, never tracked again automatically.
     untracked_at = models.DateTimeField(null=True, blank=True)
+    # The content a CRM user reads (tracking-rules §2). body_html is sanitized when stored (tracking.content):
+    # no script, no event handlers, no remote loads; the page still shows it only in a sandboxed frame.
+    body_text = models.TextField(blank=True)
+    body_html = models.TextField(blank=True)
 
     class Meta:
         constraints = [
@@ -82,6 +86,23 @@ class TrackedEmail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject[:60]} ({self.direction})"
+
+
+class TrackedAttachment(models.Model):
+    """An attachment of a tracked email: name, type and size always; the content only when it was under
+    the org's MaxTrackedAttachmentMB when the email was tracked (tracking-rules §2)."""
+
+    tracked_email = models.ForeignKey(TrackedEmail, on_delete=models.CASCADE, related_name="attachments")
+    name = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=255)
+    size = models.PositiveBigIntegerField()
+    content = models.BinaryField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.content_type}, {self.size} bytes)"
 
 
 class QueueItem(models.Model):

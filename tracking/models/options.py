@@ -66,6 +66,7 @@ class OrgSettings(models.Model):
     create_queue_item_for_mailbox = models.BooleanField(
         default=default_of("CreateQueueItemForSynchronizingMailbox")
     )
+    max_tracked_attachment_mb = models.PositiveIntegerField(default=default_of("MaxTrackedAttachmentMB"))
 
     class Meta:
         verbose_name = "organisation settings"

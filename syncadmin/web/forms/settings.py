@@ -61,6 +61,7 @@ LABELS: dict[str, Promise] = {
     "MailboxPollIntervalMinutes": _("Scan every (minutes)"),
     "UserReprocessMaxDays": _("Users may reprocess their own mail back (days)"),
     "CreateQueueItemForSynchronizingMailbox": _("Queue items for mail tracked from a queue's mailbox"),
+    "MaxTrackedAttachmentMB": _("Largest attachment kept with a tracked email (MB)"),
     "TransientFailureRetryLimit": _("Retries after a temporary failure"),
     "TransientFailureRetryMinutes": _("Minutes between retries"),
     "MaximumSubjectLengthOnMailServer": _("Longest subject on the mail server"),
@@ -133,6 +134,7 @@ SECTIONS: tuple[tuple[Promise, tuple[str, ...]], ...] = (
         ),
     ),
     (_("Queues"), ("CreateQueueItemForSynchronizingMailbox",)),
+    (_("Tracked email content"), ("MaxTrackedAttachmentMB",)),
     (_("Mail server"), ("MaximumSubjectLengthOnMailServer",)),
 )
 
