@@ -41,7 +41,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "tracking.roles",
         ),
     ),
-    ("engine and sources", ("tracking.decisions", "tracking.sources")),
+    ("engine and sources", ("tracking.content", "tracking.decisions", "tracking.sources")),
     ("models", ("tracking.models",)),
     ("loaders and actions", ("tracking.context", "tracking.actions", "tracking.runs")),
     ("pipeline", ("tracking.pipeline", "tracking.whatif")),

@@ -17,7 +17,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 
 from tracking.actions import current_decision, do_audit_manual_tracking, do_commit_page, do_track_again
-from tracking.choices import Folder
+from tracking.choices import Folder, Outcome
+from tracking.content import MessageContent, extract_content
 from tracking.context import (
     ScanRules,
     Scope,
@@ -53,6 +54,33 @@ def parse_item(item: Item) -> ParsedMessage | ParseFailure:
     if isinstance(item, RawItem):
         return parse_message(item.data, provider_item_id=item.provider_item_id, received_at=item.received_at)
     return item
+
+
+def contents_of(
+    items: Sequence[Item],
+    parsed: Sequence[ParsedMessage | ParseFailure],
+    results: Sequence[DecisionResult],
+    *,
+    attachment_limit_mb: int,
+) -> dict[str, MessageContent]:
+    """The bodies and attachments of the messages these results track anew, by Message-ID.
+
+    Read only for those: most messages of a scan are not tracked, and their content is never needed.
+    Only raw (RFC 5322) items carry content; a message the source read from fields has none.
+    """
+    raw: dict[str, bytes] = {}
+    for item, msg in zip(items, parsed, strict=True):
+        if isinstance(item, RawItem) and isinstance(msg, ParsedMessage):
+            raw.setdefault(msg.message_id, item.data)
+    limit = attachment_limit_mb * 1024 * 1024
+    return {
+        r.message.message_id: extract_content(raw[r.message.message_id], attachment_limit_bytes=limit)
+        for r in results
+        if r.outcome == Outcome.TRACKED
+        and r.existing is None
+        and isinstance(r.message, ParsedMessage)
+        and r.message.message_id in raw
+    }
 
 
 def pages(items: Iterable[Item], size: int = PAGE_SIZE) -> Iterator[list[Item]]:
@@ -118,6 +146,9 @@ def process_page(
             start_date=start_date,
         )
         results = decide_batch(fresh, ctx, manual=manual)
+        contents = contents_of(
+            items, parsed, results, attachment_limit_mb=rules.org.max_tracked_attachment_mb
+        )
         try:
             created = do_commit_page(
                 mailbox,
@@ -130,6 +161,7 @@ def process_page(
                 made_by=made_by,
                 supersedes=current_decision_ids(mailbox, folder, seen) if by_person else None,
                 queue_items_for_mailbox=rules.org.create_queue_item_for_mailbox,
+                contents=contents,
             )
             break
         except IntegrityError:
@@ -199,7 +231,10 @@ def process_round_page(
     """
     assert run.round is not None
     by_modified = folder not in (Folder.INBOX, Folder.SENT_ITEMS)  # a mapped folder (§3.4)
-    parsed = [m for m in (parse_item(i) for i in items) if in_round(m, since, by_modified=by_modified)]
+    pairs = [
+        (i, m) for i, m in ((i, parse_item(i)) for i in items) if in_round(m, since, by_modified=by_modified)
+    ]
+    parsed = [m for _, m in pairs]
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         ids = {m.message_id for m in parsed}
         existing = {
@@ -219,6 +254,9 @@ def process_round_page(
             mailbox, folder, fresh, rules=rules.org, earlier_prefixes=rules.earlier_prefixes, start_date=since
         )
         results = decide_batch(fresh, ctx)
+        contents = contents_of(
+            [i for i, _ in pairs], parsed, results, attachment_limit_mb=rules.org.max_tracked_attachment_mb
+        )
         try:
             created = do_commit_page(
                 mailbox,
@@ -230,6 +268,7 @@ def process_round_page(
                 supersedes=supersedes,
                 round_state=round_state,
                 queue_items_for_mailbox=rules.org.create_queue_item_for_mailbox,
+                contents=contents,
             )
             break
         except IntegrityError:

@@ -22,6 +22,7 @@ from tracking.choices import (
     ScanSource,
     ScanStatus,
 )
+from tracking.content import MessageContent
 from tracking.decisions import DecisionResult, RecordRef
 from tracking.messages import ParsedMessage, message_snapshot
 from tracking.models import (
@@ -33,6 +34,7 @@ from tracking.models import (
     QueueItem,
     ReprocessRound,
     ScanRun,
+    TrackedAttachment,
     TrackedEmail,
 )
 
@@ -130,11 +132,14 @@ def do_commit_page(
     round_state: str | None = None,
     made_by: User | None = None,
     queue_items_for_mailbox: bool,
+    contents: Mapping[str, MessageContent] | None = None,
 ) -> list[Decision]:
     """Write one page: auto-created records, TrackedEmails, hashes, queue items, Decisions, counts, sync
     state.
 
     `queue_items_for_mailbox` is the org's CreateQueueItemForSynchronizingMailbox, as the scan loaded it.
+    `contents` are the bodies and attachments of the messages tracked, by Message-ID, as far as the source
+    handed them over (tracking.content).
 
     One transaction, so a crash loses at most the page in flight; the unique constraints on
     Decision and TrackedEmail turn a replayed page into an IntegrityError, never a duplicate.
@@ -165,10 +170,12 @@ def do_commit_page(
             )
     tracked_results = [results[pos] for pos in positions]
     emails: list[TrackedEmail] = []
+    contents = contents or {}
     for res in tracked_results:
         msg = res.message
         assert isinstance(msg, ParsedMessage)
         parent = res.correlated
+        content = contents.get(msg.message_id) or MessageContent()
         emails.append(
             TrackedEmail(
                 message_id=msg.message_id,
@@ -187,10 +194,22 @@ def do_commit_page(
                 receiving_mailbox=mailbox,
                 correlation_method=res.correlation_method or "",
                 correlated_email_id=parent.key if parent is not None and parent.key > 0 else None,
+                body_text=content.text,
+                body_html=content.html,
                 **_accepting_fields(res),
             )
         )
     bulk_insert(emails)
+    attachments = [
+        TrackedAttachment(
+            tracked_email=email, name=a.name, content_type=a.content_type, size=a.size, content=a.content
+        )
+        for email in emails
+        for a in contents.get(email.message_id, MessageContent()).attachments
+    ]
+    if attachments:
+        # bulk_create, not bulk_insert: the JSON route cannot carry bytes; one INSERT per page all the same.
+        TrackedAttachment.objects.bulk_create(attachments)
     by_position = {-(pos + 1): e for pos, e in zip(positions, emails, strict=True)}
     late_links = []
     for res, email in zip(tracked_results, emails, strict=True):

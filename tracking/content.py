@@ -1,0 +1,219 @@
+"""The content a CRM user reads of a tracked email: bodies and attachments (tracking-rules §2).
+
+`extract_content` reads them from RFC 5322 bytes; it is pure and never raises: a part that cannot be
+read is noted and skipped, so an odd message never fails the page it is on. HTML is sanitized here, once,
+when the email is tracked: no script, no event handlers, no styles, no remote loads (an image keeps its
+source only when it is a `cid:` or `data:image/` one). The page shows it in a sandboxed frame on top.
+"""
+
+from __future__ import annotations
+
+import email.errors
+import email.utils
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import Message
+from email.parser import BytesParser
+
+import nh3
+
+from tracking.messages import clean_text, decode_header_value
+
+BODY_MAX = 500_000  # characters of each body; longer ones are cut, with a note saying so
+ATTACHMENTS_MAX = 100  # attachments kept per email; the rest are counted in a note
+NAME_MAX = 255
+TYPE_MAX = 255
+# The stdlib parser takes seconds on MIME nested 1,000 deep (messages.parse_message); more multipart
+# headers than this and the structure is not read at all.
+MULTIPART_MAX = 200
+_MULTIPART_RE = re.compile(rb"multipart/", re.IGNORECASE)
+TEXT_CUT_NOTE = "\n\n[SyncAdmin: the rest of this body ({total:,} characters) was cut at {kept:,}.]"
+HTML_CUT_NOTE = (
+    "<p><em>[SyncAdmin: the rest of this body ({total:,} characters) was cut at {kept:,}.]</em></p>"
+)
+
+_TAGS = set(nh3.ALLOWED_TAGS) | {
+    "font",
+    "center",
+    "u",
+    "s",
+    "strike",
+    "caption",
+    "colgroup",
+    "col",
+}
+_ATTRIBUTES: dict[str, set[str]] = {tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()}
+_ATTRIBUTES.setdefault("font", set()).update({"color", "face", "size"})
+_ATTRIBUTES.setdefault("*", set()).update({"align", "dir"})
+for _cell in ("td", "th", "table", "tr"):
+    _ATTRIBUTES.setdefault(_cell, set()).update({"colspan", "rowspan", "width", "valign", "bgcolor"})
+_LINK_SCHEMES = ("http:", "https:", "mailto:")
+_IMAGE_SCHEMES = ("cid:", "data:image/")
+
+
+@dataclass(frozen=True)
+class AttachmentContent:
+    name: str
+    content_type: str
+    size: int  # bytes, decoded
+    content: bytes | None  # None when over the org's limit (or the limit is 0)
+
+
+@dataclass(frozen=True)
+class MessageContent:
+    text: str = ""
+    html: str = ""  # sanitized
+    attachments: tuple[AttachmentContent, ...] = ()
+    notes: tuple[str, ...] = ()  # what could not be read or was cut
+
+
+def _keep_attribute(tag: str, attribute: str, value: str) -> str | None:
+    """No remote loads: images only from the message itself (cid:) or inline data; links only to the web
+    or mail (never javascript: or data:)."""
+    lowered = value.strip().lower()
+    if attribute == "src":
+        return value if lowered.startswith(_IMAGE_SCHEMES) else None
+    if attribute in ("href", "cite", "longdesc"):
+        return value if lowered.startswith(_LINK_SCHEMES) else None
+    return value
+
+
+def sanitize_html(html: str) -> str:
+    """HTML safe to show: no script, no event handlers, no styles or external CSS, no remote loads."""
+    return nh3.clean(
+        html,
+        tags=_TAGS,
+        clean_content_tags={"script", "style", "title", "head", "noscript", "template", "object"},
+        attributes=_ATTRIBUTES,
+        attribute_filter=_keep_attribute,
+        url_schemes={"http", "https", "mailto", "cid", "data"},
+        strip_comments=True,
+        link_rel="noopener noreferrer nofollow",
+    )
+
+
+def _decode(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    for charset in (part.get_content_charset(), "utf-8"):
+        if not charset:
+            continue
+        try:
+            return clean_text(payload.decode(charset, errors="replace"))
+        except (LookupError, ValueError):
+            continue  # an unknown charset, or one that is no text encoding
+    return clean_text(payload.decode("latin-1"))
+
+
+def _cut(body: str, note: str) -> tuple[str, str | None]:
+    if len(body) <= BODY_MAX:
+        return body, None
+    return body[:BODY_MAX] + note.format(total=len(body), kept=BODY_MAX), f"body cut at {BODY_MAX} characters"
+
+
+def _leaves(part: Message, depth: int = 0) -> Iterator[Message]:
+    """The parts that are not containers; an attached message is one leaf (it is an attachment)."""
+    ctype = part.get_content_type()
+    if part.is_multipart() and ctype.startswith("multipart/") and depth < 50:
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            for sub in payload:
+                if isinstance(sub, Message):
+                    yield from _leaves(sub, depth + 1)
+        return
+    yield part
+
+
+def _filename(part: Message) -> str:
+    name = part.get_filename() or part.get_param("name") or ""
+    if isinstance(name, tuple):  # an RFC 2231 value the parser could not collapse
+        name = email.utils.collapse_rfc2231_value(name)
+    return decode_header_value(str(name)).strip()[:NAME_MAX]
+
+
+def _is_attachment(part: Message, name: str) -> bool:
+    disposition = (part.get_content_disposition() or "").lower()
+    if disposition == "attachment" or name:
+        return True
+    return not part.get_content_type().startswith("text/")
+
+
+def _attachment(part: Message, name: str, limit_bytes: int) -> AttachmentContent:
+    ctype = part.get_content_type()
+    if ctype == "message/rfc822":
+        inner = part.get_payload()
+        sub = inner[0] if isinstance(inner, list) and inner else None
+        data = sub.as_bytes() if isinstance(sub, Message) else b""
+        if not name and isinstance(sub, Message):
+            name = (decode_header_value(sub.get("Subject")) or "message")[: NAME_MAX - 4] + ".eml"
+    else:
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+    return AttachmentContent(
+        name=name or "attachment",
+        content_type=ctype[:TYPE_MAX],
+        size=len(data),
+        content=data if limit_bytes > 0 and len(data) <= limit_bytes else None,
+    )
+
+
+def extract_content(raw: bytes, *, attachment_limit_bytes: int) -> MessageContent:
+    """The bodies and attachments of one message; never raises (see the module docstring).
+
+    The first text/plain and the first text/html part that are not attachments are the bodies; every
+    other leaf is an attachment, whose content is kept when it is at most `attachment_limit_bytes` (0 keeps
+    none).
+    """
+    notes: list[str] = []
+    if len(_MULTIPART_RE.findall(raw)) > MULTIPART_MAX:
+        return MessageContent(notes=(f"more than {MULTIPART_MAX} multipart parts: the content was not read",))
+    try:
+        msg = BytesParser().parsebytes(raw)
+    except Exception as exc:  # the stdlib parser is meant not to raise; a bug there must not stop a scan
+        return MessageContent(notes=(f"the content could not be read: {type(exc).__name__}",))
+    text = html = None
+    attachments: list[AttachmentContent] = []
+    skipped = 0
+    try:
+        leaves = list(_leaves(msg))
+    except (RecursionError, email.errors.MessageError) as exc:
+        return MessageContent(notes=(f"the content could not be read: {type(exc).__name__}",))
+    for part in leaves:
+        try:
+            name = _filename(part)
+            ctype = part.get_content_type()
+            if not _is_attachment(part, name) and ctype in ("text/plain", "text/html"):
+                # The first of each is the body; a second one (a footer part) is not shown.
+                if ctype == "text/html" and html is None:
+                    html = _decode(part)
+                elif ctype == "text/plain" and text is None:
+                    text = _decode(part)
+                continue
+            if len(attachments) >= ATTACHMENTS_MAX:
+                skipped += 1
+                continue
+            attachments.append(_attachment(part, name, attachment_limit_bytes))
+        except Exception as exc:  # one malformed part is skipped, never the page
+            notes.append(f"a part could not be read: {type(exc).__name__}")
+    if skipped:
+        notes.append(f"{skipped} more attachments not kept (at most {ATTACHMENTS_MAX})")
+    body_text, note = _cut(text or "", TEXT_CUT_NOTE)
+    if note:
+        notes.append(f"text {note}")
+    body_html = ""
+    if html:
+        cut, note = _cut(html, "")
+        if note:
+            notes.append(f"HTML {note}")
+        try:
+            body_html = sanitize_html(cut)
+        except (
+            Exception
+        ) as exc:  # nh3 is not meant to raise on any str; if it did, show no HTML rather than fail
+            notes.append(f"the HTML body could not be sanitized: {type(exc).__name__}")
+        else:
+            if note:
+                body_html += HTML_CUT_NOTE.format(total=len(html), kept=BODY_MAX)
+    return MessageContent(text=body_text, html=body_html, attachments=tuple(attachments), notes=tuple(notes))
