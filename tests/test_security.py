@@ -35,7 +35,7 @@ from syncadmin.devtools.simulators.server import Simulator
 from syncadmin.devtools.simulators.store import MailStore
 from tests import rq_helpers as h
 from tests.conftest import CommandResult, run_command
-from tests.test_web_urlconf import KWARGS_OF, PK_OF, queue_item_of, round_of, routes
+from tests.test_web_urlconf import KWARGS_OF, PK_OF, attachment_of, queue_item_of, round_of, routes
 from tracking.actions import (
     ProfileValues,
     check_add_folder_rule,
@@ -631,6 +631,7 @@ def csrf_world(alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tmp_pat
         "bulk": check_start_bulk("approve", [alice.pk]).pk,
         "import_run": ImportRun.objects.create(kind="contact", text="name,email\n").pk,
         "round": round_of(alice),
+        "attachment": attachment_of(decision),
     }
     users = {"anonymous": None, "user": alice.user, "auditor": auditor, "admin": admin}
     return {"ids": ids, "users": users}

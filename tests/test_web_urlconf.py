@@ -33,6 +33,7 @@ from tracking.models import (
     QueueItem,
     ReprocessRound,
     ScanRun,
+    TrackedAttachment,
     TrackedEmail,
 )
 
@@ -110,6 +111,8 @@ EXPECTED: dict[str, dict[str, int]] = {
     "web-audit": row(LOGIN, 403, 403, 200, 200),
     "web-audit-export": row(LOGIN, 403, 403, 200, 200),
     "web-exclusion-delete": row(LOGIN, 405, 405, 405, 405),
+    # whoever may see a decision of the attachment's email; anyone else 404 (tests/test_tracked_content_web)
+    "web-tracked-attachment": row(LOGIN, 200, 404, 200, 200),
 }
 
 # Which fixture object fills <int:pk> of a route.
@@ -138,6 +141,7 @@ PK_OF = {
     "web-decision-track": "decision",
     "web-decision-regarding": "decision",
     "web-decision-untrack": "decision",
+    "web-tracked-attachment": "attachment",
     "web-exclusion-delete": "exclusion",
     "web-user-role": "person",
     "web-user-deactivate": "person",
@@ -215,6 +219,7 @@ READ_ONLY = {
     "web-decisions",
     "web-decisions-export",
     "web-decision",
+    "web-tracked-attachment",
     "web-what-if",
     "web-directory",
     "web-audit",
@@ -298,6 +303,17 @@ def queue_item_of(queue: Queue) -> int:
     return QueueItem.objects.create(queue=queue, tracked_email=email, created_at=timezone.now()).pk
 
 
+def attachment_of(decision: Decision) -> int:
+    """An attachment with content on the decision's tracked email (one made for it if it has none)."""
+    email = decision.tracked_email
+    if email is None:
+        email = TrackedEmail.objects.create(message_id=decision.message_id, direction=decision.direction)
+        Decision.objects.filter(pk=decision.pk).update(tracked_email=email)
+    return TrackedAttachment.objects.create(
+        tracked_email=email, name="notes.txt", content_type="text/plain", size=5, content=b"hello"
+    ).pk
+
+
 def round_of(mailbox: Mailbox) -> int:
     """A queued reprocessing round of the mailbox, requested by its owner."""
     round = ReprocessRound.objects.create(
@@ -338,6 +354,7 @@ def world(db: None, alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tm
         "bulk": bulk.pk,
         "import_run": ImportRun.objects.create(kind="contact", text="name,email\n").pk,
         "round": round_of(alice),
+        "attachment": attachment_of(decision),
     }
     return World(clients=clients, ids=ids, alice=alice)
 

@@ -84,6 +84,7 @@ urlpatterns = [
     path("decisions/<int:pk>/track/", decisions.decision_track, name="web-decision-track"),
     path("decisions/<int:pk>/regarding/", decisions.decision_regarding, name="web-decision-regarding"),
     path("decisions/<int:pk>/untrack/", decisions.decision_untrack, name="web-decision-untrack"),
+    path("attachments/<int:pk>/", decisions.tracked_attachment, name="web-tracked-attachment"),
     # explain and what-if
     path("explain/", explain.explain, name="web-explain"),
     path("what-if/", explain.what_if, name="web-what-if"),

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import push_url
@@ -27,7 +28,7 @@ from syncadmin.web.views.decisions_export import csv_chunks
 from tracking.actions import current_decision, do_set_regarding_by_hand, do_untrack
 from tracking.choices import Outcome
 from tracking.decisions import RecordRef
-from tracking.models import CrmRecord, Decision, TrackedEmail
+from tracking.models import CrmRecord, Decision, TrackedAttachment, TrackedEmail
 from tracking.pipeline import track_decision_manually, tracked_email_of
 
 RELATED_LIMIT = 20
@@ -236,6 +237,14 @@ def _detail_context(
         "can_track": can_track,
         "can_manage": can_manage,
         "tracked_email": email,
+        # Name, type and size only: the content is sent by tracked_attachment, one at a time.
+        "attachments": list(
+            TrackedAttachment.objects.filter(tracked_email=email)
+            .defer("content")
+            .annotate(has_content=ExpressionWrapper(Q(content__isnull=False), output_field=BooleanField()))
+        )
+        if email is not None
+        else [],
         "track_form": form if can_track or can_manage else None,
         "record_q": search,
         "nav_section": "decisions",
@@ -251,6 +260,54 @@ def decision_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     if is_htmx(request, target="track-form") and context["track_form"] is not None:
         return render(request, "web/_decision_track.html", context)
     return render(request, "web/decision_detail.html", context)
+
+
+# Types a browser may be told as they are; anything else (HTML, SVG, scripts: what could run on this
+# site's origin if opened) is sent as application/octet-stream. It is a download either way.
+SAFE_ATTACHMENT_TYPES = frozenset(
+    {
+        "application/pdf",
+        "application/zip",
+        "application/msword",
+        "application/vnd.ms-excel",
+        "application/vnd.ms-powerpoint",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "text/plain",
+        "text/csv",
+        "text/calendar",
+        "message/rfc822",
+    }
+)
+
+
+@user_required
+@require_safe
+def tracked_attachment(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """An attachment's stored content, as a download, for whoever may see a decision of its email;
+    404 for anyone else (ids cannot be probed) and for an attachment kept without content."""
+    attachment = TrackedAttachment.objects.filter(pk=pk, content__isnull=False).first()
+    if (
+        attachment is None
+        or not Decision.objects.visible_to(request.user)
+        .filter(tracked_email_id=attachment.tracked_email_id)
+        .exists()
+    ):
+        raise Http404
+    content_type = attachment.content_type.lower()
+    response = HttpResponse(
+        bytes(attachment.content or b""),
+        content_type=content_type if content_type in SAFE_ATTACHMENT_TYPES else "application/octet-stream",
+    )
+    response["Content-Disposition"] = content_disposition_header(True, attachment.name or "attachment")
+    response["X-Content-Type-Options"] = "nosniff"
+    # Opened anyway (a browser that ignores the disposition): nothing in it may run or load.
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
 
 
 @user_required
