@@ -5,12 +5,17 @@ the page."""
 from __future__ import annotations
 
 import base64
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from syncadmin.devtools.simulators.server import Simulator
+from syncadmin.devtools.simulators.store import MailStore
+from tests import rq_helpers as h
 from tests.conftest import T0, make_mailbox, scan
 from tracking import pipeline
 from tracking.actions import check_set_org_setting
@@ -19,6 +24,7 @@ from tracking.content import BODY_MAX, MULTIPART_MAX, extract_content, sanitize_
 from tracking.context import load_scan_rules, mailbox_for_scan
 from tracking.messages import RawItem
 from tracking.models import Decision, Mailbox, TrackedAttachment, TrackedEmail
+from tracking.scanning import run_scan_cycle
 
 MB = 1024 * 1024
 HEAD = (
@@ -259,3 +265,33 @@ def test_attachments_cost_one_insert_per_page(tracking_alice: Mailbox, exchange_
 
     assert measure("few", 5) == measure("many", 50)
     assert Decision.objects.count() == 55
+
+
+# --- through a scan of the Exchange simulator (Graph: the body Graph sends with the message) ----------
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[Simulator]:
+    with Simulator(MailStore(), cert_dir=tmp_path / "sim", credentials=h.SIM_CREDENTIALS) as simulator:
+        yield simulator
+
+
+def test_a_graph_scan_stores_the_body_graph_sends(sim: Simulator, db: None):
+    profile = h.add_sim_profile(sim, "sim-graph", "exchange_graph")
+    box = h.add_enabled_mailbox("alice@contoso.com", profile, track=0, username="alice")
+    hostile = "<p>Hi <b>Alice</b></p><script>steal()</script><img src='https://tracker.example/p.gif'>"
+    now = datetime.now(UTC)
+    sim.store.add_message(
+        box.email_address, "inbox", mime(hostile, mid="<g-html@example.net>", content_type="text/html"), now
+    )
+    sim.store.add_message(
+        box.email_address, "inbox", mime("Plain words.\r\n", mid="<g-text@example.net>"), now
+    )
+
+    run_scan_cycle(box.pk)
+
+    html = TrackedEmail.objects.get(message_id="<g-html@example.net>")
+    assert html.body_html == "<p>Hi <b>Alice</b></p><img>" and html.body_text == ""
+    text = TrackedEmail.objects.get(message_id="<g-text@example.net>")
+    assert text.body_text.strip() == "Plain words." and text.body_html == ""
+    assert not TrackedAttachment.objects.exists()  # Graph's attachments are not fetched (README)

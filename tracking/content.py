@@ -18,7 +18,7 @@ from email.parser import BytesParser
 
 import nh3
 
-from tracking.messages import clean_text, decode_header_value
+from tracking.messages import ServerBody, clean_text, decode_header_value
 
 BODY_MAX = 500_000  # characters of each body; longer ones are cut, with a note saying so
 ATTACHMENTS_MAX = 100  # attachments kept per email; the rest are counted in a note
@@ -217,3 +217,16 @@ def extract_content(raw: bytes, *, attachment_limit_bytes: int) -> MessageConten
             if note:
                 body_html += HTML_CUT_NOTE.format(total=len(html), kept=BODY_MAX)
     return MessageContent(text=body_text, html=body_html, attachments=tuple(attachments), notes=tuple(notes))
+
+
+def content_from_server(body: ServerBody) -> MessageContent:
+    """What a CRM user reads of a body a server handed over as a field: the same cut and sanitizing as a
+    MIME body; no attachments (the source did not fetch them)."""
+    if body.kind.lower() == "html":
+        cut, note = _cut(clean_text(body.content), "")
+        html = sanitize_html(cut)
+        if note:
+            html += HTML_CUT_NOTE.format(total=len(body.content), kept=BODY_MAX)
+        return MessageContent(html=html, notes=(f"HTML {note}",) if note else ())
+    text, note = _cut(clean_text(body.content), TEXT_CUT_NOTE)
+    return MessageContent(text=text, notes=(f"text {note}",) if note else ())

@@ -51,6 +51,15 @@ class Address:
 
 
 @dataclass(frozen=True)
+class ServerBody:
+    """A body as a server's fields gave it (Graph `body`), for a message handed over without its MIME;
+    what a CRM user reads of it is made by tracking.content (sanitized, cut)."""
+
+    kind: str  # "text" or "html"
+    content: str
+
+
+@dataclass(frozen=True)
 class ParsedMessage:
     provider_item_id: str
     message_id: str
@@ -69,6 +78,9 @@ class ParsedMessage:
     # When the message last changed in its folder (EWS LastModifiedTime, Graph lastModifiedDateTime): a
     # message moved into a folder today was modified today, whatever its received time (tracking-rules §3.4).
     last_modified: datetime | None = field(default=None, compare=False)
+    # The body, when the source read the message from fields (no RFC 5322 bytes to read it from); the
+    # engine never reads it, the page commit stores it when the message is tracked (tracking-rules §2).
+    body: ServerBody | None = field(default=None, compare=False, repr=False)
 
     @property
     def recipients(self) -> tuple[tuple[str, Address], ...]:
@@ -386,6 +398,7 @@ def parsed_from_fields(
     references: str | None = None,
     conversation_index: bytes | None = None,
     last_modified: datetime | None = None,
+    body: ServerBody | None = None,
 ) -> ParsedMessage:
     """Build a ParsedMessage from a server's structured fields (EWS, Graph): (name, address) pairs.
 
@@ -449,6 +462,7 @@ def parsed_from_fields(
         conversation_index=index,
         defects=tuple(defects),
         last_modified=last_modified,
+        body=body,
     )
 
 

@@ -18,7 +18,7 @@ from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 
 from tracking.actions import current_decision, do_audit_manual_tracking, do_commit_page, do_track_again
 from tracking.choices import Folder, Outcome
-from tracking.content import MessageContent, extract_content
+from tracking.content import MessageContent, content_from_server, extract_content
 from tracking.context import (
     ScanRules,
     Scope,
@@ -66,21 +66,24 @@ def contents_of(
     """The bodies and attachments of the messages these results track anew, by Message-ID.
 
     Read only for those: most messages of a scan are not tracked, and their content is never needed.
-    Only raw (RFC 5322) items carry content; a message the source read from fields has none.
+    A raw (RFC 5322) item gives bodies and attachments; a message a source read from fields gives the
+    body the server sent with them, if any (Graph), and no attachments.
     """
     raw: dict[str, bytes] = {}
     for item, msg in zip(items, parsed, strict=True):
         if isinstance(item, RawItem) and isinstance(msg, ParsedMessage):
             raw.setdefault(msg.message_id, item.data)
     limit = attachment_limit_mb * 1024 * 1024
-    return {
-        r.message.message_id: extract_content(raw[r.message.message_id], attachment_limit_bytes=limit)
-        for r in results
-        if r.outcome == Outcome.TRACKED
-        and r.existing is None
-        and isinstance(r.message, ParsedMessage)
-        and r.message.message_id in raw
-    }
+    out: dict[str, MessageContent] = {}
+    for r in results:
+        msg = r.message
+        if r.outcome != Outcome.TRACKED or r.existing is not None or not isinstance(msg, ParsedMessage):
+            continue
+        if msg.message_id in raw:
+            out[msg.message_id] = extract_content(raw[msg.message_id], attachment_limit_bytes=limit)
+        elif msg.body is not None:
+            out[msg.message_id] = content_from_server(msg.body)
+    return out
 
 
 def pages(items: Iterable[Item], size: int = PAGE_SIZE) -> Iterator[list[Item]]:

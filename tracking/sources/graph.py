@@ -31,6 +31,7 @@ from tracking.messages import (
     Item,
     ParsedMessage,
     ParseFailure,
+    ServerBody,
     TooManyAddresses,
     parsed_from_fields,
 )
@@ -70,6 +71,8 @@ SELECT = ",".join(
         "lastModifiedDateTime",
         "conversationIndex",
         "internetMessageHeaders",
+        # What a CRM user reads of a tracked email (tracking-rules §2); attachments are not fetched yet.
+        "body",
     )
 )
 FOLDER_SELECT = "id,displayName,parentFolderId,childFolderCount,totalItemCount"
@@ -229,6 +232,14 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _body(value: object) -> ServerBody | None:
+    """Graph's itemBody {contentType: text|html, content}; anything else is no body."""
+    if not isinstance(value, Mapping) or not isinstance(value.get("content"), str):
+        return None
+    kind = "html" if str(value.get("contentType", "")).lower() == "html" else "text"
+    return ServerBody(kind, value["content"])
+
+
 def _address(value: object) -> tuple[str, str] | None:
     if not isinstance(value, Mapping):
         return None
@@ -304,6 +315,7 @@ def message_from_graph(entry: Mapping[str, Any]) -> ParsedMessage | ParseFailure
             references=references,
             conversation_index=_conversation_index(entry.get("conversationIndex")),
             last_modified=_when(entry.get("lastModifiedDateTime")),
+            body=_body(entry.get("body")),
         )
     except Exception as exc:  # one odd item becomes a failed decision; it must not stop the scan
         digest = hashlib.sha256(item_id.encode()).hexdigest()[:40]
