@@ -276,8 +276,9 @@ def sim(tmp_path: Path) -> Iterator[Simulator]:
         yield simulator
 
 
-def test_a_graph_scan_stores_the_body_graph_sends(sim: Simulator, db: None):
-    profile = h.add_sim_profile(sim, "sim-graph", "exchange_graph")
+@pytest.mark.parametrize("kind", ["exchange_graph", "exchange_ews"])
+def test_a_scan_stores_the_body_the_server_sends(sim: Simulator, db: None, kind: str):
+    profile = h.add_sim_profile(sim, f"sim-{kind}", kind)
     box = h.add_enabled_mailbox("alice@contoso.com", profile, track=0, username="alice")
     hostile = "<p>Hi <b>Alice</b></p><script>steal()</script><img src='https://tracker.example/p.gif'>"
     now = datetime.now(UTC)
@@ -287,6 +288,7 @@ def test_a_graph_scan_stores_the_body_graph_sends(sim: Simulator, db: None):
     sim.store.add_message(
         box.email_address, "inbox", mime("Plain words.\r\n", mid="<g-text@example.net>"), now
     )
+    sim.store.add_message(box.email_address, "inbox", full_message(), now)
 
     run_scan_cycle(box.pk)
 
@@ -294,4 +296,8 @@ def test_a_graph_scan_stores_the_body_graph_sends(sim: Simulator, db: None):
     assert html.body_html == "<p>Hi <b>Alice</b></p><img>" and html.body_text == ""
     text = TrackedEmail.objects.get(message_id="<g-text@example.net>")
     assert text.body_text.strip() == "Plain words." and text.body_html == ""
-    assert not TrackedAttachment.objects.exists()  # Graph's attachments are not fetched (README)
+    # Exchange sends the best body (HTML when there is one): a multipart/alternative message keeps that
+    both = TrackedEmail.objects.get(message_id="<content@example.net>")
+    expected = ("<p>Grüße <b>from</b> Ann.</p>", "") if kind == "exchange_ews" else ("", "Grüße from Ann.")
+    assert (both.body_html.strip(), both.body_text.strip()) == expected
+    assert not TrackedAttachment.objects.exists()  # attachments are not fetched from Exchange (README)

@@ -45,6 +45,7 @@ from exchangelib import (
     Configuration,
     Credentials,
     FailFast,
+    HTMLBody,
     Identity,
     OAuth2Credentials,
     Version,
@@ -92,6 +93,7 @@ from tracking.messages import (
     Item,
     ParsedMessage,
     ParseFailure,
+    ServerBody,
     TooManyAddresses,
     parsed_from_fields,
 )
@@ -132,6 +134,7 @@ FETCH_FIELDS = (
     "datetime_received",
     "last_modified_time",
     "headers",
+    "body",  # what a CRM user reads of a tracked email (tracking-rules §2); attachments are not fetched yet
 )
 FOLDER_PAGE = 1000  # FindFolder page; a mailbox with more folders under its Inbox takes one request more each
 PERMANENT_OAUTH_ERRORS = frozenset(
@@ -385,6 +388,13 @@ def _pair(mailbox: Any) -> tuple[str, str]:
     return name, address
 
 
+def _body(value: object) -> ServerBody | None:
+    """exchangelib's body: HTMLBody or Body (both str); None when the server sent none."""
+    if not isinstance(value, str):
+        return None
+    return ServerBody("html" if isinstance(value, HTMLBody) else "text", str(value))
+
+
 def message_from_item(item: Any) -> ParsedMessage | ParseFailure:
     """An exchangelib item (GetItem with FETCH_FIELDS) as the engine's ParsedMessage."""
     item_id = str(item.id)
@@ -428,6 +438,7 @@ def message_from_item(item: Any) -> ParsedMessage | ParseFailure:
             references=getattr(item, "references", None) or headers.get("references"),
             conversation_index=index if isinstance(index, bytes) else None,
             last_modified=_utc(getattr(item, "last_modified_time", None)),
+            body=_body(getattr(item, "body", None)),
         )
     except TooManyAddresses as exc:
         return ParseFailure(item_id, synthetic_id("unparseable", item_id), str(exc), received_at=received_at)

@@ -35,6 +35,7 @@ import base64
 import binascii
 import dataclasses
 import email.parser
+import email.policy
 import email.utils
 import hashlib
 import json
@@ -43,7 +44,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import Message
+from email.message import EmailMessage, Message
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
@@ -102,6 +103,7 @@ ITEM_FIELDS = (
     "item:ParentFolderId",
     "item:ItemClass",
     "item:Subject",
+    "item:Body",
     "item:DateTimeReceived",
     "item:Size",
     "item:InReplyTo",
@@ -123,7 +125,13 @@ ITEM_FIELDS = (
     "message:References",
 )
 GETITEM_ONLY = frozenset(
-    {"message:ToRecipients", "message:CcRecipients", "message:BccRecipients", "item:InternetMessageHeaders"}
+    {
+        "message:ToRecipients",
+        "message:CcRecipients",
+        "message:BccRecipients",
+        "item:InternetMessageHeaders",
+        "item:Body",  # FindItem refuses it (ErrorInvalidPropertyRequest); GetItem only
+    }
 )
 DEFAULT_ITEM_FIELDS = frozenset(
     {
@@ -684,6 +692,9 @@ def item_xml(mailbox: str, msg: SimMessage, fields: set[str] | None, *, getitem:
             piece = "<t:ItemClass>IPM.Note</t:ItemClass>"
         elif field == "item:Subject" and parsed:
             piece = f"<t:Subject>{x(parsed.subject)}</t:Subject>"
+        elif field == "item:Body":
+            kind, content = _best_body(msg.raw)
+            piece = f"<t:Body BodyType={a(kind)}>{x(content)}</t:Body>"
         elif field == "item:DateTimeReceived":
             piece = f"<t:DateTimeReceived>{_stamp(msg.received_at)}</t:DateTimeReceived>"
         elif field == "item:Size":
@@ -736,6 +747,18 @@ def item_xml(mailbox: str, msg: SimMessage, fields: set[str] | None, *, getitem:
             piece = f"<t:References>{x(' '.join(parsed.references))}</t:References>"
         parts.append(piece)
     return "<t:Message>" + "".join(parts) + "</t:Message>"
+
+
+def _best_body(raw: bytes) -> tuple[str, str]:
+    """The body as Exchange's BodyType "Best" gives it: the HTML part if there is one, else the text."""
+    try:
+        mime = email.message_from_bytes(raw, policy=email.policy.default)
+        part = mime.get_body(preferencelist=("html", "plain")) if isinstance(mime, EmailMessage) else None
+        if part is None:
+            return "Text", ""
+        return ("HTML" if part.get_content_subtype() == "html" else "Text"), str(part.get_content())
+    except Exception:  # odd charsets and broken MIME: Exchange would still show something; we show nothing
+        return "Text", ""
 
 
 def _sender_of(headers: Message | None, author: Address | None) -> Address | None:
