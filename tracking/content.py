@@ -153,7 +153,7 @@ def _attachment(part: Message, name: str, limit_bytes: int) -> AttachmentContent
         data = payload if isinstance(payload, bytes) else b""
     return AttachmentContent(
         name=name or "attachment",
-        content_type=ctype[:TYPE_MAX],
+        content_type=clean_text(ctype)[:TYPE_MAX],
         size=len(data),
         content=data if limit_bytes > 0 and len(data) <= limit_bytes else None,
     )
