@@ -185,3 +185,36 @@ def test_in_a_browser_the_body_renders_and_nothing_in_it_runs(browser, live_serv
     assert page.evaluate("document.querySelector('iframe.email-body').contentDocument") is None  # sandboxed
     assert remote == [] and errors == []
     context.close()
+
+
+@pytest.mark.browser
+def test_on_a_phone_long_content_keeps_the_page_within_the_screen(
+    browser, live_server, transactional_db, alice
+):
+    user = alice.user
+    assert isinstance(user, User)
+    user.set_password("pw-alice-123")
+    user.save(update_fields=["password"])
+    do_set_personal_options(user, track=0)
+    word = "x" * 400
+    (decision,) = scan(alice, full_message("<wide@example.net>").replace(b"from Ann.", word.encode()))
+    assert decision.tracked_email_id is not None
+    TrackedAttachment.objects.create(
+        tracked_email_id=decision.tracked_email_id,
+        name=word[:200] + ".pdf",
+        content_type="application/pdf",
+        size=1,
+    )
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 390, "height": 844})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.goto("/login/")
+    page.locator("#id_username").fill("alice")
+    page.locator("#id_password").fill("pw-alice-123")
+    page.locator("form[action='/login/'] button[type=submit]").click()
+    page.wait_for_load_state()
+    page.goto(reverse("web-decision", args=[decision.pk]))
+    page.locator("summary", has_text="Show as plain text").click()
+    assert page.locator("pre.email-body-text").is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    context.close()
