@@ -153,7 +153,7 @@ def test_above_the_cap_the_total_is_estimated_and_the_count_stays_bounded(client
         assert total.estimated and total.value > COUNT_CAP
         assert "etwa" in body and "(geschätzt)" in body
     else:
-        assert "mehr als 10.000 Entscheidungen" in body
+        assert "mehr als 1.000 Entscheidungen" in body
 
 
 def test_filters_direction_accepting_regarding_manual_and_decided_date(client, alice, admin):
