@@ -147,7 +147,10 @@ class DecisionFilterSet(django_filters.FilterSet):
     def filter_queryset(self, queryset: QuerySet[Decision]) -> QuerySet[Decision]:
         queryset = super().filter_queryset(queryset)
         if self.form.cleaned_data.get("evaluations") != ALL_EVALUATIONS:
-            queryset = queryset.filter(superseded_by__isnull=True)
+            # NOT IN the few superseded ids (read on the supersedes index), not an anti-join on the reverse
+            # one-to-one: PostgreSQL hashes the whole table for that, 3 s a page at 1,000,000 decisions (B5).
+            superseded = Decision.objects.filter(supersedes__isnull=False).values("supersedes_id")
+            queryset = queryset.exclude(pk__in=superseded)
         return queryset
 
     def filter_evaluations(self, queryset: QuerySet[Decision], name: str, value: str) -> QuerySet[Decision]:
