@@ -124,16 +124,20 @@ def process_page(
     parsed = [parse_item(i) for i in items]
     by_person = manual is not None and made_by is not None
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
-        existing = {
-            d.message_id: d
-            for d in Decision.objects.select_related("regarding").filter(
-                mailbox=mailbox,
-                folder=folder,
-                manual=manual is not None,
-                message_id__in=sorted({m.message_id for m in parsed}),
-            )
-            if not by_person
-        }
+        # a person's Track is decided again whatever was decided before: nothing to look up
+        existing = (
+            {}
+            if by_person
+            else {
+                d.message_id: d
+                for d in Decision.objects.select_related("regarding").filter(
+                    mailbox=mailbox,
+                    folder=folder,
+                    manual=manual is not None,
+                    message_id__in=sorted({m.message_id for m in parsed}),
+                )
+            }
+        )
         fresh: list[ParsedMessage | ParseFailure] = []
         seen: set[str] = set()
         for m in parsed:

@@ -29,6 +29,11 @@ def current_decision(decision: Decision) -> Decision:
     return found or decision
 
 
+def _locked(email: TrackedEmail) -> TrackedEmail:
+    """The email, read again under a row lock (of it alone: PostgreSQL locks no outer-joined regarding)."""
+    return TrackedEmail.objects.select_for_update(of=("self",)).select_related("regarding").get(pk=email.pk)
+
+
 def _label(record: CrmRecord | None) -> str:
     return f"{record.kind}:{record.name}" if record is not None else "none"
 
@@ -87,7 +92,7 @@ def do_set_regarding_by_hand(
     actor_label: str = "cli",
 ) -> Decision:
     """Set, change (a record) or clear (None) the regarding of a tracked email."""
-    email = TrackedEmail.objects.select_for_update(of=("self",)).select_related("regarding").get(pk=email.pk)
+    email = _locked(email)
     before = email.regarding
     email.regarding = record
     email.save(update_fields=["regarding"])
@@ -125,7 +130,7 @@ def do_untrack(
     actor_label: str = "cli",
 ) -> Decision:
     """Untrack a tracked email: kept, marked untracked; scans and rounds never track it again (§7a)."""
-    email = TrackedEmail.objects.select_for_update().get(pk=email.pk)
+    email = _locked(email)
     email.untracked_at = now
     email.save(update_fields=["untracked_at"])
     made = _append(
@@ -162,7 +167,7 @@ def do_track_again(
     actor_label: str = "cli",
 ) -> Decision:
     """Track by hand an email that was untracked: the same TrackedEmail, tracked again."""
-    email = TrackedEmail.objects.select_for_update(of=("self",)).select_related("regarding").get(pk=email.pk)
+    email = _locked(email)
     email.untracked_at = None
     if record is not None:
         email.regarding = record
