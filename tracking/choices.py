@@ -47,6 +47,15 @@ class Direction(models.TextChoices):
     OUTGOING = "outgoing", _("Outgoing")
 
 
+class PartyRole(models.TextChoices):
+    """Where an address stood on a tracked email (tracking-rules §6)."""
+
+    FROM = "from", _("From")
+    TO = "to", _("To")
+    CC = "cc", _("Cc")
+    BCC = "bcc", _("Bcc")
+
+
 class Outcome(models.TextChoices):
     TRACKED = "tracked", _("Tracked")
     ALREADY_TRACKED = "already_tracked", _("Already tracked")

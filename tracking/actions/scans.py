@@ -196,6 +196,7 @@ def do_commit_page(
                 correlated_email_id=parent.key if parent is not None and parent.key > 0 else None,
                 body_text=content.text,
                 body_html=content.html,
+                timeline_at=msg.sent_at or now,
                 **_accepting_fields(res),
             )
         )

@@ -3,6 +3,7 @@
 from tracking.models.activity import (
     Decision,
     EmailHash,
+    EmailParty,
     QueueItem,
     ReprocessRound,
     ScanRun,
@@ -23,6 +24,7 @@ __all__ = [
     "CrmRecord",
     "Decision",
     "EmailHash",
+    "EmailParty",
     "EmailServerProfile",
     "ExclusionEntry",
     "FolderSyncState",

@@ -6,6 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import models
+from django.utils import timezone
 
 from tracking.choices import (
     CorrelationMethod,
@@ -13,6 +14,7 @@ from tracking.choices import (
     EntityKind,
     ErrorKind,
     Outcome,
+    PartyRole,
     QueueItemState,
     Reason,
     ScanSource,
@@ -71,6 +73,8 @@ class TrackedEmail(models.Model):
     # no script, no event handlers, no remote loads; the page still shows it only in a sandboxed frame.
     body_text = models.TextField(blank=True)
     body_html = models.TextField(blank=True)
+    # Where the email stands on timelines (tracking-rules §2): its sent time, else when it was tracked.
+    timeline_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
@@ -82,6 +86,7 @@ class TrackedEmail(models.Model):
         indexes = [
             models.Index(fields=["tracking_token"], name="tracked_token"),
             models.Index(fields=["conversation_index"], name="tracked_conversation_index"),
+            models.Index(fields=["regarding", "-timeline_at", "-id"], name="tracked_regarding_timeline"),
         ]
 
     def __str__(self) -> str:
@@ -103,6 +108,44 @@ class TrackedAttachment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.content_type}, {self.size} bytes)"
+
+
+class EmailParty(models.Model):
+    """A party of a tracked email (tracking-rules §6): one row per address and role and what it resolved
+    to — a CRM record, a user or a queue — or one row with none of them when it resolved to nothing.
+
+    `timeline_at` repeats the email's so that a record's timeline is one index range read, newest first,
+    however many emails the store holds.
+    """
+
+    tracked_email = models.ForeignKey(TrackedEmail, on_delete=models.CASCADE, related_name="parties")
+    role = models.CharField(max_length=4, choices=PartyRole.choices)
+    address = models.CharField(max_length=320)
+    record = models.ForeignKey(
+        "tracking.CrmRecord", null=True, blank=True, on_delete=models.CASCADE, related_name="email_parties"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="email_parties",
+    )
+    queue = models.ForeignKey(
+        "tracking.Queue", null=True, blank=True, on_delete=models.CASCADE, related_name="email_parties"
+    )
+    timeline_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["record", "-timeline_at", "-tracked_email"], name="party_record_timeline"),
+            models.Index(fields=["user", "-timeline_at", "-tracked_email"], name="party_user_timeline"),
+            models.Index(fields=["queue", "-timeline_at", "-tracked_email"], name="party_queue_timeline"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.address}"
 
 
 class QueueItem(models.Model):
