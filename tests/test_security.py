@@ -304,7 +304,10 @@ def test_no_web_post_changes_a_decision_or_an_audit_event(history, admin, alice)
         assert name is not None
         for user in (admin, alice.user):
             for pk in ids if name in PK_OF else [None]:
-                url = reverse(name, kwargs={"pk": pk} if pk is not None else KWARGS_OF.get(name))
+                url = reverse(
+                    name,
+                    kwargs={"pk": pk, **KWARGS_OF.get(name, {})} if pk is not None else KWARGS_OF.get(name),
+                )
                 client_of(user).post(url, {"regarding": "", "confirm": "on", "folder": "inbox"})
                 tried += 1
     assert tried >= len(routes()) * 2
@@ -632,6 +635,8 @@ def csrf_world(alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tmp_pat
         "import_run": ImportRun.objects.create(kind="contact", text="name,email\n").pk,
         "round": round_of(alice),
         "attachment": attachment_of(decision),
+        "email": Decision.objects.values_list("tracked_email_id", flat=True).get(pk=decision.pk),
+        "record": CrmRecord.objects.create(kind="contact", name="Carla", email1="carla@fabrikam.example").pk,
     }
     users = {"anonymous": None, "user": alice.user, "auditor": auditor, "admin": admin}
     return {"ids": ids, "users": users}
@@ -644,7 +649,11 @@ def test_every_post_without_a_csrf_token_is_refused(csrf_world) -> None:
     refused = 0
     for route, name, _ in routes():
         assert name is not None
-        kwargs = {"pk": csrf_world["ids"][PK_OF[name]]} if name in PK_OF else KWARGS_OF.get(name)
+        kwargs = (
+            {"pk": csrf_world["ids"][PK_OF[name]], **KWARGS_OF.get(name, {})}
+            if name in PK_OF
+            else KWARGS_OF.get(name)
+        )
         url = reverse(name, kwargs=kwargs)
         for role in CSRF_ROLES:
             client = Client(enforce_csrf_checks=True)

@@ -22,6 +22,7 @@ from tracking.actions import check_add_folder_rule, check_start_bulk, do_add_exc
 from tracking.models import (
     AuditEvent,
     BulkOperation,
+    CrmRecord,
     Decision,
     EmailServerProfile,
     ExclusionEntry,
@@ -113,6 +114,9 @@ EXPECTED: dict[str, dict[str, int]] = {
     "web-exclusion-delete": row(LOGIN, 405, 405, 405, 405),
     # whoever may see a decision of the attachment's email; anyone else 404 (tests/test_tracked_content_web)
     "web-tracked-attachment": row(LOGIN, 200, 404, 200, 200),
+    # a tracked email: whoever may see it (tests/test_web_emails); record pages: every signed-in user
+    "web-email": row(LOGIN, 200, 404, 200, 200),
+    "web-record": row(LOGIN, 200, 200, 200, 200),
 }
 
 # Which fixture object fills <int:pk> of a route.
@@ -146,9 +150,14 @@ PK_OF = {
     "web-user-role": "person",
     "web-user-deactivate": "person",
     "web-directory-import-result": "import_run",
+    "web-email": "email",
+    "web-record": "record",
 }
 # Routes with other parameters, and what fills them (a link that is no longer valid).
-KWARGS_OF = {"password_reset_confirm": {"uidb64": "MQ", "token": "c0ffee-0123456789abcdef"}}
+KWARGS_OF: dict[str, dict[str, str]] = {
+    "password_reset_confirm": {"uidb64": "MQ", "token": "c0ffee-0123456789abcdef"},
+    "web-record": {"kind": "contact"},  # with the pk of PK_OF
+}
 
 # POSTs by a wrong role: refused with this status, nothing written. Only the refused roles are listed.
 POST_REFUSED: dict[str, dict[str, int]] = {
@@ -220,6 +229,8 @@ READ_ONLY = {
     "web-decisions-export",
     "web-decision",
     "web-tracked-attachment",
+    "web-email",
+    "web-record",
     "web-what-if",
     "web-directory",
     "web-audit",
@@ -275,7 +286,7 @@ class World:
 
     def url(self, name: str) -> str:
         if name in PK_OF:
-            return reverse(name, kwargs={"pk": self.ids[PK_OF[name]]})
+            return reverse(name, kwargs={"pk": self.ids[PK_OF[name]], **KWARGS_OF.get(name, {})})
         if name in KWARGS_OF:
             return reverse(name, kwargs=KWARGS_OF[name])
         return reverse(name)
@@ -355,6 +366,8 @@ def world(db: None, alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tm
         "import_run": ImportRun.objects.create(kind="contact", text="name,email\n").pk,
         "round": round_of(alice),
         "attachment": attachment_of(decision),
+        "email": Decision.objects.values_list("tracked_email_id", flat=True).get(pk=decision.pk),
+        "record": CrmRecord.objects.create(kind="contact", name="Carla", email1="carla@fabrikam.example").pk,
     }
     return World(clients=clients, ids=ids, alice=alice)
 

@@ -9,6 +9,7 @@ from syncadmin.web.views import (
     dashboard,
     decisions,
     directory,
+    emails,
     exclusions,
     explain,
     home,
@@ -17,6 +18,7 @@ from syncadmin.web.views import (
     orgsettings,
     personal,
     profiles,
+    records,
     reprocess,
     users,
 )
@@ -84,6 +86,9 @@ urlpatterns = [
     path("decisions/<int:pk>/track/", decisions.decision_track, name="web-decision-track"),
     path("decisions/<int:pk>/regarding/", decisions.decision_regarding, name="web-decision-regarding"),
     path("decisions/<int:pk>/untrack/", decisions.decision_untrack, name="web-decision-untrack"),
+    # tracked emails and record pages with their timelines (tracking-rules §2)
+    path("emails/<int:pk>/", emails.email_detail, name="web-email"),
+    path("records/<str:kind>/<int:pk>/", records.record_detail, name="web-record"),
     path("attachments/<int:pk>/", decisions.tracked_attachment, name="web-tracked-attachment"),
     # explain and what-if
     path("explain/", explain.explain, name="web-explain"),

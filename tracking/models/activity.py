@@ -29,6 +29,23 @@ class ImmutableRecordError(Exception):
     """An attempt to edit or delete a row of the record (a Decision or an AuditEvent)."""
 
 
+class TrackedEmailQuerySet(models.QuerySet["TrackedEmail"]):
+    def visible_to(self, user: User | AnonymousUser) -> TrackedEmailQuerySet:
+        """Every tracked email for admins and auditors; for everyone else those they own, those their own
+        mailbox received, and those a decision of their own mailbox links to (tracking-rules §1)."""
+        if reads_everything(user):
+            return self
+        if not user.is_authenticated:
+            return self.none()
+        own = list(Mailbox.objects.filter(user_id=user.pk).values_list("pk", flat=True))
+        decided = Decision.objects.filter(mailbox_id__in=own, tracked_email_id__isnull=False).values(
+            "tracked_email_id"
+        )
+        return self.filter(
+            models.Q(owner_id=user.pk) | models.Q(receiving_mailbox_id__in=own) | models.Q(pk__in=decided)
+        )
+
+
 class TrackedEmail(models.Model):
     """The CRM email activity created when a message is tracked (tracking-rules §2, §7)."""
 
@@ -75,6 +92,8 @@ class TrackedEmail(models.Model):
     body_html = models.TextField(blank=True)
     # Where the email stands on timelines (tracking-rules §2): its sent time, else when it was tracked.
     timeline_at = models.DateTimeField(default=timezone.now)
+
+    objects = TrackedEmailQuerySet.as_manager()
 
     class Meta:
         constraints = [
