@@ -11,6 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from syncadmin.env import envbool, envint, envport, envsecret, envstr, envurl
 from tracking.crypto import key_problem
+from tracking.jobqueues import rq_queues
 
 django_stubs_ext.monkeypatch()  # lets ModelAdmin[Model] and friends be subscripted at run time
 
@@ -119,6 +120,29 @@ DATABASES = {
         conn_max_age=envint("DATABASE_CONN_MAX_AGE", 0),
     )
 }
+DATABASE_POOL_MAX_SIZE = envint("DATABASE_POOL_MAX_SIZE", 0, minimum=0)
+if DATABASE_POOL_MAX_SIZE:
+    # Django's psycopg pool: a process keeps at most this many connections open and hands them to its
+    # threads; forking RQ workers gain nothing from it, a threaded web server does (docs/deployment.md).
+    DATABASE_POOL_MIN_SIZE = envint("DATABASE_POOL_MIN_SIZE", 1, minimum=0)
+    if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_POOL_MAX_SIZE needs PostgreSQL (a postgres:// DATABASE_URL)")
+    if DATABASES["default"]["CONN_MAX_AGE"]:
+        raise ImproperlyConfigured("DATABASE_POOL_MAX_SIZE and DATABASE_CONN_MAX_AGE exclude each other")
+    if DATABASE_POOL_MIN_SIZE > DATABASE_POOL_MAX_SIZE:
+        raise ImproperlyConfigured(
+            f"DATABASE_POOL_MIN_SIZE={DATABASE_POOL_MIN_SIZE} is above "
+            f"DATABASE_POOL_MAX_SIZE={DATABASE_POOL_MAX_SIZE}"
+        )
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": DATABASE_POOL_MIN_SIZE,
+        "max_size": DATABASE_POOL_MAX_SIZE,
+        # seconds a request waits for a free connection before it fails (PoolTimeout)
+        "timeout": envint("DATABASE_POOL_TIMEOUT", 10, minimum=1),
+    }
+# Behind PgBouncer in transaction mode a cursor cannot outlive its transaction on one server connection;
+# Django's prepared statements are already off (docs/deployment.md, "PostgreSQL connections").
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = envbool("DATABASE_DISABLE_SERVER_SIDE_CURSORS", False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Scans write while the web reads: WAL and a busy timeout keep SQLite usable for that.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -144,9 +168,7 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 SYNCADMIN_SITE_URL = envurl("SYNCADMIN_SITE_URL", "http://127.0.0.1:8000")
 
 REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
-RQ_QUEUES = {
-    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600},
-}
+RQ_QUEUES = rq_queues(REDIS_URL, 3600)
 RQ = {"WORKER_CLASS": "tracking.workers.Worker"}
 
 AUTH_PASSWORD_VALIDATORS = [

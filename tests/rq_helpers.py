@@ -44,6 +44,7 @@ from tracking.actions import (
     do_record_test_result,
     do_set_personal_options,
 )
+from tracking.jobqueues import SCANS, WORKER_QUEUES
 from tracking.jobs import QUEUE
 from tracking.models import Decision, EmailServerProfile, FolderSyncState, Mailbox, ScanRun, TrackedEmail
 from tracking.workers import SimpleWorker
@@ -63,8 +64,14 @@ def redis_url() -> str:
     return str(settings.RQ_QUEUES[QUEUE]["URL"])
 
 
-def queue() -> Queue:
-    return django_rq.get_queue(QUEUE)
+def queue(name: str = SCANS) -> Queue:
+    """A queue of the product's (scans: where the dispatcher and Scan now put their jobs)."""
+    return django_rq.get_queue(name)
+
+
+def all_queues() -> list[Queue]:
+    """Every queue, in the order workers take jobs from them."""
+    return [django_rq.get_queue(name) for name in WORKER_QUEUES]
 
 
 def redis() -> Redis:
@@ -73,14 +80,17 @@ def redis() -> Redis:
 
 def burst() -> None:
     """Run every queued job here, in this process and this thread (so it sees the test's transaction)."""
-    q = queue()
-    SimpleWorker([q], connection=q.connection).work(burst=True)
+    queues = all_queues()
+    SimpleWorker(queues, connection=queues[0].connection).work(burst=True)
 
 
 def done_jobs() -> list[Job]:
     """Jobs that have finished or failed, oldest first."""
-    q = queue()
-    ids = q.finished_job_registry.get_job_ids() + q.failed_job_registry.get_job_ids()
+    ids = [
+        job_id
+        for q in all_queues()
+        for job_id in q.finished_job_registry.get_job_ids() + q.failed_job_registry.get_job_ids()
+    ]
     jobs = [job for job in Job.fetch_many(ids, connection=redis()) if job is not None]
     return sorted(jobs, key=lambda job: job.created_at)
 
@@ -93,7 +103,7 @@ HEARTBEAT_TTL = 90
 def release_dead_job(dead: Job, *, retried: bool = False) -> None:
     """What a worker's periodic maintenance does once the dead worker's heartbeat has expired: the job
     fails, or is queued again when it has retries left."""
-    registry = StartedJobRegistry(queue=queue())
+    registry = StartedJobRegistry(queue=queue(dead.origin))
     registry.cleanup()
     assert dead.get_status(refresh=True) == JobStatus.STARTED  # its heartbeat is still fresh
     registry.cleanup(timestamp=time.time() + HEARTBEAT_TTL + 5)
@@ -253,9 +263,9 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def worker_process(*options: str, log_dir: Path) -> BackgroundProcess:
-    """`manage.py rqworker default [OPTIONS]`: RQ's forking worker, as deployed."""
-    return BackgroundProcess("rqworker", QUEUE, *options, log_dir=log_dir)
+def worker_process(*options: str, log_dir: Path, queues: Iterable[str] = WORKER_QUEUES) -> BackgroundProcess:
+    """`manage.py rqworker QUEUES [OPTIONS]`: RQ's forking worker, as deployed (on every queue)."""
+    return BackgroundProcess("rqworker", *queues, *options, log_dir=log_dir)
 
 
 @contextmanager

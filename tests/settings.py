@@ -11,6 +11,7 @@ os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("SECURE_COOKIES", "0")
 
 from syncadmin.settings import *  # noqa: F403
+from tracking.jobqueues import rq_queues
 
 # The suite tests the development tools too (the simulator, runall, load_demo, generate_load).
 if "syncadmin.devtools" not in INSTALLED_APPS:  # noqa: F405
@@ -19,9 +20,7 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  (WhiteNoise warns 
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.MD5PasswordHasher"
 ]  # speed only; production keeps the default
-RQ_QUEUES = {
-    "default": {"URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"), "DEFAULT_TIMEOUT": 60}
-}
+RQ_QUEUES = rq_queues(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"), 60)
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not memory, so that worker processes started by the tests share the test database.

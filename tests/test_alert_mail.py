@@ -27,7 +27,7 @@ from tracking.actions import (
 )
 from tracking.choices import ErrorKind
 from tracking.context import load_rules
-from tracking.jobs import QUEUE
+from tracking.jobqueues import MAIL, rq_queues
 from tracking.models import EmailServerProfile, Mailbox
 from tracking.workers import SimpleWorker
 
@@ -90,7 +90,7 @@ def smtp() -> Iterator[Inbox]:
 
 @pytest.fixture
 def rq_queue() -> Iterator[Queue]:
-    q = django_rq.get_queue(QUEUE)
+    q = django_rq.get_queue(MAIL)
     q.empty()
     yield q
     q.empty()
@@ -214,7 +214,7 @@ def test_a_mail_server_that_is_down_fails_no_scan(
     assert not alice.enabled and alice.alerts.filter(level="error").count() == 1
 
 
-@override_settings(RQ_QUEUES={"default": {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 60}})
+@override_settings(RQ_QUEUES=rq_queues("redis://127.0.0.1:1/0", 60))
 def test_a_job_queue_that_is_down_fails_no_scan(
     admins: list[User], profile: EmailServerProfile, django_capture_on_commit_callbacks
 ) -> None:

@@ -200,11 +200,11 @@ def clean_redis():
 def burst() -> None:
     import django_rq
 
-    from tracking.jobs import QUEUE
+    from tracking.jobqueues import WORKER_QUEUES
     from tracking.workers import SimpleWorker
 
-    queue = django_rq.get_queue(QUEUE)
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    queues = [django_rq.get_queue(name) for name in WORKER_QUEUES]
+    SimpleWorker(queues, connection=queues[0].connection).work(burst=True)
 
 
 # -- admin -----------------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ from tests import rq_helpers as h
 from tests.conftest import run_command
 from tracking.actions import ProfileValues, check_add_profile, do_start_round
 from tracking.choices import MailboxStatus, ScanStatus
-from tracking.jobs import QUEUE, dispatch_due_mailboxes, enqueue_round
+from tracking.jobqueues import REPROCESSING, rq_queues
+from tracking.jobs import dispatch_due_mailboxes, enqueue_round
 from tracking.models import (
     Alert,
     AuditEvent,
@@ -169,7 +170,7 @@ def test_a_round_whose_worker_is_killed_resumes_and_decides_each_message_once(si
     requests = sim.count(mailbox=box.email_address)
     sim.faults.add(Fault("slow", mailbox=box.email_address, after=requests + 2, delay=5.0))
     enqueue_round(round)
-    (dead,) = h.queue().get_jobs()
+    (dead,) = h.queue(REPROCESSING).get_jobs()
     worker = h.worker_process("--burst", log_dir=tmp_path)
     try:
         h.wait_for(lambda: Decision.objects.filter(round=round).exists(), 60, "the round's first page")
@@ -202,7 +203,7 @@ def private_redis(sim: Simulator, tmp_path: Path) -> Iterator[h.RedisServer]:
     the tests' Redis, not this one)."""
     with (
         h.RedisServer(tmp_path) as server,
-        override_settings(RQ_QUEUES={QUEUE: {"URL": server.url, "DEFAULT_TIMEOUT": 60}}),
+        override_settings(RQ_QUEUES=rq_queues(server.url, 60)),
     ):
         yield server
 
@@ -401,7 +402,7 @@ def test_two_schedulers_at_once_never_scan_a_mailbox_twice_at_the_same_time(sim,
 # -- 5. the web application with Redis down -----------------------------------------------------------
 
 # Nothing listens here: django-rq pointed at it is Redis being down.
-REDIS_DOWN = {QUEUE: {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 60}}
+REDIS_DOWN = rq_queues("redis://127.0.0.1:1/0", 60)
 
 
 @pytest.fixture

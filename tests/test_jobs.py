@@ -35,6 +35,7 @@ from tracking.actions import (
     do_start_round,
 )
 from tracking.choices import ScanStatus
+from tracking.jobqueues import REPROCESSING
 from tracking.jobs import (
     BUSY_PROFILE_RETRY,
     CLAIM_LEASE,
@@ -501,13 +502,14 @@ def test_the_dispatcher_queues_again_a_round_run_whose_job_was_never_sent(sim, e
     request = check_round([box], datetime(1990, 1, 1, tzinfo=UTC), now=timezone.now())
     round = do_start_round(request, acting_user=None, via="test")  # its jobs never reached Redis
     (run,) = ScanRun.objects.filter(round=round)
-    assert dispatch_due_mailboxes() == 0 and not h.queue().get_jobs()  # too recent: its enqueue may be coming
+    rounds = h.queue(REPROCESSING)
+    assert dispatch_due_mailboxes() == 0 and not rounds.get_jobs()  # too recent: its enqueue may be coming
     ScanRun.objects.filter(pk=run.pk).update(queued_at=timezone.now() - timedelta(minutes=2))
 
     dispatch_due_mailboxes()
-    assert [job.id for job in h.queue().get_jobs()] == [round_job_id(run.pk)]
+    assert [job.id for job in rounds.get_jobs()] == [round_job_id(run.pk)]
     dispatch_due_mailboxes()
-    assert len(h.queue().get_jobs()) == 1  # once
+    assert len(rounds.get_jobs()) == 1  # once
     h.burst()
     run.refresh_from_db()
     assert (run.status, run.items_done) == (ScanStatus.SUCCEEDED, 4)

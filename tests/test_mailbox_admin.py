@@ -37,6 +37,7 @@ from tracking.actions import (
 )
 from tracking.choices import Approval, MailboxStatus, Role
 from tracking.context import load_rules
+from tracking.jobqueues import rq_queues
 from tracking.jobs import QUEUE
 from tracking.models import (
     AuditEvent,
@@ -584,7 +585,7 @@ def test_test_connection_says_so_when_the_job_queue_is_down(
     client: Client, admin: User, files: EmailServerProfile
 ) -> None:
     login(client, admin)
-    with override_settings(RQ_QUEUES={"default": {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 60}}):
+    with override_settings(RQ_QUEUES=rq_queues("redis://127.0.0.1:1/0", 60)):
         r = client.post(
             reverse("web-profile-test", args=[files.pk]), {"address": "dana@contoso.com"}, follow=True
         )

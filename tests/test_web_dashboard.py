@@ -17,11 +17,12 @@ from syncadmin.web.views.dashboard import build_chart, daily_outcomes, nice_step
 from tests.conftest import login
 from tracking.actions import check_add_mailbox, do_record_test_result, do_start_scan_run
 from tracking.choices import AlertLevel, MailboxStatus, Outcome, Reason
+from tracking.jobqueues import rq_queues
 from tracking.models import Alert, Decision, EmailServerProfile, Mailbox, PersonalOptions, ScanRun
 
 DASHBOARD = reverse("web-dashboard")
 SCANS = reverse("web-dashboard-scans")
-REDIS_DOWN = {"default": {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 60}}
+REDIS_DOWN = rq_queues("redis://127.0.0.1:1/0", 60)
 HTMX = {"HX-Request": "true"}
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 

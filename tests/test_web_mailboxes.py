@@ -25,6 +25,7 @@ from tracking.actions import (
     do_start_scan_run,
 )
 from tracking.choices import AlertLevel, Approval, ErrorKind, MailboxStatus, ScanStatus
+from tracking.jobqueues import SCANS, WORKER_QUEUES, rq_queues
 from tracking.jobs import QUEUE
 from tracking.models import (
     Alert,
@@ -38,21 +39,26 @@ from tracking.models import (
 from tracking.workers import SimpleWorker
 
 # Nothing listens here: django-rq pointed at it is Redis being down.
-REDIS_DOWN = {"default": {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 60}}
+REDIS_DOWN = rq_queues("redis://127.0.0.1:1/0", 60)
 HTMX = {"HX-Request": "true"}
 
 
 @pytest.fixture
 def queue() -> Iterator[Queue]:
-    q = django_rq.get_queue(QUEUE)
-    q.empty()
-    yield q
-    q.empty()
+    """The queue of Test & Enable (scans go to SCANS); every queue starts and ends empty."""
+    every = [django_rq.get_queue(name) for name in WORKER_QUEUES]
+    for q in every:
+        q.empty()
+    yield django_rq.get_queue(QUEUE)
+    for q in every:
+        q.empty()
 
 
 def burst(q: Queue) -> None:
-    """Run the queued jobs here, in this thread, so they see the test's transaction."""
-    SimpleWorker([q], connection=q.connection).work(burst=True)
+    """Run the queued jobs of every queue here, in this thread, so they see the test's transaction."""
+    SimpleWorker([django_rq.get_queue(name) for name in WORKER_QUEUES], connection=q.connection).work(
+        burst=True
+    )
 
 
 @pytest.fixture
@@ -465,7 +471,7 @@ def test_it_queues_a_scan_of_an_enabled_mailbox(
     with django_capture_on_commit_callbacks(execute=True):
         r = client.post(url("web-mailbox-scan", dana), follow=True)
     assert "Scan of dana@contoso.com queued" in text(r)
-    assert queue.count == 1
+    assert django_rq.get_queue(SCANS).count == 1
     assert AuditEvent.objects.filter(action="mailbox_scan_queued", target="dana@contoso.com").exists()
     burst(queue)
     assert ScanRun.objects.filter(mailbox=dana, folder="inbox", status=ScanStatus.SUCCEEDED).exists()

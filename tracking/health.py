@@ -12,6 +12,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from tracking.choices import ScanStatus
 from tracking.context import load_rules
+from tracking.jobqueues import WORKER_COMMAND, WORKER_QUEUES
 from tracking.jobs import QUEUE
 from tracking.models import Mailbox, ScanRun
 
@@ -31,13 +32,17 @@ class Health:
     mailboxes_overdue: list[str] = field(default_factory=list)  # due for more than two poll intervals
 
     @property
+    def worker_command(self) -> str:
+        return WORKER_COMMAND
+
+    @property
     def problems(self) -> list[str]:
         out = []
         if not self.queue_available:
             out.append(f"the job queue is unavailable: {self.queue_error}")
         else:
             if self.workers == 0:
-                out.append("no worker is running (start: manage.py rqworker default)")
+                out.append(f"no worker is running (start: {WORKER_COMMAND})")
             if self.cron_schedulers == 0:
                 out.append("no scheduler is running (start: manage.py rqcron tracking/cron.py)")
         if self.mailboxes_overdue:
@@ -68,11 +73,12 @@ def check_health(now: datetime) -> Health:
         ),
     )
     try:
-        queue = django_rq.get_queue(QUEUE)
-        connection = queue.connection
-        health.queued_jobs = queue.count
-        health.running_jobs = StartedJobRegistry(queue=queue).count
-        health.failed_jobs = FailedJobRegistry(queue=queue).count
+        connection = django_rq.get_connection(QUEUE)
+        for name in WORKER_QUEUES:
+            queue = django_rq.get_queue(name, connection=connection)
+            health.queued_jobs += queue.count
+            health.running_jobs += StartedJobRegistry(queue=queue).count
+            health.failed_jobs += FailedJobRegistry(queue=queue).count
         health.workers = Worker.count(connection=connection)
         health.cron_schedulers = len(cron_scheduler_registry.get_keys(connection))
     except RedisError as exc:

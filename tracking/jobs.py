@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
 
 import django_rq
+import django_rq.queues
 from django.db import transaction
 from django.utils import timezone
 from rq import RateLimit, Retry, get_current_job
 from rq.job import Job
 
+from tracking import jobqueues
 from tracking.actions import do_claim_due_mailboxes, do_postpone_scan
 from tracking.choices import ScanStatus
 from tracking.context import load_rules
@@ -22,7 +27,8 @@ from tracking.scanning import run_scan_cycle, run_test_and_enable, test_profile_
 
 log = logging.getLogger(__name__)
 
-QUEUE = "default"
+# The queue of the jobs an admin waits for on a page; its connection is the Redis of every queue.
+QUEUE = jobqueues.DEFAULT
 SCAN_TIMEOUT = 3600  # seconds; also how long a dead worker can keep a claim or a connection slot
 CLAIM_LEASE = timedelta(seconds=SCAN_TIMEOUT + 300)
 BUSY_PROFILE_RETRY = timedelta(seconds=30)
@@ -34,13 +40,57 @@ def enqueue_scan(mailbox_id: int, folder: str | None = None) -> Job | None:
 
     Inside a transaction the job is sent when it commits, and None is returned.
     """
-    queue = django_rq.get_queue(QUEUE)
+    queue = django_rq.get_queue(jobqueues.SCANS)
     return queue.enqueue_call(
         scan_mailbox,
         args=(mailbox_id, folder),
         timeout=SCAN_TIMEOUT,
         rate_limit=mailbox_rate_limit(mailbox_id),
         description=f"scan mailbox {mailbox_id}" + (f" {folder}" if folder else ""),
+    )
+
+
+# Jobs per Redis pipeline when the dispatcher queues many scans: one round trip each, a bounded buffer.
+ENQUEUE_BATCH = 1000
+
+
+def enqueue_scans(mailbox_ids: Sequence[int]) -> int:
+    """Queue a scan of each mailbox, as enqueue_scan does, a batch of them per Redis round trip.
+
+    RQ's enqueue_many leaves the RateLimit out, so each job goes through the rate-limited enqueue that
+    enqueue_call uses, on a shared pipeline (RQ queues the job's writes and the slot's promotion on it).
+    Call it after the claim has committed: a worker may take the first scan before this returns.
+    """
+    queue = django_rq.get_queue(jobqueues.SCANS, commit_mode="auto")
+    queue.get_redis_server_version()  # once, not inside the pipeline for every job
+    ttl = django_rq.queues.get_result_ttl(jobqueues.SCANS)
+    for start in range(0, len(mailbox_ids), ENQUEUE_BATCH):
+        with queue.connection.pipeline() as pipe:
+            for mailbox_id in mailbox_ids[start : start + ENQUEUE_BATCH]:
+                job = queue.create_job(
+                    scan_mailbox,
+                    args=(mailbox_id, None),
+                    timeout=SCAN_TIMEOUT,
+                    result_ttl=ttl,
+                    description=f"scan mailbox {mailbox_id}",
+                    rate_limit=mailbox_rate_limit(mailbox_id),
+                )
+                queue._enqueue_rate_limited_job(job, pipeline=pipe)
+            pipe.sadd(queue.redis_queues_keys, queue.key)
+            pipe.execute()
+    return len(mailbox_ids)
+
+
+def enqueue_notification(
+    func: Callable[..., object], *args: object, description: str, **options: Any
+) -> Job | None:
+    """Queue the work a push notification asks for (a folder's sync) on the notifications queue.
+
+    `options` are enqueue_call's (job_id, timeout, rate_limit...); inside a transaction the job is sent
+    when it commits, and None is returned.
+    """
+    return django_rq.get_queue(jobqueues.NOTIFICATIONS).enqueue_call(
+        func, args=args, description=description, **options
     )
 
 
@@ -83,7 +133,7 @@ def enqueue_round(round: ReprocessRound) -> None:
 
 
 def _enqueue_round_run(run_id: int, mailbox_id: int, description: str) -> None:
-    django_rq.get_queue(QUEUE).enqueue_call(
+    django_rq.get_queue(jobqueues.REPROCESSING).enqueue_call(
         reprocess_folder,
         args=(run_id,),
         job_id=round_job_id(run_id),
@@ -140,9 +190,10 @@ def dispatch_due_mailboxes() -> int:
     requeue_lost_round_runs(now=timezone.now())
     with transaction.atomic():
         claimed = do_claim_due_mailboxes(rules, now=timezone.now(), lease=CLAIM_LEASE)
-        for mailbox_id in claimed:
-            # django-rq's on_db_commit mode sends this when the claim commits, not before
-            enqueue_scan(mailbox_id)
+        # Sent when the claim commits, not before (a worker taking one at once finds it claimed); when Redis
+        # fails in between, the claimed mailboxes are due again once their lease ends.
+        if claimed:
+            transaction.on_commit(partial(enqueue_scans, claimed))
     if claimed:
         log.info("dispatched scans of %d mailbox(es)", len(claimed))
     return len(claimed)

@@ -16,12 +16,13 @@ import django_rq
 from django.db import transaction
 
 from tracking.choices import AlertLevel, IncomingMethod, MailboxStatus
+from tracking.jobqueues import MAIL
 from tracking.models import Alert, EmailServerProfile, Mailbox
 
 log = logging.getLogger(__name__)
 
 ALERT_MAIL_JOB = "tracking.notifications.alert_mail_job"
-QUEUE = "default"
+QUEUE = MAIL  # alert mail
 
 
 def raise_alert(mailbox: Mailbox, level: AlertLevel, message: str) -> Alert:

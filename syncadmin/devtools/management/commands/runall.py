@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from tracking.jobqueues import WORKER_QUEUES
 from tracking.management.commands._common import check_port
 
 Child = subprocess.Popen[bytes]
@@ -86,7 +87,7 @@ class Command(BaseCommand):
                 call_command("load_demo", simulator_url=url, ca_file=str(ca_file), stdout=self.stdout)
 
             for _ in range(options["workers"]):
-                start([*manage, "rqworker", "default"])
+                start([*manage, "rqworker", *WORKER_QUEUES])
             start([*manage, "rqcron", str(base / "tracking" / "cron.py")])
             start([*manage, "runserver", f"{options['host']}:{options['port']}", "--noreload"])
             self.stdout.write(
