@@ -94,7 +94,7 @@ def main() -> None:
         return
     figures = []
     for vendor in args.vendors.split(","):
-        with common.fresh_db(vendor, f"{common.DB_PREFIX}_b9") as url:
+        with common.fresh_db(vendor, f"{common.DB_PREFIX}_b11") as url:
             found = common.run_child(
                 Path(__file__), "--rows", str(args.rows), "--repeat", str(args.repeat), database_url=url
             )

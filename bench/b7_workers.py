@@ -2,12 +2,13 @@
 
 Four sets of 40 mailboxes, 50 corpus messages each, on the EWS simulator (its own process). Each set is
 dispatched (`tracking.jobs.dispatch_due_mailboxes`) and scanned by burst workers (`manage.py rqworker
-default --burst`): one worker, two at once, two, one, so that a change in the machine's other load hits
-both sides. Throughput is messages / (last scan's end − first scan's start), from the ScanRuns, so worker
-start-up does not count. Target: two workers ≥ 1.6 × the throughput of one.
+QUEUES --burst`, every queue as deployed): one worker, two at once, two, one, so that a change in the
+machine's other load hits both sides. Throughput is messages / (last scan's end − first scan's start),
+from the ScanRuns, so worker start-up does not count. Target: two workers ≥ 1.6 × the throughput of one.
 
 Workers run as deployed (DJANGO_SETTINGS_MODULE=syncadmin.settings, DEBUG=1, DATABASE_URL, REDIS_URL,
-SYNCADMIN_ENCRYPTION_KEY) on a Redis database of their own (14, emptied before and after).
+SYNCADMIN_ENCRYPTION_KEY) on a Redis database of their own (BENCH_REDIS_URL, 14 by default, emptied before
+and after).
 
     python bench/b7_workers.py [--mailboxes 40] [--messages 50]
 """
@@ -39,6 +40,8 @@ def burst(workers: int, url: str, log_dir: Path) -> float:
     """Start `workers` burst workers at once and wait for all; returns the wall time."""
     from django.conf import settings
 
+    from tracking.jobqueues import WORKER_QUEUES
+
     env = dict(os.environ)
     env.update(
         {
@@ -56,7 +59,7 @@ def burst(workers: int, url: str, log_dir: Path) -> float:
         log = (log_dir / f"worker-{workers}-{n}.log").open("wb")
         procs.append(
             subprocess.Popen(
-                [common.PYTHON, str(common.ROOT / "manage.py"), "rqworker", "default", "--burst"],
+                [common.PYTHON, str(common.ROOT / "manage.py"), "rqworker", *WORKER_QUEUES, "--burst"],
                 env=env,
                 cwd=common.ROOT,
                 stdout=log,
@@ -91,7 +94,7 @@ def run(url: str, args: argparse.Namespace) -> None:
     from tracking.models import Mailbox, ScanRun
 
     redis = django_rq.get_connection(QUEUE)
-    assert redis.connection_pool.connection_kwargs.get("db") == 14, "the benchmarks use Redis database 14"
+    assert redis.connection_pool.connection_kwargs.get("db") == int(common.REDIS_URL.rsplit("/", 1)[1])
     redis.flushdb()
     # 1, 2, 2, 1 workers (each run on mailboxes of its own): a drift in the machine's load hits both alike
     plan = [1, 2, 2, 1]

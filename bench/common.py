@@ -35,8 +35,10 @@ PG_SERVER = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 SETTINGS = "bench.settings"
 PYTHON = sys.executable
-# every database a benchmark makes starts with this, so a crashed run's leftovers are easy to find and drop
-DB_PREFIX = "syncadmin_bench"
+# every database a benchmark makes starts with this, so a crashed run's leftovers are easy to find and drop;
+# BENCH_DB_PREFIX (syncadmin_bench_SOMETHING) keeps two runs on one PostgreSQL server apart
+DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "syncadmin_bench")
+assert DB_PREFIX.startswith("syncadmin_bench"), "BENCH_DB_PREFIX must start with syncadmin_bench"
 
 # Enron mailbox owners (the address they send from in Outlook's Sent Items), for deciding their folders
 ENRON_OWNERS = {
