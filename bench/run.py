@@ -33,6 +33,7 @@ SIZES: dict[str, list[str]] = {
     "B3": ["--messages", "10000"],
     "B2": ["--messages", "5000"],
     "B7": ["--mailboxes", "40", "--messages", "50"],
+    "B9": ["--sizes", "100,1000,10000"],
     "B6": ["--messages", "50000"],
     "B5": ["--decisions", "1000000"],
     "B8": ["--decisions", "1000000"],
@@ -45,6 +46,7 @@ QUICK: dict[str, list[str]] = {
     "B3": ["--messages", "1000"],
     "B2": ["--messages", "500"],
     "B7": ["--mailboxes", "6", "--messages", "20"],
+    "B9": ["--sizes", "100,1000", "--repeat", "1", "--window", "3"],
     "B6": ["--messages", "3000"],
     "B5": ["--decisions", "20000", "--requests", "10"],
     "B8": ["--decisions", "20000"],
@@ -60,10 +62,11 @@ SCRIPTS = {
     "B6": "b6_worker_memory.py",
     "B7": "b7_workers.py",
     "B8": "b8_export.py",
+    "B9": "b9_dispatch.py",
     "B11": "b11_import.py",
     "B12": "b12_reprocess.py",
 }
-ORDER = ("B1", "B4", "B3", "B2", "B7", "B6", "B5", "B8", "B11", "B12")
+ORDER = ("B1", "B4", "B3", "B2", "B7", "B9", "B6", "B5", "B8", "B11", "B12")
 
 
 def decisions_arg(args: list[str]) -> int:

@@ -181,12 +181,12 @@ def manage(
 class BackgroundProcess:
     """`manage.py ARGS` running on, in its own process group (so SIGKILL takes a worker's work horse too)."""
 
-    def __init__(self, *args: str, log_dir: Path) -> None:
+    def __init__(self, *args: str, log_dir: Path, env: dict[str, str] | None = None) -> None:
         self.log = log_dir / f"{args[0]}-{time.monotonic_ns()}.log"
         self._log_file = self.log.open("wb")
         self.popen = subprocess.Popen(
             [sys.executable, str(BASE_DIR / "manage.py"), *args],
-            env=subprocess_env(LOG_LEVEL="INFO"),
+            env=subprocess_env(**{"LOG_LEVEL": "INFO", **(env or {})}),
             cwd=BASE_DIR,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
@@ -263,9 +263,14 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def worker_process(*options: str, log_dir: Path, queues: Iterable[str] = WORKER_QUEUES) -> BackgroundProcess:
+def worker_process(
+    *options: str,
+    log_dir: Path,
+    queues: Iterable[str] = WORKER_QUEUES,
+    env: dict[str, str] | None = None,
+) -> BackgroundProcess:
     """`manage.py rqworker QUEUES [OPTIONS]`: RQ's forking worker, as deployed (on every queue)."""
-    return BackgroundProcess("rqworker", *queues, *options, log_dir=log_dir)
+    return BackgroundProcess("rqworker", *queues, *options, log_dir=log_dir, env=env)
 
 
 @contextmanager

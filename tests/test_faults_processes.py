@@ -31,7 +31,7 @@ from tests import rq_helpers as h
 from tests.conftest import run_command
 from tracking.actions import ProfileValues, check_add_profile, do_start_round
 from tracking.choices import MailboxStatus, ScanStatus
-from tracking.jobqueues import REPROCESSING, rq_queues
+from tracking.jobqueues import DEFAULT, MAIL, NOTIFICATIONS, REPROCESSING, SCANS, rq_queues
 from tracking.jobs import dispatch_due_mailboxes, enqueue_round
 from tracking.models import (
     Alert,
@@ -41,6 +41,7 @@ from tracking.models import (
     EmailServerProfile,
     FolderSyncState,
     Mailbox,
+    ReprocessRound,
     ScanRun,
     TrackedEmail,
 )
@@ -252,6 +253,77 @@ def test_a_scan_queued_when_redis_restarts_empty_is_dispatched_again_when_its_cl
     assert dispatch_due_mailboxes() == 1
     h.burst()
     assert_scanned_as_if_uninterrupted(box, expected)
+
+
+def assert_round_decided_each_message_once(round: ReprocessRound, box: Mailbox, tracked: int) -> None:
+    """Every message after the round's date decided again once, superseding its scan's decision."""
+    again = Decision.objects.filter(round=round, mailbox=box)
+    after = Decision.objects.filter(mailbox=box, round=None).exclude(reason="before_watermark")
+    assert sorted(again.values_list("supersedes", flat=True)) == sorted(after.values_list("pk", flat=True))  # type: ignore[type-var]
+    assert TrackedEmail.objects.filter(receiving_mailbox=box).count() == tracked
+
+
+@pytest.mark.workers
+def test_workers_split_by_purpose_lose_redis_mid_job_and_nothing_is_lost_or_decided_twice(
+    sim, ews, private_redis, tmp_path
+):
+    """Two hosts: one worker on the scans queue, one on the others. Redis restarts empty while each runs a
+    job (a scan, a round's folder) with another of its kind waiting behind it. The running jobs go on to
+    the end; the waiting ones, gone with Redis, are queued again by the dispatcher (the scan once its
+    claim's lease has ended, the round's runs as queued runs without a job); every message is decided
+    once by its scan and once by the round."""
+    expected, _ = uninterrupted(sim, ews)
+    rounded = [faulted_mailbox(sim, ews, f"round{n}") for n in (1, 2)]
+    assert dispatch_due_mailboxes() == 2
+    h.burst()
+    tracked = {box.pk: TrackedEmail.objects.filter(receiving_mailbox=box).count() for box in rounded}
+    round = do_start_round(
+        check_round(rounded, RECEIVED_AFTER, now=timezone.now()), acting_user=None, via="t"
+    )
+    scanned = [faulted_mailbox(sim, ews, f"scan{n}") for n in (1, 2)]
+    for box in (*rounded, *scanned):
+        h.slow(sim, box, 1.0)
+
+    scans_host = h.worker_process(log_dir=tmp_path, queues=[SCANS])
+    other_host = h.worker_process(log_dir=tmp_path, queues=[NOTIFICATIONS, MAIL, DEFAULT, REPROCESSING])
+    try:
+        assert dispatch_due_mailboxes() == 2
+        enqueue_round(round)
+        running = ScanRun.objects.filter(status=ScanStatus.RUNNING, items_done__gt=0)
+        h.wait_for(
+            lambda: running.filter(round=None).exists() and running.filter(round=round).exists(), 60, "pages"
+        )
+        (scan_run,) = running.filter(round=None)
+        (round_run,) = running.filter(round=round)
+        assert h.queue(SCANS).count == 1 and h.queue(REPROCESSING).count >= 1  # waiting behind them
+        private_redis.kill()
+        # both go on while Redis is away: their next pages are committed
+        progressed = ScanRun.objects.filter(pk__in=[scan_run.pk, round_run.pk], items_done__gt=PAGE)
+        h.wait_for(lambda: progressed.count() == 2, 60, "the next pages")
+        private_redis.start()
+        ended = ScanRun.objects.filter(pk__in=[scan_run.pk, round_run.pk], finished_at__isnull=False)
+        h.wait_for(lambda: ended.count() == 2, 60, "the two jobs to end")
+    finally:
+        scans_host.stop()
+        other_host.stop()
+    sim.faults.clear()
+    assert {r.status for r in ended} == {ScanStatus.SUCCEEDED}, (scans_host.output, other_host.output)
+    assert h.queue(SCANS).count == 0 and h.queue(REPROCESSING).count == 0  # the waiting jobs went with Redis
+
+    # the waiting scan's claim runs out, and the round's runs have been queued for more than a minute
+    waiting_scan = next(box for box in scanned if box.pk != scan_run.mailbox_id)
+    h.make_due(waiting_scan)
+    ScanRun.objects.filter(round=round, status=ScanStatus.QUEUED).update(
+        queued_at=timezone.now() - timedelta(minutes=2)
+    )
+    assert dispatch_due_mailboxes() == 1
+    assert h.queue(REPROCESSING).count >= 1
+    h.burst()
+    for box in scanned:
+        assert_scanned_as_if_uninterrupted(box, expected)
+    assert set(ScanRun.objects.filter(round=round).values_list("status", flat=True)) == {ScanStatus.SUCCEEDED}
+    for box in rounded:
+        assert_round_decided_each_message_once(round, box, tracked[box.pk])
 
 
 # -- 3. the database connection cut in the middle of a page's commit -------------------------------------

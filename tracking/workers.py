@@ -9,6 +9,9 @@ unsubscribing makes the UNSUBSCRIBE reply the last thing it reads.
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from rq import SimpleWorker as RQSimpleWorker
 from rq import Worker as RQWorker
 from rq.worker import BaseWorker
@@ -33,6 +36,29 @@ class PromptShutdownMixin(BaseWorker):
 
 class Worker(PromptShutdownMixin, RQWorker):
     """The forking worker `manage.py rqworker` runs."""
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        preload_job_modules()
+        return super().work(*args, **kwargs)
+
+
+# What a job's work horse would otherwise import after every fork, exchangelib alone ~0.4 s of each scan
+# (docs/performance.md, B7): imported once in the worker, the modules come with each fork. Importing
+# them opens no connection, so the horses share no socket with the worker.
+JOB_MODULES = (
+    "tracking.jobs",
+    "tracking.bulkjobs",
+    "tracking.notifications",
+    "tracking.sources.ews",
+    "tracking.sources.graph",
+    "tracking.sources.imap",
+    "tracking.sources.local",
+)
+
+
+def preload_job_modules() -> None:
+    for name in JOB_MODULES:
+        importlib.import_module(name)
 
 
 class SimpleWorker(PromptShutdownMixin, RQSimpleWorker):
