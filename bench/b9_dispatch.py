@@ -5,13 +5,15 @@ whose folders are empty directories: the cycle never reaches a server) are seede
 For N in `--sizes`, the first N are made due and `tracking.jobs.dispatch_due_mailboxes` runs once: what
 rqcron queues every 30 s (close interrupted runs, queue lost round runs again, claim the due mailboxes,
 send a scan job of each). Its wall time is the best of `--repeat` cycles (the claims undone and Redis
-emptied between them); its SQL statements are counted with CaptureQueriesContext. Redis memory per
-mailbox is INFO memory's used_memory after the cycle at the largest N less before it, divided by N.
+emptied between them; an untimed warm-up cycle first), the dispatching process's CPU time beside it;
+its SQL statements are counted with CaptureQueriesContext. Redis memory per mailbox is INFO memory's
+used_memory after the cycle at the largest N less before it, divided by N.
 
 Then `--workers` workers (`manage.py rqworker QUEUES`, as deployed) work through the queued scans for
 `--window` seconds, once as configured by default and once with Django's psycopg pool
 (DATABASE_POOL_MAX_SIZE=2); the PostgreSQL connections to the database are sampled every 0.1 s
-(pg_stat_activity, this process's own left out) and the most seen is reported.
+(pg_stat_activity, this process's own left out), from the end of their first scan on, and the most
+seen is reported.
 
     python bench/b9_dispatch.py [--sizes 100,1000,10000] [--repeat 3] [--workers 4] [--window 10]
 """
@@ -107,13 +109,14 @@ def cycle(count: int) -> dict[str, Any]:
     make_due(count)
     before = used_memory(redis)
     with CaptureQueriesContext(connection) as queries:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         dispatched = dispatch_due_mailboxes()
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert dispatched == count, (dispatched, count)
     assert django_rq.get_queue(SCANS).count == count
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "statements": len(queries.captured_queries),
         "sql": [q["sql"][:160] for q in queries.captured_queries],
         "redis_bytes": used_memory(redis) - before,
@@ -147,8 +150,14 @@ def connections_used(
             )
         )
     samples = []
-    deadline = time.monotonic() + window
     try:
+        # the window starts once the workers are scanning (a first folder scan ends), not while they start
+        started = ScanRun.objects.filter(finished_at__isnull=False)
+        deadline = time.monotonic() + 120
+        while started.count() == finished_before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        finished_before = started.count()
+        deadline = time.monotonic() + window
         with connection.cursor() as cursor:
             while time.monotonic() < deadline:
                 cursor.execute(
@@ -183,6 +192,7 @@ def child(sizes: list[int], repeat: int, workers: int, window: float) -> None:
         seed(largest, root / "mail")
         seeded = time.perf_counter() - started
         common.log(f"B9: {largest:,} mailboxes seeded in {seeded:.1f} s")
+        cycle(min(sizes))  # warm-up: the first cycle of a process loads what later ones find cached
         by_size: dict[int, list[dict[str, Any]]] = {}
         for size in sizes:
             by_size[size] = [cycle(size) for _ in range(repeat)]
@@ -253,6 +263,11 @@ def main() -> None:
             notes=[
                 f"best of {len(cycles[largest])}: "
                 + "; ".join(f"{s:,} due {best[s]:.3f} s ({s / best[s]:,.0f} mailboxes/s)" for s in sizes),
+                f"CPU of the dispatching process at {largest:,}: "
+                + ", ".join(f"{r['cpu_seconds']:.2f}" for r in cycles[largest])
+                + " s (wall: "
+                + ", ".join(f"{r['seconds']:.2f}" for r in cycles[largest])
+                + " s; the rest is waiting for PostgreSQL, Redis and the CPUs)",
                 f"Redis memory per queued mailbox: {per_mailbox:,.0f} bytes "
                 f"({per_mailbox * largest / 1024 / 1024:.1f} MiB for {largest:,})",
                 f"PostgreSQL connections, {args.workers} workers scanning for {plain['window']:g} s: "

@@ -65,7 +65,9 @@ def enqueue_scans(mailbox_ids: Sequence[int]) -> int:
     queue.get_redis_server_version()  # once, not inside the pipeline for every job
     ttl = django_rq.queues.get_result_ttl(jobqueues.SCANS)
     for start in range(0, len(mailbox_ids), ENQUEUE_BATCH):
-        with queue.connection.pipeline() as pipe:
+        # No MULTI: each job's writes and its slot's promotion (a Lua script, atomic) are sent in order, as
+        # RQ's own enqueue sends them; a transaction would only add a reply per command to read.
+        with queue.connection.pipeline(transaction=False) as pipe:
             for mailbox_id in mailbox_ids[start : start + ENQUEUE_BATCH]:
                 job = queue.create_job(
                     scan_mailbox,
