@@ -35,11 +35,12 @@ from tracking.actions import (
     do_start_round,
 )
 from tracking.choices import ScanStatus
-from tracking.jobqueues import REPROCESSING
+from tracking.jobqueues import NOTIFICATIONS, REPROCESSING
 from tracking.jobs import (
     BUSY_PROFILE_RETRY,
     CLAIM_LEASE,
     dispatch_due_mailboxes,
+    enqueue_notification,
     enqueue_scan,
     round_job_id,
     scan_mailbox,
@@ -227,6 +228,29 @@ def test_it_lets_two_dispatchers_take_turns_on_sqlite(sim, ews):
 
 
 # -- exclusivity in one process ---------------------------------------------------------------------------
+
+
+def test_the_dispatchers_scan_waits_behind_a_scan_of_its_mailbox_already_queued(sim, ews):
+    box = mailbox_with_mail(sim, "held@contoso.example", ews, count=4)
+    other = mailbox_with_mail(sim, "free@contoso.example", ews, count=2)
+    manual = enqueue_scan(box.pk)  # Scan now, just before the dispatcher's cycle
+    assert manual is not None
+    assert dispatch_due_mailboxes() == 2
+    # one queued job per mailbox: the dispatcher's scan of `box` waits for its RateLimit slot
+    assert queued_mailbox_ids() == sorted([box.pk, other.pk]) and manual.id in h.queue().job_ids
+    assert [job.args for job in h.rate_limited_jobs()] == [(box.pk, None)]
+    h.burst()
+    runs = list(ScanRun.objects.filter(mailbox=box).order_by("pk"))
+    assert [(r.status, r.items_done) for r in runs] == [(ScanStatus.SUCCEEDED, 4), (ScanStatus.SUCCEEDED, 0)]
+    assert not h.overlapping(h.intervals(runs)) and not h.rate_limited_jobs()
+
+
+def test_a_push_notifications_job_goes_to_the_notifications_queue_and_runs():
+    job = enqueue_notification(json.dumps, {"folder": "inbox"}, description="a notification's sync")
+    assert job is not None and job.origin == NOTIFICATIONS
+    assert h.queue(NOTIFICATIONS).job_ids == [job.id] and h.queue().count == 0
+    h.burst()
+    assert job.return_value() == '{"folder": "inbox"}'
 
 
 def test_it_holds_a_second_scan_of_a_mailbox_until_the_first_is_done(sim, ews):
