@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "tracking.choices",
             "tracking.crypto",
             "tracking.dates",
+            "tracking.jobqueues",
             "tracking.locks",
             "tracking.messages",
             "tracking.orgsettings",
