@@ -120,11 +120,12 @@ DATABASES = {
         conn_max_age=envint("DATABASE_CONN_MAX_AGE", 0),
     )
 }
+# Django's psycopg pool (0: off): a process keeps at most this many connections open and hands them to its
+# threads; forking RQ workers gain nothing from it, a threaded web server does (docs/deployment.md).
 DATABASE_POOL_MAX_SIZE = envint("DATABASE_POOL_MAX_SIZE", 0, minimum=0)
+DATABASE_POOL_MIN_SIZE = envint("DATABASE_POOL_MIN_SIZE", 1, minimum=0)
+DATABASE_POOL_TIMEOUT = envint("DATABASE_POOL_TIMEOUT", 10, minimum=1)  # seconds to wait for a connection
 if DATABASE_POOL_MAX_SIZE:
-    # Django's psycopg pool: a process keeps at most this many connections open and hands them to its
-    # threads; forking RQ workers gain nothing from it, a threaded web server does (docs/deployment.md).
-    DATABASE_POOL_MIN_SIZE = envint("DATABASE_POOL_MIN_SIZE", 1, minimum=0)
     if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         raise ImproperlyConfigured("DATABASE_POOL_MAX_SIZE needs PostgreSQL (a postgres:// DATABASE_URL)")
     if DATABASES["default"]["CONN_MAX_AGE"]:
@@ -137,8 +138,7 @@ if DATABASE_POOL_MAX_SIZE:
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": DATABASE_POOL_MIN_SIZE,
         "max_size": DATABASE_POOL_MAX_SIZE,
-        # seconds a request waits for a free connection before it fails (PoolTimeout)
-        "timeout": envint("DATABASE_POOL_TIMEOUT", 10, minimum=1),
+        "timeout": DATABASE_POOL_TIMEOUT,
     }
 # Behind PgBouncer in transaction mode a cursor cannot outlive its transaction on one server connection;
 # Django's prepared statements are already off (docs/deployment.md, "PostgreSQL connections").

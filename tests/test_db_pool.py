@@ -70,6 +70,7 @@ def test_the_settings_refuse_a_pool_they_cannot_have() -> None:
         "needs PostgreSQL": {"DATABASE_POOL_MAX_SIZE": "4", "DATABASE_URL": "sqlite:///x.sqlite3"},
         "exclude each other": {"DATABASE_POOL_MAX_SIZE": "4", "DATABASE_CONN_MAX_AGE": "60"},
         "is above": {"DATABASE_POOL_MAX_SIZE": "2", "DATABASE_POOL_MIN_SIZE": "3"},
+        "below its minimum": {"DATABASE_POOL_TIMEOUT": "0"},  # read whether the pool is on or not
     }
     for words, env in problems.items():
         result = settings_with(**env)
