@@ -226,8 +226,12 @@ def attachment_from_server(
     cleaned as one read from MIME is; content over the limit is not kept, whatever the source fetched."""
     keep = content is not None and attachment_limit_bytes > 0 and len(content) <= attachment_limit_bytes
     ctype = clean_text(listed.content_type or "").strip().lower()
+    name = clean_text(listed.name).strip()
+    if listed.is_item and not name.lower().endswith(".eml"):
+        # Exchange names an attached message by its subject; stored, it is a .eml file as from MIME
+        name = (name or "message")[: NAME_MAX - 4] + ".eml"
     return AttachmentContent(
-        name=clean_text(listed.name).strip()[:NAME_MAX] or "attachment",
+        name=name[:NAME_MAX] or "attachment",
         content_type=ctype[:TYPE_MAX] or ("message/rfc822" if listed.is_item else "application/octet-stream"),
         size=len(content) if content is not None else max(listed.size, 0),
         content=content if keep else None,

@@ -26,17 +26,20 @@ import msal
 import requests
 
 from tracking.choices import ErrorKind
+from tracking.content import ATTACHMENTS_MAX, AttachmentContent, attachment_from_server
 from tracking.messages import (
     SYNTHETIC_DOMAIN,
     Item,
     ParsedMessage,
     ParseFailure,
+    ServerAttachment,
     ServerBody,
     TooManyAddresses,
     parsed_from_fields,
 )
 from tracking.sources.base import (
     ConnectionSettings,
+    FetchedAttachments,
     FolderInfo,
     SourceError,
     SyncPage,
@@ -71,10 +74,19 @@ SELECT = ",".join(
         "lastModifiedDateTime",
         "conversationIndex",
         "internetMessageHeaders",
-        # What a CRM user reads of a tracked email (tracking-rules §2); attachments are not fetched yet.
+        # What a CRM user reads of a tracked email (tracking-rules §2). The delta query cannot expand
+        # attachments: hasAttachments says which tracked messages to ask for them (fetch_attachments).
         "body",
+        "hasAttachments",
     )
 )
+# JSON batching: Graph takes at most 20 requests in one $batch.
+BATCH_MAX = 20
+# An attachment listing reads no content: contentBytes is asked for only for those under the limit.
+ATTACHMENT_SELECT = "id,name,contentType,size,isInline"
+FILE_ATTACHMENT = "#microsoft.graph.fileAttachment"
+# base64 content of at most this share of SOURCE_MAX_RESPONSE_MB in one $batch answer
+ATTACHMENT_RESPONSE_SHARE = 0.8
 FOLDER_SELECT = "id,displayName,parentFolderId,childFolderCount,totalItemCount"
 FOLDER_PAGE = 100
 EXPAND = f"singleValueExtendedProperties($filter=id eq '{IN_REPLY_TO_PROP}' or id eq '{REFERENCES_PROP}')"
@@ -316,6 +328,7 @@ def message_from_graph(entry: Mapping[str, Any]) -> ParsedMessage | ParseFailure
             conversation_index=_conversation_index(entry.get("conversationIndex")),
             last_modified=_when(entry.get("lastModifiedDateTime")),
             body=_body(entry.get("body")),
+            has_attachments=entry.get("hasAttachments") is True,
         )
     except Exception as exc:  # one odd item becomes a failed decision; it must not stop the scan
         digest = hashlib.sha256(item_id.encode()).hexdigest()[:40]
@@ -435,6 +448,157 @@ class GraphSource:
                     )
                 url, params = (link, None) if isinstance(link, str) and link else (None, None)
         return sorted(out, key=lambda f: (f.path.count("/"), f.path.lower()))
+
+    # -- attachments ---------------------------------------------------------------------------
+
+    def fetch_attachments(
+        self, messages: Sequence[ParsedMessage], limit_bytes: int
+    ) -> dict[str, FetchedAttachments]:
+        """The attachments of these messages: their listings ($select without content) in $batch calls of
+        20 messages, then the content of the file attachments at most `limit_bytes`, again batched (see
+        AttachmentFetcher). An attached message or a cloud link keeps its name, type and size only."""
+        listed: dict[str, list[ServerAttachment]] = {}
+        files: set[tuple[str, str]] = set()
+        notes: dict[str, list[str]] = {m.provider_item_id: [] for m in messages}
+        listings = {
+            m.provider_item_id: f"/users/{quote(self.mailbox, safe='@')}/messages/"
+            f"{quote(m.provider_item_id, safe='')}/attachments?$select={ATTACHMENT_SELECT}"
+            for m in messages
+        }
+        for item_id, answer in self._batched(listings, "attachment listings").items():
+            if isinstance(answer, str):
+                notes[item_id].append(f"attachments not listed ({answer})")
+                continue
+            entries = [e for e in answer.get("value") or [] if isinstance(e, Mapping)]
+            listed[item_id] = []
+            for entry in entries[:ATTACHMENTS_MAX]:
+                att, is_file = _listed_attachment(entry)
+                listed[item_id].append(att)
+                if is_file and att.ref:
+                    files.add((item_id, att.ref))
+            if len(entries) > ATTACHMENTS_MAX:
+                notes[item_id].append(
+                    f"{len(entries) - ATTACHMENTS_MAX} more attachments not kept (at most {ATTACHMENTS_MAX})"
+                )
+        wanted = {
+            (item_id, a.ref): a
+            for item_id, atts in listed.items()
+            for a in atts
+            if (item_id, a.ref) in files and 0 < a.size <= limit_bytes
+        }
+        contents: dict[tuple[str, str], bytes] = {}
+        for group in self._by_response_size(list(wanted.items())):
+            urls = {
+                f"{n}": f"/users/{quote(self.mailbox, safe='@')}/messages/{quote(item_id, safe='')}"
+                f"/attachments/{quote(ref, safe='')}"
+                for n, ((item_id, ref), _) in enumerate(group)
+            }
+            answers = self._batched(urls, "attachment content")
+            for n, ((item_id, ref), att) in enumerate(group):
+                answer = answers.get(f"{n}", "no answer")
+                data = _content_bytes(answer) if not isinstance(answer, str) else answer
+                if isinstance(data, bytes):
+                    contents[(item_id, ref)] = data
+                else:
+                    notes[item_id].append(f"attachment {att.name!r}: content not fetched ({data})")
+        out: dict[str, FetchedAttachments] = {}
+        for msg in messages:
+            item_id = msg.provider_item_id
+            attachments: list[AttachmentContent] = [
+                attachment_from_server(a, contents.get((item_id, a.ref)), attachment_limit_bytes=limit_bytes)
+                for a in listed.get(item_id, [])
+            ]
+            out[item_id] = FetchedAttachments(tuple(attachments), tuple(notes[item_id]))
+        return out
+
+    def _by_response_size(
+        self, wanted: list[tuple[tuple[str, str], ServerAttachment]]
+    ) -> list[list[tuple[tuple[str, str], ServerAttachment]]]:
+        """Groups of at most BATCH_MAX content requests whose answers stay under the response limit."""
+        budget = self.settings.max_response_bytes * ATTACHMENT_RESPONSE_SHARE
+        groups: list[list[tuple[tuple[str, str], ServerAttachment]]] = []
+        used = 0.0
+        for entry in wanted:
+            cost = entry[1].size * 4 / 3  # base64
+            if not groups or len(groups[-1]) >= BATCH_MAX or (groups[-1] and used + cost > budget):
+                groups.append([])
+                used = 0.0
+            groups[-1].append(entry)
+            used += cost
+        return groups
+
+    def _batched(self, urls: Mapping[str, str], what: str) -> dict[str, Mapping[str, Any] | str]:
+        """GET each URL (relative to /v1.0) through $batch, BATCH_MAX a call: by key, the JSON body of a
+        200 answer, or why there is none in words (a failed call fails only its own requests)."""
+        out: dict[str, Mapping[str, Any] | str] = {}
+        keys = list(urls)
+        for start in range(0, len(keys), BATCH_MAX):
+            chunk = keys[start : start + BATCH_MAX]
+            body = {
+                "requests": [{"id": str(n), "method": "GET", "url": urls[k]} for n, k in enumerate(chunk)]
+            }
+            try:
+                data = self._post(f"{self.api}/$batch", body, what=what)
+            except SourceError as exc:
+                log.info("%s: %s not fetched: %s", self.base, what, exc)
+                out.update((k, str(exc)) for k in chunk)
+                continue
+            answers = {str(r.get("id")): r for r in data.get("responses") or [] if isinstance(r, Mapping)}
+            for n, key in enumerate(chunk):
+                answer = answers.get(str(n))
+                if answer is None:
+                    out[key] = "the batch answer has no response for it"
+                elif answer.get("status") == 200 and isinstance(answer.get("body"), Mapping):
+                    out[key] = answer["body"]
+                else:
+                    code = ""
+                    error = (
+                        answer.get("body", {}).get("error")
+                        if isinstance(answer.get("body"), Mapping)
+                        else None
+                    )
+                    if isinstance(error, Mapping):
+                        code = f" {error.get('code') or ''}".rstrip()
+                    out[key] = f"HTTP {answer.get('status')}{code}"
+        return out
+
+    def _post(self, url: str, body: Mapping[str, Any], *, what: str) -> dict[str, Any]:
+        """POST JSON; like _get (one fresh token after a 401 of a cached one, the response limit)."""
+        token = self._token()
+        for attempt in (1, 2):
+            headers = {"Authorization": f"Bearer {token.value}", "Accept": "application/json"}
+            try:
+                with self._slot:
+                    response = self._session.post(
+                        url,
+                        json=body,
+                        headers=headers,
+                        verify=self.settings.verify,
+                        timeout=self.settings.timeout,
+                        allow_redirects=False,
+                        stream=True,
+                    )
+                    read_limited(response, self.settings.max_response_bytes)
+            except requests.RequestException as exc:
+                raise unreachable(url, exc, self.settings.timeout) from exc
+            if response.status_code == 401 and attempt == 1 and token.cached:
+                self._identity().app.remove_tokens_for_client()
+                token = self._token()
+                continue
+            break
+        if response.status_code != 200:
+            raise self._http_error(response, what)
+        try:
+            data = response.json()
+        except (ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict):
+            raise SourceError(
+                f"Microsoft Graph at {self.base} sent a malformed answer for {what}: not a JSON object",
+                kind=ErrorKind.SERVER_ERROR,
+                permanent=False,
+            )
+        return data
 
     # -- folders -------------------------------------------------------------------------------
 
@@ -722,6 +886,35 @@ class GraphSource:
             kind=ErrorKind.CREDENTIALS,
             permanent=True,
         )
+
+
+def _listed_attachment(entry: Mapping[str, Any]) -> tuple[ServerAttachment, bool]:
+    """An attachment of a listing, and whether it is a fileAttachment (the one kind with contentBytes:
+    an itemAttachment is an attached message, a referenceAttachment a link to a cloud file)."""
+    kind = str(entry.get("@odata.type") or "")
+    size = entry.get("size")
+    listed = ServerAttachment(
+        ref=str(entry.get("id") or ""),
+        name=_text(entry.get("name")) or "",
+        content_type=_text(entry.get("contentType")) or "",
+        size=size if isinstance(size, int) and size >= 0 else 0,
+        is_inline=entry.get("isInline") is True,
+        content_id=_text(entry.get("contentId")) or "",
+        is_item=kind == "#microsoft.graph.itemAttachment",
+    )
+    # Graph names the type of each entry of a listing; one without a type is read as a file, as most are.
+    return listed, kind in (FILE_ATTACHMENT, "")
+
+
+def _content_bytes(body: Mapping[str, Any]) -> bytes | str:
+    """A fileAttachment's contentBytes, decoded, or why there is none."""
+    value = body.get("contentBytes")
+    if not isinstance(value, str):
+        return "the server sent no contentBytes"
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return "the server sent contentBytes that are not base64"
 
 
 def _count(data: Mapping[str, Any]) -> int | None:
