@@ -100,6 +100,9 @@ def contents_of(
     for msg in from_fields:
         got = fetched.get(msg.provider_item_id)
         if got is not None:
+            if got.notes:
+                # kept nowhere else: a TrackedEmail has no field for notes on its content
+                log.info("attachments of %s: %s", msg.message_id, "; ".join(got.notes))
             content = out[msg.message_id]
             out[msg.message_id] = dataclasses.replace(
                 content, attachments=got.attachments, notes=(*content.notes, *got.notes)

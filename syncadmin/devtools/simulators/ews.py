@@ -1,4 +1,6 @@
-"""EWS SOAP for the simulator: GetFolder, FindFolder, SyncFolderItems, GetItem, FindItem and ConvertId.
+"""EWS SOAP for the simulator: GetFolder, FindFolder, SyncFolderItems, GetItem, FindItem, GetAttachment and
+ConvertId. GetItem lists a message's attachments (`item:Attachments`, without content) and GetAttachment
+answers their content (attachments.py reads them from the message's MIME).
 
 The XML follows Microsoft's published samples for these operations (the s/m/t namespaces, ResponseClass,
 ResponseCode, MessageText, DescriptiveLinkKey, element order of ItemType then MessageType), so

@@ -1,4 +1,5 @@
-"""Microsoft Graph mail (folders, messages, message delta) and the Microsoft identity platform.
+"""Microsoft Graph mail (folders, messages, message delta, attachments, JSON batching) and the Microsoft
+identity platform.
 
 Shapes follow Microsoft's published samples (message-delta, delta-query-messages, the v2.0 OpenID
 configuration, the client-credentials token response) so msal and plain HTTP clients talk to it
@@ -906,7 +907,7 @@ def handle_batch(sim: Simulator, request: SimRequest) -> SimResponse:
             inner_body: Any = json.loads(answer.body) if answer.body else {}
         except ValueError:
             inner_body = base64.b64encode(answer.body).decode()  # a body that is not JSON comes as base64
-        headers = {"Content-Type": answer.content_type.split(";")[0], **answer.headers}
+        headers = {"Cache-Control": "private", "Content-Type": answer.content_type, **answer.headers}
         responses.append({"id": entry["id"], "status": answer.status, "headers": headers, "body": inner_body})
     return _json_response({"responses": responses})
 
