@@ -218,3 +218,27 @@ def test_graph_batches_twenty_messages_a_call(sim: Simulator, db: None):
     # 25 listings in pages of the scan: never one call per message
     assert sim.count("graph", "attachments") == 25
     assert sim.count("graph", "batch") == 2  # 20 listings, then 5
+
+
+@KINDS
+def test_the_sources_keep_an_inline_images_content_id(sim: Simulator, db: None, kind: str):
+    """What the CID of a `cid:` image in a tracked body is resolved by (the stored attachment's)."""
+    from tracking.messages import ParsedMessage
+    from tracking.scanning import source_for
+
+    box = mailbox(sim, kind)
+    add(sim, box, with_attachments("<cid@example.net>"))
+    source = source_for(box)
+    (msg,) = [i for page in source.sync("inbox", "") for i in page.items]
+    assert isinstance(msg, ParsedMessage) and msg.has_attachments
+    if kind == "exchange_ews":  # listed with the message
+        logo = next(a for a in msg.attachments if a.name == "logo.png")
+        assert (logo.content_id, logo.is_inline) == ("logo@example.net", True)
+    fetched = source.fetch_attachments([msg], MB)  # type: ignore[attr-defined]
+    # exchangelib lists item attachments before file attachments, whatever the server's order
+    assert sorted(a.name for a in fetched[msg.provider_item_id].attachments) == [
+        "Earlier.eml",
+        "big.bin",
+        "logo.png",
+        "quote.pdf",
+    ]

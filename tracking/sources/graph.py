@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import http.client
 import logging
@@ -499,6 +500,13 @@ class GraphSource:
                 data = _content_bytes(answer) if not isinstance(answer, str) else answer
                 if isinstance(data, bytes):
                     contents[(item_id, ref)] = data
+                    # the listing could not $select it (a fileAttachment property): an inline image's cid
+                    content_id = _text(answer.get("contentId")) if not isinstance(answer, str) else None
+                    if content_id:
+                        listed[item_id] = [
+                            dataclasses.replace(a, content_id=content_id) if a.ref == ref else a
+                            for a in listed[item_id]
+                        ]
                 else:
                     notes[item_id].append(f"attachment {att.name!r}: content not fetched ({data})")
         out: dict[str, FetchedAttachments] = {}
