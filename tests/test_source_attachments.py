@@ -242,3 +242,29 @@ def test_the_sources_keep_an_inline_images_content_id(sim: Simulator, db: None, 
         "logo.png",
         "quote.pdf",
     ]
+
+
+def test_graph_fetches_the_inline_images_an_html_body_shows(sim: Simulator, db: None):
+    """Graph's hasAttachments is false when the only attachments are inline: the `cid:` in the body says."""
+    box = mailbox(sim, "exchange_graph")
+    add(
+        sim,
+        box,
+        (
+            "From: Ann Example <ann@example.net>\r\nTo: alice@contoso.com\r\nSubject: Logo\r\n"
+            "Date: Mon, 2 Mar 2026 09:00:00 +0000\r\nMessage-ID: <inline@example.net>\r\n"
+            "MIME-Version: 1.0\r\n"
+            'Content-Type: multipart/related; boundary="R"\r\n\r\n'
+            '--R\r\nContent-Type: text/html\r\n\r\n<p>Our logo: <img src="cid:logo@example.net"></p>\r\n'
+            "--R\r\nContent-Type: image/png\r\nContent-ID: <logo@example.net>\r\n"
+            'Content-Disposition: inline; filename="logo.png"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+            f"{b64(b'PNG-ish')}--R--\r\n"
+        ).encode(),
+    )
+
+    run_scan_cycle(box.pk)
+
+    email = TrackedEmail.objects.get(message_id="<inline@example.net>")
+    assert 'src="cid:logo@example.net"' in email.body_html
+    (logo,) = email.attachments.all()
+    assert (logo.name, bytes(logo.content or b"")) == ("logo.png", b"PNG-ish")

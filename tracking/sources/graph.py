@@ -314,6 +314,7 @@ def message_from_graph(entry: Mapping[str, Any]) -> ParsedMessage | ParseFailure
     item_id = str(entry.get("id") or "")
     try:
         in_reply_to, references = _threading(entry)
+        body = _body(entry.get("body"))
         return parsed_from_fields(
             provider_item_id=item_id,
             message_id=_text(entry.get("internetMessageId")),
@@ -328,8 +329,10 @@ def message_from_graph(entry: Mapping[str, Any]) -> ParsedMessage | ParseFailure
             references=references,
             conversation_index=_conversation_index(entry.get("conversationIndex")),
             last_modified=_when(entry.get("lastModifiedDateTime")),
-            body=_body(entry.get("body")),
-            has_attachments=entry.get("hasAttachments") is True,
+            body=body,
+            # Graph's hasAttachments leaves inline images out: an HTML body showing one (`cid:`) has them too
+            has_attachments=entry.get("hasAttachments") is True
+            or (body is not None and body.kind == "html" and "cid:" in body.content.lower()),
         )
     except Exception as exc:  # one odd item becomes a failed decision; it must not stop the scan
         digest = hashlib.sha256(item_id.encode()).hexdigest()[:40]

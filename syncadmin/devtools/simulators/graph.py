@@ -673,13 +673,8 @@ def _body_text(msg: SimMessage) -> tuple[str, str]:
 
 
 def _has_attachments(msg: SimMessage) -> bool:
-    mime = _mime(msg)
-    if mime is None:
-        return False
-    try:
-        return any(True for _ in mime.iter_attachments()) if mime.is_multipart() else False
-    except Exception:
-        return False
+    """As Graph counts them: inline attachments (images an HTML body shows) leave it false."""
+    return any(not att.is_inline for att in attachments_of(msg))
 
 
 def _extended(msg: SimMessage, wanted: list[str]) -> list[dict[str, str]]:
