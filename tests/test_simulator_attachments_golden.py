@@ -275,3 +275,17 @@ def test_graph_refuses_a_batch_of_more_than_twenty(sim, token):
     body = {"requests": [{"id": str(n), "method": "GET", "url": f"/users/{MAILBOX}"} for n in range(21)]}
     response = graph(sim, token, "POST", "/$batch", body)
     assert response.status_code == 400 and response.json()["error"]["code"] == "BadRequest"
+
+
+def test_graph_batch_hands_a_body_that_is_not_json_over_in_base64(sim, token, message):
+    item = attachments_of(message)[1]
+    messages = f"/users/{MAILBOX}/messages/{rest_id(message.item_id)}"
+    url = f"{messages}/attachments/{rest_id(item.attachment_id)}/$value"
+    alone = graph(sim, token, "GET", url)
+    assert alone.headers["Content-Type"] == "message/rfc822" and b"Subject: Earlier" in alone.content
+
+    answer = graph(sim, token, "POST", "/$batch", {"requests": [{"id": "1", "method": "GET", "url": url}]})
+
+    (step,) = answer.json()["responses"]
+    assert step["status"] == 200 and step["headers"]["Content-Type"] == "message/rfc822"
+    assert base64.b64decode(step["body"]) == alone.content

@@ -123,10 +123,8 @@ def test_a_tracked_message_keeps_every_attachment_and_the_content_under_the_limi
         assert (big.content_type, big.size, big.content) == ("application/octet-stream", MB + 1, None)
         assert (logo.content_type, bytes(logo.content or b"")) == ("image/png", b"PNG-ish")
         assert inner.content_type == "message/rfc822"
-        if kind == "exchange_ews":  # an attached message comes as its MIME (IncludeMimeContent)
-            assert inner.content is not None and b"Subject: Earlier" in bytes(inner.content)
-        else:  # Graph's itemAttachment has no contentBytes: name, type and size only
-            assert inner.content is None
+        # an attached message comes as its MIME (EWS IncludeMimeContent, Graph $value)
+        assert inner.content is not None and b"Subject: Earlier" in bytes(inner.content)
     assert not TrackedEmail.objects.get(message_id="<p@x.net>").attachments.exists()
     # Both messages' content in one GetAttachment; for Graph one $batch of listings, one of content.
     assert content_requests(sim, kind) == (1 if kind == "exchange_ews" else 2)

@@ -86,6 +86,7 @@ BATCH_MAX = 20
 # An attachment listing reads no content: contentBytes is asked for only for those under the limit.
 ATTACHMENT_SELECT = "id,name,contentType,size,isInline"
 FILE_ATTACHMENT = "#microsoft.graph.fileAttachment"
+ITEM_ATTACHMENT = "#microsoft.graph.itemAttachment"
 # base64 content of at most this share of SOURCE_MAX_RESPONSE_MB in one $batch answer
 ATTACHMENT_RESPONSE_SHARE = 0.8
 FOLDER_SELECT = "id,displayName,parentFolderId,childFolderCount,totalItemCount"
@@ -459,27 +460,29 @@ class GraphSource:
         self, messages: Sequence[ParsedMessage], limit_bytes: int
     ) -> dict[str, FetchedAttachments]:
         """The attachments of these messages: their listings ($select without content) in $batch calls of
-        20 messages, then the content of the file attachments at most `limit_bytes`, again batched (see
-        AttachmentFetcher). An attached message or a cloud link keeps its name, type and size only."""
+        20 messages, then the content of those at most `limit_bytes`, again batched (see
+        AttachmentFetcher): a file's contentBytes, an attached message's MIME (`$value`). A link to a
+        cloud file (referenceAttachment) keeps its name, type and size only."""
         listed: dict[str, list[ServerAttachment]] = {}
-        files: set[tuple[str, str]] = set()
+        readable: set[tuple[str, str]] = set()
         notes: dict[str, list[str]] = {m.provider_item_id: [] for m in messages}
+        user = f"/users/{quote(self.mailbox, safe='@')}/messages"
         listings = {
-            m.provider_item_id: f"/users/{quote(self.mailbox, safe='@')}/messages/"
-            f"{quote(m.provider_item_id, safe='')}/attachments?$select={ATTACHMENT_SELECT}"
+            m.provider_item_id: f"{user}/{quote(m.provider_item_id, safe='')}/attachments"
+            f"?$select={ATTACHMENT_SELECT}"
             for m in messages
         }
         for item_id, answer in self._batched(listings, "attachment listings").items():
-            if isinstance(answer, str):
-                notes[item_id].append(f"attachments not listed ({answer})")
+            if not isinstance(answer, Mapping):
+                notes[item_id].append(f"attachments not listed ({_why(answer)})")
                 continue
             entries = [e for e in answer.get("value") or [] if isinstance(e, Mapping)]
             listed[item_id] = []
             for entry in entries[:ATTACHMENTS_MAX]:
-                att, is_file = _listed_attachment(entry)
+                att, has_content = _listed_attachment(entry)
                 listed[item_id].append(att)
-                if is_file and att.ref:
-                    files.add((item_id, att.ref))
+                if has_content and att.ref:
+                    readable.add((item_id, att.ref))
             if len(entries) > ATTACHMENTS_MAX:
                 notes[item_id].append(
                     f"{len(entries) - ATTACHMENTS_MAX} more attachments not kept (at most {ATTACHMENTS_MAX})"
@@ -488,30 +491,30 @@ class GraphSource:
             (item_id, a.ref): a
             for item_id, atts in listed.items()
             for a in atts
-            if (item_id, a.ref) in files and 0 < a.size <= limit_bytes
+            if (item_id, a.ref) in readable and 0 < a.size <= limit_bytes
         }
         contents: dict[tuple[str, str], bytes] = {}
         for group in self._by_response_size(list(wanted.items())):
             urls = {
-                f"{n}": f"/users/{quote(self.mailbox, safe='@')}/messages/{quote(item_id, safe='')}"
-                f"/attachments/{quote(ref, safe='')}"
-                for n, ((item_id, ref), _) in enumerate(group)
+                f"{n}": f"{user}/{quote(item_id, safe='')}/attachments/{quote(ref, safe='')}"
+                + ("/$value" if att.is_item else "")
+                for n, ((item_id, ref), att) in enumerate(group)
             }
             answers = self._batched(urls, "attachment content")
             for n, ((item_id, ref), att) in enumerate(group):
-                answer = answers.get(f"{n}", "no answer")
-                data = _content_bytes(answer) if not isinstance(answer, str) else answer
-                if isinstance(data, bytes):
-                    contents[(item_id, ref)] = data
-                    # the listing could not $select it (a fileAttachment property): an inline image's cid
-                    content_id = _text(answer.get("contentId")) if not isinstance(answer, str) else None
-                    if content_id:
-                        listed[item_id] = [
-                            dataclasses.replace(a, content_id=content_id) if a.ref == ref else a
-                            for a in listed[item_id]
-                        ]
-                else:
-                    notes[item_id].append(f"attachment {att.name!r}: content not fetched ({data})")
+                answer = answers[f"{n}"]
+                data = _content_bytes(answer) if isinstance(answer, Mapping) else answer
+                if not isinstance(data, bytes):
+                    notes[item_id].append(f"attachment {att.name!r}: content not fetched ({_why(data)})")
+                    continue
+                contents[(item_id, ref)] = data
+                # the listing could not $select it (a fileAttachment property): an inline image's cid
+                content_id = _text(answer.get("contentId")) if isinstance(answer, Mapping) else None
+                if content_id:
+                    listed[item_id] = [
+                        dataclasses.replace(a, content_id=content_id) if a.ref == ref else a
+                        for a in listed[item_id]
+                    ]
         out: dict[str, FetchedAttachments] = {}
         for msg in messages:
             item_id = msg.provider_item_id
@@ -538,10 +541,11 @@ class GraphSource:
             used += cost
         return groups
 
-    def _batched(self, urls: Mapping[str, str], what: str) -> dict[str, Mapping[str, Any] | str]:
+    def _batched(self, urls: Mapping[str, str], what: str) -> dict[str, Mapping[str, Any] | bytes | Refused]:
         """GET each URL (relative to /v1.0) through $batch, BATCH_MAX a call: by key, the JSON body of a
-        200 answer, or why there is none in words (a failed call fails only its own requests)."""
-        out: dict[str, Mapping[str, Any] | str] = {}
+        200 answer, the bytes of one that is not JSON (Graph hands those over base64-encoded), or why
+        there is none (a failed call fails only its own requests)."""
+        out: dict[str, Mapping[str, Any] | bytes | Refused] = {}
         keys = list(urls)
         for start in range(0, len(keys), BATCH_MAX):
             chunk = keys[start : start + BATCH_MAX]
@@ -552,25 +556,11 @@ class GraphSource:
                 data = self._post(f"{self.api}/$batch", body, what=what)
             except SourceError as exc:
                 log.info("%s: %s not fetched: %s", self.base, what, exc)
-                out.update((k, str(exc)) for k in chunk)
+                out.update((k, Refused(str(exc))) for k in chunk)
                 continue
             answers = {str(r.get("id")): r for r in data.get("responses") or [] if isinstance(r, Mapping)}
             for n, key in enumerate(chunk):
-                answer = answers.get(str(n))
-                if answer is None:
-                    out[key] = "the batch answer has no response for it"
-                elif answer.get("status") == 200 and isinstance(answer.get("body"), Mapping):
-                    out[key] = answer["body"]
-                else:
-                    code = ""
-                    error = (
-                        answer.get("body", {}).get("error")
-                        if isinstance(answer.get("body"), Mapping)
-                        else None
-                    )
-                    if isinstance(error, Mapping):
-                        code = f" {error.get('code') or ''}".rstrip()
-                    out[key] = f"HTTP {answer.get('status')}{code}"
+                out[key] = _batch_answer(answers.get(str(n)))
         return out
 
     def _post(self, url: str, body: Mapping[str, Any], *, what: str) -> dict[str, Any]:
@@ -900,8 +890,9 @@ class GraphSource:
 
 
 def _listed_attachment(entry: Mapping[str, Any]) -> tuple[ServerAttachment, bool]:
-    """An attachment of a listing, and whether it is a fileAttachment (the one kind with contentBytes:
-    an itemAttachment is an attached message, a referenceAttachment a link to a cloud file)."""
+    """An attachment of a listing, and whether its content can be fetched: a fileAttachment's
+    (contentBytes) or an itemAttachment's (an attached message, its MIME), not a referenceAttachment's
+    (a link to a cloud file)."""
     kind = str(entry.get("@odata.type") or "")
     size = entry.get("size")
     listed = ServerAttachment(
@@ -911,21 +902,49 @@ def _listed_attachment(entry: Mapping[str, Any]) -> tuple[ServerAttachment, bool
         size=size if isinstance(size, int) and size >= 0 else 0,
         is_inline=entry.get("isInline") is True,
         content_id=_text(entry.get("contentId")) or "",
-        is_item=kind == "#microsoft.graph.itemAttachment",
+        is_item=kind == ITEM_ATTACHMENT,
     )
     # Graph names the type of each entry of a listing; one without a type is read as a file, as most are.
-    return listed, kind in (FILE_ATTACHMENT, "")
+    return listed, kind in (FILE_ATTACHMENT, ITEM_ATTACHMENT, "")
 
 
-def _content_bytes(body: Mapping[str, Any]) -> bytes | str:
+@dataclass(frozen=True)
+class Refused:
+    """Why a request of a $batch (or the whole batch) brought nothing, in words."""
+
+    reason: str
+
+
+def _why(answer: object) -> str:
+    return answer.reason if isinstance(answer, Refused) else "an answer of another kind than expected"
+
+
+def _batch_answer(answer: Mapping[str, Any] | None) -> Mapping[str, Any] | bytes | Refused:
+    """One response of a $batch: {id, status, headers, body}."""
+    if answer is None:
+        return Refused("the batch answer has no response for it")
+    body = answer.get("body")
+    if answer.get("status") == 200 and isinstance(body, Mapping):
+        return body
+    if answer.get("status") == 200 and isinstance(body, str):
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            return Refused("a body that is neither JSON nor base64")
+    error = body.get("error") if isinstance(body, Mapping) else None
+    code = f" {error.get('code')}" if isinstance(error, Mapping) and error.get("code") else ""
+    return Refused(f"HTTP {answer.get('status')}{code}")
+
+
+def _content_bytes(body: Mapping[str, Any]) -> bytes | Refused:
     """A fileAttachment's contentBytes, decoded, or why there is none."""
     value = body.get("contentBytes")
     if not isinstance(value, str):
-        return "the server sent no contentBytes"
+        return Refused("the server sent no contentBytes")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        return "the server sent contentBytes that are not base64"
+        return Refused("the server sent contentBytes that are not base64")
 
 
 def _count(data: Mapping[str, Any]) -> int | None:

@@ -223,6 +223,7 @@ class _Route:
     item: str = ""
     segment: str = ""  # the first segment not understood, for the error message
     attachment: str = ""
+    raw_value: bool = False  # .../attachments/{id}/$value: the attachment's raw bytes (a message's MIME)
 
 
 def _segments(path: str) -> list[str]:
@@ -257,8 +258,16 @@ def _route(path: str) -> _Route:
         return _Route("user", mailbox)
     if names[0] == "messages" and len(names) == 2:
         return _Route("message", mailbox, item=raw[1])
-    if names[0] == "messages" and names[2:3] == ["attachments"] and len(names) in (3, 4):
-        return _Route("attachments", mailbox, item=raw[1], attachment=raw[3] if len(raw) == 4 else "")
+    if names[0] == "messages" and names[2:3] == ["attachments"] and len(names) in (3, 4, 5):
+        if len(names) == 5 and names[4] != "$value":
+            return _Route("unknown", mailbox, segment=raw[4])
+        return _Route(
+            "attachments",
+            mailbox,
+            item=raw[1],
+            attachment=raw[3] if len(raw) > 3 else "",
+            raw_value=len(raw) == 5,
+        )
     if names[0] != "mailfolders":
         return _Route("unknown", mailbox, segment=raw[0])
     if len(names) == 1:
@@ -843,7 +852,8 @@ def attachment_json(msg: SimMessage, att: SimAttachment, select: list[str] | Non
 
 
 def attachments_response(sim: Simulator, request: SimRequest, route: _Route, base: str) -> SimResponse:
-    """GET /users/{id}/messages/{id}/attachments (a collection) and .../attachments/{id} (one)."""
+    """GET /users/{id}/messages/{id}/attachments (a collection), .../attachments/{id} (one) and
+    .../attachments/{id}/$value (its raw content; for an attached message its MIME)."""
     msg = sim.store.find(route.mailbox, _ews_id(route.item))
     if msg is None:
         return _item_not_found(request)
@@ -857,6 +867,10 @@ def attachments_response(sim: Simulator, request: SimRequest, route: _Route, bas
     found = next((a for a in listed if rest_id(a.attachment_id) == route.attachment), None)
     if found is None:
         return _item_not_found(request)
+    if route.raw_value:
+        return SimResponse(
+            body=found.content, content_type="message/rfc822" if found.is_item else found.content_type
+        )
     return _json_response({"@odata.context": f"{context}/$entity", **attachment_json(msg, found, select)})
 
 
