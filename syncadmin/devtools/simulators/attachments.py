@@ -62,6 +62,11 @@ def _leaves(part: Message, out: list[Message]) -> None:
 
 def attachments_of(msg: SimMessage) -> list[SimAttachment]:
     try:
+        head = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(msg.raw)
+        whole_is_body = not head.get_filename() and head.get_content_disposition() != "attachment"
+        if head.get_content_maintype() == "text" and whole_is_body:
+            # most mail is one text part: no need to parse the body (GetItem lists attachments of every item)
+            return []
         mime = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(msg.raw)
         leaves: list[Message] = []
         _leaves(mime, leaves)
