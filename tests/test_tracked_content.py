@@ -300,4 +300,5 @@ def test_a_scan_stores_the_body_the_server_sends(sim: Simulator, db: None, kind:
     both = TrackedEmail.objects.get(message_id="<content@example.net>")
     expected = ("<p>Grüße <b>from</b> Ann.</p>", "") if kind == "exchange_ews" else ("", "Grüße from Ann.")
     assert (both.body_html.strip(), both.body_text.strip()) == expected
-    assert not TrackedAttachment.objects.exists()  # attachments are not fetched from Exchange (README)
+    # attachments of the one message with any, fetched after the decision (test_source_attachments.py)
+    assert set(both.attachments.values_list("name", flat=True)) == {"quote.pdf", "Earlier.eml"}

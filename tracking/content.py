@@ -18,7 +18,7 @@ from email.parser import BytesParser
 
 import nh3
 
-from tracking.messages import ServerBody, clean_text, decode_header_value
+from tracking.messages import ServerAttachment, ServerBody, clean_text, decode_header_value
 
 BODY_MAX = 500_000  # characters of each body; longer ones are cut, with a note saying so
 ATTACHMENTS_MAX = 100  # attachments kept per email; the rest are counted in a note
@@ -219,9 +219,28 @@ def extract_content(raw: bytes, *, attachment_limit_bytes: int) -> MessageConten
     return MessageContent(text=body_text, html=body_html, attachments=tuple(attachments), notes=tuple(notes))
 
 
+def attachment_from_server(
+    listed: ServerAttachment, content: bytes | None, *, attachment_limit_bytes: int
+) -> AttachmentContent:
+    """An attachment a server listed (and, when under the limit, whose content a source fetched), cut and
+    cleaned as one read from MIME is; content over the limit is not kept, whatever the source fetched."""
+    keep = content is not None and attachment_limit_bytes > 0 and len(content) <= attachment_limit_bytes
+    ctype = clean_text(listed.content_type or "").strip().lower()
+    name = clean_text(listed.name).strip()
+    if listed.is_item and not name.lower().endswith(".eml"):
+        # Exchange names an attached message by its subject; stored, it is a .eml file as from MIME
+        name = (name or "message")[: NAME_MAX - 4] + ".eml"
+    return AttachmentContent(
+        name=name[:NAME_MAX] or "attachment",
+        content_type=ctype[:TYPE_MAX] or ("message/rfc822" if listed.is_item else "application/octet-stream"),
+        size=len(content) if content is not None else max(listed.size, 0),
+        content=content if keep else None,
+    )
+
+
 def content_from_server(body: ServerBody) -> MessageContent:
     """What a CRM user reads of a body a server handed over as a field: the same cut and sanitizing as a
-    MIME body; no attachments (the source did not fetch them)."""
+    MIME body; attachments are added by the pipeline from what the source fetched (tracking.pipeline)."""
     if body.kind.lower() == "html":
         cut, note = _cut(clean_text(body.content), "")
         html = sanitize_html(cut)

@@ -60,6 +60,20 @@ class ServerBody:
 
 
 @dataclass(frozen=True)
+class ServerAttachment:
+    """An attachment as a server listed it with the message (EWS GetItem `Attachments`): name, type and
+    size, not its content; `ref` is the server's id to fetch the content by, once the message is tracked."""
+
+    ref: str
+    name: str
+    content_type: str
+    size: int  # bytes, as the server counts them
+    is_inline: bool = False
+    content_id: str = ""
+    is_item: bool = False  # an attached message (EWS ItemAttachment), fetched as its MIME
+
+
+@dataclass(frozen=True)
 class ParsedMessage:
     provider_item_id: str
     message_id: str
@@ -81,6 +95,10 @@ class ParsedMessage:
     # The body, when the source read the message from fields (no RFC 5322 bytes to read it from); the
     # engine never reads it, the page commit stores it when the message is tracked (tracking-rules §2).
     body: ServerBody | None = field(default=None, compare=False, repr=False)
+    # Attachments the source listed with the message (EWS), and whether the server says it has any (EWS,
+    # Graph); their content is fetched only for messages a page tracks (tracking.pipeline.contents_of).
+    attachments: tuple[ServerAttachment, ...] = field(default=(), compare=False, repr=False)
+    has_attachments: bool = field(default=False, compare=False, repr=False)
 
     @property
     def recipients(self) -> tuple[tuple[str, Address], ...]:
@@ -399,6 +417,8 @@ def parsed_from_fields(
     conversation_index: bytes | None = None,
     last_modified: datetime | None = None,
     body: ServerBody | None = None,
+    attachments: Sequence[ServerAttachment] = (),
+    has_attachments: bool = False,
 ) -> ParsedMessage:
     """Build a ParsedMessage from a server's structured fields (EWS, Graph): (name, address) pairs.
 
@@ -463,6 +483,8 @@ def parsed_from_fields(
         defects=tuple(defects),
         last_modified=last_modified,
         body=body,
+        attachments=tuple(attachments),
+        has_attachments=has_attachments or bool(attachments),
     )
 
 

@@ -37,6 +37,7 @@ from tracking.messages import (
     parse_message,
 )
 from tracking.models import CrmRecord, Decision, Mailbox, QueueItem, ScanRun, TrackedEmail
+from tracking.sources.base import AttachmentFetcher, FetchedAttachments
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +63,16 @@ def contents_of(
     results: Sequence[DecisionResult],
     *,
     attachment_limit_mb: int,
+    fetcher: AttachmentFetcher | None = None,
+    fetched: dict[str, FetchedAttachments] | None = None,
 ) -> dict[str, MessageContent]:
     """The bodies and attachments of the messages these results track anew, by Message-ID.
 
     Read only for those: most messages of a scan are not tracked, and their content is never needed.
     A raw (RFC 5322) item gives bodies and attachments; a message a source read from fields gives the
-    body the server sent with them, if any (Graph), and no attachments.
+    body the server sent with them, and the attachments `fetcher` (the source) fetches now, for the
+    tracked messages that have any, in a few batched requests (tracking-rules §2). `fetched` keeps what
+    was fetched across the attempts of one page commit, so a retried commit asks the server nothing again.
     """
     raw: dict[str, bytes] = {}
     for item, msg in zip(items, parsed, strict=True):
@@ -75,14 +80,33 @@ def contents_of(
             raw.setdefault(msg.message_id, item.data)
     limit = attachment_limit_mb * 1024 * 1024
     out: dict[str, MessageContent] = {}
+    from_fields: list[ParsedMessage] = []
     for r in results:
         msg = r.message
         if r.outcome != Outcome.TRACKED or r.existing is not None or not isinstance(msg, ParsedMessage):
             continue
         if msg.message_id in raw:
             out[msg.message_id] = extract_content(raw[msg.message_id], attachment_limit_bytes=limit)
-        elif msg.body is not None:
-            out[msg.message_id] = content_from_server(msg.body)
+            continue
+        out[msg.message_id] = content_from_server(msg.body) if msg.body is not None else MessageContent()
+        if msg.has_attachments:
+            from_fields.append(msg)
+    if fetcher is None or not from_fields:
+        return out
+    fetched = {} if fetched is None else fetched
+    missing = [m for m in from_fields if m.provider_item_id not in fetched]
+    if missing:
+        fetched.update(fetcher.fetch_attachments(missing, limit))
+    for msg in from_fields:
+        got = fetched.get(msg.provider_item_id)
+        if got is not None:
+            if got.notes:
+                # kept nowhere else: a TrackedEmail has no field for notes on its content
+                log.info("attachments of %s: %s", msg.message_id, "; ".join(got.notes))
+            content = out[msg.message_id]
+            out[msg.message_id] = dataclasses.replace(
+                content, attachments=got.attachments, notes=(*content.notes, *got.notes)
+            )
     return out
 
 
@@ -109,6 +133,7 @@ def process_page(
     start_date: datetime | None = None,
     rules: ScanRules | None = None,
     made_by: User | None = None,
+    fetcher: AttachmentFetcher | None = None,
 ) -> list[Processed]:
     """Decide and commit one page; messages already decided in this mailbox folder are returned as they are.
 
@@ -118,10 +143,12 @@ def process_page(
     one (tracking-rules §7a).
 
     `start_date` and `rules` are the ones the scan started with (it loads them once for all its pages);
-    a start date of None is the mailbox's configured one.
+    a start date of None is the mailbox's configured one. `fetcher` (the scan's source) fetches the
+    attachments of the messages this page tracks, between the decision and the commit.
     """
     rules = rules or load_scan_rules()
     parsed = [parse_item(i) for i in items]
+    fetched: dict[str, FetchedAttachments] = {}
     by_person = manual is not None and made_by is not None
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         # a person's Track is decided again whatever was decided before: nothing to look up
@@ -154,7 +181,12 @@ def process_page(
         )
         results = decide_batch(fresh, ctx, manual=manual)
         contents = contents_of(
-            items, parsed, results, attachment_limit_mb=rules.org.max_tracked_attachment_mb
+            items,
+            parsed,
+            results,
+            attachment_limit_mb=rules.org.max_tracked_attachment_mb,
+            fetcher=fetcher,
+            fetched=fetched,
         )
         try:
             created = do_commit_page(
@@ -229,6 +261,7 @@ def process_round_page(
     now: datetime,
     round_state: str | None,
     rules: ScanRules,
+    fetcher: AttachmentFetcher | None = None,
 ) -> list[Processed]:
     """Decide one page of a reprocessing round again and commit it (tracking-rules §3.6).
 
@@ -242,6 +275,7 @@ def process_round_page(
         (i, m) for i, m in ((i, parse_item(i)) for i in items) if in_round(m, since, by_modified=by_modified)
     ]
     parsed = [m for _, m in pairs]
+    fetched: dict[str, FetchedAttachments] = {}
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         ids = {m.message_id for m in parsed}
         existing = {
@@ -262,7 +296,12 @@ def process_round_page(
         )
         results = decide_batch(fresh, ctx)
         contents = contents_of(
-            [i for i, _ in pairs], parsed, results, attachment_limit_mb=rules.org.max_tracked_attachment_mb
+            [i for i, _ in pairs],
+            parsed,
+            results,
+            attachment_limit_mb=rules.org.max_tracked_attachment_mb,
+            fetcher=fetcher,
+            fetched=fetched,
         )
         try:
             created = do_commit_page(

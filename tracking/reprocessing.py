@@ -30,7 +30,7 @@ from tracking.folders import folder_tracking_on, is_well_known, mapped_folders
 from tracking.models import Mailbox, ReprocessRound, ScanRun
 from tracking.pipeline import process_round_page
 from tracking.scanning import Clock, folders_to_scan, reconnect_if_lost, source_for
-from tracking.sources.base import MailSource, SourceError, SyncStateInvalid
+from tracking.sources.base import MailSource, SourceError, SyncStateInvalid, attachment_fetcher
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,7 @@ def run_round_folder(
                         now=clock(),
                         round_state=page.state,
                         rules=rules,
+                        fetcher=attachment_fetcher(source),
                     )
                     run.round_state = page.state or run.round_state
                 break

@@ -38,7 +38,13 @@ from tracking.decisions import OrgRules
 from tracking.folders import folder_tracking_on, folders_after_hierarchy_sync, is_well_known, mapped_folders
 from tracking.models import EmailServerProfile, FolderSyncState, Mailbox, ScanRun
 from tracking.pipeline import process_page
-from tracking.sources.base import ConnectionSettings, MailSource, SourceError, SyncStateInvalid
+from tracking.sources.base import (
+    ConnectionSettings,
+    MailSource,
+    SourceError,
+    SyncStateInvalid,
+    attachment_fetcher,
+)
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +233,7 @@ def _sync(
                     sync_state=page.state,
                     start_date=start_date,
                     rules=rules,
+                    fetcher=attachment_fetcher(source),
                 )
                 if on_page is not None:
                     run.refresh_from_db()

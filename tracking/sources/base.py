@@ -10,13 +10,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import requests
 from django.conf import settings as django_settings
 
 from tracking.choices import ErrorKind
-from tracking.messages import Item
+from tracking.content import AttachmentContent
+from tracking.messages import Item, ParsedMessage
 
 
 class SourceError(Exception):
@@ -63,6 +64,31 @@ class MailSource(Protocol):
 
     def sync(self, folder: str, state: str) -> Iterator[SyncPage]:
         """Pages of new or changed messages since `state` ("" = everything)."""
+
+
+@dataclass(frozen=True)
+class FetchedAttachments:
+    """One message's attachments as a source fetched them, and what could not be fetched, in words."""
+
+    attachments: tuple[AttachmentContent, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class AttachmentFetcher(Protocol):
+    """Sources that read messages from fields (EWS, Graph) and fetch attachments only for the messages a
+    page tracks, after the decision: a few batched requests for the lot, never one per message."""
+
+    def fetch_attachments(
+        self, messages: Sequence[ParsedMessage], limit_bytes: int
+    ) -> dict[str, FetchedAttachments]:
+        """By provider item id, the attachments of these messages, each with its content when it is at
+        most `limit_bytes` (0: none). Never raises SourceError: what failed is a note and its attachment
+        keeps its name, type and size, so a server refusing attachments never fails a page."""
+
+
+def attachment_fetcher(source: object) -> AttachmentFetcher | None:
+    return source if isinstance(source, AttachmentFetcher) else None
 
 
 # A folder named by the server's id rather than a well-known name ("inbox", "sentitems") is passed to

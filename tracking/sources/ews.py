@@ -51,6 +51,7 @@ from exchangelib import (
     Version,
 )
 from exchangelib import UTC as EWS_UTC
+from exchangelib.attachments import AttachmentId, FileAttachment, ItemAttachment
 from exchangelib.errors import (
     CASError,
     ErrorAccessDenied,
@@ -83,22 +84,25 @@ from exchangelib.folders import Folder, Inbox, Root, SentItems
 from exchangelib.items import ID_ONLY
 from exchangelib.properties import DistinguishedFolderId, Mailbox
 from exchangelib.protocol import BaseProtocol
-from exchangelib.services import FindFolder, GetFolder, SyncFolderItems
+from exchangelib.services import FindFolder, GetAttachment, GetFolder, SyncFolderItems
 from exchangelib.util import is_xml
 from oauthlib.oauth2 import OAuth2Error, TokenExpiredError
 
 from tracking.choices import ErrorKind
+from tracking.content import ATTACHMENTS_MAX, attachment_from_server
 from tracking.messages import (
     SYNTHETIC_DOMAIN,
     Item,
     ParsedMessage,
     ParseFailure,
+    ServerAttachment,
     ServerBody,
     TooManyAddresses,
     parsed_from_fields,
 )
 from tracking.sources.base import (
     ConnectionSettings,
+    FetchedAttachments,
     FolderInfo,
     SourceError,
     SyncPage,
@@ -134,8 +138,15 @@ FETCH_FIELDS = (
     "datetime_received",
     "last_modified_time",
     "headers",
-    "body",  # what a CRM user reads of a tracked email (tracking-rules §2); attachments are not fetched yet
+    "body",  # what a CRM user reads of a tracked email (tracking-rules §2)
+    # Name, type, size and id of each attachment, in the same GetItem: their content is fetched with
+    # GetAttachment only for the messages a page tracks (EwsSource.fetch_attachments).
+    "attachments",
 )
+# Attachment content asked for in one GetAttachment: at most this many ids, and base64 of at most this
+# share of SOURCE_MAX_RESPONSE_MB, so an answer full of large attachments is never refused as too large.
+MAX_ATTACHMENT_IDS = 100
+ATTACHMENT_RESPONSE_SHARE = 0.8
 FOLDER_PAGE = 1000  # FindFolder page; a mailbox with more folders under its Inbox takes one request more each
 PERMANENT_OAUTH_ERRORS = frozenset(
     {
@@ -395,6 +406,27 @@ def _body(value: object) -> ServerBody | None:
     return ServerBody("html" if isinstance(value, HTMLBody) else "text", str(value))
 
 
+def _attachments(value: object) -> list[ServerAttachment]:
+    """exchangelib's FileAttachment/ItemAttachment objects (metadata only, as GetItem lists them)."""
+    out: list[ServerAttachment] = []
+    for att in value if isinstance(value, list) else []:
+        ref = getattr(getattr(att, "attachment_id", None), "id", None)
+        if not isinstance(att, (FileAttachment, ItemAttachment)) or not ref:
+            continue
+        out.append(
+            ServerAttachment(
+                ref=str(ref),
+                name=str(att.name or ""),
+                content_type=str(att.content_type or ""),
+                size=int(att.size or 0),
+                is_inline=bool(att.is_inline),
+                content_id=str(att.content_id or ""),
+                is_item=isinstance(att, ItemAttachment),
+            )
+        )
+    return out
+
+
 def message_from_item(item: Any) -> ParsedMessage | ParseFailure:
     """An exchangelib item (GetItem with FETCH_FIELDS) as the engine's ParsedMessage."""
     item_id = str(item.id)
@@ -439,6 +471,7 @@ def message_from_item(item: Any) -> ParsedMessage | ParseFailure:
             conversation_index=index if isinstance(index, bytes) else None,
             last_modified=_utc(getattr(item, "last_modified_time", None)),
             body=_body(getattr(item, "body", None)),
+            attachments=_attachments(getattr(item, "attachments", None)),
         )
     except TooManyAddresses as exc:
         return ParseFailure(item_id, synthetic_id("unparseable", item_id), str(exc), received_at=received_at)
@@ -455,6 +488,19 @@ def items_from_fetch(item_ids: Sequence[str], results: Sequence[Any]) -> list[It
             continue
         items.append(message_from_item(result))
     return items
+
+
+def _attachment_bytes(result: object) -> bytes | str:
+    """The content GetAttachment answered for one id, or why there is none, in words."""
+    if isinstance(result, Exception):
+        return f"{type(result).__name__}: {result}"[:300]
+    if isinstance(result, FileAttachment):
+        content = result._content  # the property would call GetAttachment again when it is None
+        return content if isinstance(content, bytes) else "the server sent no content"
+    if isinstance(result, ItemAttachment):
+        mime = getattr(result._item, "mime_content", None)  # _item: the property would fetch again too
+        return mime if isinstance(mime, bytes) and mime else "the server sent no MIME content"
+    return "an attachment of a kind that cannot be read"
 
 
 # -- errors --------------------------------------------------------------------------------------------------
@@ -606,6 +652,76 @@ class EwsSource:
             if full is not None:
                 out.append(FolderInfo(id=folder_id, path=full, total=total))
         return sorted(out, key=lambda f: (f.path.count("/"), f.path.lower()))
+
+    def fetch_attachments(
+        self, messages: Sequence[ParsedMessage], limit_bytes: int
+    ) -> dict[str, FetchedAttachments]:
+        """The attachments GetItem listed with these messages; the content of those at most `limit_bytes`
+        from GetAttachment, many ids per call (see AttachmentFetcher)."""
+        wanted: list[ServerAttachment] = []
+        for msg in messages:
+            wanted.extend(a for a in msg.attachments[:ATTACHMENTS_MAX] if 0 < a.size <= limit_bytes)
+        contents, problems = self._attachment_contents(wanted) if wanted else ({}, {})
+        out: dict[str, FetchedAttachments] = {}
+        for msg in messages:
+            notes = [
+                f"attachment {a.name!r}: {problems[a.ref]}" for a in msg.attachments if a.ref in problems
+            ]
+            extra = len(msg.attachments) - ATTACHMENTS_MAX
+            if extra > 0:
+                notes.append(f"{extra} more attachments not kept (at most {ATTACHMENTS_MAX})")
+            out[msg.provider_item_id] = FetchedAttachments(
+                attachments=tuple(
+                    attachment_from_server(a, contents.get(a.ref), attachment_limit_bytes=limit_bytes)
+                    for a in msg.attachments[:ATTACHMENTS_MAX]
+                ),
+                notes=tuple(notes),
+            )
+        return out
+
+    def _attachment_contents(
+        self, wanted: Sequence[ServerAttachment]
+    ) -> tuple[dict[str, bytes], dict[str, str]]:
+        """Content by attachment id, and why an attachment has none: GetAttachment in chunks, each answer
+        kept under the response limit. An attached message comes as its MIME (IncludeMimeContent)."""
+        budget = self.settings.max_response_bytes * ATTACHMENT_RESPONSE_SHARE
+        chunks: list[list[ServerAttachment]] = [[]]
+        used = 0.0
+        for att in wanted:
+            cost = att.size * 4 / 3  # base64
+            if chunks[-1] and (len(chunks[-1]) >= MAX_ATTACHMENT_IDS or used + cost > budget):
+                chunks.append([])
+                used = 0.0
+            chunks[-1].append(att)
+            used += cost
+        contents: dict[str, bytes] = {}
+        problems: dict[str, str] = {}
+        for chunk in chunks:
+            try:
+                account = self.account()
+                with self._errors("fetching attachments"):
+                    results = list(
+                        GetAttachment(account=account).call(
+                            items=[AttachmentId(id=a.ref) for a in chunk],
+                            include_mime_content=True,
+                            body_type=None,
+                            filter_html_content=None,
+                            additional_fields=None,
+                        )
+                    )
+            except SourceError as exc:
+                log.info("%s: attachment content not fetched: %s", self.origin, exc)
+                problems.update((a.ref, f"content not fetched ({exc})") for a in chunk)
+                continue
+            for att, result in zip(chunk, results, strict=False):
+                data = _attachment_bytes(result)
+                if isinstance(data, bytes):
+                    contents[att.ref] = data
+                else:
+                    problems[att.ref] = f"content not fetched ({data})"
+            for att in chunk[len(results) :]:
+                problems[att.ref] = "content not fetched (the server answered fewer attachments than asked)"
+        return contents, problems
 
     # -- internals ----------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import http.client
 import logging
@@ -26,17 +27,20 @@ import msal
 import requests
 
 from tracking.choices import ErrorKind
+from tracking.content import ATTACHMENTS_MAX, AttachmentContent, attachment_from_server
 from tracking.messages import (
     SYNTHETIC_DOMAIN,
     Item,
     ParsedMessage,
     ParseFailure,
+    ServerAttachment,
     ServerBody,
     TooManyAddresses,
     parsed_from_fields,
 )
 from tracking.sources.base import (
     ConnectionSettings,
+    FetchedAttachments,
     FolderInfo,
     SourceError,
     SyncPage,
@@ -71,10 +75,20 @@ SELECT = ",".join(
         "lastModifiedDateTime",
         "conversationIndex",
         "internetMessageHeaders",
-        # What a CRM user reads of a tracked email (tracking-rules §2); attachments are not fetched yet.
+        # What a CRM user reads of a tracked email (tracking-rules §2). The delta query cannot expand
+        # attachments: hasAttachments says which tracked messages to ask for them (fetch_attachments).
         "body",
+        "hasAttachments",
     )
 )
+# JSON batching: Graph takes at most 20 requests in one $batch.
+BATCH_MAX = 20
+# An attachment listing reads no content: contentBytes is asked for only for those under the limit.
+ATTACHMENT_SELECT = "id,name,contentType,size,isInline"
+FILE_ATTACHMENT = "#microsoft.graph.fileAttachment"
+ITEM_ATTACHMENT = "#microsoft.graph.itemAttachment"
+# base64 content of at most this share of SOURCE_MAX_RESPONSE_MB in one $batch answer
+ATTACHMENT_RESPONSE_SHARE = 0.8
 FOLDER_SELECT = "id,displayName,parentFolderId,childFolderCount,totalItemCount"
 FOLDER_PAGE = 100
 EXPAND = f"singleValueExtendedProperties($filter=id eq '{IN_REPLY_TO_PROP}' or id eq '{REFERENCES_PROP}')"
@@ -301,6 +315,7 @@ def message_from_graph(entry: Mapping[str, Any]) -> ParsedMessage | ParseFailure
     item_id = str(entry.get("id") or "")
     try:
         in_reply_to, references = _threading(entry)
+        body = _body(entry.get("body"))
         return parsed_from_fields(
             provider_item_id=item_id,
             message_id=_text(entry.get("internetMessageId")),
@@ -315,7 +330,10 @@ def message_from_graph(entry: Mapping[str, Any]) -> ParsedMessage | ParseFailure
             references=references,
             conversation_index=_conversation_index(entry.get("conversationIndex")),
             last_modified=_when(entry.get("lastModifiedDateTime")),
-            body=_body(entry.get("body")),
+            body=body,
+            # Graph's hasAttachments leaves inline images out: an HTML body showing one (`cid:`) has them too
+            has_attachments=entry.get("hasAttachments") is True
+            or (body is not None and body.kind == "html" and "cid:" in body.content.lower()),
         )
     except Exception as exc:  # one odd item becomes a failed decision; it must not stop the scan
         digest = hashlib.sha256(item_id.encode()).hexdigest()[:40]
@@ -435,6 +453,153 @@ class GraphSource:
                     )
                 url, params = (link, None) if isinstance(link, str) and link else (None, None)
         return sorted(out, key=lambda f: (f.path.count("/"), f.path.lower()))
+
+    # -- attachments ---------------------------------------------------------------------------
+
+    def fetch_attachments(
+        self, messages: Sequence[ParsedMessage], limit_bytes: int
+    ) -> dict[str, FetchedAttachments]:
+        """The attachments of these messages: their listings ($select without content) in $batch calls of
+        20 messages, then the content of those at most `limit_bytes`, again batched (see
+        AttachmentFetcher): a file's contentBytes, an attached message's MIME (`$value`). A link to a
+        cloud file (referenceAttachment) keeps its name, type and size only."""
+        listed: dict[str, list[ServerAttachment]] = {}
+        readable: set[tuple[str, str]] = set()
+        notes: dict[str, list[str]] = {m.provider_item_id: [] for m in messages}
+        user = f"/users/{quote(self.mailbox, safe='@')}/messages"
+        listings = {
+            m.provider_item_id: f"{user}/{quote(m.provider_item_id, safe='')}/attachments"
+            f"?$select={ATTACHMENT_SELECT}"
+            for m in messages
+        }
+        for item_id, answer in self._batched(listings, "attachment listings").items():
+            if not isinstance(answer, Mapping):
+                notes[item_id].append(f"attachments not listed ({_why(answer)})")
+                continue
+            entries = [e for e in answer.get("value") or [] if isinstance(e, Mapping)]
+            listed[item_id] = []
+            for entry in entries[:ATTACHMENTS_MAX]:
+                att, has_content = _listed_attachment(entry)
+                listed[item_id].append(att)
+                if has_content and att.ref:
+                    readable.add((item_id, att.ref))
+            if len(entries) > ATTACHMENTS_MAX:
+                notes[item_id].append(
+                    f"{len(entries) - ATTACHMENTS_MAX} more attachments not kept (at most {ATTACHMENTS_MAX})"
+                )
+        wanted = {
+            (item_id, a.ref): a
+            for item_id, atts in listed.items()
+            for a in atts
+            if (item_id, a.ref) in readable and 0 < a.size <= limit_bytes
+        }
+        contents: dict[tuple[str, str], bytes] = {}
+        for group in self._by_response_size(list(wanted.items())):
+            urls = {
+                f"{n}": f"{user}/{quote(item_id, safe='')}/attachments/{quote(ref, safe='')}"
+                + ("/$value" if att.is_item else "")
+                for n, ((item_id, ref), att) in enumerate(group)
+            }
+            answers = self._batched(urls, "attachment content")
+            for n, ((item_id, ref), att) in enumerate(group):
+                answer = answers[f"{n}"]
+                data = _content_bytes(answer) if isinstance(answer, Mapping) else answer
+                if not isinstance(data, bytes):
+                    notes[item_id].append(f"attachment {att.name!r}: content not fetched ({_why(data)})")
+                    continue
+                contents[(item_id, ref)] = data
+                # the listing could not $select it (a fileAttachment property): an inline image's cid
+                content_id = _text(answer.get("contentId")) if isinstance(answer, Mapping) else None
+                if content_id:
+                    listed[item_id] = [
+                        dataclasses.replace(a, content_id=content_id) if a.ref == ref else a
+                        for a in listed[item_id]
+                    ]
+        out: dict[str, FetchedAttachments] = {}
+        for msg in messages:
+            item_id = msg.provider_item_id
+            attachments: list[AttachmentContent] = [
+                attachment_from_server(a, contents.get((item_id, a.ref)), attachment_limit_bytes=limit_bytes)
+                for a in listed.get(item_id, [])
+            ]
+            out[item_id] = FetchedAttachments(tuple(attachments), tuple(notes[item_id]))
+        return out
+
+    def _by_response_size(
+        self, wanted: list[tuple[tuple[str, str], ServerAttachment]]
+    ) -> list[list[tuple[tuple[str, str], ServerAttachment]]]:
+        """Groups of at most BATCH_MAX content requests whose answers stay under the response limit."""
+        budget = self.settings.max_response_bytes * ATTACHMENT_RESPONSE_SHARE
+        groups: list[list[tuple[tuple[str, str], ServerAttachment]]] = []
+        used = 0.0
+        for entry in wanted:
+            cost = entry[1].size * 4 / 3  # base64
+            if not groups or len(groups[-1]) >= BATCH_MAX or (groups[-1] and used + cost > budget):
+                groups.append([])
+                used = 0.0
+            groups[-1].append(entry)
+            used += cost
+        return groups
+
+    def _batched(self, urls: Mapping[str, str], what: str) -> dict[str, Mapping[str, Any] | bytes | Refused]:
+        """GET each URL (relative to /v1.0) through $batch, BATCH_MAX a call: by key, the JSON body of a
+        200 answer, the bytes of one that is not JSON (Graph hands those over base64-encoded), or why
+        there is none (a failed call fails only its own requests)."""
+        out: dict[str, Mapping[str, Any] | bytes | Refused] = {}
+        keys = list(urls)
+        for start in range(0, len(keys), BATCH_MAX):
+            chunk = keys[start : start + BATCH_MAX]
+            body = {
+                "requests": [{"id": str(n), "method": "GET", "url": urls[k]} for n, k in enumerate(chunk)]
+            }
+            try:
+                data = self._post(f"{self.api}/$batch", body, what=what)
+            except SourceError as exc:
+                log.info("%s: %s not fetched: %s", self.base, what, exc)
+                out.update((k, Refused(str(exc))) for k in chunk)
+                continue
+            answers = {str(r.get("id")): r for r in data.get("responses") or [] if isinstance(r, Mapping)}
+            for n, key in enumerate(chunk):
+                out[key] = _batch_answer(answers.get(str(n)))
+        return out
+
+    def _post(self, url: str, body: Mapping[str, Any], *, what: str) -> dict[str, Any]:
+        """POST JSON; like _get (one fresh token after a 401 of a cached one, the response limit)."""
+        token = self._token()
+        for attempt in (1, 2):
+            headers = {"Authorization": f"Bearer {token.value}", "Accept": "application/json"}
+            try:
+                with self._slot:
+                    response = self._session.post(
+                        url,
+                        json=body,
+                        headers=headers,
+                        verify=self.settings.verify,
+                        timeout=self.settings.timeout,
+                        allow_redirects=False,
+                        stream=True,
+                    )
+                    read_limited(response, self.settings.max_response_bytes)
+            except requests.RequestException as exc:
+                raise unreachable(url, exc, self.settings.timeout) from exc
+            if response.status_code == 401 and attempt == 1 and token.cached:
+                self._identity().app.remove_tokens_for_client()
+                token = self._token()
+                continue
+            break
+        if response.status_code != 200:
+            raise self._http_error(response, what)
+        try:
+            data = response.json()
+        except (ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict):
+            raise SourceError(
+                f"Microsoft Graph at {self.base} sent a malformed answer for {what}: not a JSON object",
+                kind=ErrorKind.SERVER_ERROR,
+                permanent=False,
+            )
+        return data
 
     # -- folders -------------------------------------------------------------------------------
 
@@ -722,6 +887,64 @@ class GraphSource:
             kind=ErrorKind.CREDENTIALS,
             permanent=True,
         )
+
+
+def _listed_attachment(entry: Mapping[str, Any]) -> tuple[ServerAttachment, bool]:
+    """An attachment of a listing, and whether its content can be fetched: a fileAttachment's
+    (contentBytes) or an itemAttachment's (an attached message, its MIME), not a referenceAttachment's
+    (a link to a cloud file)."""
+    kind = str(entry.get("@odata.type") or "")
+    size = entry.get("size")
+    listed = ServerAttachment(
+        ref=str(entry.get("id") or ""),
+        name=_text(entry.get("name")) or "",
+        content_type=_text(entry.get("contentType")) or "",
+        size=size if isinstance(size, int) and size >= 0 else 0,
+        is_inline=entry.get("isInline") is True,
+        content_id=_text(entry.get("contentId")) or "",
+        is_item=kind == ITEM_ATTACHMENT,
+    )
+    # Graph names the type of each entry of a listing; one without a type is read as a file, as most are.
+    return listed, kind in (FILE_ATTACHMENT, ITEM_ATTACHMENT, "")
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Why a request of a $batch (or the whole batch) brought nothing, in words."""
+
+    reason: str
+
+
+def _why(answer: object) -> str:
+    return answer.reason if isinstance(answer, Refused) else "an answer of another kind than expected"
+
+
+def _batch_answer(answer: Mapping[str, Any] | None) -> Mapping[str, Any] | bytes | Refused:
+    """One response of a $batch: {id, status, headers, body}."""
+    if answer is None:
+        return Refused("the batch answer has no response for it")
+    body = answer.get("body")
+    if answer.get("status") == 200 and isinstance(body, Mapping):
+        return body
+    if answer.get("status") == 200 and isinstance(body, str):
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            return Refused("a body that is neither JSON nor base64")
+    error = body.get("error") if isinstance(body, Mapping) else None
+    code = f" {error.get('code')}" if isinstance(error, Mapping) and error.get("code") else ""
+    return Refused(f"HTTP {answer.get('status')}{code}")
+
+
+def _content_bytes(body: Mapping[str, Any]) -> bytes | Refused:
+    """A fileAttachment's contentBytes, decoded, or why there is none."""
+    value = body.get("contentBytes")
+    if not isinstance(value, str):
+        return Refused("the server sent no contentBytes")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return Refused("the server sent contentBytes that are not base64")
 
 
 def _count(data: Mapping[str, Any]) -> int | None:

@@ -1,4 +1,6 @@
-"""EWS SOAP for the simulator: GetFolder, FindFolder, SyncFolderItems, GetItem, FindItem and ConvertId.
+"""EWS SOAP for the simulator: GetFolder, FindFolder, SyncFolderItems, GetItem, FindItem, GetAttachment and
+ConvertId. GetItem lists a message's attachments (`item:Attachments`, without content) and GetAttachment
+answers their content (attachments.py reads them from the message's MIME).
 
 The XML follows Microsoft's published samples for these operations (the s/m/t namespaces, ResponseClass,
 ResponseCode, MessageText, DescriptiveLinkKey, element order of ItemType then MessageType), so
@@ -48,6 +50,7 @@ from email.message import EmailMessage, Message
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
+from syncadmin.devtools.simulators.attachments import SimAttachment, attachments_of, item_id_of
 from syncadmin.devtools.simulators.http import Described, SimRequest, SimResponse
 from syncadmin.devtools.simulators.store import SimFolder, SimMessage
 from tracking.messages import Address
@@ -104,6 +107,7 @@ ITEM_FIELDS = (
     "item:ItemClass",
     "item:Subject",
     "item:Body",
+    "item:Attachments",
     "item:DateTimeReceived",
     "item:Size",
     "item:InReplyTo",
@@ -131,6 +135,7 @@ GETITEM_ONLY = frozenset(
         "message:BccRecipients",
         "item:InternetMessageHeaders",
         "item:Body",  # FindItem refuses it (ErrorInvalidPropertyRequest); GetItem only
+        "item:Attachments",  # likewise
     }
 )
 DEFAULT_ITEM_FIELDS = frozenset(
@@ -384,6 +389,7 @@ def handle(sim: Simulator, request: SimRequest, described: Described) -> SimResp
         "SyncFolderItems": _sync_folder_items,
         "GetItem": _get_item,
         "FindItem": _find_item,
+        "GetAttachment": get_attachment,
     }
     handler = operations.get(operation)
     if not parsed.mailbox:
@@ -420,6 +426,11 @@ def _owner_of_ids(sim: Simulator, payload: ET.Element) -> str:
         wanted = elem.get("Id") or ""
         for mailbox in mailboxes:
             if sim.store.find(mailbox, wanted) is not None:
+                return mailbox
+    for elem in payload.iter(f"{T}AttachmentId"):
+        item = item_id_of(elem.get("Id") or "")
+        for mailbox in mailboxes if item else []:
+            if sim.store.find(mailbox, item or "") is not None:
                 return mailbox
     return ""
 
@@ -695,6 +706,8 @@ def item_xml(mailbox: str, msg: SimMessage, fields: set[str] | None, *, getitem:
         elif field == "item:Body":
             kind, content = _best_body(msg.raw)
             piece = f"<t:Body BodyType={a(kind)}>{x(content)}</t:Body>"
+        elif field == "item:Attachments":
+            piece = attachments_xml(msg)
         elif field == "item:DateTimeReceived":
             piece = f"<t:DateTimeReceived>{_stamp(msg.received_at)}</t:DateTimeReceived>"
         elif field == "item:Size":
@@ -716,7 +729,9 @@ def item_xml(mailbox: str, msg: SimMessage, fields: set[str] | None, *, getitem:
         elif field == "item:DateTimeCreated":
             piece = f"<t:DateTimeCreated>{_stamp(msg.received_at)}</t:DateTimeCreated>"
         elif field == "item:HasAttachments":
-            piece = "<t:HasAttachments>false</t:HasAttachments>"
+            # Exchange counts the attachments a reader sees: inline images do not make it true.
+            shown = any(not att.is_inline for att in attachments_of(msg))
+            piece = f"<t:HasAttachments>{'true' if shown else 'false'}</t:HasAttachments>"
         elif field == "item:LastModifiedTime":
             piece = f"<t:LastModifiedTime>{_stamp(msg.modified_at)}</t:LastModifiedTime>"
         elif field == "item:ConversationId" and parsed:
@@ -901,3 +916,76 @@ def _convert_id(parsed: Parsed) -> bytes:
     return operation_response(
         "ConvertId", [error("ConvertId", "ErrorInvalidIdMalformed") for _ in range(count)]
     )
+
+
+# -- attachments ---------------------------------------------------------------------------------------------
+
+
+def _attachment_xml(msg: SimMessage, att: SimAttachment, *, content: bool, mime: bool) -> str:
+    """One t:FileAttachment or t:ItemAttachment, AttachmentType's elements in schema order; with its
+    Content (GetAttachment), and for an attached message its MimeContent when IncludeMimeContent is set."""
+    tag = "ItemAttachment" if att.is_item else "FileAttachment"
+    parts = [
+        f"<t:AttachmentId Id={a(att.attachment_id)}/>",
+        f"<t:Name>{x(att.name)}</t:Name>",
+        "" if att.is_item else f"<t:ContentType>{x(att.content_type)}</t:ContentType>",
+        f"<t:ContentId>{x(att.content_id)}</t:ContentId>" if att.content_id else "",
+        f"<t:Size>{att.size}</t:Size>",
+        f"<t:LastModifiedTime>{_stamp(msg.modified_at)}</t:LastModifiedTime>",
+        f"<t:IsInline>{'true' if att.is_inline else 'false'}</t:IsInline>",
+    ]
+    if not att.is_item:
+        parts.append("<t:IsContactPhoto>false</t:IsContactPhoto>")
+        if content:
+            parts.append(f"<t:Content>{base64.b64encode(att.content).decode()}</t:Content>")
+    elif content:
+        inner = email.parser.BytesHeaderParser().parsebytes(att.content)
+        mime_xml = (
+            f'<t:MimeContent CharacterSet="UTF-8">{base64.b64encode(att.content).decode()}</t:MimeContent>'
+            if mime
+            else ""
+        )
+        parts.append(
+            f"<t:Message>{mime_xml}<t:Subject>{x(_header_text(inner.get('Subject') or ''))}</t:Subject>"
+            "</t:Message>"
+        )
+    return f"<t:{tag}>" + "".join(parts) + f"</t:{tag}>"
+
+
+def attachments_xml(msg: SimMessage) -> str:
+    """GetItem's t:Attachments: each attachment's id, name, type and size, never its content; nothing
+    for a message without attachments, as Exchange leaves the element out."""
+    listed = attachments_of(msg)
+    if not listed:
+        return ""
+    return (
+        "<t:Attachments>"
+        + "".join(_attachment_xml(msg, att, content=False, mime=False) for att in listed)
+        + "</t:Attachments>"
+    )
+
+
+def get_attachment(sim: Simulator, parsed: Parsed, fault: Fault | None) -> bytes:
+    """GetAttachment: one response message per AttachmentId, with the attachment's Content (an item
+    attachment's MimeContent when AttachmentShape/IncludeMimeContent is true), or ErrorItemNotFound
+    when its message is gone and ErrorInvalidIdMalformed for an id that is none of ours."""
+    op = "GetAttachment"
+    shape = parsed.payload.find(f"{M}AttachmentShape")
+    mime = shape is not None and (shape.findtext(f"{T}IncludeMimeContent") or "").strip().lower() == "true"
+    ids = parsed.payload.find(f"{M}AttachmentIds")
+    messages = []
+    for elem in list(ids) if ids is not None else []:
+        wanted = elem.get("Id") or ""
+        item = item_id_of(wanted)
+        msg = sim.store.find(parsed.mailbox, item) if item else None
+        found = (
+            next((att for att in attachments_of(msg) if att.attachment_id == wanted), None) if msg else None
+        )
+        if item is None:
+            messages.append(error(op, "ErrorInvalidIdMalformed", tail="<m:Attachments/>"))
+        elif msg is None or found is None:
+            messages.append(error(op, "ErrorItemNotFound", tail="<m:Attachments/>"))
+        else:
+            body = _attachment_xml(msg, found, content=True, mime=mime)
+            messages.append(success(op, f"<m:Attachments>{body}</m:Attachments>"))
+    return operation_response(op, messages)

@@ -1,4 +1,5 @@
-"""Microsoft Graph mail (folders, messages, message delta) and the Microsoft identity platform.
+"""Microsoft Graph mail (folders, messages, message delta, attachments, JSON batching) and the Microsoft
+identity platform.
 
 Shapes follow Microsoft's published samples (message-delta, delta-query-messages, the v2.0 OpenID
 configuration, the client-credentials token response) so msal and plain HTTP clients talk to it
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote, unquote_plus
 
+from syncadmin.devtools.simulators.attachments import SimAttachment, attachments_of
 from syncadmin.devtools.simulators.http import Described, SimRequest, SimResponse
 
 if TYPE_CHECKING:
@@ -220,6 +222,8 @@ class _Route:
     folder: str = ""  # a well-known name or a folder id, as given
     item: str = ""
     segment: str = ""  # the first segment not understood, for the error message
+    attachment: str = ""
+    raw_value: bool = False  # .../attachments/{id}/$value: the attachment's raw bytes (a message's MIME)
 
 
 def _segments(path: str) -> list[str]:
@@ -241,6 +245,8 @@ def _route(path: str) -> _Route:
     if parts[:1] != ["v1.0"]:
         return _Route("unknown", segment=parts[0] if parts else "")
     rest = parts[1:]
+    if rest == ["$batch"]:
+        return _Route("batch")
     if rest[:1] and rest[0].lower() == "me":
         return _Route("me")
     if len(rest) < 2 or rest[0].lower() != "users":
@@ -252,6 +258,16 @@ def _route(path: str) -> _Route:
         return _Route("user", mailbox)
     if names[0] == "messages" and len(names) == 2:
         return _Route("message", mailbox, item=raw[1])
+    if names[0] == "messages" and names[2:3] == ["attachments"] and len(names) in (3, 4, 5):
+        if len(names) == 5 and names[4] != "$value":
+            return _Route("unknown", mailbox, segment=raw[4])
+        return _Route(
+            "attachments",
+            mailbox,
+            item=raw[1],
+            attachment=raw[3] if len(raw) > 3 else "",
+            raw_value=len(raw) == 5,
+        )
     if names[0] != "mailfolders":
         return _Route("unknown", mailbox, segment=raw[0])
     if len(names) == 1:
@@ -328,6 +344,8 @@ def describe(request: SimRequest) -> Described:
 
 def handle(sim: Simulator, request: SimRequest, described: Described) -> SimResponse:
     route = _route(request.path)
+    if route.operation == "batch":
+        return handle_batch(sim, request)
     if request.method not in ("GET", "HEAD"):
         return graph_error(
             request, 405, "ErrorInvalidRequest", f"The OData request method {request.method} is not supported"
@@ -351,7 +369,7 @@ def handle(sim: Simulator, request: SimRequest, described: Described) -> SimResp
     kinds = {"server_busy", "unauthorized", "token_expired"}
     if route.operation == "delta" and (_first(query, "$skiptoken") or _first(query, "$deltatoken")):
         kinds.update({"invalid_sync_state", "sync_state_not_found", "resync_required"})
-    if route.operation == "message":
+    if route.operation in ("message", "attachments"):
         kinds.add("item_not_found")
     fault = None
     if not request.faults_spent:
@@ -399,6 +417,8 @@ def handle(sim: Simulator, request: SimRequest, described: Described) -> SimResp
         return _user(request, route, base)
     if route.operation == "folders":
         return _folders(sim, request, route, base)
+    if route.operation == "attachments":
+        return attachments_response(sim, request, route, base)
     name = _resolve_folder(sim, route.mailbox, route.folder) if route.folder else None
     if route.operation == "message":
         if route.folder and name is None:
@@ -662,13 +682,8 @@ def _body_text(msg: SimMessage) -> tuple[str, str]:
 
 
 def _has_attachments(msg: SimMessage) -> bool:
-    mime = _mime(msg)
-    if mime is None:
-        return False
-    try:
-        return any(True for _ in mime.iter_attachments()) if mime.is_multipart() else False
-    except Exception:
-        return False
+    """As Graph counts them: inline attachments (images an HTML body shows) leave it false."""
+    return any(not att.is_inline for att in attachments_of(msg))
 
 
 def _extended(msg: SimMessage, wanted: list[str]) -> list[dict[str, str]]:
@@ -804,6 +819,106 @@ def message_json(
             )
             out["singleValueExtendedProperties"] = extended
     return out
+
+
+# -- attachments and JSON batching ----------------------------------------------------------------
+
+_FILE_ATTACHMENT = "#microsoft.graph.fileAttachment"
+_ITEM_ATTACHMENT = "#microsoft.graph.itemAttachment"
+BATCH_MAX = 20
+
+
+def attachment_json(msg: SimMessage, att: SimAttachment, select: list[str] | None) -> dict[str, Any]:
+    """A fileAttachment or itemAttachment as Graph lists it; contentBytes (files only) unless $select
+    leaves it out, as Graph returns it by default."""
+    props: dict[str, Any] = {
+        "id": rest_id(att.attachment_id),
+        "lastModifiedDateTime": _iso(msg.modified_at),
+        "name": att.name,
+        "contentType": att.content_type,
+        "size": att.size,
+        "isInline": att.is_inline,
+    }
+    if not att.is_item:
+        props["contentId"] = att.content_id or None
+        props["contentLocation"] = None
+        props["contentBytes"] = base64.b64encode(att.content).decode()
+    out: dict[str, Any] = {"@odata.type": _ITEM_ATTACHMENT if att.is_item else _FILE_ATTACHMENT}
+    if not att.is_item:
+        out["@odata.mediaContentType"] = att.content_type
+    wanted = None if select is None else {f.lower() for f in select} | {"id"}
+    out.update((k, v) for k, v in props.items() if wanted is None or k.lower() in wanted)
+    return out
+
+
+def attachments_response(sim: Simulator, request: SimRequest, route: _Route, base: str) -> SimResponse:
+    """GET /users/{id}/messages/{id}/attachments (a collection), .../attachments/{id} (one) and
+    .../attachments/{id}/$value (its raw content; for an attached message its MIME)."""
+    msg = sim.store.find(route.mailbox, _ews_id(route.item))
+    if msg is None:
+        return _item_not_found(request)
+    select = _parse_select(_first(request.query, "$select"))
+    listed = attachments_of(msg)
+    context = f"{base}/v1.0/$metadata#users('{route.mailbox}')/messages('{route.item}')/attachments"
+    if not route.attachment:
+        return _json_response(
+            {"@odata.context": context, "value": [attachment_json(msg, a, select) for a in listed]}
+        )
+    found = next((a for a in listed if rest_id(a.attachment_id) == route.attachment), None)
+    if found is None:
+        return _item_not_found(request)
+    if route.raw_value:
+        return SimResponse(
+            body=found.content, content_type="message/rfc822" if found.is_item else found.content_type
+        )
+    return _json_response({"@odata.context": f"{context}/$entity", **attachment_json(msg, found, select)})
+
+
+def handle_batch(sim: Simulator, request: SimRequest) -> SimResponse:
+    """POST /v1.0/$batch: {"requests": [{id, method, url, headers?, body?}]} answered as
+    {"responses": [{id, status, headers, body}]}, each request run as if sent alone (with the batch's
+    Authorization), so it is logged, faulted and throttled on its own; at most 20 requests."""
+    if request.method != "POST":
+        return graph_error(request, 405, "BadRequest", "Write request id : $batch does not support GET.")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if not token or scheme.lower() != "bearer" or verify_token(sim, token) is None:
+        return _unauthorized(request, "Access token validation failure.")
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return graph_error(request, 400, "BadRequest", "Invalid batch payload format.")
+    requests_ = body.get("requests") if isinstance(body, dict) else None
+    if not isinstance(requests_, list) or not requests_:
+        return graph_error(request, 400, "BadRequest", "Invalid batch payload format.")
+    if len(requests_) > BATCH_MAX:
+        return graph_error(
+            request, 400, "BadRequest", f"Number of batch request steps exceeds the maximum of {BATCH_MAX}."
+        )
+    responses = []
+    for entry in requests_:
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str) or "id" not in entry:
+            return graph_error(request, 400, "BadRequest", "Invalid batch payload format.")
+        url = entry["url"] if entry["url"].startswith("/") else "/" + entry["url"]
+        inner = SimRequest(
+            method=str(entry.get("method") or "GET").upper(),
+            target=f"/v1.0{url}",
+            headers={
+                "authorization": request.headers.get("authorization", ""),
+                "host": request.headers.get("host", ""),
+            },
+            body=b"",
+        )
+        answer = sim.answer(inner)
+        if answer is None:  # a dropped connection: Graph reports a failed step as a gateway error
+            responses.append({"id": entry["id"], "status": 502, "headers": {}, "body": {}})
+            continue
+        try:
+            inner_body: Any = json.loads(answer.body) if answer.body else {}
+        except ValueError:
+            inner_body = base64.b64encode(answer.body).decode()  # a body that is not JSON comes as base64
+        headers = {"Cache-Control": "private", "Content-Type": answer.content_type, **answer.headers}
+        responses.append({"id": entry["id"], "status": answer.status, "headers": headers, "body": inner_body})
+    return _json_response({"responses": responses})
 
 
 # -- identity platform -----------------------------------------------------------------------------
