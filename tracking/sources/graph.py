@@ -323,6 +323,27 @@ def message_from_graph(entry: Mapping[str, Any]) -> ParsedMessage | ParseFailure
         return ParseFailure(item_id, f"<{digest}@unparseable.{SYNTHETIC_DOMAIN}>", error)
 
 
+# -- change notifications ----------------------------------------------------------------------------
+
+
+class SubscriptionGone(SourceError):
+    """Graph no longer has the subscription (it expired or was removed): create a new one."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind=ErrorKind.NOT_FOUND, permanent=False)
+
+
+@dataclass(frozen=True)
+class SubscriptionInfo:
+    id: str
+    expires_at: datetime
+
+
+def graph_time(when: datetime) -> str:
+    """A dateTimeOffset as Graph's samples write it: UTC with seven fraction digits."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
 # -- the source --------------------------------------------------------------------------------------
 
 
@@ -435,6 +456,99 @@ class GraphSource:
                     )
                 url, params = (link, None) if isinstance(link, str) and link else (None, None)
         return sorted(out, key=lambda f: (f.path.count("/"), f.path.lower()))
+
+    # -- change notifications (push) -----------------------------------------------------------
+
+    def subscription_resource(self, folder: str) -> str:
+        """The resource of a folder's message subscription, as Microsoft documents it for app-only access."""
+        return f"users/{self.mailbox}/mailFolders('{folder}')/messages"
+
+    def create_subscription(
+        self,
+        folder: str,
+        *,
+        notification_url: str,
+        lifecycle_url: str,
+        expires: datetime,
+        client_state: str,
+    ) -> SubscriptionInfo:
+        """POST /subscriptions: Graph validates both URLs (the validationToken handshake) before answering."""
+        body = {
+            "changeType": "created,updated",
+            "notificationUrl": notification_url,
+            "lifecycleNotificationUrl": lifecycle_url,
+            "resource": self.subscription_resource(folder),
+            "expirationDateTime": graph_time(expires),
+            "clientState": client_state,
+        }
+        what = f"a change-notification subscription to folder {folder!r}"
+        response = self._send("POST", f"{self.api}/subscriptions", body=body, what=what)
+        if response.status_code != 201:
+            raise self._http_error(response, what)
+        return self._subscription_info(response, what)
+
+    def renew_subscription(self, subscription_id: str, expires: datetime) -> SubscriptionInfo:
+        """PATCH /subscriptions/{id}: renews it, and reauthorizes it too (reauthorizationRequired)."""
+        what = f"change-notification subscription {subscription_id}"
+        url = f"{self.api}/subscriptions/{quote(subscription_id, safe='')}"
+        response = self._send("PATCH", url, body={"expirationDateTime": graph_time(expires)}, what=what)
+        if response.status_code == 404:
+            raise SubscriptionGone(f"Microsoft Graph at {self.base} no longer has {what}")
+        if response.status_code != 200:
+            raise self._http_error(response, what)
+        return self._subscription_info(response, what)
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        """DELETE /subscriptions/{id}; one Graph no longer has is as good as deleted."""
+        what = f"change-notification subscription {subscription_id}"
+        url = f"{self.api}/subscriptions/{quote(subscription_id, safe='')}"
+        response = self._send("DELETE", url, body=None, what=what)
+        if response.status_code not in (204, 200, 404):
+            raise self._http_error(response, what)
+
+    def _subscription_info(self, response: requests.Response, what: str) -> SubscriptionInfo:
+        try:
+            data = response.json()
+        except (ValueError, RecursionError):
+            data = None
+        ident = data.get("id") if isinstance(data, dict) else None
+        expires = _when(data.get("expirationDateTime")) if isinstance(data, dict) else None
+        if not isinstance(ident, str) or not ident or expires is None:
+            raise SourceError(
+                f"Microsoft Graph at {self.base} sent a malformed answer for {what}: "
+                "no id or expirationDateTime",
+                kind=ErrorKind.SERVER_ERROR,
+                permanent=False,
+            )
+        return SubscriptionInfo(ident, expires)
+
+    def _send(self, method: str, url: str, *, body: Mapping[str, Any] | None, what: str) -> requests.Response:
+        """A request that writes (POST, PATCH, DELETE); the caller reads the status."""
+        token = self._token()
+        for attempt in (1, 2):
+            headers = {"Authorization": f"Bearer {token.value}", "Accept": "application/json"}
+            try:
+                with self._slot:
+                    response = self._session.request(
+                        method,
+                        url,
+                        json=body,
+                        headers=headers,
+                        verify=self.settings.verify,
+                        timeout=self.settings.timeout,
+                        allow_redirects=False,
+                        stream=True,
+                    )
+                    read_limited(response, self.settings.max_response_bytes)
+            except requests.RequestException as exc:
+                raise unreachable(url, exc, self.settings.timeout) from exc
+            if response.status_code == 401 and attempt == 1 and token.cached:
+                self._identity().app.remove_tokens_for_client()
+                token = self._token()
+                continue
+            break
+        log.debug("%s %s for %s: HTTP %s", method, url, what, response.status_code)
+        return response
 
     # -- folders -------------------------------------------------------------------------------
 

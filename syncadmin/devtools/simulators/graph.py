@@ -243,6 +243,8 @@ def _route(path: str) -> _Route:
     rest = parts[1:]
     if rest[:1] and rest[0].lower() == "me":
         return _Route("me")
+    if rest[:1] and rest[0].lower() == "subscriptions":
+        return _Route("subscriptions", item="/".join(rest[1:]))
     if len(rest) < 2 or rest[0].lower() != "users":
         return _Route("unknown", segment=rest[0] if rest else "v1.0")
     mailbox = rest[1].lower()
@@ -328,7 +330,7 @@ def describe(request: SimRequest) -> Described:
 
 def handle(sim: Simulator, request: SimRequest, described: Described) -> SimResponse:
     route = _route(request.path)
-    if request.method not in ("GET", "HEAD"):
+    if request.method not in ("GET", "HEAD") and route.operation != "subscriptions":
         return graph_error(
             request, 405, "ErrorInvalidRequest", f"The OData request method {request.method} is not supported"
         )
@@ -336,8 +338,13 @@ def handle(sim: Simulator, request: SimRequest, described: Described) -> SimResp
     scheme, _, token = auth.partition(" ")
     if not token or scheme.lower() != "bearer":
         return _unauthorized(request, "Access token is empty.")
-    if verify_token(sim, token) is None:
+    client_id = verify_token(sim, token)
+    if client_id is None:
         return _unauthorized(request, "Access token validation failure. Invalid audience or expired token.")
+    if route.operation == "subscriptions":
+        claims = _unsign(_TOKEN_KEY, token) or {}
+        tenant = str(claims.get("tid") or "")
+        return sim.push.handle(request, route.item, client_id, tenant, _base_url(sim, request))
     if route.operation == "me":
         return graph_error(
             request, 400, "BadRequest", "/me request is only valid with delegated authentication flow."
