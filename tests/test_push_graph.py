@@ -1,0 +1,278 @@
+"""Push for Exchange Online, end to end over real HTTP: the product's Graph client subscribes at the
+simulator, the simulator validates the web app's endpoint (Django's live server), posts notifications and
+lifecycle events to it, and the jobs the endpoint queues decide the mail (tests/rq_helpers.burst)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import requests
+from django.conf import LazySettings
+from django.utils import timezone
+
+from syncadmin.devtools.simulators.faults import Fault
+from syncadmin.devtools.simulators.server import Simulator
+from tests import rq_helpers as h
+from tracking.choices import SubscriptionStatus
+from tracking.context import load_rules
+from tracking.jobs import dispatch_due_mailboxes
+from tracking.models import Decision, GraphSubscription, Mailbox
+from tracking.pushjobs import enqueue_push_maintenance, maintain_push_subscriptions
+from tracking.pushstate import on_push, push_state
+
+ADDRESS = "megan.bowen@contoso.example"
+
+
+def new_mail(sim: Simulator, n: int, folder: str = "inbox") -> str:
+    message_id = f"<push-{n}@customer.example>"
+    raw = (
+        f"Message-ID: {message_id}\r\nDate: Mon, 05 Oct 2026 09:00:00 +0000\r\n"
+        f"From: Buyer <buyer@customer.example>\r\nTo: Megan <{ADDRESS}>\r\nSubject: Order {n}\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nHello.\r\n"
+    ).encode()
+    sim.store.add_message(ADDRESS, folder, raw)
+    return message_id
+
+
+def decided(mailbox: Mailbox) -> list[str]:
+    return list(Decision.objects.filter(mailbox=mailbox).values_list("message_id", flat=True))
+
+
+def settle(sim: Simulator) -> None:
+    """Every notification the simulator queued has been answered, and every job it caused has run."""
+    h.wait_for(sim.push.idle, 10, "the simulator's notifications to be delivered")
+    h.burst()
+
+
+@pytest.fixture
+def push_url(settings: LazySettings, live_server: object) -> str:
+    settings.GRAPH_PUSH_BASE_URL = str(live_server.url)  # type: ignore[attr-defined]
+    return str(live_server.url)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def mailbox(sim: Simulator, push_url: str) -> Iterator[Mailbox]:
+    h.fill(sim, ADDRESS, count=3)
+    profile = h.add_sim_profile(sim, "graph", kind="exchange_graph")
+    box = h.add_enabled_mailbox(ADDRESS, profile)
+    yield box
+
+
+def subscribe(mailbox: Mailbox) -> GraphSubscription:
+    enqueue_push_maintenance(mailbox.pk)
+    h.burst()
+    return GraphSubscription.objects.get(mailbox=mailbox, folder="inbox")
+
+
+def test_subscribing_validates_the_endpoint_and_catches_up(sim: Simulator, mailbox: Mailbox) -> None:
+    sub = subscribe(mailbox)
+    assert sub.status == SubscriptionStatus.ACTIVE and sub.subscription_id
+    held = sim.push.active(ADDRESS)
+    assert [s.id for s in held] == [sub.subscription_id]
+    assert held[0].resource == f"users/{ADDRESS}/mailFolders('inbox')/messages"
+    assert held[0].change_type == "created,updated"
+    assert held[0].notification_url.endswith("/graph/notifications/")
+    assert held[0].lifecycle_url.endswith("/graph/lifecycle/")
+    assert len(held[0].client_state) >= 32 and sub.client_state_hash != held[0].client_state
+    assert [(d.kind, d.status) for d in sim.push.deliveries] == [("validation", 200), ("validation", 200)]
+    assert sub.expires_at is not None
+    assert timedelta(days=6) < sub.expires_at - timezone.now() <= timedelta(minutes=10_080)
+    # the new subscription's folder is scanned at once: mail may have come before Graph notified
+    assert len(decided(mailbox)) == 3
+
+
+def test_a_new_message_is_decided_through_a_notification(sim: Simulator, mailbox: Mailbox) -> None:
+    subscribe(mailbox)
+    before = timezone.now()
+    message_id = new_mail(sim, 1)
+    settle(sim)
+    assert [d.kind for d in sim.push.deliveries][-1] == "notification"
+    assert sim.push.deliveries[-1].status == 202
+    assert decided(mailbox).count(message_id) == 1
+    assert len(decided(mailbox)) == 4
+    sub = GraphSubscription.objects.get(mailbox=mailbox)
+    assert sub.last_notification_at is not None and sub.last_notification_at >= before
+    # a push scan leaves the poll schedule alone
+    mailbox.refresh_from_db()
+    assert mailbox.next_run_at is not None
+
+
+def test_many_notifications_for_one_folder_queue_one_scan(sim: Simulator, mailbox: Mailbox) -> None:
+    subscribe(mailbox)
+    ids = [new_mail(sim, n) for n in range(10, 16)]
+    h.wait_for(sim.push.idle, 10, "the notifications")
+    assert sum(1 for d in sim.push.deliveries if d.kind == "notification" and d.status == 202) == 6
+    assert len(h.queue().get_job_ids()) == 1
+    h.burst()
+    assert sorted(m for m in decided(mailbox) if m in ids) == sorted(ids)
+
+
+def test_wrong_client_state_and_unknown_subscriptions_are_ignored(
+    sim: Simulator, mailbox: Mailbox, push_url: str
+) -> None:
+    sub = subscribe(mailbox)
+    forged = [
+        {"subscriptionId": sub.subscription_id, "clientState": "guess", "changeType": "created"},
+        {"subscriptionId": sub.subscription_id, "changeType": "created"},
+        {
+            "subscriptionId": "00000000-0000-0000-0000-000000000000",
+            "clientState": "x",
+            "changeType": "created",
+        },
+    ]
+    for url in (f"{push_url}/graph/notifications/", f"{push_url}/graph/lifecycle/"):
+        response = requests.post(url, json={"value": forged}, timeout=10)
+        assert response.status_code == 202
+        response = requests.post(
+            url,
+            json={
+                "value": [
+                    {"subscriptionId": sub.subscription_id, "clientState": "no", "lifecycleEvent": "missed"}
+                ]
+            },
+            timeout=10,
+        )
+        assert response.status_code == 202
+    assert h.queue().get_job_ids() == []
+    assert GraphSubscription.objects.get(pk=sub.pk).last_notification_at is None
+
+
+def test_the_validation_token_is_echoed_as_plain_text(push_url: str, clean_redis: None) -> None:
+    token = "Validation: <script>alert(1)</script> & Request-Id: 42"
+    response = requests.post(
+        f"{push_url}/graph/notifications/", params={"validationToken": token}, timeout=10
+    )
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.text == token
+
+
+def test_bodies_over_the_limit_are_refused(push_url: str, clean_redis: None) -> None:
+    response = requests.post(f"{push_url}/graph/notifications/", data=b"x" * (1024 * 1024 + 1), timeout=10)
+    assert response.status_code == 413
+    assert requests.get(f"{push_url}/graph/notifications/", timeout=10).status_code == 405
+
+
+def test_a_wrong_answer_to_the_handshake_refuses_the_subscription(
+    sim: Simulator, mailbox: Mailbox, settings: LazySettings, push_url: str
+) -> None:
+    # an address where the web app answers 404: Graph refuses the subscription, the mailbox stays on polling
+    settings.GRAPH_PUSH_BASE_URL = push_url + "/nowhere"
+    sub = subscribe(mailbox)
+    assert sub.status == SubscriptionStatus.FAILED
+    assert "ValidationError" in sub.last_error and "200 OK" in sub.last_error
+    assert sim.push.active(ADDRESS) == []
+    state = push_state(mailbox, load_rules(), timezone.now())
+    assert state.mode == "polling" and "failed" in str(state.reason)
+
+
+def test_missed_queues_a_delta_catch_up(sim: Simulator, mailbox: Mailbox) -> None:
+    sub = subscribe(mailbox)
+    sim.faults.add(Fault("notification_dropped", protocol="graph", operation="notification"))
+    message_id = new_mail(sim, 20)
+    h.wait_for(sim.push.idle, 10, "the notifications")
+    assert h.queue().get_job_ids() == []
+    assert sim.push.lifecycle(sub.subscription_id, "missed")
+    settle(sim)
+    assert sim.push.deliveries[-1].kind == "lifecycle:missed" and sim.push.deliveries[-1].status == 202
+    assert decided(mailbox).count(message_id) == 1
+
+
+def test_reauthorization_required_renews_the_subscription(sim: Simulator, mailbox: Mailbox) -> None:
+    sub = subscribe(mailbox)
+    held = sim.push.active(ADDRESS)[0]
+    held.expires_at -= timedelta(days=3)
+    assert sim.push.lifecycle(sub.subscription_id, "reauthorizationRequired")
+    assert held.needs_reauthorization
+    settle(sim)
+    assert not held.needs_reauthorization
+    assert held.expires_at - timezone.now() > timedelta(days=6)
+    renewed = GraphSubscription.objects.get(pk=sub.pk)
+    assert renewed.subscription_id == sub.subscription_id and renewed.status == SubscriptionStatus.ACTIVE
+
+
+def test_subscription_removed_makes_a_new_one_and_catches_up(sim: Simulator, mailbox: Mailbox) -> None:
+    sub = subscribe(mailbox)
+    assert sim.push.lifecycle(sub.subscription_id, "subscriptionRemoved")
+    message_id = new_mail(sim, 30)  # arrives while there is no subscription: nobody notifies
+    settle(sim)
+    h.burst()  # the new subscription's catch-up scan
+    again = GraphSubscription.objects.get(mailbox=mailbox)
+    assert again.status == SubscriptionStatus.ACTIVE
+    assert again.subscription_id != sub.subscription_id
+    assert [s.id for s in sim.push.active(ADDRESS)] == [again.subscription_id]
+    assert decided(mailbox).count(message_id) == 1
+    # and the new subscription notifies
+    second = new_mail(sim, 31)
+    settle(sim)
+    assert decided(mailbox).count(second) == 1
+
+
+def test_a_dropped_notification_is_caught_by_the_safety_net_poll(sim: Simulator, mailbox: Mailbox) -> None:
+    subscribe(mailbox)
+    # the first poll cycle on push: the next one comes PushSafetyNetPollMinutes later, not 5 minutes
+    h.make_due(mailbox)
+    dispatch_due_mailboxes()
+    h.burst()
+    mailbox.refresh_from_db()
+    assert on_push(mailbox.pk, load_rules(), timezone.now())
+    assert mailbox.next_run_at is not None
+    assert mailbox.next_run_at - timezone.now() > timedelta(minutes=55)
+    sim.faults.add(Fault("notification_dropped", protocol="graph", operation="notification"))
+    lost = new_mail(sim, 40)
+    h.wait_for(sim.push.idle, 10, "the notifications")
+    assert h.queue().get_job_ids() == []
+    assert lost not in decided(mailbox)
+    h.make_due(mailbox)  # the safety-net poll's time has come
+    assert dispatch_due_mailboxes() == 1
+    h.burst()
+    assert decided(mailbox).count(lost) == 1
+    # nothing was decided twice along the way
+    all_ids = decided(mailbox)
+    assert len(all_ids) == len(set(all_ids)) == 4
+
+
+def test_an_expired_subscription_is_made_anew_and_the_poll_catches_up(
+    sim: Simulator, mailbox: Mailbox
+) -> None:
+    sub = subscribe(mailbox)
+    sim.faults.add(Fault("subscription_expired", protocol="graph", operation="notification"))
+    lost = new_mail(sim, 50)
+    h.wait_for(sim.push.idle, 10, "the notifications")
+    assert sim.push.active(ADDRESS) == []
+    assert h.queue().get_job_ids() == []
+    # our side learns it when renewing: Graph says 404, a new subscription is made and its folder scanned
+    GraphSubscription.objects.filter(pk=sub.pk).update(expires_at=timezone.now() + timedelta(hours=1))
+    assert maintain_push_subscriptions() == 1
+    h.burst()
+    h.burst()
+    again = GraphSubscription.objects.get(mailbox=mailbox)
+    assert again.subscription_id != sub.subscription_id and again.status == SubscriptionStatus.ACTIVE
+    assert decided(mailbox).count(lost) == 1
+
+
+def test_disabling_deletes_the_subscription(sim: Simulator, mailbox: Mailbox) -> None:
+    subscribe(mailbox)
+    Mailbox.objects.filter(pk=mailbox.pk).update(enabled=False)
+    assert maintain_push_subscriptions() == 1
+    h.burst()
+    assert not GraphSubscription.objects.exists()
+    assert sim.push.active(ADDRESS) == []
+    state = push_state(Mailbox.objects.get(pk=mailbox.pk), load_rules(), timezone.now())
+    assert state.mode == "polling"
+
+
+def test_without_a_site_url_mailboxes_are_polled(
+    sim: Simulator, settings: LazySettings, clean_redis: None
+) -> None:
+    settings.GRAPH_PUSH_BASE_URL = None
+    h.fill(sim, ADDRESS, count=1)
+    box = h.add_enabled_mailbox(ADDRESS, h.add_sim_profile(sim, "graph", kind="exchange_graph"))
+    assert maintain_push_subscriptions() == 0
+    state = push_state(box, load_rules(), timezone.now())
+    assert state.mode == "polling" and "SYNCADMIN_SITE_URL" in str(state.reason)
+    assert json.dumps(sim.push.deliveries) == "[]"
