@@ -11,11 +11,17 @@ from datetime import timedelta
 import pytest
 import requests
 from django.conf import LazySettings
+from django.contrib.auth.models import User
+from django.core.exceptions import ImproperlyConfigured
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from syncadmin.devtools.simulators.faults import Fault
 from syncadmin.devtools.simulators.server import Simulator
+from syncadmin.env import envpublicurl
 from tests import rq_helpers as h
+from tests.conftest import login
 from tracking.choices import SubscriptionStatus
 from tracking.context import load_rules
 from tracking.jobs import dispatch_due_mailboxes
@@ -276,3 +282,53 @@ def test_without_a_site_url_mailboxes_are_polled(
     state = push_state(box, load_rules(), timezone.now())
     assert state.mode == "polling" and "SYNCADMIN_SITE_URL" in str(state.reason)
     assert json.dumps(sim.push.deliveries) == "[]"
+
+
+def test_the_pages_say_whether_a_mailbox_is_on_push_and_why(
+    sim: Simulator, mailbox: Mailbox, admin: User, client: Client, settings: LazySettings
+) -> None:
+    login(client, admin)
+    page = client.get(reverse("web-mailbox", args=[mailbox.pk])).content.decode()
+    assert "Polling" in page and "subscribing to change notifications" in page
+    subscribe(mailbox)
+    page = client.get(reverse("web-mailbox", args=[mailbox.pk])).content.decode()
+    assert "Push" in page and "Microsoft Graph notifies SyncAdmin of new mail" in page and "since" in page
+    dashboard = client.get(reverse("web-dashboard")).content.decode()
+    assert 'class="stat push-summary"' in dashboard
+    GraphSubscription.objects.update(status=SubscriptionStatus.FAILED, last_error="HTTP 403 Forbidden")
+    dashboard = client.get(reverse("web-dashboard")).content.decode()
+    assert "Mailboxes polled because push is not working" in dashboard and "HTTP 403 Forbidden" in dashboard
+    page = client.get(reverse("web-mailbox", args=[mailbox.pk])).content.decode()
+    assert "the subscription failed: HTTP 403 Forbidden" in page
+    settings.GRAPH_PUSH_BASE_URL = None
+    assert (
+        "Push is off: SYNCADMIN_SITE_URL is not set." in client.get(reverse("web-dashboard")).content.decode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "allow_http", "expected"),
+    [
+        ("", False, None),
+        ("https://syncadmin.example.com/", False, "https://syncadmin.example.com"),
+        ("http://127.0.0.1:8000", False, "http://127.0.0.1:8000"),
+        ("http://localhost:8000", False, "http://localhost:8000"),
+        ("http://syncadmin.internal", True, "http://syncadmin.internal"),
+    ],
+)
+def test_the_public_url_is_read_strictly(
+    monkeypatch: pytest.MonkeyPatch, value: str, allow_http: bool, expected: str | None
+) -> None:
+    monkeypatch.setenv("SYNCADMIN_SITE_URL", value)
+    assert envpublicurl("SYNCADMIN_SITE_URL", allow_http=allow_http) == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["http://syncadmin.example.com", "ftp://x.example", "syncadmin.example.com"]
+)
+def test_a_public_url_that_graph_cannot_use_stops_the_process(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SYNCADMIN_SITE_URL", value)
+    with pytest.raises(ImproperlyConfigured, match="SYNCADMIN_SITE_URL"):
+        envpublicurl("SYNCADMIN_SITE_URL", allow_http=False)

@@ -53,6 +53,7 @@ from tracking.context import load_rules
 from tracking.decisions import OrgRules
 from tracking.folders import folder_tracking_on, mapped_folders, rule_rows
 from tracking.models import Alert, Decision, FolderSyncState, Mailbox, OrgSettings, ScanRun
+from tracking.pushstate import push_state
 from tracking.scanning import folders_to_scan, sent_items_refusal
 
 TEST_PREFIX = "Test & Enable"  # how do_record_test_result's alerts begin
@@ -261,6 +262,7 @@ def test_state(request: AuthenticatedHttpRequest, mailbox: Mailbox) -> TestState
 def _status_context(request: AuthenticatedHttpRequest, mailbox: Mailbox) -> dict[str, object]:
     return {
         "mailbox": mailbox,
+        "push": push_state(mailbox, load_rules(), timezone.now()),
         "error_words": error_in_words(mailbox.last_error, mailbox.last_error_kind),
         "test": test_state(request, mailbox),
     }
