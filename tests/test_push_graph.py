@@ -5,8 +5,11 @@ lifecycle events to it, and the jobs the endpoint queues decide the mail (tests/
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -22,6 +25,7 @@ from syncadmin.devtools.simulators.server import Simulator
 from syncadmin.env import envpublicurl
 from tests import rq_helpers as h
 from tests.conftest import login
+from tests.test_simulator_graph_golden import assert_same_shape, sample
 from tracking.choices import SubscriptionStatus
 from tracking.context import load_rules
 from tracking.jobs import dispatch_due_mailboxes
@@ -332,3 +336,98 @@ def test_a_public_url_that_graph_cannot_use_stops_the_process(
     monkeypatch.setenv("SYNCADMIN_SITE_URL", value)
     with pytest.raises(ImproperlyConfigured, match="SYNCADMIN_SITE_URL"):
         envpublicurl("SYNCADMIN_SITE_URL", allow_http=False)
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """A notification endpoint that answers as ours does and keeps what it was sent."""
+
+    received: list[tuple[str, str, bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        Recorder.received.append((self.path, self.headers.get("Content-Type", ""), body))
+        query = parse_qs(urlsplit(self.path).query)
+        if "validationToken" in query:
+            token = query["validationToken"][0].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(token)))
+            self.end_headers()
+            self.wfile.write(token)
+            return
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_the_simulator_speaks_graphs_shapes(sim: Simulator) -> None:
+    """Subscription, change and lifecycle notification bodies have the keys and types of Microsoft's
+    samples (tests/data/graph/README.md); the handshake is a POST with the token URL-encoded."""
+    Recorder.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        h.fill(sim, ADDRESS, count=1)
+        token = requests.post(
+            f"{sim.url}/contoso.example/oauth2/v2.0/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": h.GRAPH_CLIENT,
+                "client_secret": h.SIM_SECRET,
+                "scope": f"{sim.url}/.default",
+            },
+            verify=str(sim.ca_file),
+            timeout=10,
+        ).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        expires = (timezone.now() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+        body = {
+            "changeType": "created,updated",
+            "notificationUrl": f"{base}/n",
+            "lifecycleNotificationUrl": f"{base}/l",
+            "resource": f"users/{ADDRESS}/mailFolders('inbox')/messages",
+            "expirationDateTime": expires,
+            "clientState": "secretClientValue",
+        }
+        created = requests.post(
+            f"{sim.url}/v1.0/subscriptions", json=body, headers=auth, verify=str(sim.ca_file), timeout=20
+        )
+        assert created.status_code == 201
+        assert_same_shape(created.json(), sample("subscription-post-response.json"))
+        validations = [r for r in Recorder.received if "validationToken=" in r[0]]
+        assert [r[0].split("?")[0] for r in validations] == ["/n", "/l"]
+        assert all(r[1].startswith("text/plain") for r in validations)
+        new_mail(sim, 60)
+        h.wait_for(sim.push.idle, 10, "the notification")
+        assert sim.push.lifecycle(created.json()["id"], "missed")
+        h.wait_for(sim.push.idle, 10, "the lifecycle notification")
+        change, lifecycle = (json.loads(r[2]) for r in Recorder.received[2:])
+        assert_same_shape(change, sample("change-notification.json"))
+        assert_same_shape(lifecycle, sample("lifecycle-notification.json"))
+        too_long = dict(body, expirationDateTime=(timezone.now() + timedelta(days=8)).isoformat())
+        refused = requests.post(
+            f"{sim.url}/v1.0/subscriptions", json=too_long, headers=auth, verify=str(sim.ca_file), timeout=20
+        )
+        assert refused.status_code == 400 and "10080 minutes" in refused.json()["error"]["message"]
+        subscription = f"{sim.url}/v1.0/subscriptions/{created.json()['id']}"
+        renewed = requests.patch(
+            subscription,
+            json={"expirationDateTime": expires},
+            headers=auth,
+            verify=str(sim.ca_file),
+            timeout=10,
+        )
+        assert renewed.status_code == 200
+        assert (
+            requests.delete(subscription, headers=auth, verify=str(sim.ca_file), timeout=10).status_code
+            == 204
+        )
+        gone = requests.delete(subscription, headers=auth, verify=str(sim.ca_file), timeout=10)
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "ResourceNotFound"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -222,6 +222,7 @@ class PushService:
             payload = {
                 "value": [
                     {
+                        "id": uuid.uuid4().hex[:13],
                         "subscriptionId": sub.id,
                         "subscriptionExpirationDateTime": _iso(sub.expires_at),
                         "changeType": "created",
