@@ -431,3 +431,14 @@ def test_the_simulator_speaks_graphs_shapes(sim: Simulator) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_disabling_from_the_mailbox_page_deletes_the_subscription(
+    sim: Simulator, mailbox: Mailbox, admin: User, client: Client
+) -> None:
+    subscribe(mailbox)
+    login(client, admin)
+    assert client.post(reverse("web-mailbox-disable", args=[mailbox.pk])).status_code == 302
+    h.burst()
+    assert not GraphSubscription.objects.exists()
+    assert sim.push.active(ADDRESS) == []
