@@ -52,7 +52,14 @@ def enqueue_push_maintenance(mailbox_id: int, *, renew: str | None = None) -> No
     job_id = maintain_job_id(mailbox_id) + (f"-renew-{renew}" if renew else "")
     connection = django_rq.get_connection(QUEUE)
     existing = Job.fetch_many([job_id], connection=connection)[0]
-    if existing is not None and existing.get_status(refresh=False) in ("queued", "deferred", "scheduled"):
+    # A running pass is left alone too (two jobs of one id would share one Redis hash); what it misses, the
+    # scheduler's next upkeep finds.
+    if existing is not None and existing.get_status(refresh=False) in (
+        "queued",
+        "deferred",
+        "scheduled",
+        "started",
+    ):
         return
     django_rq.get_queue(QUEUE).enqueue_call(
         push_maintain,
