@@ -26,7 +26,7 @@ from tracking.actions.push import (
     do_record_subscription,
     do_record_subscription_failure,
 )
-from tracking.choices import ProfileKind, SubscriptionStatus
+from tracking.choices import IncomingMethod, ProfileKind, SubscriptionStatus
 from tracking.context import load_rules
 from tracking.models import GraphSubscription, Mailbox
 from tracking.pushstate import push_base_url, push_folders, wants_push
@@ -41,7 +41,6 @@ SUBSCRIPTION_LIFETIME = timedelta(minutes=10_000)
 RENEW_BEFORE = timedelta(days=2)
 RETRY_FAILED_AFTER = timedelta(minutes=15)
 MAX_NOTIFICATIONS = 1000  # per POST; Graph batches far fewer
-LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})
 
 
 def notification_urls() -> tuple[str, str]:
@@ -196,7 +195,9 @@ def mailboxes_needing_maintenance(now: datetime) -> list[int]:
     if push_base_url() is not None:
         wanted = set(
             Mailbox.objects.filter(
-                profile__kind=ProfileKind.EXCHANGE_GRAPH, enabled=True, incoming_method="server_side_sync"
+                profile__kind=ProfileKind.EXCHANGE_GRAPH,
+                enabled=True,
+                incoming_method=IncomingMethod.SERVER_SIDE_SYNC,
             ).values_list("pk", flat=True)
         )
     out = []
