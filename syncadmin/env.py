@@ -6,6 +6,7 @@ deployment stops the process at start-up instead of surfacing later as odd behav
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -66,6 +67,34 @@ def envurl(name: str, default: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an http:// or https:// URL")
     return raw.rstrip("/")
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def envpublicurl(name: str, *, allow_http: bool) -> str | None:
+    """The public https:// address services on the internet call back (Microsoft Graph's change
+    notifications), without a trailing slash; None when NAME is not set.
+
+    http:// is refused unless `allow_http` (development) or the host is loopback (the tests' simulator):
+    Microsoft Graph posts only to https, and a callback over plain http would carry its secrets in clear.
+    """
+    if not os.environ.get(name, "").strip():
+        return None
+    url = envurl(name, "")
+    host = urlsplit(url).hostname or ""
+    if url.lower().startswith("http://") and not (allow_http or is_loopback_host(host)):
+        raise ImproperlyConfigured(
+            f"{name}={url!r} is plain http; use the https:// address the reverse proxy serves "
+            "(Microsoft Graph sends change notifications only to https)"
+        )
+    return url
 
 
 def envport(name: str, default: int) -> int:

@@ -9,7 +9,7 @@ import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
-from syncadmin.env import envbool, envint, envport, envsecret, envstr, envurl
+from syncadmin.env import envbool, envint, envport, envpublicurl, envsecret, envstr, envurl
 from tracking.crypto import key_problem
 from tracking.jobqueues import rq_queues
 
@@ -166,6 +166,9 @@ EMAIL_TIMEOUT = 30  # seconds: a mail server that hangs must not hold a worker f
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "syncadmin@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 SYNCADMIN_SITE_URL = envurl("SYNCADMIN_SITE_URL", "http://127.0.0.1:8000")
+# Push (Microsoft Graph change notifications, docs/deployment.md): only when SYNCADMIN_SITE_URL is set, to
+# the public https address Graph posts to (/graph/notifications/, /graph/lifecycle/); None: polling only.
+GRAPH_PUSH_BASE_URL = envpublicurl("SYNCADMIN_SITE_URL", allow_http=DEBUG)
 
 REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUES = rq_queues(REDIS_URL, 3600)

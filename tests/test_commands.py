@@ -67,6 +67,7 @@ DOMAIN_SETTINGS: dict[str, tuple[str, object, int | None, int | None]] = {
     "IsFolderBasedTrackingEnabled": ("bool", True, None, None),
     "MaxFolderBasedTrackingMappings": ("int", 25, 1, 100),
     "MailboxPollIntervalMinutes": ("int", 5, 1, 1440),
+    "PushSafetyNetPollMinutes": ("int", 60, 1, 1440),
     "UserReprocessMaxDays": ("int", 30, 0, 3650),
     "TransientFailureRetryLimit": ("int", 10, 0, 100),
     "TransientFailureRetryMinutes": ("int", 5, 1, 1440),
@@ -125,7 +126,7 @@ class TestOrgSettingsList:
 
     def test_it_lists_every_setting_as_text(self, db, cmd):
         lines = cmd("orgsettings", "list").out.splitlines()
-        assert len(lines) == 34
+        assert len(lines) == 35
         for spec, line in zip(ORG_SETTINGS, lines, strict=True):
             name, value = line.split()[:2]
             assert name == spec.name
@@ -140,7 +141,7 @@ class TestOrgSettingsList:
 
     def test_it_lists_every_setting_as_json(self, db, cmd):
         rows = json.loads(cmd("orgsettings", "list", "--json").out)
-        assert len(rows) == 34
+        assert len(rows) == 35
         assert [r["name"] for r in rows] == list(DOMAIN_SETTINGS)
         for row in rows:
             assert set(row) == {"name", "value", "type", "default", "accepts", "description"}

@@ -44,9 +44,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("engine and sources", ("tracking.content", "tracking.decisions", "tracking.sources")),
     ("models", ("tracking.models",)),
-    ("loaders and actions", ("tracking.context", "tracking.actions", "tracking.runs")),
+    ("loaders and actions", ("tracking.context", "tracking.actions", "tracking.runs", "tracking.pushstate")),
     ("pipeline", ("tracking.pipeline", "tracking.whatif")),
-    ("scanning", ("tracking.scanning", "tracking.folders", "tracking.reprocessing")),
+    ("scanning", ("tracking.scanning", "tracking.folders", "tracking.reprocessing", "tracking.push")),
     (
         "jobs",
         (
@@ -56,6 +56,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "tracking.imports",
             "tracking.notifications",
             "tracking.bulkjobs",
+            "tracking.pushjobs",
             "tracking.invitations",
             "tracking.workers",
         ),

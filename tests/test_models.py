@@ -19,7 +19,7 @@ def test_it_keeps_the_registry_and_the_model_in_step():
         field = OrgSettings._meta.get_field(spec.field)
         assert isinstance(field, models.Field), spec.name
         assert field.default == spec.default, spec.name
-    assert len(ORG_SETTINGS) == 34
+    assert len(ORG_SETTINGS) == 35
 
 
 @pytest.mark.django_db

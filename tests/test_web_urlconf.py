@@ -117,6 +117,9 @@ EXPECTED: dict[str, dict[str, int]] = {
     # a tracked email: whoever may see it (tests/test_web_emails); record pages: every signed-in user
     "web-email": row(LOGIN, 200, 404, 200, 200),
     "web-record": row(LOGIN, 200, 200, 200, 200),
+    # Microsoft Graph change notifications: public (Graph signs in nowhere), POST only (tests/test_push_graph)
+    "web-graph-notifications": row(405, 405, 405, 405, 405),
+    "web-graph-lifecycle": row(405, 405, 405, 405, 405),
 }
 
 # Which fixture object fills <int:pk> of a route.
@@ -198,6 +201,8 @@ POST_REFUSED: dict[str, dict[str, int]] = {
 # users' ids: POST_REFUSED above and tests/test_security.py).
 POST_OPEN = {
     "login",
+    "web-graph-notifications",
+    "web-graph-lifecycle",
     "password_reset",
     "password_reset_confirm",
     "logout",

@@ -159,6 +159,14 @@ class MailboxStatus(models.TextChoices):
     FAILURE = "failure", _("Failure")
 
 
+class SubscriptionStatus(models.TextChoices):
+    """A Microsoft Graph change-notification subscription of one mailbox folder (tracking-rules §9)."""
+
+    ACTIVE = "active", _("Active")
+    FAILED = "failed", _("Failed")  # creating or renewing it failed; retried by the scheduler
+    REMOVED = "removed", _("Removed")  # Graph removed it (subscriptionRemoved) or it expired; recreated
+
+
 class ScanStatus(models.TextChoices):
     QUEUED = "queued", _("Queued")
     RUNNING = "running", _("Running")

@@ -94,6 +94,7 @@ class OrgRules:
     require_approval_queue: bool = True
     # read by scheduling, not by the engine; here so that one load gives all settings as plain data
     poll_interval_minutes: int = 5
+    push_safety_net_poll_minutes: int = 60  # the poll interval of a mailbox on push (§9)
     user_reprocess_max_days: int = 30
     transient_retry_limit: int = 10
     transient_retry_minutes: int = 5

@@ -96,8 +96,9 @@ def enqueue_notification(
     )
 
 
-def scan_mailbox(mailbox_id: int, folder: str | None = None) -> str:
-    """One scan cycle of a mailbox, holding one of its server profile's connection slots."""
+def scan_mailbox(mailbox_id: int, folder: str | None = None, *, reschedule: bool = True) -> str:
+    """One scan cycle of a mailbox, holding one of its server profile's connection slots (`reschedule`
+    False: a push scan, which leaves the next poll where it is)."""
     job = get_current_job()
     mailbox = Mailbox.objects.select_related("profile").get(pk=mailbox_id)
     profile = mailbox.profile
@@ -108,7 +109,11 @@ def scan_mailbox(mailbox_id: int, folder: str | None = None) -> str:
             do_postpone_scan(mailbox_id, until=timezone.now() + BUSY_PROFILE_RETRY)
             return f"postponed: profile {profile.name} has no free connection"
         return run_scan_cycle(
-            mailbox_id, folder=folder, job_id=job.id if job else "", on_page=lambda run: lease.renew()
+            mailbox_id,
+            folder=folder,
+            job_id=job.id if job else "",
+            on_page=lambda run: lease.renew(),
+            reschedule=reschedule,
         )
 
 
@@ -172,6 +177,10 @@ def reprocess_folder(run_id: int) -> str:
 def test_and_enable_job(mailbox_id: int) -> str:
     """Test & Enable queued from the mailbox page; the result is the mailbox's status and a new Alert."""
     ok, message = run_test_and_enable(mailbox_id)
+    if ok:
+        from tracking.pushjobs import enqueue_push_maintenance  # it imports this module
+
+        enqueue_push_maintenance(mailbox_id)
     return f"{'enabled' if ok else 'not enabled'}: {message}"
 
 

@@ -306,6 +306,17 @@ ORG_SETTINGS: tuple[SettingSpec, ...] = (
         _("Minutes between the end of one scan cycle and the next."),
     ),
     _int(
+        "PushSafetyNetPollMinutes",
+        "push_safety_net_poll_minutes",
+        60,
+        1,
+        1440,
+        _(
+            "Minutes between scan cycles of a mailbox whose new mail arrives by push (Microsoft Graph "
+            "change notifications); the poll only catches what a lost notification missed."
+        ),
+    ),
+    _int(
         "UserReprocessMaxDays",
         "user_reprocess_max_days",
         30,

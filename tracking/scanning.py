@@ -293,9 +293,10 @@ def run_scan_cycle(
     clock: Clock = timezone.now,
     job_id: str = "",
     on_page: Callable[[ScanRun], None] | None = None,
+    reschedule: bool = True,
 ) -> str:
     """One scan cycle of a mailbox (its folders in turn, or just `folder`), then its next run (tracking-rules
-    §9).
+    §9); a push scan (`reschedule` False) leaves the next run as it is.
 
     Returns what happened, in words, for the job's result and the logs.
     """
@@ -346,5 +347,6 @@ def run_scan_cycle(
             retry_after=None,
             now=clock(),
         )
-    do_finish_cycle(mailbox_id, rules, now=clock())
+    if reschedule:
+        do_finish_cycle(mailbox_id, rules, now=clock())
     return f"scanned {', '.join(folders)}"

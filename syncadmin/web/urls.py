@@ -12,6 +12,7 @@ from syncadmin.web.views import (
     emails,
     exclusions,
     explain,
+    graph_push,
     home,
     mailbox_admin,
     mailboxes,
@@ -36,6 +37,9 @@ urlpatterns = [
     path("oidc/authenticate/", accounts.oidc_sign_in, name="oidc_authentication_init"),
     path("oidc/callback/", accounts.oidc_callback, name="oidc_authentication_callback"),
     path("oidc/refused/", accounts.oidc_refused, name="web-oidc-refused"),
+    # Microsoft Graph change notifications: public, Graph posts to them (SYNCADMIN_SITE_URL + these paths)
+    path("graph/notifications/", graph_push.notifications, name="web-graph-notifications"),
+    path("graph/lifecycle/", graph_push.lifecycle, name="web-graph-lifecycle"),
     # dashboard (admins, auditors)
     path("dashboard/", dashboard.dashboard, name="web-dashboard"),
     path("dashboard/scans/", dashboard.scans_in_progress, name="web-dashboard-scans"),

@@ -12,6 +12,7 @@ from tracking.actions.audit import audit
 from tracking.choices import AlertLevel, AuditAction, ErrorKind, MailboxStatus
 from tracking.decisions import OrgRules
 from tracking.models import Mailbox
+from tracking.pushstate import on_push
 
 
 def do_claim_due_mailboxes(rules: OrgRules, *, now: datetime, lease: timedelta) -> list[int]:
@@ -34,13 +35,16 @@ def do_postpone_scan(mailbox_id: int, *, until: datetime) -> None:
 
 def do_finish_cycle(mailbox_id: int, rules: OrgRules, *, now: datetime) -> None:
     """A scan cycle that succeeded: next run is the end of this cycle + MailboxPollIntervalMinutes, or the
-    profile's minimum poll interval when that is longer."""
+    profile's minimum poll interval when that is longer; PushSafetyNetPollMinutes when push covers the
+    mailbox (the poll is then only the safety net)."""
     minimum = (
         Mailbox.objects.filter(pk=mailbox_id)
         .values_list("profile__minimum_poll_interval_minutes", flat=True)
         .first()
     )
     minutes = max(rules.poll_interval_minutes, minimum or 0)
+    if on_push(mailbox_id, rules, now):
+        minutes = max(minutes, rules.push_safety_net_poll_minutes)
     Mailbox.objects.filter(pk=mailbox_id).update(
         next_run_at=now + timedelta(minutes=minutes), transient_failure_count=0
     )

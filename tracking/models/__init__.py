@@ -16,6 +16,7 @@ from tracking.models.imports import ImportRun
 from tracking.models.mailboxes import Alert, EmailServerProfile, FolderSyncState, FolderTrackingRule, Mailbox
 from tracking.models.operations import BulkOperation
 from tracking.models.options import OrgSettings, PersonalOptions
+from tracking.models.push import GraphSubscription
 
 __all__ = [
     "Alert",
@@ -29,6 +30,7 @@ __all__ = [
     "ExclusionEntry",
     "FolderSyncState",
     "FolderTrackingRule",
+    "GraphSubscription",
     "ImportRun",
     "Mailbox",
     "OrgSettings",

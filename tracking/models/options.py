@@ -59,6 +59,7 @@ class OrgSettings(models.Model):
         default=default_of("MaxFolderBasedTrackingMappings")
     )
     poll_interval_minutes = models.PositiveIntegerField(default=default_of("MailboxPollIntervalMinutes"))
+    push_safety_net_poll_minutes = models.PositiveIntegerField(default=default_of("PushSafetyNetPollMinutes"))
     user_reprocess_max_days = models.PositiveIntegerField(default=default_of("UserReprocessMaxDays"))
     transient_retry_limit = models.PositiveIntegerField(default=default_of("TransientFailureRetryLimit"))
     transient_retry_minutes = models.PositiveIntegerField(default=default_of("TransientFailureRetryMinutes"))

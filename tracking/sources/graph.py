@@ -341,6 +341,27 @@ def message_from_graph(entry: Mapping[str, Any]) -> ParsedMessage | ParseFailure
         return ParseFailure(item_id, f"<{digest}@unparseable.{SYNTHETIC_DOMAIN}>", error)
 
 
+# -- change notifications ----------------------------------------------------------------------------
+
+
+class SubscriptionGone(SourceError):
+    """Graph no longer has the subscription (it expired or was removed): create a new one."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind=ErrorKind.NOT_FOUND, permanent=False)
+
+
+@dataclass(frozen=True)
+class SubscriptionInfo:
+    id: str
+    expires_at: datetime
+
+
+def graph_time(when: datetime) -> str:
+    """A dateTimeOffset as Graph's samples write it: UTC with seven fraction digits."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
 # -- the source --------------------------------------------------------------------------------------
 
 
@@ -564,13 +585,97 @@ class GraphSource:
         return out
 
     def _post(self, url: str, body: Mapping[str, Any], *, what: str) -> dict[str, Any]:
-        """POST JSON; like _get (one fresh token after a 401 of a cached one, the response limit)."""
+        """POST JSON and read a JSON object back (one fresh token after a 401 of a cached one, the
+        response limit: see _send)."""
+        response = self._send("POST", url, body=body, what=what)
+        if response.status_code != 200:
+            raise self._http_error(response, what)
+        try:
+            data = response.json()
+        except (ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict):
+            raise SourceError(
+                f"Microsoft Graph at {self.base} sent a malformed answer for {what}: not a JSON object",
+                kind=ErrorKind.SERVER_ERROR,
+                permanent=False,
+            )
+        return data
+
+    # -- change notifications (push) -----------------------------------------------------------
+
+    def subscription_resource(self, folder: str) -> str:
+        """The resource of a folder's message subscription, as Microsoft documents it for app-only access."""
+        return f"users/{self.mailbox}/mailFolders('{folder}')/messages"
+
+    def create_subscription(
+        self,
+        folder: str,
+        *,
+        notification_url: str,
+        lifecycle_url: str,
+        expires: datetime,
+        client_state: str,
+    ) -> SubscriptionInfo:
+        """POST /subscriptions: Graph validates both URLs (the validationToken handshake) before answering."""
+        body = {
+            "changeType": "created,updated",
+            "notificationUrl": notification_url,
+            "lifecycleNotificationUrl": lifecycle_url,
+            "resource": self.subscription_resource(folder),
+            "expirationDateTime": graph_time(expires),
+            "clientState": client_state,
+        }
+        what = f"a change-notification subscription to folder {folder!r}"
+        response = self._send("POST", f"{self.api}/subscriptions", body=body, what=what)
+        if response.status_code != 201:
+            raise self._http_error(response, what)
+        return self._subscription_info(response, what)
+
+    def renew_subscription(self, subscription_id: str, expires: datetime) -> SubscriptionInfo:
+        """PATCH /subscriptions/{id}: renews it, and reauthorizes it too (reauthorizationRequired)."""
+        what = f"change-notification subscription {subscription_id}"
+        url = f"{self.api}/subscriptions/{quote(subscription_id, safe='')}"
+        response = self._send("PATCH", url, body={"expirationDateTime": graph_time(expires)}, what=what)
+        if response.status_code == 404:
+            raise SubscriptionGone(f"Microsoft Graph at {self.base} no longer has {what}")
+        if response.status_code != 200:
+            raise self._http_error(response, what)
+        return self._subscription_info(response, what)
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        """DELETE /subscriptions/{id}; one Graph no longer has is as good as deleted."""
+        what = f"change-notification subscription {subscription_id}"
+        url = f"{self.api}/subscriptions/{quote(subscription_id, safe='')}"
+        response = self._send("DELETE", url, body=None, what=what)
+        if response.status_code not in (204, 200, 404):
+            raise self._http_error(response, what)
+
+    def _subscription_info(self, response: requests.Response, what: str) -> SubscriptionInfo:
+        try:
+            data = response.json()
+        except (ValueError, RecursionError):
+            data = None
+        ident = data.get("id") if isinstance(data, dict) else None
+        expires = _when(data.get("expirationDateTime")) if isinstance(data, dict) else None
+        if not isinstance(ident, str) or not ident or expires is None:
+            raise SourceError(
+                f"Microsoft Graph at {self.base} sent a malformed answer for {what}: "
+                "no id or expirationDateTime",
+                kind=ErrorKind.SERVER_ERROR,
+                permanent=False,
+            )
+        return SubscriptionInfo(ident, expires)
+
+    def _send(self, method: str, url: str, *, body: Mapping[str, Any] | None, what: str) -> requests.Response:
+        """A request that writes (POST, PATCH, DELETE); the caller reads the status."""
         token = self._token()
         for attempt in (1, 2):
             headers = {"Authorization": f"Bearer {token.value}", "Accept": "application/json"}
             try:
                 with self._slot:
-                    response = self._session.post(
+                    response = self._session.request(
+                        method,
                         url,
                         json=body,
                         headers=headers,
@@ -587,19 +692,8 @@ class GraphSource:
                 token = self._token()
                 continue
             break
-        if response.status_code != 200:
-            raise self._http_error(response, what)
-        try:
-            data = response.json()
-        except (ValueError, RecursionError):
-            data = None
-        if not isinstance(data, dict):
-            raise SourceError(
-                f"Microsoft Graph at {self.base} sent a malformed answer for {what}: not a JSON object",
-                kind=ErrorKind.SERVER_ERROR,
-                permanent=False,
-            )
-        return data
+        log.debug("%s %s for %s: HTTP %s", method, url, what, response.status_code)
+        return response
 
     # -- folders -------------------------------------------------------------------------------
 

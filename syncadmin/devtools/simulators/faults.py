@@ -16,6 +16,8 @@ PROTOCOL_KINDS = frozenset(
         "unauthorized",
         "token_expired",
         "item_not_found",
+        "notification_dropped",
+        "subscription_expired",
     }
 )
 KINDS = GENERIC_KINDS | PROTOCOL_KINDS
@@ -34,14 +36,18 @@ class Fault:
     revoked from then on and the request refused as an expired token is: EWS 401 with
     `WWW-Authenticate: Bearer …, error="invalid_token"`, Graph 401 InvalidAuthenticationToken; a fresh
     token works) · item_not_found (EWS GetItem ErrorItemNotFound;
-    Graph 404) · raw_body (answer `status` with `body` repeated `repeat` times, streamed so that a huge
-    answer is never held in memory, as `content_type`; without a Content-Length when `content_length`
-    is false, the end of the body being the end of the connection).
+    Graph 404) · notification_dropped (Graph change notifications, operation "notification": that
+    notification is never sent) · subscription_expired (operation "notification": the subscription expires
+    instead, is deleted, and sends nothing more) · raw_body (answer `status` with `body` repeated `repeat`
+    times, streamed so that a huge answer is never held in memory, as `content_type`; without a
+    Content-Length when `content_length` is false, the end of the body being the end of the connection).
     """
 
     kind: str
     protocol: str = "any"  # ews, graph, token or any
-    operation: str = ""  # EWS operation (SyncFolderItems, GetItem, ...) or Graph "delta"; "" = any
+    operation: str = (
+        ""  # EWS operation (SyncFolderItems, GetItem, ...) or Graph "delta", "notification"; "" = any
+    )
     mailbox: str = ""  # "" = any
     status: int = 500
     retry_after: float | None = None

@@ -249,6 +249,8 @@ def _route(path: str) -> _Route:
         return _Route("batch")
     if rest[:1] and rest[0].lower() == "me":
         return _Route("me")
+    if rest[:1] and rest[0].lower() == "subscriptions":
+        return _Route("subscriptions", item="/".join(rest[1:]))
     if len(rest) < 2 or rest[0].lower() != "users":
         return _Route("unknown", segment=rest[0] if rest else "v1.0")
     mailbox = rest[1].lower()
@@ -346,7 +348,7 @@ def handle(sim: Simulator, request: SimRequest, described: Described) -> SimResp
     route = _route(request.path)
     if route.operation == "batch":
         return handle_batch(sim, request)
-    if request.method not in ("GET", "HEAD"):
+    if request.method not in ("GET", "HEAD") and route.operation != "subscriptions":
         return graph_error(
             request, 405, "ErrorInvalidRequest", f"The OData request method {request.method} is not supported"
         )
@@ -354,8 +356,13 @@ def handle(sim: Simulator, request: SimRequest, described: Described) -> SimResp
     scheme, _, token = auth.partition(" ")
     if not token or scheme.lower() != "bearer":
         return _unauthorized(request, "Access token is empty.")
-    if verify_token(sim, token) is None:
+    client_id = verify_token(sim, token)
+    if client_id is None:
         return _unauthorized(request, "Access token validation failure. Invalid audience or expired token.")
+    if route.operation == "subscriptions":
+        claims = _unsign(_TOKEN_KEY, token) or {}
+        tenant = str(claims.get("tid") or "")
+        return sim.push.handle(request, route.item, client_id, tenant, _base_url(sim, request))
     if route.operation == "me":
         return graph_error(
             request, 400, "BadRequest", "/me request is only valid with delegated authentication flow."

@@ -29,6 +29,7 @@ from types import TracebackType
 import trustme
 
 from syncadmin.devtools.simulators.faults import GENERIC_KINDS, Fault, FaultPlan
+from syncadmin.devtools.simulators.graph_push import PushService, lifecycle_control
 from syncadmin.devtools.simulators.http import Described, SimRequest, SimResponse
 from syncadmin.devtools.simulators.store import MailStore
 
@@ -80,6 +81,8 @@ class Simulator:
         self._httpd = _Server((host, port), _RequestHandler, self)
         self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self._thread: threading.Thread | None = None
+        self.push = PushService(self)
+        store.created_listeners.append(self.push.message_created)
 
     @classmethod
     def from_directory(cls, data_dir: Path, **kwargs: object) -> Simulator:
@@ -101,12 +104,15 @@ class Simulator:
             daemon=True,
         )
         self._thread.start()
+        self.push.start()
         return self
 
     def serve_forever(self) -> None:
+        self.push.start()
         self._httpd.serve_forever()
 
     def stop(self) -> None:
+        self.push.stop()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
@@ -222,8 +228,11 @@ def _not_found(sim: Simulator, request: SimRequest, described: Described) -> Sim
 def _control(sim: Simulator, request: SimRequest, described: Described) -> SimResponse:
     """POST /_simulator/faults {fault}; DELETE /_simulator/faults; GET|DELETE /_simulator/requests;
     POST /_simulator/messages?mailbox=A&folder=F with the raw message as body; POST|DELETE
-    /_simulator/folders (rename or move, delete a folder); POST /_simulator/move (move a message)."""
+    /_simulator/folders (rename or move, delete a folder); POST /_simulator/move (move a message); POST
+    /_simulator/lifecycle?subscription=ID&event=E (a Graph lifecycle event, or event=expire)."""
     what = described.operation
+    if what == "lifecycle" and request.method == "POST":
+        return lifecycle_control(sim, request)
     if what == "faults":
         if request.method == "DELETE":
             sim.faults.clear()

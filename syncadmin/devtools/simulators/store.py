@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,6 +102,9 @@ class MailStore:
         self.mailboxes: dict[str, dict[str, SimFolder]] = {}
         self._counter = 0
         self._seq = 0
+        # Called with (mailbox, folder key, message) for every message created or moved into a folder, under
+        # the store's lock: a listener only queues work (the Graph change notifications do).
+        self.created_listeners: list[Callable[[str, str, SimMessage], None]] = []
 
     @classmethod
     def from_directory(cls, data_dir: Path) -> MailStore:
@@ -252,6 +255,8 @@ class MailStore:
             )
             target.messages[msg.item_id] = msg
             self._log(target, "create", msg.item_id)
+            for listener in self.created_listeners:
+                listener(address.lower(), folder, msg)
             return msg
 
     def delete_message(self, address: str, folder: str, item_id: str) -> None:

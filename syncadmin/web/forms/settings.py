@@ -59,6 +59,7 @@ LABELS: dict[str, Promise] = {
     "IsFolderBasedTrackingEnabled": _("Folder-level tracking"),
     "MaxFolderBasedTrackingMappings": _("Most folder rules per user"),
     "MailboxPollIntervalMinutes": _("Scan every (minutes)"),
+    "PushSafetyNetPollMinutes": _("Scan every (minutes) when new mail arrives by push"),
     "UserReprocessMaxDays": _("Users may reprocess their own mail back (days)"),
     "CreateQueueItemForSynchronizingMailbox": _("Queue items for mail tracked from a queue's mailbox"),
     "MaxTrackedAttachmentMB": _("Largest attachment kept with a tracked email (MB)"),
@@ -128,6 +129,7 @@ SECTIONS: tuple[tuple[Promise, tuple[str, ...]], ...] = (
         _("Scheduling & retries"),
         (
             "MailboxPollIntervalMinutes",
+            "PushSafetyNetPollMinutes",
             "TransientFailureRetryLimit",
             "TransientFailureRetryMinutes",
             "UserReprocessMaxDays",

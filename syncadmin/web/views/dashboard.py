@@ -15,9 +15,19 @@ from django.views.decorators.http import require_safe
 
 from syncadmin.web.htmx import is_htmx
 from syncadmin.web.permissions import AuthenticatedHttpRequest, reader_required
-from tracking.choices import Approval, ErrorKind, MailboxStatus, Outcome, ScanStatus
+from tracking.choices import (
+    Approval,
+    ErrorKind,
+    Folder,
+    IncomingMethod,
+    MailboxStatus,
+    Outcome,
+    ScanStatus,
+    SubscriptionStatus,
+)
 from tracking.health import check_health
-from tracking.models import Alert, Decision, Mailbox, ScanRun
+from tracking.models import Alert, Decision, GraphSubscription, Mailbox, ScanRun
+from tracking.pushstate import push_base_url
 from tracking.runs import do_close_interrupted_runs
 
 CHART_DAYS = 30
@@ -218,6 +228,29 @@ def running_scans() -> list[ScanRun]:
     )
 
 
+def push_summary(now: datetime) -> dict[str, object]:
+    """How new mail is found (tracking-rules §9): mailboxes on push, on polling, and failing subscriptions."""
+    scanned = Mailbox.objects.filter(enabled=True, incoming_method=IncomingMethod.SERVER_SIDE_SYNC).count()
+    on_push = (
+        GraphSubscription.objects.filter(
+            folder=Folder.INBOX, status=SubscriptionStatus.ACTIVE, expires_at__gt=now, mailbox__enabled=True
+        )
+        .exclude(subscription_id="")
+        .count()
+    )
+    problems = (
+        GraphSubscription.objects.exclude(status=SubscriptionStatus.ACTIVE)
+        .select_related("mailbox")
+        .order_by("mailbox__email_address", "folder")
+    )
+    return {
+        "configured": push_base_url() is not None,
+        "push": on_push,
+        "polling": max(scanned - on_push, 0),
+        "problems": list(problems[:ATTENTION_ROWS]),
+    }
+
+
 # -- views ----------------------------------------------------------------------------------------------
 
 
@@ -238,6 +271,7 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
         "attention": needing_attention(health.mailboxes_failing, health.mailboxes_overdue),
         "attention_more": len(set(health.mailboxes_failing) | set(health.mailboxes_overdue)) - ATTENTION_ROWS,
         "scans": running_scans(),
+        "push": push_summary(now),
         "chart": chart,
         "chart_days": CHART_DAYS,
         "alerts": Alert.objects.select_related("mailbox").order_by("-created_at", "-id")[:10],

@@ -7,6 +7,7 @@ and say that the queue is unavailable instead of offering what cannot be done.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -52,7 +53,17 @@ from tracking.choices import Approval, BulkAction, ErrorKind, Folder, IncomingMe
 from tracking.context import load_rules
 from tracking.decisions import OrgRules
 from tracking.folders import folder_tracking_on, mapped_folders, rule_rows
-from tracking.models import Alert, Decision, FolderSyncState, Mailbox, OrgSettings, ScanRun
+from tracking.models import (
+    Alert,
+    Decision,
+    FolderSyncState,
+    GraphSubscription,
+    Mailbox,
+    OrgSettings,
+    ScanRun,
+)
+from tracking.pushjobs import enqueue_push_maintenance
+from tracking.pushstate import push_state
 from tracking.scanning import folders_to_scan, sent_items_refusal
 
 TEST_PREFIX = "Test & Enable"  # how do_record_test_result's alerts begin
@@ -261,6 +272,7 @@ def test_state(request: AuthenticatedHttpRequest, mailbox: Mailbox) -> TestState
 def _status_context(request: AuthenticatedHttpRequest, mailbox: Mailbox) -> dict[str, object]:
     return {
         "mailbox": mailbox,
+        "push": push_state(mailbox, load_rules(), timezone.now()),
         "error_words": error_in_words(mailbox.last_error, mailbox.last_error_kind),
         "test": test_state(request, mailbox),
     }
@@ -435,6 +447,10 @@ def mailbox_disable(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         messages.success(
             request, _("%(mailbox)s is disabled and will not be scanned.") % {"mailbox": mailbox}
         )
+        if GraphSubscription.objects.filter(mailbox=mailbox).exists():
+            # Delete its Graph subscriptions now; with Redis down the scheduler's upkeep does it later.
+            with contextlib.suppress(RedisError):
+                enqueue_push_maintenance(mailbox.pk)
     else:
         messages.info(request, _("%(mailbox)s was already disabled.") % {"mailbox": mailbox})
     return _back(mailbox)
