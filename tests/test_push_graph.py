@@ -85,6 +85,11 @@ def subscribe(mailbox: Mailbox) -> GraphSubscription:
     return GraphSubscription.objects.get(mailbox=mailbox, folder="inbox")
 
 
+def queued_jobs() -> list[str]:
+    """Every queued job, whatever its queue (push scans: notifications; upkeep: default)."""
+    return [job_id for queue in h.all_queues() for job_id in queue.get_job_ids()]
+
+
 def test_subscribing_validates_the_endpoint_and_catches_up(sim: Simulator, mailbox: Mailbox) -> None:
     sub = subscribe(mailbox)
     assert sub.status == SubscriptionStatus.ACTIVE and sub.subscription_id
@@ -123,7 +128,7 @@ def test_many_notifications_for_one_folder_queue_one_scan(sim: Simulator, mailbo
     ids = [new_mail(sim, n) for n in range(10, 16)]
     h.wait_for(sim.push.idle, 10, "the notifications")
     assert sum(1 for d in sim.push.deliveries if d.kind == "notification" and d.status == 202) == 6
-    assert len(h.queue().get_job_ids()) == 1
+    assert len(queued_jobs()) == 1
     h.burst()
     assert sorted(m for m in decided(mailbox) if m in ids) == sorted(ids)
 
@@ -154,7 +159,7 @@ def test_wrong_client_state_and_unknown_subscriptions_are_ignored(
             timeout=10,
         )
         assert response.status_code == 202
-    assert h.queue().get_job_ids() == []
+    assert queued_jobs() == []
     assert GraphSubscription.objects.get(pk=sub.pk).last_notification_at is None
 
 
@@ -193,7 +198,7 @@ def test_missed_queues_a_delta_catch_up(sim: Simulator, mailbox: Mailbox) -> Non
     sim.faults.add(Fault("notification_dropped", protocol="graph", operation="notification"))
     message_id = new_mail(sim, 20)
     h.wait_for(sim.push.idle, 10, "the notifications")
-    assert h.queue().get_job_ids() == []
+    assert queued_jobs() == []
     assert sim.push.lifecycle(sub.subscription_id, "missed")
     settle(sim)
     assert sim.push.deliveries[-1].kind == "lifecycle:missed" and sim.push.deliveries[-1].status == 202
@@ -243,7 +248,7 @@ def test_a_dropped_notification_is_caught_by_the_safety_net_poll(sim: Simulator,
     sim.faults.add(Fault("notification_dropped", protocol="graph", operation="notification"))
     lost = new_mail(sim, 40)
     h.wait_for(sim.push.idle, 10, "the notifications")
-    assert h.queue().get_job_ids() == []
+    assert queued_jobs() == []
     assert lost not in decided(mailbox)
     h.make_due(mailbox)  # the safety-net poll's time has come
     assert dispatch_due_mailboxes() == 1
@@ -262,7 +267,7 @@ def test_an_expired_subscription_is_made_anew_and_the_poll_catches_up(
     lost = new_mail(sim, 50)
     h.wait_for(sim.push.idle, 10, "the notifications")
     assert sim.push.active(ADDRESS) == []
-    assert h.queue().get_job_ids() == []
+    assert queued_jobs() == []
     # our side learns it when renewing: Graph says 404, a new subscription is made and its folder scanned
     GraphSubscription.objects.filter(pk=sub.pk).update(expires_at=timezone.now() + timedelta(hours=1))
     assert maintain_push_subscriptions() == 1
