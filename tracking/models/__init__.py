@@ -16,6 +16,7 @@ from tracking.models.imports import ImportRun
 from tracking.models.mailboxes import Alert, EmailServerProfile, FolderSyncState, FolderTrackingRule, Mailbox
 from tracking.models.operations import BulkOperation
 from tracking.models.options import OrgSettings, PersonalOptions
+from tracking.models.push_ews import EwsStreamState
 
 __all__ = [
     "Alert",
@@ -26,6 +27,7 @@ __all__ = [
     "EmailHash",
     "EmailParty",
     "EmailServerProfile",
+    "EwsStreamState",
     "ExclusionEntry",
     "FolderSyncState",
     "FolderTrackingRule",

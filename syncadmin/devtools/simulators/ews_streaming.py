@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     from syncadmin.devtools.simulators.ews import Parsed
     from syncadmin.devtools.simulators.server import Simulator
 
-MAX_EVENTS_PER_NOTIFICATION = 50  # "the first 50 events from the queue are pulled" (GetStreamingEvents remarks)
+MAX_EVENTS_PER_NOTIFICATION = (
+    50  # "the first 50 events from the queue are pulled" (GetStreamingEvents remarks)
+)
 EVENT_TYPES = frozenset(
     {"CopiedEvent", "CreatedEvent", "DeletedEvent", "ModifiedEvent", "MovedEvent", "NewMailEvent"}
 )
@@ -81,9 +83,11 @@ class StreamingHub:
         return sum(s.streams for s in self.subscriptions(mailbox))
 
     def expire(self, mailbox: str | None = None) -> int:
-        """End the subscriptions of a mailbox (all when None) as Exchange ends expired ones; how many ended."""
+        """End a mailbox's subscriptions (all when None) as Exchange ends expired ones; how many ended."""
         with self._cond:
-            gone = [s for s in self._subscriptions.values() if mailbox is None or s.mailbox == mailbox.lower()]
+            gone = [
+                s for s in self._subscriptions.values() if mailbox is None or s.mailbox == mailbox.lower()
+            ]
             for sub in gone:
                 self._end(sub, "ErrorSubscriptionNotFound")
             self._cond.notify_all()
@@ -108,7 +112,9 @@ class StreamingHub:
             ]
             if not watching:
                 return
-            if sim.faults.take("ews", "GetStreamingEvents", event.address, frozenset({"dropped_notification"})):
+            if sim.faults.take(
+                "ews", "GetStreamingEvents", event.address, frozenset({"dropped_notification"})
+            ):
                 return
             stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -129,9 +135,8 @@ class StreamingHub:
                 elif event.kind == "delete":
                     made.append(("DeletedEvent", f"<t:TimeStamp>{stamp}</t:TimeStamp>{item}{parent}"))
                 else:
-                    old = (
-                        f'<t:OldItemId Id="{event.old_item_id}" ChangeKey="CQAAAA=="/>'
-                        + folder_ref("OldParentFolderId", event.old_folder)
+                    old = f'<t:OldItemId Id="{event.old_item_id}" ChangeKey="CQAAAA=="/>' + folder_ref(
+                        "OldParentFolderId", event.old_folder
                     )
                     made.append(("MovedEvent", f"<t:TimeStamp>{stamp}</t:TimeStamp>{item}{parent}{old}"))
                 for name in sorted({event.folder, event.old_folder} & sub.folders):
@@ -151,8 +156,8 @@ class StreamingHub:
 
     def subscribe(self, sim: Simulator, parsed: Parsed) -> bytes:
         from syncadmin.devtools.simulators.ews import (
-            M,
             ROOT_FOLDERS,
+            M,
             T,
             _resolve_folder,
             error,
@@ -165,7 +170,8 @@ class StreamingHub:
         if request is None:
             # pull and push subscriptions are not modelled
             return operation_response(
-                op, [error(op, "ErrorInvalidSubscriptionRequest", "Only streaming subscriptions are supported.")]
+                op,
+                [error(op, "ErrorInvalidSubscriptionRequest", "Only streaming subscriptions are supported.")],
             )
         folders: set[str] = set()
         ids = request.find(f"{T}FolderIds")
@@ -201,7 +207,9 @@ class StreamingHub:
         """The chunks of a GetStreamingEvents answer: each a whole SOAP envelope."""
         from syncadmin.devtools.simulators.ews import M, T
 
-        wanted = [(e.text or "").strip() for e in parsed.payload.iterfind(f"{M}SubscriptionIds/{T}SubscriptionId")]
+        wanted = [
+            (e.text or "").strip() for e in parsed.payload.iterfind(f"{M}SubscriptionIds/{T}SubscriptionId")
+        ]
         try:
             minutes = int((parsed.payload.findtext(f"{M}ConnectionTimeout") or "").strip())
         except ValueError:
@@ -214,7 +222,9 @@ class StreamingHub:
             if not missing:
                 owners = {self._subscriptions[i].mailbox for i in wanted}
                 for owner in owners:
-                    if sim.faults.take("ews", "GetStreamingEvents", owner, frozenset({"expired_subscription"})):
+                    if sim.faults.take(
+                        "ews", "GetStreamingEvents", owner, frozenset({"expired_subscription"})
+                    ):
                         for sub in [s for s in self._subscriptions.values() if s.mailbox == owner]:
                             self._end(sub, "ErrorSubscriptionNotFound")
                 missing = [i for i in wanted if i not in self._subscriptions]
@@ -302,7 +312,8 @@ def _notifications_envelope(batches: list[tuple[str, list[str]]]) -> bytes:
         for sid, events in batches
     )
     return _response(
-        '<m:GetStreamingEventsResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode>'
+        '<m:GetStreamingEventsResponseMessage ResponseClass="Success">'
+        "<m:ResponseCode>NoError</m:ResponseCode>"
         f"<m:Notifications>{notifications}</m:Notifications>"
         "<m:ConnectionStatus>OK</m:ConnectionStatus></m:GetStreamingEventsResponseMessage>"
     )
@@ -310,7 +321,8 @@ def _notifications_envelope(batches: list[tuple[str, list[str]]]) -> bytes:
 
 def _closed_envelope() -> bytes:
     return _response(
-        '<m:GetStreamingEventsResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode>'
+        '<m:GetStreamingEventsResponseMessage ResponseClass="Success">'
+        "<m:ResponseCode>NoError</m:ResponseCode>"
         "<m:ConnectionStatus>Closed</m:ConnectionStatus></m:GetStreamingEventsResponseMessage>"
     )
 
@@ -330,4 +342,3 @@ def _error_envelope(code: str, text: str, ids: list[str]) -> bytes:
         f"<m:ResponseCode>{code}</m:ResponseCode><m:DescriptiveLinkKey>0</m:DescriptiveLinkKey>"
         f"{error_ids}<m:ConnectionStatus>Closed</m:ConnectionStatus></m:GetStreamingEventsResponseMessage>"
     )
-
