@@ -314,8 +314,7 @@ def _notifications_envelope(batches: list[tuple[str, list[str]]]) -> bytes:
     return _response(
         '<m:GetStreamingEventsResponseMessage ResponseClass="Success">'
         "<m:ResponseCode>NoError</m:ResponseCode>"
-        f"<m:Notifications>{notifications}</m:Notifications>"
-        "<m:ConnectionStatus>OK</m:ConnectionStatus></m:GetStreamingEventsResponseMessage>"
+        f"<m:Notifications>{notifications}</m:Notifications></m:GetStreamingEventsResponseMessage>"
     )
 
 
