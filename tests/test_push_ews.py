@@ -1,7 +1,7 @@
-"""Push for Exchange Server end to end: the `ews_stream` process's runner and threads with the real exchangelib,
-against the simulator's streaming notifications over HTTPS on loopback, the jobs run by RQ (in this thread),
-the decisions in the database. Connection timeouts and heartbeats are in seconds here (the simulator's
-connection_timeout), so a reconnect takes a second, not half an hour.
+"""Push for Exchange Server end to end: the `ews_stream` process's runner and threads with the real
+exchangelib, against the simulator's streaming notifications over HTTPS on loopback, the jobs run by RQ
+(in this thread), the decisions in the database. Connection timeouts and heartbeats are in seconds here
+(the simulator's connection_timeout), so a reconnect takes a second, not half an hour.
 """
 
 from __future__ import annotations

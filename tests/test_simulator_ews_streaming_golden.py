@@ -26,7 +26,10 @@ from tests.test_simulator_ews_golden import assert_same_structure, sample
 from tracking.sources.ews import CaBundleAdapter
 
 MAILBOX = "sales@vendor.example"
-MESSAGE = b"From: a@customer.example\nTo: sales@vendor.example\nSubject: hi\nMessage-ID: <n1@customer.example>\n\nx\n"
+MESSAGE = (
+    b"From: a@customer.example\nTo: sales@vendor.example\nSubject: hi\n"
+    b"Message-ID: <n1@customer.example>\n\nx\n"
+)
 EVENTS = ["CreatedEvent", "NewMailEvent", "ModifiedEvent"]
 
 
@@ -71,9 +74,14 @@ def post(sim: Simulator, service: Any, payload: Any, **kwargs: Any) -> requests.
     )
 
 
-def subscribe(sim: Simulator, account: Account) -> requests.Response:
+def subscribe(sim: Simulator, account: Account, events: list[str] = EVENTS) -> requests.Response:
     service = SubscribeToStreaming(account=account)
-    return post(sim, service, service.get_payload(folders=[inbox(account)], event_types=EVENTS))
+    return post(sim, service, service.get_payload(folders=[inbox(account)], event_types=events))
+
+
+def subscription(sim: Simulator, account: Account, events: list[str] = EVENTS) -> str:
+    (found,) = SubscribeToStreaming(account=account).parse(subscribe(sim, account, events).content)
+    return str(found)
 
 
 def documents(body: bytes) -> list[bytes]:
@@ -87,7 +95,7 @@ def stream(sim: Simulator, account: Account, subscription_id: str, *, during: An
     response = post(sim, service, payload, stream=True)
     assert response.status_code == 200
     assert response.headers["Transfer-Encoding"] == "chunked"
-    chunks = []
+    chunks: list[bytes] = []
     helper = threading.Thread(target=during or (lambda: None))
     for chunk in response.iter_content(chunk_size=None):
         if not chunks:
@@ -110,7 +118,7 @@ def test_it_answers_a_streaming_subscribe_like_the_sample(sim, account):
 
 
 def test_it_streams_new_mail_as_the_sample_shows_and_closes_at_the_timeout(sim, account):
-    subscription_id = list(SubscribeToStreaming(account=account).parse(subscribe(sim, account).content))[0]
+    subscription_id = subscription(sim, account)
     started = time.monotonic()
 
     docs = stream(
@@ -146,7 +154,7 @@ def test_it_answers_an_unknown_subscription_like_the_sample(sim, account):
 
 
 def test_an_expired_subscription_is_not_found_and_its_events_are_lost(sim, account):
-    subscription_id = list(SubscribeToStreaming(account=account).parse(subscribe(sim, account).content))[0]
+    subscription_id = subscription(sim, account)
     sim.faults.add(Fault("expired_subscription", protocol="ews", mailbox=MAILBOX))
 
     docs = stream(sim, account, subscription_id)
@@ -156,7 +164,7 @@ def test_an_expired_subscription_is_not_found_and_its_events_are_lost(sim, accou
 
 
 def test_a_dropped_notification_loses_one_change_only(sim, account):
-    subscription_id = list(SubscribeToStreaming(account=account).parse(subscribe(sim, account).content))[0]
+    subscription_id = subscription(sim, account)
     sim.faults.add(Fault("dropped_notification", protocol="ews", mailbox=MAILBOX))
 
     def two_messages() -> None:
@@ -175,9 +183,7 @@ def test_a_dropped_notification_loses_one_change_only(sim, account):
 
 
 def test_a_move_into_the_subscribed_folder_is_a_moved_event(sim, account):
-    service = SubscribeToStreaming(account=account)
-    response = post(sim, service, service.get_payload(folders=[inbox(account)], event_types=["MovedEvent"]))
-    subscription_id = list(SubscribeToStreaming(account=account).parse(response.content))[0]
+    subscription_id = subscription(sim, account, ["MovedEvent"])
     elsewhere = sim.store.add_message(MAILBOX, "deleteditems", MESSAGE)
 
     docs = stream(
@@ -194,7 +200,7 @@ def test_a_move_into_the_subscribed_folder_is_a_moved_event(sim, account):
 
 
 def test_it_unsubscribes_like_the_sample_and_ends_the_open_stream(sim, account):
-    subscription_id = list(SubscribeToStreaming(account=account).parse(subscribe(sim, account).content))[0]
+    subscription_id = subscription(sim, account)
     sim.ews_streaming.connection_timeout = 30.0
     service = Unsubscribe(account=account)
     answers: list[requests.Response] = []
