@@ -8,7 +8,7 @@ queues the folder's sync job for each event (tracking.push_ews). After every (re
 folder is synced from its saved state, so what arrived while no subscription existed is caught up.
 
 Every connection is outbound, to the EWS endpoint the mailbox is polled through: it works behind a
-firewall, with no public URL. Polling stays the safety net (docs/push.md).
+firewall, with no public URL. Polling stays the safety net (docs/push-ews.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Push for Exchange Server (EWS streaming notifications): which folders a mailbox's subscription watches,
-the job an event queues, and whether a mailbox's push is healthy (docs/push.md).
+the job an event queues, and whether a mailbox's push is healthy (docs/push-ews.md).
 
 An event never carries what is tracked: it only says "this folder changed", and queues that folder's
 ordinary sync (SyncFolderItems from the saved state), deduplicated so that a burst of events queues one

@@ -1,4 +1,4 @@
-"""Push for Exchange Server: the state of a mailbox's EWS streaming subscription (docs/push.md)."""
+"""Push for Exchange Server: the state of a mailbox's EWS streaming subscription (docs/push-ews.md)."""
 
 from __future__ import annotations
 
