@@ -22,7 +22,7 @@ from tracking.actions import check_set_org_setting, do_disable_mailbox
 from tracking.ews_stream import EwsStreamRunner, StreamOptions
 from tracking.jobs import dispatch_due_mailboxes
 from tracking.models import Decision, EmailServerProfile, EwsStreamState, Mailbox
-from tracking.push_ews import enqueue_folder_sync, healthy_mailbox_ids, is_push_healthy
+from tracking.push_ews import enqueue_folder_sync, healthy_mailbox_ids, is_push_healthy, push_status
 
 ADDRESS = "stream@contoso.example"
 
@@ -244,6 +244,8 @@ def test_a_failing_server_is_retried_with_back_off_and_push_is_unhealthy_meanwhi
     pump_until(runner, lambda: state(mailbox).reconnects >= 3, "three failed attempts")
     assert not is_push_healthy(mailbox)
     assert "503" in state(mailbox).last_error
+    down = push_status(state(mailbox))
+    assert not down.on_push and down.why.startswith("Polling: the stream is down:") and "503" in down.why
     pump_until(runner, connected(mailbox), "the stream to come back")
     assert is_push_healthy(mailbox)
 
@@ -251,9 +253,21 @@ def test_a_failing_server_is_retried_with_back_off_and_push_is_unhealthy_meanwhi
 def test_push_is_not_healthy_when_the_process_has_not_been_heard_from(sim, ews, runner):
     mailbox = streamed_mailbox(sim, ews, runner)
     assert is_push_healthy(mailbox)
-    assert not is_push_healthy(mailbox, now=timezone.now() + timedelta(minutes=4))
+    assert push_status(state(mailbox)).on_push
+    assert push_status(state(mailbox)).why.startswith("Push: streaming since ")
+    later = timezone.now() + timedelta(minutes=4)
+    assert not is_push_healthy(mailbox, now=later)
+    assert push_status(state(mailbox), now=later).why.startswith(
+        "Polling: nothing heard from the stream since"
+    )
     runner.shutdown()
     assert not is_push_healthy(mailbox)
+    stopped = push_status(state(mailbox))
+    assert (stopped.on_push, stopped.why) == (
+        False,
+        "Polling: not streamed now (ews_stream stopped, or left the mailbox).",
+    )
+    assert push_status(None).why == "Polling: no EWS stream (ews_stream is not running for it)."
     assert sim.ews_streaming.subscriptions() == []  # unsubscribed on the way out
 
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 import django_rq
 from django.utils import timezone
+from django.utils.translation import gettext
 from rq import get_current_job
 
 from tracking.actions import do_postpone_scan
@@ -61,6 +62,38 @@ def healthy_mailbox_ids(now: datetime | None = None) -> set[int]:
         .filter(connected_since__isnull=False, seen_at__gte=since)
         .values_list("mailbox_id", flat=True)
     )
+
+
+@dataclass(frozen=True)
+class PushStatus:
+    """Whether a mailbox is on push or on polling, and why, in words for the dashboard."""
+
+    on_push: bool
+    why: str
+
+
+def push_status(state: EwsStreamState | None, *, now: datetime | None = None) -> PushStatus:
+    """What a mailbox's EwsStreamState (None: it has none) means for the person reading the dashboard."""
+    now = now or timezone.now()
+    if state is None:
+        return PushStatus(False, gettext("Polling: no EWS stream (ews_stream is not running for it)."))
+    if _healthy(state, now):
+        since = timezone.localtime(state.connected_since).strftime("%Y-%m-%d %H:%M")
+        return PushStatus(True, gettext("Push: streaming since %(since)s.") % {"since": since})
+    if state.connected_since is None and state.last_error:
+        return PushStatus(
+            False, gettext("Polling: the stream is down: %(error)s") % {"error": state.last_error}
+        )
+    if state.connected_since is not None and state.seen_at is not None:
+        seen = timezone.localtime(state.seen_at).strftime("%Y-%m-%d %H:%M")
+        return PushStatus(
+            False, gettext("Polling: nothing heard from the stream since %(seen)s.") % {"seen": seen}
+        )
+    if not state.subscription_id:
+        return PushStatus(
+            False, gettext("Polling: not streamed now (ews_stream stopped, or left the mailbox).")
+        )
+    return PushStatus(False, gettext("Polling: the stream is connecting."))
 
 
 def _healthy(state: EwsStreamState, now: datetime) -> bool:
