@@ -13,6 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from syncadmin.devtools.simulators.faults import Fault
@@ -20,6 +22,7 @@ from syncadmin.devtools.simulators.server import Simulator
 from tests import rq_helpers as h
 from tracking.actions import check_set_org_setting, do_disable_mailbox
 from tracking.ews_stream import EwsStreamRunner, StreamOptions
+from tracking.folders import add_folder_rule
 from tracking.jobs import dispatch_due_mailboxes
 from tracking.models import Decision, EmailServerProfile, EwsStreamState, Mailbox
 from tracking.push_ews import enqueue_folder_sync, healthy_mailbox_ids, is_push_healthy, push_status
@@ -289,3 +292,33 @@ def test_the_process_stops_cleanly_on_sigterm(sim, ews, tmp_path: Path):
     assert sim.ews_streaming.subscriptions() == []
     assert not is_push_healthy(mailbox)
     assert h.queue().count == 1  # the catch-up sync it queued on subscribing
+
+
+def test_a_folder_rule_added_while_it_runs_is_streamed_too(sim, ews, runner):
+    mailbox = streamed_mailbox(sim, ews, runner)
+    sim.store.folder(ADDRESS, "inbox/projects", display_name="Projects")
+    add_folder_rule(mailbox, "Inbox/Projects")
+    pump_until(
+        runner,
+        lambda: state(mailbox).folders == ["inbox", "Inbox/Projects"] and connected(mailbox)(),
+        "the stream to restart with the mapped folder",
+    )
+    h.burst()  # the catch-up of the new subscription
+
+    new_mail(sim, 1, folder="inbox/projects")
+    pump_until(runner, lambda: push_jobs(), "the event's job")
+
+    assert push_jobs() == [(mailbox.pk, "Inbox/Projects")]
+    h.burst()
+    assert Decision.objects.filter(mailbox=mailbox, folder="Inbox/Projects").count() == 1
+    assert set(decided(mailbox).values()) == {1}
+
+
+def test_bad_options_are_refused():
+    for args, words in [
+        (["--max-streams", "0"], "--max-streams"),
+        (["--connection-timeout", "31"], "--connection-timeout"),
+        (["--read-timeout", "0"], "--read-timeout"),
+    ]:
+        with pytest.raises(CommandError, match=words):
+            call_command("ews_stream", *args)

@@ -13,6 +13,7 @@ firewall, with no public URL. Polling stays the safety net (docs/push-ews.md).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import random
@@ -91,6 +92,7 @@ class Report:
 
     kind: str
     mailbox_id: int
+    serial: int  # of the stream that sent it: a stopped stream's last words are not its successor's
     folders: tuple[str, ...] = ()
     subscription_id: str = ""
     error: str = ""
@@ -126,6 +128,7 @@ class _StreamingEvents(GetStreamingEvents):
 
 
 _POOL_LOCK = threading.Lock()
+_SERIALS = itertools.count(1)
 
 
 class MailboxStream(threading.Thread):
@@ -134,6 +137,7 @@ class MailboxStream(threading.Thread):
     def __init__(self, plan: StreamPlan, reports: queue.Queue[Report], options: StreamOptions) -> None:
         super().__init__(name=f"ews-stream-{plan.mailbox_id}", daemon=True)
         self.plan = plan
+        self.serial = next(_SERIALS)
         self.options = options
         self._reports = reports
         self._stopping = threading.Event()
@@ -252,7 +256,7 @@ class MailboxStream(threading.Thread):
             service.stop_streaming()
 
     def _report(self, kind: str, **values: Any) -> None:
-        self._reports.put(Report(kind, self.plan.mailbox_id, **values))
+        self._reports.put(Report(kind, self.plan.mailbox_id, self.serial, **values))
 
 
 class EwsStreamRunner:
@@ -345,10 +349,11 @@ class EwsStreamRunner:
     def handle(self, report: Report) -> None:
         pk = report.mailbox_id
         stream = self.streams.get(pk)
-        if stream is None:
-            return  # a stream stopped since; its mailbox is polled only now
+        if stream is None or stream.serial != report.serial:
+            return  # from a stream stopped since: its mailbox is polled only, or streamed anew
         now = self.clock()
         if report.kind == "subscribed":
+            self._seen_written.pop(pk, None)  # the new connection's first answer is written at once
             folders = [f.folder for f in stream.plan.folders]
             do_record_stream_subscribed(pk, report.subscription_id, folders, now=now)
             log.info(
@@ -378,6 +383,8 @@ class EwsStreamRunner:
 
     def _stop_streams(self, ids: list[int], timeout: float = 10.0) -> None:
         stopping = [self.streams.pop(pk) for pk in ids if pk in self.streams]
+        for stream in stopping:
+            self._seen_written.pop(stream.plan.mailbox_id, None)
         if not stopping:
             return
         for stream in stopping:
