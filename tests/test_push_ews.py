@@ -152,7 +152,7 @@ def test_it_reconnects_when_the_server_closes_the_connection_and_keeps_receiving
     assert is_push_healthy(mailbox)
 
 
-def test_an_expired_subscription_is_renewed_and_what_came_meanwhile_caught_up(sim, ews, runner):
+def test_an_subscription_expired_is_renewed_and_what_came_meanwhile_caught_up(sim, ews, runner):
     mailbox = streamed_mailbox(sim, ews, runner)
     first = state(mailbox).subscription_id
 
@@ -175,7 +175,7 @@ def test_an_expired_subscription_is_renewed_and_what_came_meanwhile_caught_up(si
 
 
 def test_a_subscription_the_server_lost_before_the_first_connection_is_renewed(sim, ews, runner):
-    sim.faults.add(Fault("expired_subscription", protocol="ews", mailbox=ADDRESS))
+    sim.faults.add(Fault("subscription_expired", protocol="ews", mailbox=ADDRESS))
     mailbox = streamed_mailbox(sim, ews, runner)
 
     assert sim.count("ews", "Subscribe") == 2
@@ -187,7 +187,7 @@ def test_a_subscription_the_server_lost_before_the_first_connection_is_renewed(s
 
 def test_a_dropped_event_is_caught_by_the_safety_net_poll(sim, ews, runner):
     mailbox = streamed_mailbox(sim, ews, runner)
-    sim.faults.add(Fault("dropped_notification", protocol="ews", mailbox=ADDRESS))
+    sim.faults.add(Fault("notification_dropped", protocol="ews", mailbox=ADDRESS))
 
     new_mail(sim, 1)
     runner.pump(1.5)

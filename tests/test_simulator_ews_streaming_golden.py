@@ -153,9 +153,9 @@ def test_it_answers_an_unknown_subscription_like_the_sample(sim, account):
         assert "f6bc657d-dde1-4f94-952d-143b95d6483d" in str(caught.value)
 
 
-def test_an_expired_subscription_is_not_found_and_its_events_are_lost(sim, account):
+def test_an_subscription_expired_is_not_found_and_its_events_are_lost(sim, account):
     subscription_id = subscription(sim, account)
-    sim.faults.add(Fault("expired_subscription", protocol="ews", mailbox=MAILBOX))
+    sim.faults.add(Fault("subscription_expired", protocol="ews", mailbox=MAILBOX))
 
     docs = stream(sim, account, subscription_id)
 
@@ -163,9 +163,9 @@ def test_an_expired_subscription_is_not_found_and_its_events_are_lost(sim, accou
     assert sim.ews_streaming.subscriptions(MAILBOX) == []
 
 
-def test_a_dropped_notification_loses_one_change_only(sim, account):
+def test_a_notification_dropped_loses_one_change_only(sim, account):
     subscription_id = subscription(sim, account)
-    sim.faults.add(Fault("dropped_notification", protocol="ews", mailbox=MAILBOX))
+    sim.faults.add(Fault("notification_dropped", protocol="ews", mailbox=MAILBOX))
 
     def two_messages() -> None:
         sim.store.add_message(MAILBOX, "inbox", MESSAGE)

@@ -48,9 +48,11 @@ def push_folders(mailbox: Mailbox, rules: OrgRules) -> list[PushFolder]:
     return folders
 
 
-def is_push_healthy(mailbox: Mailbox, *, now: datetime | None = None) -> bool:
-    """Whether the mailbox's EWS stream is up: subscribed, connected, and heard from lately."""
-    state = EwsStreamState.objects.filter(mailbox_id=mailbox.pk).first()
+def is_push_healthy(mailbox: Mailbox | int, *, now: datetime | None = None) -> bool:
+    """Whether the mailbox's EWS stream is up: subscribed (to every folder a scan cycle reads, mapped
+    folders included), connected, and heard from lately."""
+    pk = mailbox if isinstance(mailbox, int) else mailbox.pk
+    state = EwsStreamState.objects.filter(mailbox_id=pk).first()
     return state is not None and _healthy(state, now or timezone.now())
 
 

@@ -13,8 +13,8 @@ need not wait minutes.
 An unknown subscription id answers ErrorSubscriptionNotFound with ErrorSubscriptionIds and ConnectionStatus
 Closed, as Exchange answers for a subscription it no longer has (expired, or lost with a server restart).
 A subscription expires `lifetime` seconds after its last connection ended; `expire()` ends one at once (an
-open stream gets the same error), and so does the `expired_subscription` fault on a GetStreamingEvents
-request. The `dropped_notification` fault loses the events of one store change for the mailbox it names,
+open stream gets the same error), and so does the `subscription_expired` fault on a GetStreamingEvents
+request. The `notification_dropped` fault loses the events of one store change for the mailbox it names,
 as a notification lost on the way; only a sync from the saved state then finds the message.
 """
 
@@ -113,7 +113,7 @@ class StreamingHub:
             if not watching:
                 return
             if sim.faults.take(
-                "ews", "GetStreamingEvents", event.address, frozenset({"dropped_notification"})
+                "ews", "GetStreamingEvents", event.address, frozenset({"notification_dropped"})
             ):
                 return
             stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -223,7 +223,7 @@ class StreamingHub:
                 owners = {self._subscriptions[i].mailbox for i in wanted}
                 for owner in owners:
                     if sim.faults.take(
-                        "ews", "GetStreamingEvents", owner, frozenset({"expired_subscription"})
+                        "ews", "GetStreamingEvents", owner, frozenset({"subscription_expired"})
                     ):
                         for sub in [s for s in self._subscriptions.values() if s.mailbox == owner]:
                             self._end(sub, "ErrorSubscriptionNotFound")

@@ -16,8 +16,8 @@ PROTOCOL_KINDS = frozenset(
         "unauthorized",
         "token_expired",
         "item_not_found",
-        "dropped_notification",
-        "expired_subscription",
+        "notification_dropped",
+        "subscription_expired",
     }
 )
 KINDS = GENERIC_KINDS | PROTOCOL_KINDS
@@ -38,8 +38,8 @@ class Fault:
     token works) · item_not_found (EWS GetItem ErrorItemNotFound;
     Graph 404) · raw_body (answer `status` with `body` repeated `repeat` times, streamed so that a huge
     answer is never held in memory, as `content_type`; without a Content-Length when `content_length`
-    is false, the end of the body being the end of the connection) · dropped_notification (EWS streaming:
-    the events of one change in the mailbox's subscribed folders are lost) · expired_subscription (EWS
+    is false, the end of the body being the end of the connection) · notification_dropped (EWS streaming:
+    the events of one change in the mailbox's subscribed folders are lost) · subscription_expired (EWS
     GetStreamingEvents: the mailbox's subscriptions have expired; answered ErrorSubscriptionNotFound).
     """
 
