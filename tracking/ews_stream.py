@@ -34,7 +34,7 @@ from exchangelib.errors import (
 )
 from exchangelib.folders import FolderCollection
 from exchangelib.items import ID_ONLY
-from exchangelib.properties import CopiedEvent, CreatedEvent, MovedEvent, NewMailEvent, StatusEvent
+from exchangelib.properties import CopiedEvent, CreatedEvent, MovedEvent, NewMailEvent
 from exchangelib.services import GetFolder, GetStreamingEvents, Unsubscribe
 
 from tracking.actions.push_ews import (
@@ -186,6 +186,11 @@ class MailboxStream(threading.Thread):
                     break
                 self.subscription_id = ""
                 self._report("lost", error=f"the server lost the subscription: {exc}", subscription_lost=True)
+                log.info(
+                    "mailbox %s: the server lost its subscription (%s); subscribing again",
+                    self.plan.mailbox_id,
+                    exc,
+                )
                 # subscribing again at once is the remedy; a server that keeps losing it is backed off
                 if backoff.failures:
                     wait = backoff.next()
@@ -244,8 +249,8 @@ class MailboxStream(threading.Thread):
                     raise notification
                 changed: set[str] = set()
                 for event in notification.events or []:
-                    if isinstance(event, StatusEvent) or not isinstance(event, ITEM_EVENTS):
-                        continue
+                    if not isinstance(event, ITEM_EVENTS):
+                        continue  # a StatusEvent: the heartbeat of a quiet connection
                     parent = event.parent_folder_id.id if event.parent_folder_id is not None else ""
                     # an event for a folder we cannot place: every folder is synced, nothing is lost
                     changed.update([folder_ids[parent]] if parent in folder_ids else everything)
