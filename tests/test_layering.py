@@ -57,6 +57,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "tracking.bulkjobs",
             "tracking.invitations",
             "tracking.workers",
+            "tracking.push_ews",
+            "tracking.ews_stream",
         ),
     ),
     (
