@@ -208,6 +208,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024
 # The most a mail server's answer may hold (one EWS or Graph response); larger ones are refused unread.
 SOURCE_MAX_RESPONSE_BYTES = envint("SOURCE_MAX_RESPONSE_MB", 50, minimum=1) * 1024 * 1024
+# The most Exchange Server mailboxes `manage.py ews_stream` holds a streaming connection for (a thread and
+# an HTTPS connection each); the others are polled only (docs/push-ews.md).
+EWS_STREAM_MAX_MAILBOXES = envint("EWS_STREAM_MAX_MAILBOXES", 500, minimum=1)
 
 # Sign-in throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one user name from one
 # address, that pair is refused for AXES_COOLOFF_MINUTES, the right password included; other user names

@@ -59,6 +59,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "tracking.pushjobs",
             "tracking.invitations",
             "tracking.workers",
+            "tracking.push_ews",
+            "tracking.ews_stream",
         ),
     ),
     (

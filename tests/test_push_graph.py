@@ -319,7 +319,8 @@ def test_the_pages_say_whether_a_mailbox_is_on_push_and_why(
     assert "the subscription failed: HTTP 403 Forbidden" in page
     settings.GRAPH_PUSH_BASE_URL = None
     assert (
-        "Push is off: SYNCADMIN_SITE_URL is not set." in client.get(reverse("web-dashboard")).content.decode()
+        "Push for Exchange Online is off: SYNCADMIN_SITE_URL is not set."
+        in client.get(reverse("web-dashboard")).content.decode()
     )
 
 

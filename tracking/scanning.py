@@ -192,6 +192,25 @@ def scan_folder(
     return run
 
 
+def run_push_scan(mailbox_id: int, folder: str, *, clock: Clock = timezone.now, job_id: str = "") -> str:
+    """Scan one folder because the server said it changed (push): from its saved state, like a poll.
+
+    The mailbox's schedule is left alone, so the safety-net poll still comes; a failure is recorded on the
+    run and the mailbox as any scan's, and the next poll cycle retries or disables as its rules say.
+    """
+    mailbox = mailbox_for_scan(mailbox_id)
+    rules = load_rules()
+    if not mailbox.enabled or mailbox.incoming_method != IncomingMethod.SERVER_SIDE_SYNC:
+        return "skipped: the mailbox is not enabled for server-side synchronization"
+    if mailbox.needs_approval(rules):
+        return "skipped: the mailbox's email address is not approved"
+    try:
+        run = scan_folder(mailbox_id, folder, clock=clock, job_id=job_id)
+    except SourceError as exc:
+        return f"failed: {exc}"
+    return f"scanned {folder}: {run.tracked} tracked, {run.not_tracked} not tracked"
+
+
 def reconnect_if_lost() -> None:
     """Drop a connection the database has closed, so that the next query opens a new one.
 

@@ -17,6 +17,7 @@ from tracking.models.mailboxes import Alert, EmailServerProfile, FolderSyncState
 from tracking.models.operations import BulkOperation
 from tracking.models.options import OrgSettings, PersonalOptions
 from tracking.models.push import GraphSubscription
+from tracking.models.push_ews import EwsStreamState
 
 __all__ = [
     "Alert",
@@ -27,6 +28,7 @@ __all__ = [
     "EmailHash",
     "EmailParty",
     "EmailServerProfile",
+    "EwsStreamState",
     "ExclusionEntry",
     "FolderSyncState",
     "FolderTrackingRule",

@@ -297,6 +297,10 @@ class FailFastKeepingRetryAfter(FailFast):
             )
         self._renewed.once = False
         status = response.status_code
+        if status == 200 and response._content is False:
+            # GetStreamingEvents: a chunked answer that stays open for minutes, read envelope by envelope as
+            # it comes (exchangelib's DocumentYielder); reading it whole here would wait for its end.
+            return
         content = response.content or b""
         exchangelib_knows = (
             status in (200, 401)

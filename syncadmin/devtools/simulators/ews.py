@@ -1,6 +1,7 @@
 """EWS SOAP for the simulator: GetFolder, FindFolder, SyncFolderItems, GetItem, FindItem, GetAttachment and
 ConvertId. GetItem lists a message's attachments (`item:Attachments`, without content) and GetAttachment
-answers their content (attachments.py reads them from the message's MIME).
+answers their content (attachments.py reads them from the message's MIME). Subscribe (streaming),
+GetStreamingEvents and Unsubscribe are in ews_streaming.py.
 
 The XML follows Microsoft's published samples for these operations (the s/m/t namespaces, ResponseClass,
 ResponseCode, MessageText, DescriptiveLinkKey, element order of ItemType then MessageType), so
@@ -383,6 +384,15 @@ def handle(sim: Simulator, request: SimRequest, described: Described) -> SimResp
 
     if operation == "ConvertId":
         return _xml_response(_convert_id(parsed))
+    # streaming notifications name their subscription, which knows its mailbox (ews_streaming.py)
+    if operation == "Unsubscribe":
+        return _xml_response(sim.ews_streaming.unsubscribe(parsed))
+    if operation == "GetStreamingEvents":
+        return SimResponse(
+            status=200,
+            content_type="text/xml; charset=utf-8",
+            stream=sim.ews_streaming.get_streaming_events(sim, parsed),
+        )
     operations = {
         "GetFolder": _get_folder,
         "FindFolder": _find_folder,
@@ -390,6 +400,7 @@ def handle(sim: Simulator, request: SimRequest, described: Described) -> SimResp
         "GetItem": _get_item,
         "FindItem": _find_item,
         "GetAttachment": get_attachment,
+        "Subscribe": _subscribe,
     }
     handler = operations.get(operation)
     if not parsed.mailbox:
@@ -907,6 +918,10 @@ def _find_item(sim: Simulator, parsed: Parsed, fault: Fault | None) -> bytes:
             )
         )
     return operation_response(op, messages)
+
+
+def _subscribe(sim: Simulator, parsed: Parsed, fault: Fault | None) -> bytes:
+    return sim.ews_streaming.subscribe(sim, parsed)
 
 
 def _convert_id(parsed: Parsed) -> bytes:

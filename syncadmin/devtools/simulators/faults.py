@@ -36,11 +36,13 @@ class Fault:
     revoked from then on and the request refused as an expired token is: EWS 401 with
     `WWW-Authenticate: Bearer …, error="invalid_token"`, Graph 401 InvalidAuthenticationToken; a fresh
     token works) · item_not_found (EWS GetItem ErrorItemNotFound;
-    Graph 404) · notification_dropped (Graph change notifications, operation "notification": that
-    notification is never sent) · subscription_expired (operation "notification": the subscription expires
-    instead, is deleted, and sends nothing more) · raw_body (answer `status` with `body` repeated `repeat`
-    times, streamed so that a huge answer is never held in memory, as `content_type`; without a
-    Content-Length when `content_length` is false, the end of the body being the end of the connection).
+    Graph 404) · raw_body (answer `status` with `body` repeated `repeat` times, streamed so that a huge
+    answer is never held in memory, as `content_type`; without a Content-Length when `content_length`
+    is false, the end of the body being the end of the connection) · notification_dropped (Graph change
+    notifications, operation "notification": that notification is never sent; EWS streaming: the events of
+    one change in the mailbox's subscribed folders are lost) · subscription_expired (Graph, operation
+    "notification": the subscription expires instead, is deleted, and sends nothing more; EWS
+    GetStreamingEvents: the mailbox's subscriptions have expired; answered ErrorSubscriptionNotFound).
     """
 
     kind: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -33,6 +34,8 @@ class SimResponse:
     headers: dict[str, str] = field(default_factory=dict)
     repeat: int = 1  # the body is sent this many times over (the raw_body fault's huge answers)
     content_length: bool = True  # False: no Content-Length; the body ends when the connection closes
+    # a long-lived answer sent chunk by chunk as it is produced (chunked transfer encoding), instead of body
+    stream: Iterator[bytes] | None = None
 
 
 @dataclass(frozen=True)

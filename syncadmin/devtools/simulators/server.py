@@ -28,10 +28,11 @@ from types import TracebackType
 
 import trustme
 
+from syncadmin.devtools.simulators.ews_streaming import StreamingHub
 from syncadmin.devtools.simulators.faults import GENERIC_KINDS, Fault, FaultPlan
 from syncadmin.devtools.simulators.graph_push import PushService, lifecycle_control
 from syncadmin.devtools.simulators.http import Described, SimRequest, SimResponse
-from syncadmin.devtools.simulators.store import MailStore
+from syncadmin.devtools.simulators.store import MailStore, StoreEvent
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class Simulator:
         credentials: dict[str, str] | None = None,
     ) -> None:
         """`credentials` maps user names and OAuth client ids to passwords or secrets; None accepts any."""
+        # EWS streaming subscriptions (connection_timeout, heartbeat, expire(): see ews_streaming.py)
+        self.ews_streaming = StreamingHub()
         self.store = store
         self.host = host
         self.faults = FaultPlan()
@@ -83,6 +86,22 @@ class Simulator:
         self._thread: threading.Thread | None = None
         self.push = PushService(self)
         store.created_listeners.append(self.push.message_created)
+
+    @property
+    def store(self) -> MailStore:
+        return self._store
+
+    @store.setter
+    def store(self, store: MailStore) -> None:
+        """Tests swap in fresh mail; the new store's changes feed the subscriptions from then on."""
+        self._store = store
+        store.listeners.append(self._on_store_event)
+        push = getattr(self, "push", None)  # None while __init__ runs: it adds the listener itself
+        if push is not None:
+            store.created_listeners.append(push.message_created)
+
+    def _on_store_event(self, event: StoreEvent) -> None:
+        self.ews_streaming.on_store_event(self, event)
 
     @classmethod
     def from_directory(cls, data_dir: Path, **kwargs: object) -> Simulator:
@@ -113,6 +132,7 @@ class Simulator:
 
     def stop(self) -> None:
         self.push.stop()
+        self.ews_streaming.close()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
@@ -229,7 +249,8 @@ def _control(sim: Simulator, request: SimRequest, described: Described) -> SimRe
     """POST /_simulator/faults {fault}; DELETE /_simulator/faults; GET|DELETE /_simulator/requests;
     POST /_simulator/messages?mailbox=A&folder=F with the raw message as body; POST|DELETE
     /_simulator/folders (rename or move, delete a folder); POST /_simulator/move (move a message); POST
-    /_simulator/lifecycle?subscription=ID&event=E (a Graph lifecycle event, or event=expire)."""
+    /_simulator/lifecycle?subscription=ID&event=E (a Graph lifecycle event, or event=expire); DELETE
+    /_simulator/subscriptions[?mailbox=A] (EWS streaming subscriptions expire)."""
     what = described.operation
     if what == "lifecycle" and request.method == "POST":
         return lifecycle_control(sim, request)
@@ -248,6 +269,10 @@ def _control(sim: Simulator, request: SimRequest, described: Described) -> SimRe
             return SimResponse(status=204)
         return SimResponse(body=json.dumps([asdict(r) for r in sim.requests]).encode())
     mailbox = request.query.get("mailbox", [""])[0]
+    if what == "subscriptions" and request.method == "DELETE":
+        # EWS streaming subscriptions expire (of one mailbox, or all), as after a server restart
+        ended = sim.ews_streaming.expire(mailbox or None)
+        return SimResponse(body=json.dumps({"expired": ended}).encode())
     if what in ("messages", "folders", "move") and not mailbox:
         return SimResponse(status=400, body=b'{"error": "mailbox is required"}')
     if what == "messages" and request.method == "POST":
@@ -353,6 +378,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
+        if response.stream is not None:
+            self._send_stream(response)
+            return
         if response.content_length:
             self.send_header("Content-Length", str(len(response.body) * response.repeat))
         else:
@@ -367,5 +395,28 @@ class _RequestHandler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 for _ in range(response.repeat):
                     self.wfile.write(response.body)
+
+    def _send_stream(self, response: SimResponse) -> None:
+        """Chunked transfer encoding, each chunk flushed as produced; a client that hangs up ends it."""
+        assert response.stream is not None
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
+        self.close_connection = True
+        for key, value in response.headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        stream = response.stream
+        try:
+            for chunk in stream:
+                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:
+            pass
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
 
     do_GET = do_POST = do_DELETE = do_PATCH = do_HEAD = _handle

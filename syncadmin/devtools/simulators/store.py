@@ -58,6 +58,22 @@ class Change:
     item_id: str
 
 
+@dataclass(frozen=True)
+class StoreEvent:
+    """What happened to a message, for whoever listens (the EWS streaming notifications): a create, a
+    delete, or a move (`old_folder` and `old_item_id` say where it was)."""
+
+    kind: Literal["create", "delete", "move"]
+    address: str
+    folder: str
+    item_id: str
+    old_folder: str = ""
+    old_item_id: str = ""
+
+
+Listener = Callable[[StoreEvent], None]
+
+
 @dataclass
 class SimFolder:
     name: str  # the stable key: ids derive from it, so a rename or a move keeps them
@@ -105,6 +121,9 @@ class MailStore:
         # Called with (mailbox, folder key, message) for every message created or moved into a folder, under
         # the store's lock: a listener only queues work (the Graph change notifications do).
         self.created_listeners: list[Callable[[str, str, SimMessage], None]] = []
+        # called with the lock held, right after the change; a listener must not block
+        self.listeners: list[Listener] = []
+        self._quiet = 0  # >0 while a move is made of a delete and a create, which it reports as one event
 
     @classmethod
     def from_directory(cls, data_dir: Path) -> MailStore:
@@ -216,14 +235,20 @@ class MailStore:
             found = self.find(address, item_id)
             if found is None:
                 raise KeyError(item_id)
-            self.delete_message(address, found.folder, item_id)
-            return self.add_message(
-                address,
-                to_folder,
-                found.raw,
-                received_at=found.received_at,
-                last_modified=now or datetime.now(UTC),
-            )
+            self._quiet += 1
+            try:
+                self.delete_message(address, found.folder, item_id)
+                moved = self.add_message(
+                    address,
+                    to_folder,
+                    found.raw,
+                    received_at=found.received_at,
+                    last_modified=now or datetime.now(UTC),
+                )
+            finally:
+                self._quiet -= 1
+            self._notify(StoreEvent("move", address.lower(), to_folder, moved.item_id, found.folder, item_id))
+            return moved
 
     def has_mailbox(self, address: str) -> bool:
         return address.lower() in self.mailboxes
@@ -257,6 +282,7 @@ class MailStore:
             self._log(target, "create", msg.item_id)
             for listener in self.created_listeners:
                 listener(address.lower(), folder, msg)
+            self._notify(StoreEvent("create", address.lower(), folder, msg.item_id))
             return msg
 
     def delete_message(self, address: str, folder: str, item_id: str) -> None:
@@ -264,6 +290,7 @@ class MailStore:
             target = self.folder(address, folder)
             if target.messages.pop(item_id, None) is not None:
                 self._log(target, "delete", item_id)
+                self._notify(StoreEvent("delete", address.lower(), folder, item_id))
 
     def invalidate_sync_states(self, address: str, folder: str) -> None:
         with self.lock:
@@ -279,6 +306,12 @@ class MailStore:
     def all_messages(self, address: str, folder: str) -> Iterable[SimMessage]:
         with self.lock:
             return list(self.folder(address, folder).messages.values())
+
+    def _notify(self, event: StoreEvent) -> None:
+        if self._quiet:
+            return
+        for listener in list(self.listeners):
+            listener(event)
 
     def _log(self, target: SimFolder, kind: ChangeKind, item_id: str) -> None:
         self._seq += 1

@@ -27,7 +27,7 @@ from tracking.choices import (
 )
 from tracking.health import check_health
 from tracking.models import Alert, Decision, GraphSubscription, Mailbox, ScanRun
-from tracking.pushstate import push_base_url
+from tracking.pushstate import healthy_mailbox_ids, push_base_url
 from tracking.runs import do_close_interrupted_runs
 
 CHART_DAYS = 30
@@ -237,7 +237,7 @@ def push_summary(now: datetime) -> dict[str, object]:
         )
         .exclude(subscription_id="")
         .count()
-    )
+    ) + Mailbox.objects.filter(pk__in=healthy_mailbox_ids(now), enabled=True).count()
     problems = (
         GraphSubscription.objects.exclude(status=SubscriptionStatus.ACTIVE)
         .select_related("mailbox")

@@ -35,6 +35,20 @@ class Command(BaseCommand):
             help="accept only these user names / client ids (repeatable); default: accept any",
         )
         parser.add_argument(
+            "--streaming-timeout",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="close EWS GetStreamingEvents connections after this long, whatever ConnectionTimeout asks",
+        )
+        parser.add_argument(
+            "--streaming-heartbeat",
+            type=float,
+            default=30.0,
+            metavar="SECONDS",
+            help="seconds between the StatusEvent heartbeats of a quiet streaming connection (default 30)",
+        )
+        parser.add_argument(
             "--fault",
             action="append",
             default=[],
@@ -55,6 +69,9 @@ class Command(BaseCommand):
                 if not sep or not name:
                     raise CommandError(f"--credential {pair!r}: use NAME:SECRET")
                 credentials[name] = secret
+        for name in ("streaming_timeout", "streaming_heartbeat"):
+            if options[name] is not None and options[name] <= 0:
+                raise CommandError(f"--{name.replace('_', '-')} must be more than 0 seconds")
         try:
             faults = [Fault.parse(text) for text in options["fault"]]
         except (TypeError, ValueError) as exc:
@@ -68,6 +85,8 @@ class Command(BaseCommand):
         )
         for fault in faults:
             sim.faults.add(fault)
+        sim.ews_streaming.connection_timeout = options["streaming_timeout"]
+        sim.ews_streaming.heartbeat = options["streaming_heartbeat"]
         mailboxes = ", ".join(sorted(sim.store.mailboxes)) or "none"
         self.stdout.write(f"Exchange simulator on {sim.url} (CA: {sim.ca_file}); mailboxes: {mailboxes}")
 

@@ -25,8 +25,8 @@ Child = subprocess.Popen[bytes]
 class Command(BaseCommand):
     help = (
         "Run the whole product on this machine: Redis (embedded, unless REDIS_URL is set), the Exchange "
-        "simulator with the demo mailboxes, the demo organisation, RQ workers, the rqcron scheduler and the "
-        "web server. Ctrl-C stops everything."
+        "simulator with the demo mailboxes, the demo organisation, RQ workers, the rqcron scheduler, the EWS "
+        "streaming process (ews_stream) and the web server. Ctrl-C stops everything."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -89,6 +89,8 @@ class Command(BaseCommand):
             for _ in range(options["workers"]):
                 start([*manage, "rqworker", *WORKER_QUEUES])
             start([*manage, "rqcron", str(base / "tracking" / "cron.py")])
+            # push for the Exchange Server (EWS) mailboxes: a change is scanned seconds after it happens
+            start([*manage, "ews_stream"])
             start([*manage, "runserver", f"{options['host']}:{options['port']}", "--noreload"])
             self.stdout.write(
                 f"SyncAdmin is up on http://{options['host']}:{options['port']}/ — Ctrl-C stops it"
