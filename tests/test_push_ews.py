@@ -23,6 +23,7 @@ from tests import rq_helpers as h
 from tracking.actions import check_set_org_setting, do_disable_mailbox
 from tracking.ews_stream import EwsStreamRunner, StreamOptions
 from tracking.folders import add_folder_rule
+from tracking.jobqueues import NOTIFICATIONS
 from tracking.jobs import dispatch_due_mailboxes
 from tracking.models import Decision, EmailServerProfile, EwsStreamState, Mailbox
 from tracking.push_ews import enqueue_folder_sync
@@ -66,7 +67,7 @@ def connected(mailbox: Mailbox) -> Callable[[], bool]:
 
 def push_jobs() -> list[tuple[int, str]]:
     """The push jobs waiting (queued, or held back by the mailbox's rate limit), as (mailbox id, folder)."""
-    jobs = h.queue().get_jobs() + h.rate_limited_jobs()
+    jobs = h.queue(NOTIFICATIONS).get_jobs() + h.rate_limited_jobs()
     return sorted(tuple(job.args) for job in jobs if job.func_name == "tracking.push_ews.push_sync_folder")
 
 
@@ -292,7 +293,7 @@ def test_the_process_stops_cleanly_on_sigterm(sim, ews, tmp_path: Path):
     assert "ews_stream: stopped" in process.output
     assert sim.ews_streaming.subscriptions() == []
     assert not is_push_healthy(mailbox)
-    assert h.queue().count == 1  # the catch-up sync it queued on subscribing
+    assert h.queue(NOTIFICATIONS).count == 1  # the catch-up sync it queued on subscribing
 
 
 def test_a_folder_rule_added_while_it_runs_is_streamed_too(sim, ews, runner):

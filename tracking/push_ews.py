@@ -53,14 +53,15 @@ def pending_key(mailbox_id: int, folder: str) -> str:
 
 def enqueue_folder_sync(mailbox_id: int, folder: str) -> bool:
     """Queue a sync of the folder unless one is already queued and not started; True when queued."""
-    from tracking.jobs import QUEUE, SCAN_TIMEOUT, mailbox_rate_limit
+    from tracking.jobs import QUEUE, SCAN_TIMEOUT, enqueue_notification, mailbox_rate_limit
 
     connection = django_rq.get_connection(QUEUE)
     if not connection.set(pending_key(mailbox_id, folder), "1", nx=True, ex=PENDING_TTL):
         return False
-    django_rq.get_queue(QUEUE).enqueue_call(
+    enqueue_notification(
         push_sync_folder,
-        args=(mailbox_id, folder),
+        mailbox_id,
+        folder,
         timeout=SCAN_TIMEOUT,
         # one job at a time per mailbox, scans and reprocessing included
         rate_limit=mailbox_rate_limit(mailbox_id),
