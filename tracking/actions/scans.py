@@ -19,6 +19,7 @@ from tracking.choices import (
     ErrorKind,
     MailboxStatus,
     Outcome,
+    PartyRole,
     ScanSource,
     ScanStatus,
 )
@@ -29,6 +30,7 @@ from tracking.models import (
     CrmRecord,
     Decision,
     EmailHash,
+    EmailParty,
     FolderSyncState,
     Mailbox,
     QueueItem,
@@ -148,13 +150,12 @@ def do_commit_page(
     """
     # Auto-created senders, one per address even if several messages asked.
     wanted = {r.auto_create.address: r.auto_create for r in results if r.auto_create is not None}
-    if wanted:
-        CrmRecord.objects.bulk_create(
-            [
-                CrmRecord(kind=a.kind, name=a.name[:300], email1=a.address, owner_id=a.owner_user_id)
-                for a in wanted.values()
-            ]
-        )
+    created = [
+        CrmRecord(kind=a.kind, name=a.name[:300], email1=a.address, owner_id=a.owner_user_id)
+        for a in wanted.values()
+    ]
+    if created:
+        CrmRecord.objects.bulk_create(created)
 
     # TrackedEmails; provisional keys (negative, in-batch) map to the ids just created.
     # A tracked result naming an existing email (a folder rule on a message tracked before) adds none.
@@ -203,7 +204,12 @@ def do_commit_page(
     bulk_insert(emails)
     attachments = [
         TrackedAttachment(
-            tracked_email=email, name=a.name, content_type=a.content_type, size=a.size, content=a.content
+            tracked_email=email,
+            name=a.name,
+            content_type=a.content_type,
+            size=a.size,
+            content=a.content,
+            content_id=a.content_id,
         )
         for email in emails
         for a in contents.get(email.message_id, MessageContent()).attachments
@@ -232,6 +238,7 @@ def do_commit_page(
     )
 
     bulk_insert(_queue_items(mailbox, tracked_results, emails, now=now, for_mailbox=queue_items_for_mailbox))
+    bulk_insert(_parties(tracked_results, emails, {r.email1: r.pk for r in created}))
 
     decisions = []
     for pos, res in enumerate(results):
@@ -321,6 +328,40 @@ def _queue_items(
             queues[mailbox.queue_id] = None
         items.extend(QueueItem(queue_id=q, tracked_email=email, created_at=now) for q in queues)
     return items
+
+
+_PARTY_FIELD = {EntityKind.USER: "user_id", EntityKind.QUEUE: "queue_id"}  # any other kind: a CRM record
+
+
+def _parties(
+    results: Sequence[DecisionResult], emails: Sequence[TrackedEmail], created: Mapping[str, int]
+) -> list[EmailParty]:
+    """The EmailParty rows of the emails just tracked, as the engine resolved them (tracking-rules §6).
+
+    A sender created on this page (`created`: record id by address) is the From party's record: the
+    message that asked for it resolved to nothing, a later one of the page to a provisional entity.
+    """
+    rows: list[EmailParty] = []
+    for res, email in zip(results, emails, strict=True):
+        for party in res.parties:
+            entity = party.entity
+            fields: dict[str, int | None] = {}
+            if entity is not None and entity.id > 0:
+                fields[_PARTY_FIELD.get(entity.kind, "record_id")] = entity.id
+            elif party.address in created and (
+                entity is not None or (party.role == PartyRole.FROM and res.auto_create is not None)
+            ):
+                fields["record_id"] = created[party.address]
+            rows.append(
+                EmailParty(
+                    tracked_email=email,
+                    role=party.role,
+                    address=party.address[:320],
+                    timeline_at=email.timeline_at,
+                    **fields,
+                )
+            )
+    return rows
 
 
 def _save_sync_state(mailbox: Mailbox, folder: str, sync_state: str) -> None:
