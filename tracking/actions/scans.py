@@ -330,7 +330,7 @@ def _queue_items(
     return items
 
 
-_PARTY_FIELD = {EntityKind.USER: "user_id", EntityKind.QUEUE: "queue_id"}  # any other kind: a CRM record
+PARTY_FIELD = {EntityKind.USER: "user_id", EntityKind.QUEUE: "queue_id"}  # any other kind: a CRM record
 
 
 def _parties(
@@ -347,7 +347,7 @@ def _parties(
             entity = party.entity
             fields: dict[str, int | None] = {}
             if entity is not None and entity.id > 0:
-                fields[_PARTY_FIELD.get(entity.kind, "record_id")] = entity.id
+                fields[PARTY_FIELD.get(entity.kind, "record_id")] = entity.id
             elif party.address in created and (
                 entity is not None or (party.role == PartyRole.FROM and res.auto_create is not None)
             ):
