@@ -8,8 +8,11 @@ their own.
 
 from __future__ import annotations
 
+from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.auth.views import redirect_to_login
+from django.core import signing
 from django.db.models import BooleanField, ExpressionWrapper, Q
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import content_disposition_header
@@ -22,6 +25,8 @@ from tracking.content import frame_html, has_remote_images
 from tracking.models import Decision, EmailParty, TrackedAttachment, TrackedEmail
 
 DECISIONS_SHOWN = 50
+INLINE_SALT = "syncadmin.email-inline"
+INLINE_TOKEN_SECONDS = 3600  # a page left open an hour still shows its images on a reload of the frame
 # Raster types only: an SVG is a document that can carry script, so it is never shown inline.
 INLINE_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
 _FRAME_POLICY = (
@@ -106,6 +111,8 @@ def email_body(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     ).exclude(content_id="")
     cid_urls = {
         content_id.lower(): reverse("web-email-inline", args=[attachment_pk])
+        + "?t="
+        + inline_token(request.user, attachment_pk)
         for attachment_pk, content_id in images.values_list("pk", "content_id")
     }
     body = frame_html(email.body_html, cid_urls, remote_images=remote)
@@ -116,21 +123,47 @@ def email_body(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return response
 
 
-@user_required
+def inline_token(user: User | AnonymousUser, attachment_pk: int) -> str:
+    """What lets the body's frame load one of its images: the frame is sandboxed (an opaque origin), so the
+    browser sends it no session cookie; the token names the attachment and the reader, signed and short-lived,
+    and the image is still only sent if that reader may see the email."""
+    return signing.dumps([attachment_pk, user.pk], salt=INLINE_SALT, compress=False)
+
+
+def _token_reader(token: str, attachment_pk: int) -> User | None:
+    try:
+        pk, user_pk = signing.loads(token, salt=INLINE_SALT, max_age=INLINE_TOKEN_SECONDS)
+    except (signing.BadSignature, ValueError, TypeError):
+        return None
+    if pk != attachment_pk:
+        return None
+    return User.objects.filter(pk=user_pk, is_active=True).first()
+
+
 @require_safe
-def email_inline(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+def email_inline(request: HttpRequest, pk: int) -> HttpResponse:
     """A `cid:` image of a body, from its stored attachment: raster images only, for whoever may see the
-    email (the download's rule); 404 for anything else."""
+    email (the download's rule), signed in or named by the frame's token (`inline_token`); 404 otherwise."""
+    token = request.GET.get("t", "")
+    reader: User | AnonymousUser | None
+    if token:
+        reader = _token_reader(token, pk)
+    elif request.user.is_authenticated:
+        reader = request.user
+    else:
+        return redirect_to_login(request.get_full_path())
     found = TrackedAttachment.objects.filter(
         pk=pk, content__isnull=False, content_type__in=INLINE_IMAGE_TYPES
     ).first()
     if (
-        found is None
-        or not TrackedEmail.objects.visible_to(request.user).filter(pk=found.tracked_email_id).exists()
+        reader is None
+        or found is None
+        or not TrackedEmail.objects.visible_to(reader).filter(pk=found.tracked_email_id).exists()
     ):
         raise Http404
     response = HttpResponse(bytes(found.content or b""), content_type=found.content_type)
     response["Content-Disposition"] = content_disposition_header(False, found.name or "image") or "inline"
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "no-store, private"
     return response
