@@ -153,3 +153,11 @@ def test_an_email_whose_content_was_purged_says_so(client, tracked, alice):
     body = page(login(client, alice.user), tracked)
     assert "removed by the retention policy" in body and "<iframe" not in body
     assert "content removed by the retention policy" in body
+
+
+def test_in_german(client, tracked, alice):
+    do_set_personal_options(alice.user, language="de")
+    body = page(login(client, alice.user), tracked)
+    for words in ("Beteiligte", "Aufgelöst zu", "Externe Bilder sind blockiert.", "Externe Bilder anzeigen"):
+        assert words in body
+    assert "Entscheidungen, die dazu führten" in body and "Im CRM" in body
