@@ -50,7 +50,7 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
-def open_tab(browser, live_server, viewport: dict[str, int]):  # type: ignore[no-untyped-def]
+def open_tab(browser, live_server, viewport: dict[str, int]):
     context = browser.new_context(viewport=viewport, base_url=live_server.url, accept_downloads=True)
     context.set_default_timeout(TIMEOUT_MS)
     remote: list[str] = []
@@ -70,7 +70,7 @@ def open_tab(browser, live_server, viewport: dict[str, int]):  # type: ignore[no
     return tab, remote, errors
 
 
-def sign_in(page, username: str) -> None:  # type: ignore[no-untyped-def]
+def sign_in(page, username: str) -> None:
     page.goto("/login/")
     page.locator("#id_username").fill(username)
     page.locator("#id_password").fill(PASSWORDS[username])
@@ -79,7 +79,7 @@ def sign_in(page, username: str) -> None:  # type: ignore[no-untyped-def]
     assert "/login/" not in page.url, f"{username} could not sign in"
 
 
-def screenshot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+def screenshot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
 

@@ -164,7 +164,12 @@ def watched(browser, live_server, reader) -> Iterator[tuple[object, Watch]]:
 
     context.route("**/*", route)
     page = context.new_page()
-    page.on("dialog", lambda d: (watch.dialogs.append(d.message), d.dismiss()))
+
+    def dialog(d: object) -> None:
+        watch.dialogs.append(d.message)  # type: ignore[attr-defined]
+        d.dismiss()  # type: ignore[attr-defined]
+
+    page.on("dialog", dialog)
     page.on("console", lambda m: watch.console.append(m.text) if "pwned" in m.text else None)
     page.on("pageerror", lambda exc: watch.errors.append(str(exc)))
     page.goto("/login/")
@@ -176,7 +181,7 @@ def watched(browser, live_server, reader) -> Iterator[tuple[object, Watch]]:
     context.close()
 
 
-def poke(page) -> None:  # type: ignore[no-untyped-def]
+def poke(page) -> None:
     """Everything a reader might do in the frame: hover, click each link and button."""
     frame = page.frame_locator("iframe.email-body")
     for selector in ("#hover", "#js", "#js2", "#relative", "#send", "svg a"):
@@ -186,7 +191,7 @@ def poke(page) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_timeout(300)
 
 
-def image_loaded(page, selector: str) -> bool:  # type: ignore[no-untyped-def]
+def image_loaded(page, selector: str) -> bool:
     frame = page.frame_locator("iframe.email-body").locator(selector)
     return bool(frame.evaluate("img => img.complete && img.naturalWidth > 0"))
 

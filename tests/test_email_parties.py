@@ -66,6 +66,7 @@ def test_a_tracked_email_has_one_party_per_entity_and_one_for_an_unresolved_addr
         ("bcc", "sales@northwind.example", "account:Northwind"),
         ("bcc", "sales@northwind.example", "lead:Northwind lead"),
     ]
+    assert decision.tracked_email_id is not None
     email = TrackedEmail.objects.get(pk=decision.tracked_email_id)
     assert set(EmailParty.objects.filter(tracked_email=email).values_list("timeline_at", flat=True)) == {
         email.timeline_at
@@ -127,6 +128,7 @@ def test_a_page_writes_its_parties_in_one_statement(alice, directory):
 def test_backfill_gives_old_emails_every_matching_party_and_leaves_others_alone(
     alice: Mailbox, directory: None, cmd
 ):
+    assert alice.user is not None
     do_set_personal_options(alice.user, track=0)
     (scanned,) = scan(alice, raw("<new@example.net>"))
     before = parties(scanned.tracked_email_id)

@@ -35,6 +35,7 @@ def tracked(alice) -> TrackedEmail:
     do_set_personal_options(alice.user, track=0)
     check_set_org_setting("MaxTrackedAttachmentMB", "1")
     (decision,) = scan(alice, full_message("<show@example.net>", pdf=b"\x01" * (1024 * 1024 + 1)))
+    assert decision.tracked_email_id is not None
     email = TrackedEmail.objects.get(pk=decision.tracked_email_id)
     record = CrmRecord.objects.create(kind="account", name="Northwind", email1="x@northwind.example")
     TrackedEmail.objects.filter(pk=email.pk).update(regarding=record)

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.conftest import login, raw, scan
+from tests.conftest import login, scan
 from tracking.actions import do_purge_content, do_set_personal_options
 from tracking.models import CrmRecord, Decision, Mailbox, Queue, QueueItem, TrackedAttachment, TrackedEmail
 
@@ -26,7 +26,8 @@ def related(mid: str, html: str) -> bytes:
         f"--R\r\nContent-Type: text/html\r\n\r\n{html}\r\n"
         "--R\r\nContent-Type: image/png\r\nContent-ID: <logo@x>\r\nContent-Transfer-Encoding: base64\r\n\r\n"
         "iVBORw0KGgoAAAAAAAAAAAAAAAAAAAAAAAA=\r\n"
-        "--R\r\nContent-Type: image/svg+xml\r\nContent-ID: <vector@x>\r\n\r\n<svg><script>1</script></svg>\r\n"
+        "--R\r\nContent-Type: image/svg+xml\r\nContent-ID: <vector@x>\r\n\r\n"
+        "<svg><script>1</script></svg>\r\n"
         "--R--\r\n"
     ).encode()
 

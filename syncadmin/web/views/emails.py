@@ -73,8 +73,15 @@ def email_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     ]
     remote = _remote_asked(request)
     frame_url = reverse("web-email-body", args=[email.pk]) + ("?remote_images=1" if remote else "")
+    by_field: dict[str, list[str]] = {"to": [], "cc": [], "bcc": []}
+    for pair in email.recipients or []:
+        if isinstance(pair, list) and len(pair) == 2 and pair[0] in by_field:
+            by_field[pair[0]].append(str(pair[1]))
     context = {
         "email": email,
+        "to": by_field["to"],
+        "cc": by_field["cc"],
+        "bcc": by_field["bcc"],
         "parties": parties,
         # Name, type and size only: the content is sent by tracked_attachment, one at a time.
         "attachments": list(
