@@ -444,23 +444,27 @@ def resolve_sender(address: str, ctx: DecisionContext) -> tuple[Entity | None, s
     return best, f"{address} → {best.label()} ({why})"
 
 
+_ROLES: Mapping[str, PartyRole] = {role.value: role for role in PartyRole}
+
+
 def party_list(
     msg: ParsedMessage, sender: Entity | None, recipients: Sequence[tuple[str, Address, list[Entity]]]
-) -> list[Party]:
+) -> tuple[Party, ...]:
     """The parties of a message: From with the resolved sender; each To, Cc and Bcc address once per role,
     one party per entity it resolved to, or one with none."""
     out = [Party(PartyRole.FROM, msg.sender.address, sender)] if msg.sender is not None else []
     seen: set[tuple[str, str]] = set()
     for header, address, matches in recipients:
-        if (header, address.address) in seen:
+        key = (header, address.address)
+        if key in seen:
             continue
-        seen.add((header, address.address))
-        role = PartyRole(header)
+        seen.add(key)
+        role = _ROLES[header]
         if matches:
             out.extend(Party(role, address.address, e) for e in matches)
         else:
             out.append(Party(role, address.address, None))
-    return out
+    return tuple(out)
 
 
 def resolve_recipients(msg: ParsedMessage, ctx: DecisionContext) -> list[tuple[str, Address, list[Entity]]]:
@@ -740,7 +744,9 @@ def decide(
     trace = _Trace()
     direction = direction_for(ctx.folder)
     rules = ctx.rules
-    parties: list[Party] = []  # filled once §6 has resolved them; every later result carries them
+    # What §6 resolved, once it has; a tracked result carries it as its parties (only a tracked one: most
+    # messages are not, and a message to hundreds would make hundreds of parties for nothing).
+    resolution: list[tuple[ParsedMessage, Entity | None, list[tuple[str, Address, list[Entity]]]]] = []
 
     def result(
         outcome: Outcome,
@@ -773,7 +779,7 @@ def decide(
             tracking_token=c.new_token,
             subject_hashes=c.subject_hashes,
             address_hashes=c.address_hashes,
-            parties=tuple(parties),
+            parties=party_list(*resolution[0]) if resolution and outcome == Outcome.TRACKED else (),
         )
 
     if isinstance(msg, ParseFailure):
@@ -867,7 +873,7 @@ def decide(
         "; ".join(shown) + (f"; … {len(resolved) - 10} more" if len(resolved) > 10 else "")
         or "none resolved",
     )
-    parties.extend(party_list(msg, sender, recipients))
+    resolution.append((msg, sender, recipients))
     internal = sender is not None and sender.kind == EntityKind.USER
 
     # §7a: an email a person untracked is never tracked again by a scan or a round (by hand it may be)

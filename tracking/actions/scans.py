@@ -6,13 +6,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from tracking.actions.audit import audit
 from tracking.actions.folders import do_set_regarding_by_folder_rule
-from tracking.bulk import bulk_insert
+from tracking.bulk import bulk_insert, insert_rows
 from tracking.choices import (
     AuditAction,
     EntityKind,
@@ -238,7 +238,9 @@ def do_commit_page(
     )
 
     bulk_insert(_queue_items(mailbox, tracked_results, emails, now=now, for_mailbox=queue_items_for_mailbox))
-    bulk_insert(_parties(tracked_results, emails, {r.email1: r.pk for r in created}))
+    insert_rows(
+        EmailParty, PARTY_COLUMNS, _party_rows(tracked_results, emails, {r.email1: r.pk for r in created})
+    )
 
     decisions = []
     for pos, res in enumerate(results):
@@ -333,32 +335,41 @@ def _queue_items(
 PARTY_FIELD = {EntityKind.USER: "user_id", EntityKind.QUEUE: "queue_id"}  # any other kind: a CRM record
 
 
-def _parties(
+PARTY_COLUMNS = ("tracked_email_id", "role", "address", "record_id", "user_id", "queue_id", "timeline_at")
+
+
+def _party_rows(
     results: Sequence[DecisionResult], emails: Sequence[TrackedEmail], created: Mapping[str, int]
-) -> list[EmailParty]:
-    """The EmailParty rows of the emails just tracked, as the engine resolved them (tracking-rules §6).
+) -> list[tuple[object, ...]]:
+    """The EmailParty rows (PARTY_COLUMNS) of the emails just tracked, as the engine resolved them
+    (tracking-rules §6); plain rows, not model instances: a message to hundreds has hundreds of parties.
 
     A sender created on this page (`created`: record id by address) is the From party's record: the
     message that asked for it resolved to nothing, a later one of the page to a provisional entity.
     """
-    rows: list[EmailParty] = []
+    connection = connections[router.db_for_write(EmailParty)]
+    timeline_at = EmailParty._meta.get_field("timeline_at")
+    rows: list[tuple[object, ...]] = []
     for res, email in zip(results, emails, strict=True):
+        when = timeline_at.get_db_prep_value(email.timeline_at, connection)
         for party in res.parties:
             entity = party.entity
-            fields: dict[str, int | None] = {}
+            ids: dict[str, int] = {}
             if entity is not None and entity.id > 0:
-                fields[PARTY_FIELD.get(entity.kind, "record_id")] = entity.id
+                ids[PARTY_FIELD.get(entity.kind, "record_id")] = entity.id
             elif party.address in created and (
                 entity is not None or (party.role == PartyRole.FROM and res.auto_create is not None)
             ):
-                fields["record_id"] = created[party.address]
+                ids["record_id"] = created[party.address]
             rows.append(
-                EmailParty(
-                    tracked_email=email,
-                    role=party.role,
-                    address=party.address[:320],
-                    timeline_at=email.timeline_at,
-                    **fields,
+                (
+                    email.pk,
+                    party.role.value,
+                    party.address[:320],
+                    ids.get("record_id"),
+                    ids.get("user_id"),
+                    ids.get("queue_id"),
+                    when,
                 )
             )
     return rows
