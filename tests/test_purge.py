@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from tests.conftest import make_decisions
 from tracking.actions import do_purge_decisions
-from tracking.models import AuditEvent, Decision, Mailbox, ScanRun, TrackedEmail
+from tracking.models import AuditEvent, Decision, Mailbox, ScanRun, TrackedAttachment, TrackedEmail
 
 
 def decide(mailbox: Mailbox, name: str, *, days_ago: float, tracked: bool = False) -> Decision:
@@ -164,3 +164,79 @@ def test_it_is_atomic_when_the_audit_event_cannot_be_written(history, alice):
     with pytest.raises(IntegrityError):
         do_purge_decisions(timezone.now(), actor_label=None)  # type: ignore[arg-type]
     assert left() == ALL
+
+
+# -- --content-older-than: stored bodies and attachment contents (tracking-rules §2) -----------------------
+
+
+def with_content(name: str, *, days_ago: float) -> TrackedEmail:
+    """A tracked email made days_ago days ago with both bodies and an attachment with its content."""
+    email = TrackedEmail.objects.create(
+        message_id=f"<{name}@example.net>",
+        direction="incoming",
+        subject=name,
+        body_text=f"{name} text",
+        body_html=f"<p>{name}</p>",
+    )
+    TrackedEmail.objects.filter(pk=email.pk).update(created_at=timezone.now() - timedelta(days=days_ago))
+    TrackedAttachment.objects.create(
+        tracked_email=email, name="a.pdf", content_type="application/pdf", size=3, content=b"pdf"
+    )
+    return email
+
+
+@pytest.fixture
+def contents(admin: User) -> dict[str, TrackedEmail]:
+    return {"old": with_content("old", days_ago=100), "new": with_content("new", days_ago=10)}
+
+
+def test_content_purge_clears_bodies_and_contents_and_keeps_the_metadata(contents, cmd):
+    out = cmd("purge_decisions", "--content-older-than", "90", "--actor", "ada").out
+    assert "cleared the content of 1 tracked email(s)" in out and "older than 90 days" in out
+    old = TrackedEmail.objects.get(pk=contents["old"].pk)
+    assert (old.body_text, old.body_html, old.subject) == ("", "", "old")
+    assert old.content_purged_at is not None
+    kept = TrackedAttachment.objects.get(tracked_email=old)
+    assert (kept.name, kept.content_type, kept.size, kept.content) == ("a.pdf", "application/pdf", 3, None)
+    new = TrackedEmail.objects.get(pk=contents["new"].pk)
+    assert (new.body_text, new.content_purged_at) == ("new text", None)
+    assert bytes(TrackedAttachment.objects.get(tracked_email=new).content or b"") == b"pdf"
+
+
+def test_content_purge_is_audited_and_leaves_decisions_alone(history, contents, cmd):
+    cmd("purge_decisions", "--content-older-than", "90", "--actor", "ada")
+    event = AuditEvent.objects.get(action="content_purged")
+    assert event.actor_label == "cli:ada" and event.new_value == "1 emails cleared"
+    assert event.old_value.startswith("tracked before ")
+    assert left() == ALL
+    assert not AuditEvent.objects.filter(action="decisions_purged").exists()
+
+
+def test_content_purge_dry_run_and_json_and_both_at_once(history, contents, cmd):
+    dry = json.loads(cmd("purge_decisions", "--content-older-than", "90", "--dry-run", "--json").out)
+    assert (dry["content_matched"], dry["content_cleared"], dry["dry_run"]) == (1, 0, True)
+    assert TrackedEmail.objects.get(pk=contents["old"].pk).body_text == "old text"
+    both = json.loads(cmd("purge_decisions", "--older-than", "30", "--content-older-than", "5", "--json").out)
+    assert both.keys() == {
+        "cutoff",
+        "mailbox",
+        "dry_run",
+        "matched",
+        "deleted",
+        "actor",
+        "content_cutoff",
+        "content_matched",
+        "content_cleared",
+    }
+    # by when the email was tracked: the history's email was tracked just now, whatever its decision's age
+    assert (both["deleted"], both["content_cleared"]) == (2, 2)
+    again = json.loads(cmd("purge_decisions", "--content-older-than", "5", "--json").out)
+    assert again["content_cleared"] == 0  # cleared once, never again
+
+
+def test_content_purge_needs_a_valid_number_and_something_to_purge(contents, cmd):
+    with pytest.raises(CommandError, match="--content-older-than 'x': give a whole number of days"):
+        cmd("purge_decisions", "--content-older-than", "x")
+    with pytest.raises(CommandError, match="say what to purge"):
+        cmd("purge_decisions")
+    assert TrackedEmail.objects.get(pk=contents["old"].pk).content_purged_at is None

@@ -35,7 +35,15 @@ from syncadmin.devtools.simulators.server import Simulator
 from syncadmin.devtools.simulators.store import MailStore
 from tests import rq_helpers as h
 from tests.conftest import CommandResult, run_command
-from tests.test_web_urlconf import KWARGS_OF, PK_OF, attachment_of, queue_item_of, round_of, routes
+from tests.test_web_urlconf import (
+    KWARGS_OF,
+    PK_OF,
+    attachment_of,
+    image_of,
+    queue_item_of,
+    round_of,
+    routes,
+)
 from tracking.actions import (
     ProfileValues,
     check_add_folder_rule,
@@ -635,6 +643,7 @@ def csrf_world(alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tmp_pat
         "import_run": ImportRun.objects.create(kind="contact", text="name,email\n").pk,
         "round": round_of(alice),
         "attachment": attachment_of(decision),
+        "image": image_of(Decision.objects.get(pk=decision.pk)),
         "email": Decision.objects.values_list("tracked_email_id", flat=True).get(pk=decision.pk),
         "record": CrmRecord.objects.create(kind="contact", name="Carla", email1="carla@fabrikam.example").pk,
     }

@@ -20,7 +20,14 @@ from tests.conftest import T0, make_mailbox, scan
 from tracking import pipeline
 from tracking.actions import check_set_org_setting
 from tracking.choices import Folder, Outcome
-from tracking.content import BODY_MAX, MULTIPART_MAX, extract_content, sanitize_html
+from tracking.content import (
+    BODY_MAX,
+    MULTIPART_MAX,
+    extract_content,
+    frame_html,
+    has_remote_images,
+    sanitize_html,
+)
 from tracking.context import load_scan_rules, mailbox_for_scan
 from tracking.messages import RawItem
 from tracking.models import Decision, Mailbox, TrackedAttachment, TrackedEmail
@@ -134,7 +141,9 @@ def test_attachment_content_is_kept_up_to_the_limit_only():
 )
 def test_hostile_html_loses_scripts_handlers_and_remote_loads(hostile, gone):
     clean = sanitize_html(f"<p>before</p>{hostile}<p>after</p>")
-    assert gone not in clean
+    # a remote image's address survives only as data-remote-src, which loads nothing
+    assert gone not in clean.replace('data-remote-src="https://tracker.example/pixel.gif"', "")
+    assert " src=" not in clean.replace('data-remote-src="', "")
     assert "<script" not in clean and "<style" not in clean
     assert "<p>before</p>" in clean and "<p>after</p>" in clean
 
@@ -147,6 +156,46 @@ def test_images_from_the_message_itself_and_web_links_stay():
     assert 'src="cid:logo@x"' in clean and 'src="data:image/png;base64,iVBORw0KGgo="' in clean
     assert 'href="https://example.net/"' in clean and 'href="mailto:ann@example.net"' in clean
     assert 'rel="noopener noreferrer nofollow"' in clean
+
+
+def test_a_remote_image_is_parked_and_the_frame_gives_it_back_only_when_asked():
+    clean = sanitize_html(
+        '<img alt="a>b" src="https://t.example/p.gif?a=1&b=2" onerror="x()">'
+        '<img src="http://t.example/q.gif" data-remote-src="javascript:alert(1)">'
+    )
+    assert clean == (
+        '<img alt="a&gt;b" data-remote-src="https://t.example/p.gif?a=1&amp;b=2">'
+        '<img data-remote-src="http://t.example/q.gif">'
+    )
+    assert frame_html(clean, {}, remote_images=False) == clean
+    shown = frame_html(clean, {}, remote_images=True)
+    assert (
+        'data-remote-src="https://t.example/p.gif?a=1&amp;b=2" src="https://t.example/p.gif?a=1&amp;b=2"'
+        in shown
+    )
+    assert has_remote_images(clean) and not has_remote_images("<img>")
+
+
+def test_the_frame_points_cid_images_at_stored_attachments_and_drops_unknown_ones():
+    clean = sanitize_html(
+        '<img src="cid:Logo@X"><img src="cid:&lt;gone@x&gt;"><img src="data:image/png;base64,AA">'
+    )
+    shown = frame_html(clean, {"logo@x": "/emails/1/inline/2/"}, remote_images=False)
+    assert shown == '<img src="/emails/1/inline/2/"><img><img src="data:image/png;base64,AA">'
+
+
+def test_an_attachment_keeps_its_content_id():
+    raw = (
+        b"Message-ID: <cid@example.net>\r\nFrom: a@example.net\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/related; boundary="b"\r\n\r\n'
+        b'--b\r\nContent-Type: text/html\r\n\r\n<img src="cid:logo@x">\r\n'
+        b"--b\r\nContent-Type: image/png\r\nContent-ID: <logo@x>\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"iVBORw0KGgo=\r\n--b--\r\n"
+    )
+    content = extract_content(raw, attachment_limit_bytes=MB)
+    (image,) = content.attachments
+    assert image.content_id == "logo@x" and image.content == b"\x89PNG\r\n\x1a\n"
+    assert content.html.strip() == '<img src="cid:logo@x">'
 
 
 def test_a_long_body_is_cut_with_a_note():
@@ -293,7 +342,9 @@ def test_a_scan_stores_the_body_the_server_sends(sim: Simulator, db: None, kind:
     run_scan_cycle(box.pk)
 
     html = TrackedEmail.objects.get(message_id="<g-html@example.net>")
-    assert html.body_html == "<p>Hi <b>Alice</b></p><img>" and html.body_text == ""
+    # the remote image's address is kept aside (shown on request), never as a source
+    expected_html = '<p>Hi <b>Alice</b></p><img data-remote-src="https://tracker.example/p.gif">'
+    assert html.body_html == expected_html and html.body_text == ""
     text = TrackedEmail.objects.get(message_id="<g-text@example.net>")
     assert text.body_text.strip() == "Plain words." and text.body_html == ""
     # Exchange sends the best body (HTML when there is one): a multipart/alternative message keeps that

@@ -1,6 +1,6 @@
-"""The content of a tracked email on the decision page: the sanitized HTML body in a sandboxed frame, the
-text body, the attachments; and the attachment download (who may, which headers). Then in a browser:
-the body renders and nothing in it runs (tracking-rules §2)."""
+"""The content of a tracked email on its page (/emails/<pk>/): the sanitized HTML body in a sandboxed frame
+of its own, the text body, the attachments; and the attachment download (who may, which headers). Then in
+a browser: the body renders and nothing in it runs (tracking-rules §2)."""
 
 from __future__ import annotations
 
@@ -41,13 +41,24 @@ def attachment(decision: Decision, name: str) -> TrackedAttachment:
     return TrackedAttachment.objects.get(tracked_email_id=decision.tracked_email_id, name=name)
 
 
+def email_url(decision: Decision) -> str:
+    return reverse("web-email", args=[decision.tracked_email_id])
+
+
 def test_the_page_shows_the_body_in_a_sandboxed_frame_and_the_text_behind_a_toggle(client, tracked, alice):
-    body = login(client, alice.user).get(reverse("web-decision", args=[tracked.pk])).content.decode()
+    body = login(client, alice.user).get(email_url(tracked)).content.decode()
     frame = re.search(r"<iframe class=\"email-body\"[^>]*>", body)
     assert frame is not None
     assert 'sandbox=""' in frame.group(0) and 'referrerpolicy="no-referrer"' in frame.group(0)
-    # the sanitized HTML, escaped into the attribute: it cannot close the attribute or the frame
-    assert 'srcdoc="&lt;p&gt;Grüße &lt;b&gt;from&lt;/b&gt; Ann.&lt;/p&gt;"' in frame.group(0)
+    body_url = reverse("web-email-body", args=[tracked.tracked_email_id])
+    assert f'src="{body_url}"' in frame.group(0)
+    framed = client.get(body_url)
+    assert "<p>Grüße <b>from</b> Ann.</p>" in framed.content.decode()
+    assert framed["Content-Security-Policy"] == (
+        "default-src 'none'; img-src 'self' data:; style-src 'self'; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'self'; sandbox"
+    )
+    assert framed["X-Frame-Options"] == "SAMEORIGIN"
     assert "<summary>Show as plain text</summary>" in body
     assert '<pre class="email-body-text">Grüße from Ann.</pre>' in body
 
@@ -55,7 +66,7 @@ def test_the_page_shows_the_body_in_a_sandboxed_frame_and_the_text_behind_a_togg
 def test_the_page_lists_attachments_with_a_download_only_for_kept_content(client, tracked, alice):
     big = b"\x01" * (1024 * 1024 + 1)
     (other,) = scan(alice, full_message("<big@example.net>", pdf=big))
-    body = login(client, alice.user).get(reverse("web-decision", args=[other.pk])).content.decode()
+    body = login(client, alice.user).get(email_url(other)).content.decode()
     eml = attachment(other, "Earlier.eml")
     assert f'<a href="{reverse("web-tracked-attachment", args=[eml.pk])}" download>Earlier.eml</a>' in body
     pdf = attachment(other, "quote.pdf")
@@ -68,7 +79,7 @@ def test_a_plain_text_email_shows_its_text_and_no_frame(client, alice):
     assert alice.user is not None
     do_set_personal_options(alice.user, track=0)
     (decision,) = scan(alice, mime("Just <text> & more.\r\n", mid="<plain@example.net>"))
-    body = login(client, alice.user).get(reverse("web-decision", args=[decision.pk])).content.decode()
+    body = login(client, alice.user).get(email_url(decision)).content.decode()
     assert "<iframe" not in body
     assert '<pre class="email-body-text">Just &lt;text&gt; &amp; more.\r\n</pre>' in body
     assert "No attachments." in body
@@ -78,7 +89,7 @@ def test_the_page_reads_attachments_in_one_query_without_their_content(
     client, tracked, alice, django_assert_max_num_queries
 ):
     login(client, alice.user)
-    url = reverse("web-decision", args=[tracked.pk])
+    url = email_url(tracked)
     client.get(url)
     scan(alice, *[full_message(f"<more-{i}@example.net>") for i in range(3)])
     with django_assert_max_num_queries(40) as captured:
@@ -175,7 +186,7 @@ def test_in_a_browser_the_body_renders_and_nothing_in_it_runs(browser, live_serv
     page.locator("#id_password").fill("pw-alice-123")
     page.locator("form[action='/login/'] button[type=submit]").click()
     page.wait_for_load_state()
-    page.goto(reverse("web-decision", args=[decision.pk]))
+    page.goto(email_url(decision))
     title = page.title()
     frame = page.frame_locator("iframe.email-body")
     assert frame.locator("p").first.inner_text() == "Hello Alice"  # ids are not kept; the text is
@@ -213,7 +224,7 @@ def test_on_a_phone_long_content_keeps_the_page_within_the_screen(
     page.locator("#id_password").fill("pw-alice-123")
     page.locator("form[action='/login/'] button[type=submit]").click()
     page.wait_for_load_state()
-    page.goto(reverse("web-decision", args=[decision.pk]))
+    page.goto(email_url(decision))
     page.locator("summary", has_text="Show as plain text").click()
     assert page.locator("pre.email-body-text").is_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390

@@ -116,6 +116,9 @@ EXPECTED: dict[str, dict[str, int]] = {
     "web-tracked-attachment": row(LOGIN, 200, 404, 200, 200),
     # a tracked email: whoever may see it (tests/test_web_emails); record pages: every signed-in user
     "web-email": row(LOGIN, 200, 404, 200, 200),
+    # its HTML body (a frame of its own) and a cid: image of it: as the email
+    "web-email-body": row(LOGIN, 200, 404, 200, 200),
+    "web-email-inline": row(LOGIN, 200, 404, 200, 200),
     "web-record": row(LOGIN, 200, 200, 200, 200),
     # Microsoft Graph change notifications: public (Graph signs in nowhere), POST only (tests/test_push_graph)
     "web-graph-notifications": row(405, 405, 405, 405, 405),
@@ -154,6 +157,8 @@ PK_OF = {
     "web-user-deactivate": "person",
     "web-directory-import-result": "import_run",
     "web-email": "email",
+    "web-email-body": "email",
+    "web-email-inline": "image",
     "web-record": "record",
 }
 # Routes with other parameters, and what fills them (a link that is no longer valid).
@@ -235,6 +240,8 @@ READ_ONLY = {
     "web-decision",
     "web-tracked-attachment",
     "web-email",
+    "web-email-body",
+    "web-email-inline",
     "web-record",
     "web-what-if",
     "web-directory",
@@ -330,6 +337,19 @@ def attachment_of(decision: Decision) -> int:
     ).pk
 
 
+def image_of(decision: Decision) -> int:
+    """A cid: image (a PNG with a Content-ID) on the decision's tracked email."""
+    assert decision.tracked_email_id is not None
+    return TrackedAttachment.objects.create(
+        tracked_email_id=decision.tracked_email_id,
+        name="logo.png",
+        content_type="image/png",
+        size=8,
+        content=b"\x89PNG\r\n\x1a\n",
+        content_id="logo@urlconf",
+    ).pk
+
+
 def round_of(mailbox: Mailbox) -> int:
     """A queued reprocessing round of the mailbox, requested by its owner."""
     round = ReprocessRound.objects.create(
@@ -371,6 +391,7 @@ def world(db: None, alice: Mailbox, bob: Mailbox, admin: User, auditor: User, tm
         "import_run": ImportRun.objects.create(kind="contact", text="name,email\n").pk,
         "round": round_of(alice),
         "attachment": attachment_of(decision),
+        "image": image_of(Decision.objects.get(pk=decision.pk)),
         "email": Decision.objects.values_list("tracked_email_id", flat=True).get(pk=decision.pk),
         "record": CrmRecord.objects.create(kind="contact", name="Carla", email1="carla@fabrikam.example").pk,
     }

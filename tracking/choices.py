@@ -238,6 +238,7 @@ class AuditAction(models.TextChoices):
     MANUAL_REGARDING = "manual_regarding", _("Regarding set by hand")
     MANUAL_UNTRACKED = "manual_untracked", _("Untracked by hand")
     DECISIONS_PURGED = "decisions_purged", _("Decisions purged")
+    CONTENT_PURGED = "content_purged", _("Tracked email content purged")
     RECORDS_IMPORTED = "records_imported", _("CRM records imported")
     USER_INVITED = "user_invited", _("User invited")
     USER_ROLE_CHANGED = "user_role_changed", _("User role changed")

@@ -3,15 +3,18 @@
 `extract_content` reads them from RFC 5322 bytes; it is pure and never raises: a part that cannot be
 read is noted and skipped, so an odd message never fails the page it is on. HTML is sanitized here, once,
 when the email is tracked: no script, no event handlers, no styles, no remote loads (an image keeps its
-source only when it is a `cid:` or `data:image/` one). The page shows it in a sandboxed frame on top.
+source only when it is a `cid:` or `data:image/` one; a remote image's address moves to `data-remote-src`,
+which loads nothing, for the page to show on request). The page shows it in a sandboxed frame on top,
+with `cid:` images pointed at the stored attachments (`frame_html`).
 """
 
 from __future__ import annotations
 
 import email.errors
 import email.utils
+import html as html_lib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesParser
@@ -50,6 +53,14 @@ for _cell in ("td", "th", "table", "tr"):
     _ATTRIBUTES.setdefault(_cell, set()).update({"colspan", "rowspan", "width", "valign", "bgcolor"})
 _LINK_SCHEMES = ("http:", "https:", "mailto:")
 _IMAGE_SCHEMES = ("cid:", "data:image/")
+_REMOTE_SCHEMES = ("http:", "https:")
+REMOTE_SRC = "data-remote-src"
+CONTENT_ID_MAX = 255
+# An <img> tag as the sanitizer writes it: every attribute value double-quoted with its quotes escaped,
+# so a tag ends at the first ">" outside a value (a value may hold ">"); nothing else is ever parsed here.
+_NAME = r"[^\s\"'>/=]+"
+_IMG_RE = re.compile(rf'<img((?:\s+{_NAME}(?:="[^"]*")?)*)\s*(/?)>')
+_ATTR_RE = re.compile(rf'\s+({_NAME})(?:="([^"]*)")?')
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,7 @@ class AttachmentContent:
     content_type: str
     size: int  # bytes, decoded
     content: bytes | None  # None when over the org's limit (or the limit is 0)
+    content_id: str = ""  # the part's Content-ID without <>, for the body's cid: images
 
 
 @dataclass(frozen=True)
@@ -69,18 +81,71 @@ class MessageContent:
 
 
 def _keep_attribute(tag: str, attribute: str, value: str) -> str | None:
-    """No remote loads: images only from the message itself (cid:) or inline data; links only to the web
-    or mail (never javascript: or data:)."""
+    """No remote loads: images only from the message itself (cid:) or inline data (a remote image's source
+    stays only to be moved aside by `_park_remote_images`); links only to the web or mail (never
+    javascript: or data:)."""
     lowered = value.strip().lower()
     if attribute == "src":
+        if tag == "img" and lowered.startswith(_REMOTE_SCHEMES):
+            return value
         return value if lowered.startswith(_IMAGE_SCHEMES) else None
     if attribute in ("href", "cite", "longdesc"):
         return value if lowered.startswith(_LINK_SCHEMES) else None
     return value
 
 
+def rewrite_images(html: str, change: Callable[[dict[str, str]], dict[str, str]]) -> str:
+    """`html` (the sanitizer's output) with each <img>'s attributes replaced by `change(attributes)`; values
+    stay HTML-escaped both ways."""
+
+    def one(match: re.Match[str]) -> str:
+        attributes = {m.group(1): m.group(2) or "" for m in _ATTR_RE.finditer(match.group(1))}
+        written = "".join(f' {name}="{value}"' for name, value in change(attributes).items())
+        return f"<img{written}>"
+
+    return _IMG_RE.sub(one, html)
+
+
+def _park_remote_images(attributes: dict[str, str]) -> dict[str, str]:
+    src = attributes.get("src", "")
+    if src.strip().lower().startswith(_REMOTE_SCHEMES):
+        attributes[REMOTE_SRC] = attributes.pop("src")
+    return attributes
+
+
+def frame_html(html: str, cid_urls: Mapping[str, str], *, remote_images: bool) -> str:
+    """The stored (sanitized) body as the email page's frame shows it: `cid:` images pointed at the stored
+    attachments (`cid_urls`: URL by lower-case Content-ID; an unknown one loses its source) and, only when
+    asked, remote images given back their source."""
+
+    def change(attributes: dict[str, str]) -> dict[str, str]:
+        src = html_lib.unescape(attributes.get("src", "")).strip()
+        if src.lower().startswith("cid:"):
+            url = cid_urls.get(src[4:].strip().strip("<>").lower())
+            if url is None:
+                attributes.pop("src")
+            else:
+                attributes["src"] = html_lib.escape(url)
+        elif src and not src.lower().startswith("data:image/"):
+            attributes.pop("src")  # never anything but the two kinds the sanitizer keeps
+        remote = attributes.get(REMOTE_SRC, "")
+        if remote_images and html_lib.unescape(remote).strip().lower().startswith(_REMOTE_SCHEMES):
+            attributes["src"] = remote
+        return attributes
+
+    return rewrite_images(html, change)
+
+
+def has_remote_images(html: str) -> bool:
+    return f" {REMOTE_SRC}=" in html
+
+
 def sanitize_html(html: str) -> str:
     """HTML safe to show: no script, no event handlers, no styles or external CSS, no remote loads."""
+    return rewrite_images(_clean(html), _park_remote_images)
+
+
+def _clean(html: str) -> str:
     return nh3.clean(
         html,
         tags=_TAGS,
@@ -156,7 +221,15 @@ def _attachment(part: Message, name: str, limit_bytes: int) -> AttachmentContent
         content_type=clean_text(ctype)[:TYPE_MAX],
         size=len(data),
         content=data if limit_bytes > 0 and len(data) <= limit_bytes else None,
+        content_id=_content_id(part),
     )
+
+
+def _content_id(part: Message) -> str:
+    raw = part.get("Content-ID")
+    if raw is None:
+        return ""
+    return clean_text(str(raw)).strip().strip("<>").strip()[:CONTENT_ID_MAX]
 
 
 def extract_content(raw: bytes, *, attachment_limit_bytes: int) -> MessageContent:
@@ -235,6 +308,7 @@ def attachment_from_server(
         content_type=ctype[:TYPE_MAX] or ("message/rfc822" if listed.is_item else "application/octet-stream"),
         size=len(content) if content is not None else max(listed.size, 0),
         content=content if keep else None,
+        content_id=clean_text(listed.content_id).strip().strip("<>").strip()[:CONTENT_ID_MAX],
     )
 
 

@@ -26,6 +26,7 @@ from tracking.choices import (
     Folder,
     IncomingMethod,
     Outcome,
+    PartyRole,
     Reason,
     TrackOption,
 )
@@ -238,6 +239,16 @@ class AutoCreateRequest:
 
 
 @dataclass(frozen=True)
+class Party:
+    """One party of a message and what it resolved to (tracking-rules §6): the sender's best match, or
+    one of each recipient's matches; `entity` None when the address resolved to nothing."""
+
+    role: PartyRole
+    address: str
+    entity: Entity | None
+
+
+@dataclass(frozen=True)
 class DecisionResult:
     message: ParsedMessage | ParseFailure
     folder: str
@@ -255,6 +266,8 @@ class DecisionResult:
     tracking_token: str | None = None  # a new token found in the subject, stored on the new TrackedEmail
     subject_hashes: frozenset[int] = frozenset()
     address_hashes: frozenset[int] = frozenset()
+    # Who the message's parties are, for the EmailParty rows of a new tracked email.
+    parties: tuple[Party, ...] = ()
 
     @property
     def message_id(self) -> str:
@@ -430,6 +443,29 @@ def resolve_sender(address: str, ctx: DecisionContext) -> tuple[Entity | None, s
     elif left_out := sum(1 for e in everything if not e.active and e.kind != EntityKind.USER):
         why += f"; {left_out} inactive left out"
     return best, f"{address} → {best.label()} ({why})"
+
+
+_ROLES: Mapping[str, PartyRole] = {role.value: role for role in PartyRole}
+
+
+def party_list(
+    msg: ParsedMessage, sender: Entity | None, recipients: Sequence[tuple[str, Address, list[Entity]]]
+) -> tuple[Party, ...]:
+    """The parties of a message: From with the resolved sender; each To, Cc and Bcc address once per role,
+    one party per entity it resolved to, or one with none."""
+    out = [Party(PartyRole.FROM, msg.sender.address, sender)] if msg.sender is not None else []
+    seen: set[tuple[str, str]] = set()
+    for header, address, matches in recipients:
+        key = (header, address.address)
+        if key in seen:
+            continue
+        seen.add(key)
+        role = _ROLES[header]
+        if matches:
+            out.extend(Party(role, address.address, e) for e in matches)
+        else:
+            out.append(Party(role, address.address, None))
+    return tuple(out)
 
 
 def resolve_recipients(msg: ParsedMessage, ctx: DecisionContext) -> list[tuple[str, Address, list[Entity]]]:
@@ -709,6 +745,9 @@ def decide(
     trace = _Trace()
     direction = direction_for(ctx.folder)
     rules = ctx.rules
+    # What §6 resolved, once it has; a tracked result carries it as its parties (only a tracked one: most
+    # messages are not, and a message to hundreds would make hundreds of parties for nothing).
+    resolution: list[tuple[ParsedMessage, Entity | None, list[tuple[str, Address, list[Entity]]]]] = []
 
     def result(
         outcome: Outcome,
@@ -741,6 +780,7 @@ def decide(
             tracking_token=c.new_token,
             subject_hashes=c.subject_hashes,
             address_hashes=c.address_hashes,
+            parties=party_list(*resolution[0]) if resolution and outcome == Outcome.TRACKED else (),
         )
 
     if isinstance(msg, ParseFailure):
@@ -834,6 +874,7 @@ def decide(
         "; ".join(shown) + (f"; … {len(resolved) - 10} more" if len(resolved) > 10 else "")
         or "none resolved",
     )
+    resolution.append((msg, sender, recipients))
     internal = sender is not None and sender.kind == EntityKind.USER
 
     # §7a: an email a person untracked is never tracked again by a scan or a round (by hand it may be)

@@ -92,8 +92,10 @@ urlpatterns = [
     path("decisions/<int:pk>/untrack/", decisions.decision_untrack, name="web-decision-untrack"),
     # tracked emails and record pages with their timelines (tracking-rules §2)
     path("emails/<int:pk>/", emails.email_detail, name="web-email"),
+    path("emails/<int:pk>/body/", emails.email_body, name="web-email-body"),
     path("records/<str:kind>/<int:pk>/", records.record_detail, name="web-record"),
     path("attachments/<int:pk>/", decisions.tracked_attachment, name="web-tracked-attachment"),
+    path("attachments/<int:pk>/inline/", emails.email_inline, name="web-email-inline"),
     # explain and what-if
     path("explain/", explain.explain, name="web-explain"),
     path("what-if/", explain.what_if, name="web-what-if"),

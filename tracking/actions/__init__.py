@@ -40,6 +40,7 @@ from tracking.actions.manual import (
     do_track_again,
     do_untrack,
 )
+from tracking.actions.parties import do_backfill_parties
 from tracking.actions.personal import (
     check_add_folder_rule,
     do_delete_folder_rule,
@@ -67,7 +68,7 @@ from tracking.actions.reprocessing import (
     do_start_round,
     round_status,
 )
-from tracking.actions.retention import do_purge_decisions
+from tracking.actions.retention import content_purgeable, do_purge_content, do_purge_decisions
 from tracking.actions.scans import (
     do_audit_manual_tracking,
     do_commit_page,
@@ -120,6 +121,7 @@ __all__ = [
     "check_update_mailbox",
     "check_update_profile",
     "check_update_queue",
+    "content_purgeable",
     "current_decision",
     "default_profile",
     "do_add_exclusion",
@@ -127,6 +129,7 @@ __all__ = [
     "do_apply_folder_hierarchy",
     "do_approve_mailbox",
     "do_audit_manual_tracking",
+    "do_backfill_parties",
     "do_begin_round_run",
     "do_cancel_round",
     "do_claim_due_mailboxes",
@@ -144,6 +147,7 @@ __all__ = [
     "do_mark_scan_succeeded",
     "do_note_mailbox_job",
     "do_postpone_scan",
+    "do_purge_content",
     "do_purge_decisions",
     "do_record_bulk_result",
     "do_record_cycle_failure",

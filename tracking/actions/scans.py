@@ -6,19 +6,20 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from tracking.actions.audit import audit
 from tracking.actions.folders import do_set_regarding_by_folder_rule
-from tracking.bulk import bulk_insert
+from tracking.bulk import bulk_insert, insert_rows
 from tracking.choices import (
     AuditAction,
     EntityKind,
     ErrorKind,
     MailboxStatus,
     Outcome,
+    PartyRole,
     ScanSource,
     ScanStatus,
 )
@@ -29,6 +30,7 @@ from tracking.models import (
     CrmRecord,
     Decision,
     EmailHash,
+    EmailParty,
     FolderSyncState,
     Mailbox,
     QueueItem,
@@ -148,13 +150,12 @@ def do_commit_page(
     """
     # Auto-created senders, one per address even if several messages asked.
     wanted = {r.auto_create.address: r.auto_create for r in results if r.auto_create is not None}
-    if wanted:
-        CrmRecord.objects.bulk_create(
-            [
-                CrmRecord(kind=a.kind, name=a.name[:300], email1=a.address, owner_id=a.owner_user_id)
-                for a in wanted.values()
-            ]
-        )
+    created = [
+        CrmRecord(kind=a.kind, name=a.name[:300], email1=a.address, owner_id=a.owner_user_id)
+        for a in wanted.values()
+    ]
+    if created:
+        CrmRecord.objects.bulk_create(created)
 
     # TrackedEmails; provisional keys (negative, in-batch) map to the ids just created.
     # A tracked result naming an existing email (a folder rule on a message tracked before) adds none.
@@ -203,7 +204,12 @@ def do_commit_page(
     bulk_insert(emails)
     attachments = [
         TrackedAttachment(
-            tracked_email=email, name=a.name, content_type=a.content_type, size=a.size, content=a.content
+            tracked_email=email,
+            name=a.name,
+            content_type=a.content_type,
+            size=a.size,
+            content=a.content,
+            content_id=a.content_id,
         )
         for email in emails
         for a in contents.get(email.message_id, MessageContent()).attachments
@@ -232,6 +238,9 @@ def do_commit_page(
     )
 
     bulk_insert(_queue_items(mailbox, tracked_results, emails, now=now, for_mailbox=queue_items_for_mailbox))
+    insert_rows(
+        EmailParty, PARTY_COLUMNS, _party_rows(tracked_results, emails, {r.email1: r.pk for r in created})
+    )
 
     decisions = []
     for pos, res in enumerate(results):
@@ -321,6 +330,49 @@ def _queue_items(
             queues[mailbox.queue_id] = None
         items.extend(QueueItem(queue_id=q, tracked_email=email, created_at=now) for q in queues)
     return items
+
+
+PARTY_FIELD = {EntityKind.USER: "user_id", EntityKind.QUEUE: "queue_id"}  # any other kind: a CRM record
+
+
+PARTY_COLUMNS = ("tracked_email_id", "role", "address", "record_id", "user_id", "queue_id", "timeline_at")
+
+
+def _party_rows(
+    results: Sequence[DecisionResult], emails: Sequence[TrackedEmail], created: Mapping[str, int]
+) -> list[tuple[object, ...]]:
+    """The EmailParty rows (PARTY_COLUMNS) of the emails just tracked, as the engine resolved them
+    (tracking-rules §6); plain rows, not model instances: a message to hundreds has hundreds of parties.
+
+    A sender created on this page (`created`: record id by address) is the From party's record: the
+    message that asked for it resolved to nothing, a later one of the page to a provisional entity.
+    """
+    connection = connections[router.db_for_write(EmailParty)]
+    timeline_at = EmailParty._meta.get_field("timeline_at")
+    rows: list[tuple[object, ...]] = []
+    for res, email in zip(results, emails, strict=True):
+        when = timeline_at.get_db_prep_value(email.timeline_at, connection)
+        for party in res.parties:
+            entity = party.entity
+            ids: dict[str, int] = {}
+            if entity is not None and entity.id > 0:
+                ids[PARTY_FIELD.get(entity.kind, "record_id")] = entity.id
+            elif party.address in created and (
+                entity is not None or (party.role == PartyRole.FROM and res.auto_create is not None)
+            ):
+                ids["record_id"] = created[party.address]
+            rows.append(
+                (
+                    email.pk,
+                    party.role.value,
+                    party.address[:320],
+                    ids.get("record_id"),
+                    ids.get("user_id"),
+                    ids.get("queue_id"),
+                    when,
+                )
+            )
+    return rows
 
 
 def _save_sync_state(mailbox: Mailbox, folder: str, sync_state: str) -> None:

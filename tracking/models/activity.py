@@ -92,6 +92,8 @@ class TrackedEmail(models.Model):
     body_html = models.TextField(blank=True)
     # Where the email stands on timelines (tracking-rules §2): its sent time, else when it was tracked.
     timeline_at = models.DateTimeField(default=timezone.now)
+    # When purge_decisions --content-older-than cleared the bodies and attachment contents (metadata stays).
+    content_purged_at = models.DateTimeField(null=True, blank=True)
 
     objects = TrackedEmailQuerySet.as_manager()
 
@@ -121,6 +123,8 @@ class TrackedAttachment(models.Model):
     content_type = models.CharField(max_length=255)
     size = models.PositiveBigIntegerField()
     content = models.BinaryField(null=True, blank=True)
+    # The part's Content-ID without its angle brackets: what a `cid:` image of the HTML body names.
+    content_id = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models import Q
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
@@ -237,14 +237,6 @@ def _detail_context(
         "can_track": can_track,
         "can_manage": can_manage,
         "tracked_email": email,
-        # Name, type and size only: the content is sent by tracked_attachment, one at a time.
-        "attachments": list(
-            TrackedAttachment.objects.filter(tracked_email=email)
-            .defer("content")
-            .annotate(has_content=ExpressionWrapper(Q(content__isnull=False), output_field=BooleanField()))
-        )
-        if email is not None
-        else [],
         "track_form": form if can_track or can_manage else None,
         "record_q": search,
         "nav_section": "decisions",
@@ -288,14 +280,12 @@ SAFE_ATTACHMENT_TYPES = frozenset(
 @user_required
 @require_safe
 def tracked_attachment(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
-    """An attachment's stored content, as a download, for whoever may see a decision of its email;
-    404 for anyone else (ids cannot be probed) and for an attachment kept without content."""
+    """An attachment's stored content, as a download, for whoever may see its email (the email page's
+    rule); 404 for anyone else (ids cannot be probed) and for an attachment kept without content."""
     attachment = TrackedAttachment.objects.filter(pk=pk, content__isnull=False).first()
     if (
         attachment is None
-        or not Decision.objects.visible_to(request.user)
-        .filter(tracked_email_id=attachment.tracked_email_id)
-        .exists()
+        or not TrackedEmail.objects.visible_to(request.user).filter(pk=attachment.tracked_email_id).exists()
     ):
         raise Http404
     content_type = attachment.content_type.lower()
