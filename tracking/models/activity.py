@@ -106,6 +106,9 @@ class TrackedEmail(models.Model):
             models.Index(fields=["tracking_token"], name="tracked_token"),
             models.Index(fields=["conversation_index"], name="tracked_conversation_index"),
             models.Index(fields=["regarding", "-timeline_at", "-id"], name="tracked_regarding_timeline"),
+            # Search takes the newest matches first (tracking/search.py): for a common word PostgreSQL walks
+            # this index and stops after a few thousand rows instead of reading every match.
+            models.Index(fields=["-timeline_at", "-id"], name="tracked_timeline"),
         ]
 
     def __str__(self) -> str:
