@@ -117,6 +117,8 @@ EXPECTED: dict[str, dict[str, int]] = {
     # a tracked email: whoever may see it (tests/test_web_emails); record pages: every signed-in user
     "web-email": row(LOGIN, 200, 404, 200, 200),
     "web-record": row(LOGIN, 200, 200, 200, 200),
+    # search: every signed-in user, over what each may see (tests/test_search_web.py)
+    "web-search": row(LOGIN, 200, 200, 200, 200),
 }
 
 # Which fixture object fills <int:pk> of a route.
@@ -231,6 +233,7 @@ READ_ONLY = {
     "web-tracked-attachment",
     "web-email",
     "web-record",
+    "web-search",
     "web-what-if",
     "web-directory",
     "web-audit",

@@ -20,6 +20,7 @@ from syncadmin.web.views import (
     profiles,
     records,
     reprocess,
+    search,
     users,
 )
 
@@ -89,6 +90,7 @@ urlpatterns = [
     # tracked emails and record pages with their timelines (tracking-rules §2)
     path("emails/<int:pk>/", emails.email_detail, name="web-email"),
     path("records/<str:kind>/<int:pk>/", records.record_detail, name="web-record"),
+    path("search/", search.search_emails, name="web-search"),
     path("attachments/<int:pk>/", decisions.tracked_attachment, name="web-tracked-attachment"),
     # explain and what-if
     path("explain/", explain.explain, name="web-explain"),
