@@ -98,28 +98,35 @@ def search(user: User | AnonymousUser, text: str) -> QuerySet[TrackedEmail]:
     groups = parse(text)
     if not groups:
         return TrackedEmail.objects.none()
-    visible = TrackedEmail.objects.visible_to(user)
-    candidates: QuerySet[TrackedEmail]
-    if connection.vendor == "postgresql":
-        query = _pg_query(groups)
-        document = RawSQL(f'"{TABLE}"."search_document"', [], output_field=SearchVectorField())
-        candidates = visible.alias(document=document).filter(document=query)
-        rank: Any = SearchRank(document, query)
-    else:
-        expression = fts_query(groups)
-        matches = RawSQL(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s", [expression])
-        candidates = visible.filter(pk__in=matches)
-        rank = RawSQL(
-            f"SELECT -bm25({FTS_TABLE}, 10.0, 4.0, 1.0) FROM {FTS_TABLE} "
-            f'WHERE {FTS_TABLE} MATCH %s AND rowid = "{TABLE}"."id"',
-            [expression],
-            output_field=FloatField(),
-        )
+    candidates, rank = _matching(TrackedEmail.objects.visible_to(user), groups)
     # The newest first, from the (timeline_at, id) index: for a common word a few thousand rows are read.
     ids = list(candidates.order_by("-timeline_at", "-id").values_list("pk", flat=True)[:CANDIDATES])
     return (
         TrackedEmail.objects.filter(pk__in=ids).annotate(rank=rank).order_by("-rank", "-timeline_at", "-id")
     )
+
+
+def matching(emails: QuerySet[TrackedEmail], text: str) -> QuerySet[TrackedEmail]:
+    """Every one of `emails` that matches `text`, unranked and in no order (B14 counts them)."""
+    groups = parse(text)
+    return _matching(emails, groups)[0] if groups else emails.none()
+
+
+def _matching(emails: QuerySet[TrackedEmail], groups: list[Group]) -> tuple[QuerySet[TrackedEmail], Any]:
+    """The emails that match, and the expression of each one's rank (higher is better)."""
+    if connection.vendor == "postgresql":
+        query = _pg_query(groups)
+        document = RawSQL(f'"{TABLE}"."search_document"', [], output_field=SearchVectorField())
+        return emails.alias(document=document).filter(document=query), SearchRank(document, query)
+    expression = fts_query(groups)
+    matches = RawSQL(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s", [expression])
+    rank = RawSQL(
+        f"SELECT -bm25({FTS_TABLE}, 10.0, 4.0, 1.0) FROM {FTS_TABLE} "
+        f'WHERE {FTS_TABLE} MATCH %s AND rowid = "{TABLE}"."id"',
+        [expression],
+        output_field=FloatField(),
+    )
+    return emails.filter(pk__in=matches), rank
 
 
 def headlines(emails: Sequence[TrackedEmail], text: str) -> dict[int, SafeString]:
