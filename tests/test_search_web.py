@@ -101,7 +101,7 @@ def test_every_signed_in_user_has_the_box_and_anonymous_is_sent_to_sign_in(
 ) -> None:
     for user in (user_of(alice), auditor, admin, User.objects.create_user("carol")):
         login(client, user)
-        assert 'id="nav-search"' in client.get(reverse("web-decisions")).content.decode()
+        assert 'id="nav-search"' in client.get(reverse("web-directory")).content.decode()
     client.logout()
     page = client.get(reverse("web-search"), {"q": "x"})
     assert page.status_code == 302 and page["Location"].startswith("/login/")
