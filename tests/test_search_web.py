@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
@@ -120,6 +121,7 @@ def test_the_page_in_german(client: Client, alice: Mailbox) -> None:
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(settings.BASE_DIR) / "build" / "screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 
 
@@ -163,6 +165,8 @@ def test_in_a_browser_the_nav_box_searches_and_a_phone_has_no_sideways_scroll(
     tab.wait_for_url("**/search/?q=turbine")
     assert tab.locator("#search-results tbody tr").count() == 2
     assert tab.locator("#search-results mark").first.inner_text().lower() == "turbine"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(SCREENSHOTS / "search.png"), full_page=True)  # docs/screenshots/search.png
     # live search: typing in the page's box replaces the results without a reload
     tab.locator("#id_search_q").fill("lunch")
     playwright_sync.expect(tab.locator("#search-results tbody tr")).to_have_count(1)
