@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
 from django.utils import timezone
@@ -161,7 +165,8 @@ def test_a_huge_body_is_tracked_and_its_start_searchable(admin, alice):
     big = email(1, user_of(alice), body_text="needle " + " ".join(words) + " afterthebound")
     assert len(big.body_text) > 2 * BODY_CHARS
     assert found(admin, "needle") == [big.message_id]
-    assert found(admin, "afterthebound") == []  # beyond BODY_CHARS: not indexed
+    # PostgreSQL indexes the first BODY_CHARS characters (a tsvector has a 1 MB limit); FTS5 all of it
+    assert found(admin, "afterthebound") == ([] if connection.vendor == "postgresql" else [big.message_id])
 
 
 def test_edits_and_deletes_keep_the_index_in_step(admin, alice):
@@ -236,3 +241,40 @@ def test_lost_sqlite_triggers_are_put_back_after_migrate(admin, alice):
     assert repair_sqlite_index(connection)
     assert set(found(admin, "lighthouse")) == {one.message_id, two.message_id}
     assert not repair_sqlite_index(connection)
+
+
+REBUILD_THEN_MIGRATE = """
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.db import connection, models
+from tracking.models import TrackedEmail
+from tracking.search import search
+
+admin = User.objects.create_superuser("root", "root@example.net", "x")
+TrackedEmail.objects.create(message_id="<1@x>", direction="incoming", subject="Lighthouse one")
+field = models.CharField(max_length=10, default="x")
+field.set_attributes_from_name("extra")
+with connection.schema_editor() as editor:
+    editor.add_field(TrackedEmail, field)  # NOT NULL with a default: SQLite gets a rebuilt table
+call_command("migrate", verbosity=0)  # as after any migration: the index is repaired
+with connection.cursor() as cursor:
+    cursor.execute("UPDATE tracking_trackedemail SET subject = 'Lighthouse two' WHERE message_id = '<1@x>'")
+print(sorted(e.subject for e in search(admin, "lighthouse")))
+"""
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="Django rebuilds tables on SQLite only")
+def test_a_migration_that_rebuilds_the_table_on_sqlite_keeps_search_working(tmp_path):
+    # A database of its own: the rebuild is a schema change the test database must not see.
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'rebuilt.sqlite3'}"}
+    manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], env=env, check=True, cwd=settings.BASE_DIR)
+    done = subprocess.run(
+        [*manage, "shell", "-c", REBUILD_THEN_MIGRATE],
+        env=env,
+        check=True,
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+    )
+    assert done.stdout.strip().splitlines()[-1] == "['Lighthouse two']"

@@ -8,20 +8,19 @@ so that every way a TrackedEmail is written (the scan's bulk insert, `create`, t
   configuration is 'simple' (no stemming, no stop words): organisations mail in several languages, and
   a word is found as it was written. The column is not a model field: as one, every query of tracked
   emails (the decision log's join, timelines, the email page) would read the tsvector too.
-- SQLite: an FTS5 table over a view of the same three columns, kept in step by triggers (the view is its
-  external content, so snippets come from the same text that was indexed).
-
-Both index at most SUBJECT_CHARS, PARTIES_CHARS and BODY_CHARS characters of each part: PostgreSQL
-refuses a tsvector over 1 MB, and an email that large would otherwise fail to be tracked at all.
+  It indexes at most SUBJECT_CHARS, PARTIES_CHARS and BODY_CHARS characters of each part: PostgreSQL
+  refuses a tsvector over 1 MB, and an email that large would otherwise fail to be tracked at all.
+- SQLite: an FTS5 external-content table over the table's own columns (subject; sender, sender name and
+  recipients; body text), kept in step by triggers; FTS5 has no such limit and indexes them whole.
 
 What a query means, on both databases: words and "quoted phrases" must all occur, `-word` must not,
 `or` between two groups means either (websearch syntax). Any text is a valid query: the user's words are
 passed as data (plainto/phraseto_tsquery, FTS5 strings), never as query syntax.
 
-Results are ranked (ts_rank with the weights above; FTS5 bm25 with subject 10, parties 4, body 1) among
-the CANDIDATES newest matches the user may see: ranking every match of a common word at a million emails
-would read every matching row; the newest thousand are read from one index. The page shows the first
-RESULTS and, on request, up to MORE_RESULTS.
+Results are ranked (ts_rank with the weights above; FTS5 bm25 with subject 10, each party column 4,
+body 1) among the CANDIDATES newest matches the user may see: ranking every match of a common word at a
+million emails would read every matching row; the newest thousand are read from one index. The page
+shows the first RESULTS and, on request, up to MORE_RESULTS.
 """
 
 from __future__ import annotations
@@ -54,7 +53,6 @@ QUERY_TERMS = 20
 
 TABLE = "tracking_trackedemail"
 FTS_TABLE = "tracking_trackedemail_search"
-FTS_SOURCE = "tracking_trackedemail_search_source"
 CONFIG = "simple"
 # Around a highlighted word in a headline; private-use characters, so that the headline can be
 # HTML-escaped first and the marks put in afterwards.
@@ -138,7 +136,7 @@ def _rank(groups: list[Group], ids: list[int]) -> Any:
         return Value(0.0, output_field=FloatField())
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT rowid, -bm25({FTS_TABLE}, 10.0, 4.0, 1.0) FROM {FTS_TABLE} "
+            f"SELECT rowid, -bm25({FTS_TABLE}, {_WEIGHTS}) FROM {FTS_TABLE} "
             f"WHERE {FTS_TABLE} MATCH %s AND rowid BETWEEN %s AND %s",
             [fts_query(groups), min(ids), max(ids)],
         )
@@ -183,7 +181,7 @@ def headlines(emails: Sequence[TrackedEmail], text: str) -> dict[int, SafeString
         marks = ", ".join(["%s"] * len(ids))
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT rowid, snippet({FTS_TABLE}, 2, %s, %s, '…', 24) FROM {FTS_TABLE} "
+                f"SELECT rowid, snippet({FTS_TABLE}, {_BODY_COLUMN}, %s, %s, '…', 24) FROM {FTS_TABLE} "
                 f"WHERE {FTS_TABLE} MATCH %s AND rowid IN ({marks})",
                 [_START, _STOP, fts_query(groups), *ids],
             )
@@ -229,39 +227,27 @@ def fts_query(groups: list[Group]) -> str:
 # -- the SQLite index ---------------------------------------------------------------------------------------
 
 
-def _sqlite_parts(row: str) -> str:
-    """The indexed text of a row (`row` is NEW., OLD. or empty), as the columns subject, parties, body."""
-    # The addresses of [["to", "a@example.com"], ...] without the header names: a subquery over
-    # json_each would say it better, but FTS5 cannot rebuild from a view that has one.
-    recipients = f"{row}recipients"
-    for header in ("to", "cc", "bcc"):
-        recipients = f"replace({recipients}, '\"{header}\"', '')"
-    return (
-        f"substr({row}subject, 1, {SUBJECT_CHARS}), "
-        f"substr({row}sender || ' ' || {row}sender_name || ' ' || {recipients}, 1, {PARTIES_CHARS}), "
-        f"substr({row}body_text, 1, {BODY_CHARS})"
-    )
-
-
-_INDEXED = ("subject", "sender", "sender_name", "recipients", "body_text")
+# The FTS5 table's columns are the table's own, indexed as they are: an external-content table reads
+# them back from tracking_trackedemail for snippets and for a rebuild. (Not a view of derived columns:
+# Django rebuilds a SQLite table by dropping it and renaming a copy, and SQLite refuses the rename while a
+# view names the dropped table.)
+INDEXED = ("subject", "sender", "sender_name", "recipients", "body_text")
+_WEIGHTS = "10.0, 4.0, 4.0, 4.0, 1.0"  # bm25 per column of INDEXED
+_BODY_COLUMN = INDEXED.index("body_text")
 _TRIGGERS = [f"{FTS_TABLE}_insert", f"{FTS_TABLE}_delete", f"{FTS_TABLE}_update"]
 
 
 def sqlite_index_sql() -> list[str]:
-    """The FTS5 table, its content view and the triggers that keep it in step with the table."""
-    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _INDEXED)
-    delete = (
-        f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, subject, parties, body) "
-        f"VALUES ('delete', OLD.id, {_sqlite_parts('OLD.')});"
-    )
-    insert = (
-        f"INSERT INTO {FTS_TABLE} (rowid, subject, parties, body) VALUES (NEW.id, {_sqlite_parts('NEW.')});"
-    )
+    """The FTS5 table and the triggers that keep it in step with the table."""
+    columns = ", ".join(INDEXED)
+    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in INDEXED)
+    old = ", ".join(f"OLD.{c}" for c in INDEXED)
+    new = ", ".join(f"NEW.{c}" for c in INDEXED)
+    delete = f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, {columns}) VALUES ('delete', OLD.id, {old});"
+    insert = f"INSERT INTO {FTS_TABLE} (rowid, {columns}) VALUES (NEW.id, {new});"
     return [
-        f"CREATE VIEW IF NOT EXISTS {FTS_SOURCE} (id, subject, parties, body) AS "
-        f"SELECT id, {_sqlite_parts('')} FROM {TABLE}",
-        f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5(subject, parties, body, "
-        f"content='{FTS_SOURCE}', content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
+        f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5({columns}, "
+        f"content='{TABLE}', content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
         f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[0]} AFTER INSERT ON {TABLE} BEGIN {insert} END",
         f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[1]} AFTER DELETE ON {TABLE} BEGIN {delete} END",
         f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[2]} AFTER UPDATE ON {TABLE} WHEN {changed} "

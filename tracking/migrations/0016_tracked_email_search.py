@@ -43,7 +43,6 @@ def drop_search_index(apps, schema_editor):
             "DROP TRIGGER IF EXISTS tracking_trackedemail_search_delete",
             "DROP TRIGGER IF EXISTS tracking_trackedemail_search_update",
             "DROP TABLE IF EXISTS tracking_trackedemail_search",
-            "DROP VIEW IF EXISTS tracking_trackedemail_search_source",
         ]:
             schema_editor.execute(statement)
 
