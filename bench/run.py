@@ -39,6 +39,7 @@ SIZES: dict[str, list[str]] = {
     "B8": ["--decisions", "1000000"],
     "B11": ["--rows", "197008"],
     "B12": ["--messages", "10000"],
+    "B14": ["--emails", "1000000"],
 }
 QUICK: dict[str, list[str]] = {
     "B1": ["--messages", "2000", "--records", "2000", "--repeat", "1"],
@@ -52,6 +53,7 @@ QUICK: dict[str, list[str]] = {
     "B8": ["--decisions", "20000"],
     "B11": ["--rows", "20000", "--repeat", "1"],
     "B12": ["--messages", "1000"],
+    "B14": ["--emails", "20000", "--repeat", "3"],
 }
 SCRIPTS = {
     "B1": "b1_engine.py",
@@ -65,8 +67,9 @@ SCRIPTS = {
     "B9": "b9_dispatch.py",
     "B11": "b11_import.py",
     "B12": "b12_reprocess.py",
+    "B14": "b14_search.py",
 }
-ORDER = ("B1", "B4", "B3", "B2", "B7", "B9", "B6", "B5", "B8", "B11", "B12")
+ORDER = ("B1", "B4", "B3", "B2", "B7", "B9", "B6", "B5", "B8", "B11", "B12", "B14")
 
 
 def decisions_arg(args: list[str]) -> int:

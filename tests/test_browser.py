@@ -319,7 +319,7 @@ def test_it_lets_an_auditor_read_filter_and_export_but_change_nothing(page, peop
     # filter the decision log by a subject search
     page.goto("/decisions/")
     page.get_by_role("table").first.wait_for()
-    search = page.locator("input[name=q]")
+    search = page.locator("main input[name=q]")  # main: the navigation has a search box too
     search.fill("Quarterly")
     page.get_by_role("button", name="Filter").click()
     page.wait_for_load_state()

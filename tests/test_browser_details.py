@@ -127,6 +127,7 @@ def test_no_page_is_wider_than_a_phone_and_the_menu_collapses(phone, people, dec
         reverse("web-explain"),
         reverse("web-what-if"),
         reverse("web-directory"),
+        reverse("web-search") + "?q=Quarterly",
         reverse("web-profiles"),
         reverse("web-profile-create"),
         reverse("web-profile-edit", args=[alice.profile_id]),

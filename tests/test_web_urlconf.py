@@ -123,6 +123,8 @@ EXPECTED: dict[str, dict[str, int]] = {
     # Microsoft Graph change notifications: public (Graph signs in nowhere), POST only (tests/test_push_graph)
     "web-graph-notifications": row(405, 405, 405, 405, 405),
     "web-graph-lifecycle": row(405, 405, 405, 405, 405),
+    # search: every signed-in user, over what each may see (tests/test_search_web.py)
+    "web-search": row(LOGIN, 200, 200, 200, 200),
 }
 
 # Which fixture object fills <int:pk> of a route.
@@ -243,6 +245,7 @@ READ_ONLY = {
     "web-email-body",
     "web-email-inline",
     "web-record",
+    "web-search",
     "web-what-if",
     "web-directory",
     "web-audit",

@@ -4,7 +4,9 @@ import sqlite3
 from typing import Any
 
 from django.apps import AppConfig
+from django.db import connections
 from django.db.backends.signals import connection_created
+from django.db.models.signals import post_migrate
 
 
 def _lift_sqlite_parameter_limit(sender: Any, connection: Any, **kwargs: Any) -> None:
@@ -19,6 +21,12 @@ def _lift_sqlite_parameter_limit(sender: Any, connection: Any, **kwargs: Any) ->
         )
 
 
+def _repair_search_index(sender: Any, using: str, **kwargs: Any) -> None:
+    from tracking.search import repair_sqlite_index
+
+    repair_sqlite_index(connections[using])
+
+
 class TrackingConfig(AppConfig):
     name = "tracking"
     verbose_name = "Email tracking"
@@ -28,3 +36,5 @@ class TrackingConfig(AppConfig):
         from tracking import checks  # noqa: F401  (registers the system checks)
 
         connection_created.connect(_lift_sqlite_parameter_limit, dispatch_uid="syncadmin-sqlite-params")
+        # A migration that rebuilds the tracked email table on SQLite drops the search index's triggers.
+        post_migrate.connect(_repair_search_index, sender=self, dispatch_uid="syncadmin-search-index")

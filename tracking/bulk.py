@@ -31,7 +31,12 @@ def bulk_insert(objs: Sequence[M]) -> None:
     quote = connection.ops.quote_name
     meta = model._meta
     assert meta.pk is not None and meta.pk.column is not None
-    fields = [(f, f.column) for f in meta.concrete_fields if f is not meta.pk and f.column is not None]
+    # A generated column (GeneratedField) is the database's to fill: PostgreSQL refuses a value for it.
+    fields = [
+        (f, f.column)
+        for f in meta.concrete_fields
+        if f is not meta.pk and f.column is not None and not f.generated
+    ]
     columns = ", ".join(quote(column) for _, column in fields)
     # Without their length, as Django's UNNEST does: the INSERT checks lengths; a cast would truncate.
     types = ", ".join(

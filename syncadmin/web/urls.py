@@ -21,6 +21,7 @@ from syncadmin.web.views import (
     profiles,
     records,
     reprocess,
+    search,
     users,
 )
 
@@ -94,6 +95,7 @@ urlpatterns = [
     path("emails/<int:pk>/", emails.email_detail, name="web-email"),
     path("emails/<int:pk>/body/", emails.email_body, name="web-email-body"),
     path("records/<str:kind>/<int:pk>/", records.record_detail, name="web-record"),
+    path("search/", search.search_emails, name="web-search"),
     path("attachments/<int:pk>/", decisions.tracked_attachment, name="web-tracked-attachment"),
     path("attachments/<int:pk>/inline/", emails.email_inline, name="web-email-inline"),
     # explain and what-if

@@ -47,7 +47,13 @@ class TrackedEmailQuerySet(models.QuerySet["TrackedEmail"]):
 
 
 class TrackedEmail(models.Model):
-    """The CRM email activity created when a message is tracked (tracking-rules §2, §7)."""
+    """The CRM email activity created when a message is tracked (tracking-rules §2, §7).
+
+    Search (tracking/search.py) indexes subject, sender, sender_name, recipients and body_text: on
+    PostgreSQL a generated column made of them (`search_document`, migration 0016, not a model field),
+    so a migration that changes one of their types must drop that column first and add it back (PostgreSQL
+    refuses otherwise); on SQLite an FTS5 table kept by triggers.
+    """
 
     message_id = models.CharField(max_length=MESSAGE_ID_MAX)
     direction = models.CharField(max_length=10, choices=Direction.choices)
@@ -108,6 +114,9 @@ class TrackedEmail(models.Model):
             models.Index(fields=["tracking_token"], name="tracked_token"),
             models.Index(fields=["conversation_index"], name="tracked_conversation_index"),
             models.Index(fields=["regarding", "-timeline_at", "-id"], name="tracked_regarding_timeline"),
+            # Search takes the newest matches first (tracking/search.py): for a common word PostgreSQL walks
+            # this index and stops after a few thousand rows instead of reading every match.
+            models.Index(fields=["-timeline_at", "-id"], name="tracked_timeline"),
         ]
 
     def __str__(self) -> str:
