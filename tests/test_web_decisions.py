@@ -7,6 +7,7 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from django.http import StreamingHttpResponse
 from django.test.utils import CaptureQueriesContext
@@ -682,3 +683,13 @@ def test_it_offers_the_messages_records_and_finds_others_by_name(client, alices,
     fragment = client.get(url, {"record_q": "pharma"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="track-form")
     assert next(t.name for t in fragment.templates) == "web/_decision_track.html"
     assert b"Contoso Pharma" in fragment.content and b"<html" not in fragment.content
+
+
+def test_a_user_without_a_mailbox_sees_an_empty_log(client, alice) -> None:
+    """Their scope matches nothing, so Django sends no query at all; the count must not need one either."""
+    make_decisions(alice, 3)
+    nobody = User.objects.create_user("nomailbox", "nomailbox@contoso.com", "x")
+    client.force_login(nobody)
+    response = client.get(reverse("web-decisions"))
+    assert response.status_code == 200
+    assert response.context["total"].value == 0

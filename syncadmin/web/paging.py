@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Generic, TypeVar
 
 from django.contrib.auth.models import User
+from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Page, Paginator
 from django.db import connections
 from django.db.models import F, Model, OrderBy, Q, QuerySet
@@ -223,7 +224,10 @@ def _planner_estimate(queryset: QuerySet[M]) -> int | None:
     connection = connections[queryset.db]
     if connection.vendor != "postgresql":
         return None
-    sql, params = queryset.query.sql_with_params()
+    try:
+        sql, params = queryset.query.sql_with_params()
+    except EmptyResultSet:  # a filter that can match nothing (a user with no mailbox): Django sends no SQL
+        return 0
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         (plan,) = cursor.fetchone()
