@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("engine and sources", ("tracking.content", "tracking.decisions", "tracking.sources")),
     ("models", ("tracking.models",)),
-    ("loaders and actions", ("tracking.context", "tracking.actions", "tracking.runs")),
+    ("loaders and actions", ("tracking.context", "tracking.actions", "tracking.runs", "tracking.timeline")),
     ("pipeline", ("tracking.pipeline", "tracking.whatif")),
     ("scanning", ("tracking.scanning", "tracking.folders", "tracking.reprocessing")),
     (
