@@ -36,7 +36,9 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 SETTINGS = "bench.settings"
 PYTHON = sys.executable
 # every database a benchmark makes starts with this, so a crashed run's leftovers are easy to find and drop
-DB_PREFIX = "syncadmin_bench"
+# BENCH_DB_PREFIX (starting with syncadmin_bench) keeps runs from several checkouts on one server apart
+DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "syncadmin_bench")
+assert DB_PREFIX.startswith("syncadmin_bench"), DB_PREFIX
 
 # Enron mailbox owners (the address they send from in Outlook's Sent Items), for deciding their folders
 ENRON_OWNERS = {

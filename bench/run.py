@@ -38,6 +38,7 @@ SIZES: dict[str, list[str]] = {
     "B8": ["--decisions", "1000000"],
     "B11": ["--rows", "197008"],
     "B12": ["--messages", "10000"],
+    "B13": ["--emails", "1000000"],
 }
 QUICK: dict[str, list[str]] = {
     "B1": ["--messages", "2000", "--records", "2000", "--repeat", "1"],
@@ -50,6 +51,7 @@ QUICK: dict[str, list[str]] = {
     "B8": ["--decisions", "20000"],
     "B11": ["--rows", "20000", "--repeat", "1"],
     "B12": ["--messages", "1000"],
+    "B13": ["--emails", "20000", "--requests", "10"],
 }
 SCRIPTS = {
     "B1": "b1_engine.py",
@@ -62,8 +64,9 @@ SCRIPTS = {
     "B8": "b8_export.py",
     "B11": "b11_import.py",
     "B12": "b12_reprocess.py",
+    "B13": "b13_timeline.py",
 }
-ORDER = ("B1", "B4", "B3", "B2", "B7", "B6", "B5", "B8", "B11", "B12")
+ORDER = ("B1", "B4", "B3", "B2", "B7", "B6", "B5", "B8", "B11", "B12", "B13")
 
 
 def decisions_arg(args: list[str]) -> int:
