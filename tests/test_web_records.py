@@ -315,3 +315,11 @@ def test_the_decision_page_links_the_regarding_record(
     (decision,) = make_decisions(alice, 1, outcome="tracked", reason="accepted_all", regarding=dana)
     body = login(client, user_of(alice)).get(reverse("web-decision", args=[decision.pk])).content.decode()
     assert f'href="{url(dana)}"' in body
+
+
+def test_in_german_with_the_users_date_format(client: Client, admin: User, dana: CrmRecord) -> None:
+    do_set_personal_options(admin, language="de")
+    tracked = email(at=T0, regarding=dana)
+    body = login(client, admin).get(url(dana)).content.decode()
+    assert "Zeitachse" in body and "betreffend" in body and "In dieser E-Mail" in body
+    assert "04.05.2026 12:00" in body and rows(body) == [tracked.pk]
