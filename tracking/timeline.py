@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from tracking.choices import PartyRole
 from tracking.models import CrmRecord, EmailParty, Queue, TrackedEmail
@@ -60,6 +60,17 @@ def _after(position: tuple[datetime, int], id_field: str) -> Q:
     return Q(timeline_at__lte=at) & (Q(timeline_at__lt=at) | Q(timeline_at=at, **{f"{id_field}__lt": pk}))
 
 
+def _scoped(queryset: QuerySet[Any], visible: QuerySet[TrackedEmail], email: str) -> QuerySet[Any]:
+    """The rows of `queryset` whose email (the column `email`) is in `visible`, checked row by row as an
+    index hands them over: an EXISTS on the email's primary key, which PostgreSQL plans for one row, so
+    that the checks inside (a decision of the user's mailbox) are index lookups too. As a semi-join
+    (`__in=visible`), or with visible's conditions on the outer query, it hashes every visible email or
+    every decision of the user's mailbox for each page (1.8 s a page at 1,000,000 emails, B13)."""
+    if not visible.query.has_filters():
+        return queryset
+    return queryset.filter(Exists(visible.filter(pk=OuterRef(email))))
+
+
 def _regarding_keys(
     record: CrmRecord,
     visible: QuerySet[TrackedEmail],
@@ -67,7 +78,7 @@ def _regarding_keys(
     position: tuple[datetime, int] | None,
     want: int,
 ) -> list[tuple[datetime, int]]:
-    emails = narrow(visible.filter(regarding_id=record.pk))
+    emails = _scoped(narrow(TrackedEmail.objects.filter(regarding_id=record.pk)), visible, "pk")
     if position is not None:
         emails = emails.filter(_after(position, "id"))
     return list(emails.order_by("-timeline_at", "-id").values_list("timeline_at", "id")[:want])
@@ -83,8 +94,7 @@ def _party_keys(
     """Up to `want` distinct emails the subject is a party of. An email holds the subject as several
     parties (to and cc) in consecutive rows, so a short read goes on from the last row until enough."""
     parties = narrow(EmailParty.objects.filter(**{f"{party_field(subject)}_id": subject.pk}))
-    if visible.query.has_filters():
-        parties = parties.filter(tracked_email__in=visible.values("pk"))
+    parties = _scoped(parties, visible, "tracked_email_id")
     found: dict[int, datetime] = {}
     while True:
         page = parties if position is None else parties.filter(_after(position, "tracked_email_id"))
@@ -105,12 +115,16 @@ def _standings(subject: Subject, emails: list[TrackedEmail]) -> dict[int, tuple[
         return {}
     # The page's time range keeps the read on the party index's range for the subject.
     times = [e.timeline_at for e in emails]
-    rows = EmailParty.objects.filter(
-        **{f"{party_field(subject)}_id": subject.pk},
-        tracked_email_id__in=[e.pk for e in emails],
-        timeline_at__gte=min(times),
-        timeline_at__lte=max(times),
-    ).values_list("tracked_email_id", "role")
+    rows = (
+        EmailParty.objects.filter(
+            **{f"{party_field(subject)}_id": subject.pk},
+            tracked_email_id__in=[e.pk for e in emails],
+            timeline_at__gte=min(times),
+            timeline_at__lte=max(times),
+        )
+        .order_by()
+        .values_list("tracked_email_id", "role")
+    )
     found: dict[int, set[str]] = {e.pk: set() for e in emails}
     for pk, role in rows:
         found[pk].add(role)
