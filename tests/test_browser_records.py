@@ -97,6 +97,9 @@ def test_a_user_opens_a_contact_filters_and_pages_its_timeline(desktop, dana: Cr
     expect(desktop.locator("#timeline tbody tr")).to_have_count(10)
     assert subjects(desktop) == outgoing[:10]
 
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    desktop.screenshot(path=str(SCREENSHOTS / "record.png"), full_page=True)
+
     # an email's subject opens its page
     desktop.locator("#timeline tbody tr").first.get_by_role("link").click()
     desktop.wait_for_url(re.compile(rf"/emails/{_pk(outgoing[0])}/$"))
