@@ -16,6 +16,7 @@ from django.urls import reverse
 from tests.conftest import login, make_decisions, user_of
 from tracking.actions import do_set_personal_options
 from tracking.models import CrmRecord, EmailParty, Mailbox, Queue, TrackedEmail
+from tracking.timeline import WINDOW
 
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 _numbers = iter(range(1, 1_000_000))
@@ -323,3 +324,27 @@ def test_in_german_with_the_users_date_format(client: Client, admin: User, dana:
     body = login(client, admin).get(url(dana)).content.decode()
     assert "Zeitachse" in body and "betreffend" in body and "In dieser E-Mail" in body
     assert "04.05.2026 12:00" in body and rows(body) == [tracked.pk]
+
+
+def test_a_page_that_checked_its_whole_window_says_so_and_goes_on(
+    client: Client, alice: Mailbox, bob: Mailbox, dana: CrmRecord
+) -> None:
+    """alice may see one email of Dana's 2,006, the oldest: the first page checks 2,000 (WINDOW) in vain."""
+    alices = email(at=T0 - timedelta(days=1), regarding=dana, owner=user_of(alice))
+    TrackedEmail.objects.bulk_create(
+        TrackedEmail(
+            message_id=f"<bob{i}@example.net>",
+            direction="incoming",
+            regarding=dana,
+            owner=user_of(bob),
+            timeline_at=T0 + timedelta(minutes=i),
+        )
+        for i in range(WINDOW + 5)
+    )
+    login(client, user_of(alice))
+    first = client.get(url(dana)).content.decode()
+    assert rows(first) == [] and 'id="timeline-partial"' in first
+    link = next_link(first)
+    assert link
+    second = client.get(link).content.decode()
+    assert rows(second) == [alices.pk] and next_link(second) is None

@@ -2,8 +2,8 @@
 
 The timeline is read from two indexes (tracking/timeline.py): the emails a record is regarding and the
 parties that point at it. The one FilterSet narrows both; a field of the email is reached through the
-party's `tracked_email` on the second, while `timeline_at` is on both, so that a date range stays part of
-each index range read.
+party's `tracked_email` on the second. The dates are not a filter of rows but the span of the timeline
+read (`span()`): `timeline_at` is in both indexes, so a date range bounds each index range read.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from syncadmin.web.filters.decisions import start_of_day
 from tracking.choices import Direction
 from tracking.dates import validate_date_range
 from tracking.models import EmailParty, TrackedEmail
+from tracking.timeline import TimeRange
 
 FILTER_KEYS = ("direction", "since", "until")
 
@@ -66,14 +67,22 @@ class TimelineFilterSet(django_filters.FilterSet):
     def filter_direction(self, queryset: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
         return queryset.filter(**{_email_field(queryset, "direction"): value})
 
+    def span(self) -> TimeRange:
+        """The dates as the part of the timeline to read (each read's index range and window stay inside
+        it); the whole last day, in the user's time zone."""
+        if not self.is_valid():
+            return TimeRange()
+        since, until = self.form.cleaned_data.get("since"), self.form.cleaned_data.get("until")
+        return TimeRange(
+            since=start_of_day(since) if since else None,
+            until=start_of_day(until + timedelta(days=1)) if until and until != date.max else None,
+        )
+
     def filter_since(self, queryset: QuerySet[Any], name: str, value: date) -> QuerySet[Any]:
-        return queryset.filter(timeline_at__gte=start_of_day(value))
+        return queryset  # the span() of the read
 
     def filter_until(self, queryset: QuerySet[Any], name: str, value: date) -> QuerySet[Any]:
-        if value == date.max:
-            return queryset
-        # the whole last day, in the user's time zone
-        return queryset.filter(timeline_at__lt=start_of_day(value + timedelta(days=1)))
+        return queryset  # the span() of the read
 
 
 def filter_timeline(request: HttpRequest) -> TimelineFilterSet:

@@ -85,6 +85,7 @@ def record_detail(request: AuthenticatedHttpRequest, kind: str, pk: int) -> Http
         size=rows_per_page(request.user),
         start_after=cursor_param(request, "after"),
         narrow=filterset.narrow,
+        span=filterset.span(),
     )
     params = {k: request.GET.get(k, "") for k in FILTER_KEYS}
     facts = _facts(subject, request)
