@@ -7,9 +7,9 @@ the regarding index (regarding, -timeline_at, -id) and at most size + 1 from the
 here. An OR or a UNION of both over all of a record's emails sorts every one of them for every page.
 
 Rows are checked as they are read (who may see the email, the filters), so a page that finds few rows to
-show would read on through all of a big record's emails. Each read therefore stops after WINDOW index
-entries (the window's end found first, by an index-only read): a page whose window ran out before it
-filled shows what it found and continues from the window's end.
+show would read on through all of a big record's emails. Each read therefore checks stretches of its index
+whose ends it finds first (index-only reads), and stops after about WINDOW index entries: a page that ran
+out of them before it filled shows what it found and continues from there.
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ REGARDING = "regarding"
 STANDINGS = (REGARDING, PartyRole.FROM, PartyRole.TO, PartyRole.CC, PartyRole.BCC)
 # Fields a timeline shows of an email: the rows of a page are read by id, nothing else of them.
 SHOWN_FIELDS = ("id", "message_id", "subject", "sender", "sender_name", "direction", "timeline_at")
-# Index entries a page reads at most from each index (~10 ms of checks for a plain user on PostgreSQL).
+# Index entries a page checks at most from each index (~10 ms of checks for a plain user on PostgreSQL).
 WINDOW = 2000
+# The first stretch of an index a read checks, in pages: enough when most rows pass the checks.
+FIRST_STRETCH = 4
 
 Position = tuple[datetime, int]  # (timeline_at, email id), in the timeline's order (newest first)
 
@@ -120,28 +122,40 @@ def _read(
     want: int,
     window: int,
 ) -> _Read:
-    """Up to `want` distinct emails of `rows` (the subject's rows of one index) after `position`, reading at
-    most `window` index entries. An email may hold the subject in several rows (to and cc), consecutive in
-    the index, so a read that found too few distinct emails goes on from its last row."""
+    """Up to `want` distinct emails of `rows` (the subject's rows of one index) after `position`, checking
+    at most about `window` index entries.
+
+    Each step first finds where the next stretch of the index ends (an index-only read), then reads the
+    rows that pass the checks within it: a short stretch first, which is all a page needs when most rows
+    pass, then longer ones. An email may hold the subject in several rows (to and cc), consecutive in the
+    index, so a step that found too few distinct emails goes on from its last row.
+    """
     ordering = ("-timeline_at", f"-{id_field}")
     rows = rows.filter(span.q())
-    if position is not None:
-        rows = rows.filter(_after(position, id_field))
-    end = next(iter(rows.order_by(*ordering).values_list("timeline_at", id_field)[window - 1 : window]), None)
-    checked = _scoped(narrow(rows), visible, id_field)
-    if end is not None:
-        checked = checked.filter(_not_after(end, id_field))
+    checked_rows = _scoped(narrow(rows), visible, id_field)
     found: dict[int, datetime] = {}
+    stretch, read = min(FIRST_STRETCH * want, window), 0
     while True:
-        page = checked if position is None else checked.filter(_after(position, id_field))
-        got = list(page.order_by(*ordering).values_list("timeline_at", id_field)[:want])
+        ahead = rows if position is None else rows.filter(_after(position, id_field))
+        end = next(
+            iter(ahead.order_by(*ordering).values_list("timeline_at", id_field)[stretch - 1 : stretch]), None
+        )
+        step = checked_rows if position is None else checked_rows.filter(_after(position, id_field))
+        if end is not None:
+            step = step.filter(_not_after(end, id_field))
+        got = list(step.order_by(*ordering).values_list("timeline_at", id_field)[:want])
         for at, pk in got:
             found.setdefault(pk, at)
-        if len(found) >= want:
+        if len(found) >= want or (end is None and len(got) < want):
             return _Read(found, None)
-        if len(got) < want:
-            return _Read(found, end)  # to the window's end, or (end None) to the last row
-        position = got[-1]
+        if len(got) == want:
+            position = got[-1]  # several rows of one email: on from the last
+            continue
+        assert end is not None
+        read += stretch
+        if read >= window:
+            return _Read(found, end)
+        position, stretch = end, min(stretch * 4, window - read)
 
 
 def _standings(subject: Subject, emails: list[TrackedEmail]) -> dict[int, tuple[str, ...]]:
