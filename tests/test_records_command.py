@@ -13,6 +13,7 @@ from django.core.management.base import CommandError
 
 from tests.conftest import CommandResult
 from tracking.models import CrmRecord, EmailParty, Queue, TrackedEmail
+from tracking.timeline import WINDOW
 
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 Cmd = Callable[..., CommandResult]
@@ -159,3 +160,18 @@ def test_it_exits_non_zero_from_the_command_line(dana: CrmRecord, capsys: pytest
         ManagementUtility(["manage.py", "records", "show", "contact:Nobody"]).execute()
     assert exited.value.code == 1
     assert "no contact named 'Nobody'" in capsys.readouterr().err
+
+
+def test_a_limit_beyond_the_web_pages_window_shows_that_many(cmd: Cmd, dana: CrmRecord) -> None:
+    TrackedEmail.objects.bulk_create(
+        TrackedEmail(
+            message_id=f"<many{i}@example.net>",
+            direction="incoming",
+            regarding=dana,
+            timeline_at=T0 + timedelta(minutes=i),
+        )
+        for i in range(WINDOW + 100)
+    )
+    out = json.loads(cmd("records", "show", "contact:Dana Smith", "--json", "--limit", str(WINDOW + 50)).out)
+    assert len(out["timeline"]) == WINDOW + 50
+    assert out["timeline"][0]["message_id"] == f"<many{WINDOW + 99}@example.net>"

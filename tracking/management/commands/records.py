@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tracking.choices import EntityKind
 from tracking.management.commands._common import find_record
 from tracking.models import CrmRecord, Queue, TrackedEmail
-from tracking.timeline import Subject, TimelineEntry, timeline_page
+from tracking.timeline import FIRST_STRETCH, WINDOW, Subject, TimelineEntry, timeline_page
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 10_000
@@ -82,7 +82,13 @@ class Command(BaseCommand):
         subject = find_record(options["record"], option="records show", kinds=EntityKind.values)
         if isinstance(subject, CrmRecord | Queue):
             subject = type(subject).objects.select_related("owner").get(pk=subject.pk)
-        page = timeline_page(subject, visible=TrackedEmail.objects.all(), size=limit)
+        # every row passes (the command reads everything): a window as long as the page never cuts it
+        page = timeline_page(
+            subject,
+            visible=TrackedEmail.objects.all(),
+            size=limit,
+            window=max(WINDOW, FIRST_STRETCH * (limit + 1)),
+        )
         if options["json"]:
             out = {"record": record_as_json(subject), "timeline": [entry_as_json(e) for e in page.entries]}
             self.stdout.write(json.dumps(out, ensure_ascii=False, indent=2))
