@@ -8,10 +8,11 @@ the emails fall on the same timeline_at as another, so that pages meet ties.
 
 Requests go through Django's test Client in a process of its own (as B5's do): /records/contact/<pk>/,
 alternately the first page and a page from the middle of the timeline (?after=), 50 rows a page. Measured:
-p95 at N, signed in as a superuser (reads everything); baseline: the same at 10,000 in the same run, the two
-measured in turn in two rounds. A second figure does the same signed in as a plain user who owns two thirds
-of the emails and whose mailbox tracked one in five (half of them not their own), so that what they may see
-through their decisions grows with the store (the page scoped by TrackedEmail.visible_to).
+p95 at N (of --requests; 100 in `make bench`), signed in as a superuser (reads everything); baseline: the
+same at 10,000 in the same run, the two measured in turn in two rounds. A second figure does the same
+signed in as a plain user who owns two thirds of the emails and whose mailbox tracked one in five (half
+of them not their own), so that what they may see through their decisions grows with the store (the page
+scoped by TrackedEmail.visible_to).
 Target: p95 at N ≤ 1.5 × p95 at 10,000.
 
     python bench/b13_timeline.py [--emails 1000000] [--requests 50] [--keep]

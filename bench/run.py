@@ -38,7 +38,7 @@ SIZES: dict[str, list[str]] = {
     "B8": ["--decisions", "1000000"],
     "B11": ["--rows", "197008"],
     "B12": ["--messages", "10000"],
-    "B13": ["--emails", "1000000"],
+    "B13": ["--emails", "1000000", "--requests", "100"],
 }
 QUICK: dict[str, list[str]] = {
     "B1": ["--messages", "2000", "--records", "2000", "--repeat", "1"],
