@@ -40,6 +40,7 @@ SIZES: dict[str, list[str]] = {
     "B11": ["--rows", "197008"],
     "B12": ["--messages", "10000"],
     "B14": ["--emails", "1000000"],
+    "B13": ["--emails", "1000000", "--requests", "100"],
 }
 QUICK: dict[str, list[str]] = {
     "B1": ["--messages", "2000", "--records", "2000", "--repeat", "1"],
@@ -54,6 +55,7 @@ QUICK: dict[str, list[str]] = {
     "B11": ["--rows", "20000", "--repeat", "1"],
     "B12": ["--messages", "1000"],
     "B14": ["--emails", "20000", "--repeat", "3"],
+    "B13": ["--emails", "20000", "--requests", "10"],
 }
 SCRIPTS = {
     "B1": "b1_engine.py",
@@ -67,9 +69,10 @@ SCRIPTS = {
     "B9": "b9_dispatch.py",
     "B11": "b11_import.py",
     "B12": "b12_reprocess.py",
+    "B13": "b13_timeline.py",
     "B14": "b14_search.py",
 }
-ORDER = ("B1", "B4", "B3", "B2", "B7", "B9", "B6", "B5", "B8", "B11", "B12", "B14")
+ORDER = ("B1", "B4", "B3", "B2", "B7", "B9", "B6", "B5", "B8", "B11", "B12", "B13", "B14")
 
 
 def decisions_arg(args: list[str]) -> int:

@@ -44,7 +44,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("engine and sources", ("tracking.content", "tracking.decisions", "tracking.sources")),
     ("models", ("tracking.models",)),
-    ("loaders and actions", ("tracking.context", "tracking.actions", "tracking.runs", "tracking.pushstate")),
+    (
+        "loaders and actions",
+        ("tracking.context", "tracking.actions", "tracking.runs", "tracking.pushstate", "tracking.timeline"),
+    ),
     ("pipeline", ("tracking.pipeline", "tracking.whatif")),
     ("scanning", ("tracking.scanning", "tracking.folders", "tracking.reprocessing", "tracking.push")),
     (

@@ -490,7 +490,7 @@ def test_it_shows_the_tracked_email_and_links_the_regarding_record(client, alice
     body = r.content.decode()
     assert r.status_code == 200 and made.tracked_email is not None
     assert "The CRM email activity this decision created." in body
-    assert f"{reverse('web-directory')}?kind=account&amp;q=Northwind%20Traders" in body
+    assert f'href="{reverse("web-record", args=["account", record.pk])}"' in body  # the record's page
     assert f"{admin.get_username()}, by hand" in body
     assert f'href="{reverse("web-decision", args=[decision.pk])}"' in body  # the scan's decision, related
 

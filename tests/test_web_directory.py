@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -24,7 +25,8 @@ def names(body: str) -> list[str]:
     if "<tbody>" not in body:
         return []
     rows = body.split("<tbody>")[1].split("</tbody>")[0].split('<tr id="record-')[1:]
-    return [row.split("<td>")[1].split("</td>")[0] for row in rows]
+    # each name links to its record page
+    return [re.sub(r"<[^>]+>", "", row.split("<td>")[1].split("</td>")[0]) for row in rows]
 
 
 def csv_file(text: str | bytes, name: str = "records.csv") -> SimpleUploadedFile:

@@ -38,11 +38,11 @@ class TrackedEmailQuerySet(models.QuerySet["TrackedEmail"]):
         if not user.is_authenticated:
             return self.none()
         own = list(Mailbox.objects.filter(user_id=user.pk).values_list("pk", flat=True))
-        decided = Decision.objects.filter(mailbox_id__in=own, tracked_email_id__isnull=False).values(
-            "tracked_email_id"
-        )
+        # EXISTS for each email (the decision index on tracked_email) rather than IN over every decision
+        # of the user's mailboxes: under an OR, PostgreSQL hashes that whole list for every query.
+        decided = Decision.objects.filter(mailbox_id__in=own, tracked_email_id=models.OuterRef("pk"))
         return self.filter(
-            models.Q(owner_id=user.pk) | models.Q(receiving_mailbox_id__in=own) | models.Q(pk__in=decided)
+            models.Q(owner_id=user.pk) | models.Q(receiving_mailbox_id__in=own) | models.Exists(decided)
         )
 
 

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from django.contrib.auth.models import User
 from django.core.management.base import CommandError
 
-from tracking.choices import Folder, RecordKind
+from tracking.choices import EntityKind, Folder, RecordKind
 from tracking.context import load_rules, mailbox_for_scan
 from tracking.dates import date_range_problem
 from tracking.decisions import DecisionResult, RecordRef
 from tracking.folders import folder_tracking_on, rule_for_folder
-from tracking.models import CrmRecord, Mailbox
+from tracking.models import CrmRecord, Mailbox, Queue
+from tracking.timeline import Subject
 
 FOLDER_HELP = "inbox, sentitems, or the path of a mapped folder such as Inbox/Projects/Contoso"
 
 # A century, the most days a command takes: beyond it a date counted back from now leaves the calendar.
 MAX_DAYS = 36_500
+# Records an ambiguous KIND:NAME error lists at most.
+AMBIGUOUS_LISTED = 20
 
 
 def parse_when(raw: str) -> datetime:
@@ -58,18 +63,37 @@ def get_folder(mailbox: Mailbox, text: str) -> str:
     return rule.folder
 
 
-def get_regarding(spec: str) -> RecordRef:
+def find_record(
+    spec: str, *, option: str = "--regarding", kinds: Sequence[str] = RecordKind.values
+) -> Subject:
+    """The one record KIND:NAME names (a user by username, a queue or CRM record by name); an error that
+    lists the candidates when several have that name."""
     kind, sep, name = spec.partition(":")
-    if not sep or kind not in RecordKind.values or not name:
-        raise CommandError(
-            f"--regarding {spec!r}: use KIND:NAME with KIND one of {', '.join(RecordKind.values)}"
-        )
-    matches = list(CrmRecord.objects.filter(kind=kind, name=name)[:2])
+    if not sep or kind not in kinds or not name:
+        raise CommandError(f"{option} {spec!r}: use KIND:NAME with KIND one of {', '.join(kinds)}")
+    matches: list[Subject]
+    if kind == EntityKind.USER:
+        matches = list(User.objects.filter(username=name))
+    elif kind == EntityKind.QUEUE:
+        matches = list(Queue.objects.filter(name=name))
+    else:
+        matches = list(CrmRecord.objects.filter(kind=kind, name=name).order_by("pk")[:AMBIGUOUS_LISTED])
     if not matches:
-        raise CommandError(f"--regarding {spec!r}: no {kind} named {name!r}")
+        raise CommandError(f"{option} {spec!r}: no {kind} named {name!r}")
     if len(matches) > 1:
-        raise CommandError(f"--regarding {spec!r}: several {kind} records are named {name!r}")
-    return RecordRef(matches[0].pk, kind, name)
+        listed = "; ".join(
+            f"id {m.pk}"
+            + (f" ({', '.join(m.addresses)})" if isinstance(m, CrmRecord) and m.addresses else "")
+            for m in matches
+        )
+        raise CommandError(f"{option} {spec!r}: several {kind} records are named {name!r}: {listed}")
+    return matches[0]
+
+
+def get_regarding(spec: str) -> RecordRef:
+    record = find_record(spec)
+    assert isinstance(record, CrmRecord)
+    return RecordRef(record.pk, record.kind, record.name)
 
 
 def check_port(option: str, value: int, *, any_free: bool = False) -> int:
