@@ -80,20 +80,19 @@ def is_loopback_host(host: str) -> bool:
 
 def envpublicurl(name: str, *, allow_http: bool) -> str | None:
     """The public https:// address services on the internet call back (Microsoft Graph's change
-    notifications), without a trailing slash; None when NAME is not set.
+    notifications), without a trailing slash; None when NAME is not set or is plain http.
 
-    http:// is refused unless `allow_http` (development) or the host is loopback (the tests' simulator):
+    http:// gives None unless `allow_http` (development) or the host is loopback (the tests' simulator):
     Microsoft Graph posts only to https, and a callback over plain http would carry its secrets in clear.
+    The same variable makes the links of alert mail, which may stay http on an intranet: push is then off
+    (the dashboard says why) rather than the process refusing to start. Anything but an http(s) URL stops it.
     """
     if not os.environ.get(name, "").strip():
         return None
     url = envurl(name, "")
     host = urlsplit(url).hostname or ""
     if url.lower().startswith("http://") and not (allow_http or is_loopback_host(host)):
-        raise ImproperlyConfigured(
-            f"{name}={url!r} is plain http; use the https:// address the reverse proxy serves "
-            "(Microsoft Graph sends change notifications only to https)"
-        )
+        return None
     return url
 
 

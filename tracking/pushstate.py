@@ -155,7 +155,9 @@ def push_state(mailbox: Mailbox, rules: OrgRules, now: datetime) -> PushState:
             "polling", _("push is available for Exchange Online (Graph) and Exchange Server (EWS) profiles")
         )
     if push_base_url() is None:
-        return PushState("polling", _("no SYNCADMIN_SITE_URL: Microsoft Graph has no address to notify"))
+        return PushState(
+            "polling", _("no https SYNCADMIN_SITE_URL: Microsoft Graph has no address to notify")
+        )
     if not wants_push(mailbox, rules):
         return PushState("polling", _("the mailbox is not enabled for server-side synchronization"))
     subs = {s.folder: s for s in GraphSubscription.objects.filter(mailbox=mailbox)}
