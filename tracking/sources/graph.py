@@ -587,20 +587,7 @@ class GraphSource:
     def _post(self, url: str, body: Mapping[str, Any], *, what: str) -> dict[str, Any]:
         """POST JSON and read a JSON object back (one fresh token after a 401 of a cached one, the
         response limit: see _send)."""
-        response = self._send("POST", url, body=body, what=what)
-        if response.status_code != 200:
-            raise self._http_error(response, what)
-        try:
-            data = response.json()
-        except (ValueError, RecursionError):
-            data = None
-        if not isinstance(data, dict):
-            raise SourceError(
-                f"Microsoft Graph at {self.base} sent a malformed answer for {what}: not a JSON object",
-                kind=ErrorKind.SERVER_ERROR,
-                permanent=False,
-            )
-        return data
+        return self._json_object(self._send("POST", url, body=body, what=what), what)
 
     # -- change notifications (push) -----------------------------------------------------------
 
@@ -667,34 +654,6 @@ class GraphSource:
             )
         return SubscriptionInfo(ident, expires)
 
-    def _send(self, method: str, url: str, *, body: Mapping[str, Any] | None, what: str) -> requests.Response:
-        """A request that writes (POST, PATCH, DELETE); the caller reads the status."""
-        token = self._token()
-        for attempt in (1, 2):
-            headers = {"Authorization": f"Bearer {token.value}", "Accept": "application/json"}
-            try:
-                with self._slot:
-                    response = self._session.request(
-                        method,
-                        url,
-                        json=body,
-                        headers=headers,
-                        verify=self.settings.verify,
-                        timeout=self.settings.timeout,
-                        allow_redirects=False,
-                        stream=True,
-                    )
-                    read_limited(response, self.settings.max_response_bytes)
-            except requests.RequestException as exc:
-                raise unreachable(url, exc, self.settings.timeout) from exc
-            if response.status_code == 401 and attempt == 1 and token.cached:
-                self._identity().app.remove_tokens_for_client()
-                token = self._token()
-                continue
-            break
-        log.debug("%s %s for %s: HTTP %s", method, url, what, response.status_code)
-        return response
-
     # -- folders -------------------------------------------------------------------------------
 
     def _folder(self, folder: str) -> tuple[str, int | None]:
@@ -758,20 +717,29 @@ class GraphSource:
 
     # -- HTTP ----------------------------------------------------------------------------------
 
-    def _get(
-        self, url: str, *, params: Mapping[str, str] | None = None, what: str, paged: bool = False
-    ) -> dict[str, Any]:
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """One request with the app's token, its body read within the response limit; the caller reads the
+        status. A cached token can be revoked before it expires: after its 401, one fresh token settles it."""
         token = self._token()
         for attempt in (1, 2):
-            headers = {"Authorization": f"Bearer {token.value}", "Accept": "application/json"}
-            if paged:
-                headers["Prefer"] = f'odata.maxpagesize={self._page_size}, IdType="ImmutableId"'
+            sent = {"Authorization": f"Bearer {token.value}", "Accept": "application/json", **(headers or {})}
             try:
                 with self._slot:
-                    response = self._session.get(
+                    response = self._session.request(
+                        method,
                         url,
                         params=params,
-                        headers=headers,
+                        json=body,
+                        headers=sent,
                         verify=self.settings.verify,
                         timeout=self.settings.timeout,
                         allow_redirects=False,
@@ -781,11 +749,21 @@ class GraphSource:
             except requests.RequestException as exc:
                 raise unreachable(url, exc, self.settings.timeout) from exc
             if response.status_code == 401 and attempt == 1 and token.cached:
-                # A cached token can be revoked before it expires; one fresh token settles it.
                 self._identity().app.remove_tokens_for_client()
                 token = self._token()
                 continue
             break
+        log.debug("%s %s for %s: HTTP %s", method, url, what, response.status_code)
+        return response
+
+    def _get(
+        self, url: str, *, params: Mapping[str, str] | None = None, what: str, paged: bool = False
+    ) -> dict[str, Any]:
+        headers = {"Prefer": f'odata.maxpagesize={self._page_size}, IdType="ImmutableId"'} if paged else {}
+        return self._json_object(self._send("GET", url, params=params, headers=headers, what=what), what)
+
+    def _json_object(self, response: requests.Response, what: str) -> dict[str, Any]:
+        """The JSON object of a 200 answer; any other status or body is a SourceError."""
         if response.status_code != 200:
             raise self._http_error(response, what)
         try:
