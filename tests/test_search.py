@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from tests.conftest import run_command, user_of
 from tracking.models import CrmRecord, Mailbox, TrackedEmail
-from tracking.search import BODY_CHARS, CANDIDATES, headlines, parse, repair_sqlite_index, search
+from tracking.search import BODY_CHARS, CANDIDATES, headlines, parse, search
+from tracking.search_index import repair_sqlite_index
 
 T0 = timezone.now() - timedelta(days=30)
 

@@ -8,6 +8,8 @@ from django.db import connections
 from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 
+from tracking.search_index import repair_sqlite_index
+
 
 def _lift_sqlite_parameter_limit(sender: Any, connection: Any, **kwargs: Any) -> None:
     """Let bulk inserts of a page go out as one statement on SQLite.
@@ -22,7 +24,6 @@ def _lift_sqlite_parameter_limit(sender: Any, connection: Any, **kwargs: Any) ->
 
 
 def _repair_search_index(sender: Any, using: str, **kwargs: Any) -> None:
-    from tracking.search import repair_sqlite_index
 
     repair_sqlite_index(connections[using])
 

@@ -33,7 +33,6 @@ from typing import Any
 from django.contrib.auth.models import AnonymousUser, User
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank, SearchVectorField
 from django.db import connection
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import FloatField, QuerySet, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Left
@@ -41,6 +40,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from tracking.models import TrackedEmail
+from tracking.search_index import BODY_COLUMN, FTS_TABLE, TABLE, WEIGHTS
 
 SUBJECT_CHARS = 2_000
 PARTIES_CHARS = 20_000
@@ -51,8 +51,6 @@ MORE_RESULTS = 200
 QUERY_CHARS = 500  # longer input is cut: a query is typed, not pasted documents
 QUERY_TERMS = 20
 
-TABLE = "tracking_trackedemail"
-FTS_TABLE = "tracking_trackedemail_search"
 CONFIG = "simple"
 # Around a highlighted word in a headline; private-use characters, so that the headline can be
 # HTML-escaped first and the marks put in afterwards.
@@ -136,7 +134,7 @@ def _rank(groups: list[Group], ids: list[int]) -> Any:
         return Value(0.0, output_field=FloatField())
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT rowid, -bm25({FTS_TABLE}, {_WEIGHTS}) FROM {FTS_TABLE} "
+            f"SELECT rowid, -bm25({FTS_TABLE}, {WEIGHTS}) FROM {FTS_TABLE} "
             f"WHERE {FTS_TABLE} MATCH %s AND rowid BETWEEN %s AND %s",
             [fts_query(groups), min(ids), max(ids)],
         )
@@ -182,7 +180,7 @@ def headlines(emails: Sequence[TrackedEmail], text: str) -> dict[int, SafeString
         with connection.cursor() as cursor:
             # A range and `+rowid IN`, not `rowid IN`: FTS5 would run the query again for each id (_rank).
             cursor.execute(
-                f"SELECT rowid, snippet({FTS_TABLE}, {_BODY_COLUMN}, %s, %s, '…', 24) FROM {FTS_TABLE} "
+                f"SELECT rowid, snippet({FTS_TABLE}, {BODY_COLUMN}, %s, %s, '…', 24) FROM {FTS_TABLE} "
                 f"WHERE {FTS_TABLE} MATCH %s AND rowid BETWEEN %s AND %s AND +rowid IN ({marks})",
                 [_START, _STOP, fts_query(groups), min(ids), max(ids), *ids],
             )
@@ -223,64 +221,3 @@ def fts_query(groups: list[Group]) -> str:
         must = " AND ".join(quoted(t) for t in group.must)
         parts.append("(" + must + "".join(f" NOT {quoted(t)}" for t in group.must_not) + ")")
     return " OR ".join(parts)
-
-
-# -- the SQLite index ---------------------------------------------------------------------------------------
-
-
-# The FTS5 table's columns are the table's own, indexed as they are: an external-content table reads
-# them back from tracking_trackedemail for snippets and for a rebuild. (Not a view of derived columns:
-# Django rebuilds a SQLite table by dropping it and renaming a copy, and SQLite refuses the rename while a
-# view names the dropped table.)
-INDEXED = ("subject", "sender", "sender_name", "recipients", "body_text")
-_WEIGHTS = "10.0, 4.0, 4.0, 4.0, 1.0"  # bm25 per column of INDEXED
-_BODY_COLUMN = INDEXED.index("body_text")
-_TRIGGERS = [f"{FTS_TABLE}_insert", f"{FTS_TABLE}_delete", f"{FTS_TABLE}_update"]
-
-
-def sqlite_index_sql() -> list[str]:
-    """The FTS5 table and the triggers that keep it in step with the table."""
-    columns = ", ".join(INDEXED)
-    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in INDEXED)
-    old = ", ".join(f"OLD.{c}" for c in INDEXED)
-    new = ", ".join(f"NEW.{c}" for c in INDEXED)
-    delete = f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, {columns}) VALUES ('delete', OLD.id, {old});"
-    insert = f"INSERT INTO {FTS_TABLE} (rowid, {columns}) VALUES (NEW.id, {new});"
-    return [
-        f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5({columns}, "
-        f"content='{TABLE}', content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
-        f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[0]} AFTER INSERT ON {TABLE} BEGIN {insert} END",
-        f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[1]} AFTER DELETE ON {TABLE} BEGIN {delete} END",
-        f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[2]} AFTER UPDATE ON {TABLE} WHEN {changed} "
-        f"BEGIN {delete} {insert} END",
-    ]
-
-
-def install_sqlite_index(db: BaseDatabaseWrapper) -> None:
-    """Create the SQLite index (what is missing of it) and index every row of the table."""
-    with db.cursor() as cursor:
-        for statement in sqlite_index_sql():
-            cursor.execute(statement)
-        cursor.execute(f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}) VALUES ('rebuild')")
-
-
-def repair_sqlite_index(db: BaseDatabaseWrapper) -> bool:
-    """Put the index's triggers back when they are gone, and index every row again; True if it did.
-
-    Django rebuilds a SQLite table for some schema changes (a copy, a drop, a rename) and the triggers
-    go with the dropped table; run after every migrate (tracking/apps.py), this notices and repairs it.
-    """
-    if db.vendor != "sqlite":
-        return False
-    marks = ", ".join(["%s"] * len(_TRIGGERS))
-    with db.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM sqlite_master WHERE name = %s", [FTS_TABLE])
-        if not cursor.fetchone()[0]:
-            return False  # not migrated this far
-        cursor.execute(
-            f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN ({marks})", _TRIGGERS
-        )
-        if cursor.fetchone()[0] == len(_TRIGGERS):
-            return False
-    install_sqlite_index(db)
-    return True

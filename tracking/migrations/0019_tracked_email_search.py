@@ -28,7 +28,7 @@ def create_search_index(apps, schema_editor):
             "CREATE INDEX tracked_search ON tracking_trackedemail USING gin (search_document)"
         )
     elif connection.vendor == "sqlite":
-        from tracking.search import install_sqlite_index
+        from tracking.search_index import install_sqlite_index
 
         install_sqlite_index(connection)
 
