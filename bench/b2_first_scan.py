@@ -11,7 +11,11 @@ The simulator runs in its own process (bench/simulator.py), as a server would. T
 mail from CRM parties (option 2), with 10,000 CRM records of which 6,000 are the corpus's correspondents,
 so that the scan writes TrackedEmails and hashes as well as decisions.
 
-    python bench/b2_first_scan.py [--messages 5000] [--profile]
+    python bench/b2_first_scan.py [--messages 5000] [--profile] [--phases]
+
+`--phases` adds, for the timed scans, the wall and CPU time spent in the source's page fetches, in
+`process_page`, in `do_commit_page`, in the database's statements and in its COMMITs (timers wrapped
+around those functions; their cost is in the scan's figure).
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -36,12 +42,67 @@ def cpu() -> float:
     return t.user + t.system
 
 
+class Phases:
+    """Wall and CPU seconds, and calls, inside some functions while `on` (the timed scans only)."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.totals: dict[str, list[float]] = {}
+
+    def add(self, label: str, wall: float, cpu_s: float) -> None:
+        total = self.totals.setdefault(label, [0.0, 0.0, 0])
+        total[0] += wall
+        total[1] += cpu_s
+        total[2] += 1
+
+    def wrap(self, owner: Any, name: str, label: str) -> None:
+        fn = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if not self.on:
+                return fn(*args, **kwargs)
+            w, c = time.perf_counter(), cpu()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.add(label, time.perf_counter() - w, cpu() - c)
+
+        setattr(owner, name, timed)
+
+    def wrap_pages(self, owner: Any, name: str, label: str) -> None:
+        """Time each step of a generator method (a source's pages), not the consumer's work between."""
+        fn: Callable[..., Iterator[Any]] = getattr(owner, name)
+        phases = self
+
+        def timed(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            pages = fn(*args, **kwargs)
+            while True:
+                w, c = time.perf_counter(), cpu()
+                try:
+                    page = next(pages)
+                except StopIteration:
+                    return
+                finally:
+                    if phases.on:
+                        phases.add(label, time.perf_counter() - w, cpu() - c)
+                yield page
+
+        setattr(owner, name, timed)
+
+    def notes(self) -> list[str]:
+        return [
+            f"phases of the scans: {label} {wall:.2f} s wall, {cpu_s:.2f} s CPU, {int(calls):,} calls"
+            for label, (wall, cpu_s, calls) in self.totals.items()
+        ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--records", type=int, default=10000)
     parser.add_argument("--rounds", type=int, default=5, help="mailboxes the messages are split over")
     parser.add_argument("--profile", action="store_true", help="profile the scan (pyinstrument), untimed")
+    parser.add_argument("--phases", action="store_true", help="time the phases of the scans (see above)")
     args = parser.parse_args()
     with common.fresh_db(VENDOR, DB) as url:
         run(url, args)
@@ -53,6 +114,22 @@ def run(url: str, args: argparse.Namespace) -> None:
 
     from tracking.models import ScanRun
     from tracking.scanning import scan_folder, source_for
+
+    phases = Phases()
+    if args.phases:
+        from django.db.backends.postgresql.base import DatabaseWrapper
+        from django.db.backends.utils import CursorWrapper
+
+        import tracking.pipeline
+        import tracking.scanning
+        from tracking.sources.ews import EwsSource
+
+        phases.wrap_pages(EwsSource, "sync", "source pages")
+        phases.wrap(EwsSource, "fetch_attachments", "attachments")
+        phases.wrap(tracking.scanning, "process_page", "process_page")
+        phases.wrap(tracking.pipeline, "do_commit_page", "do_commit_page")
+        phases.wrap(CursorWrapper, "_execute", "statements")
+        phases.wrap(DatabaseWrapper, "_commit", "COMMIT")
 
     per_round = args.messages // args.rounds
     addresses = [f"b2-{n}@bench.example" for n in range(args.rounds)]
@@ -84,7 +161,9 @@ def run(url: str, args: argparse.Namespace) -> None:
             fetches.append((time.perf_counter() - w, cpu() - c, n))
             sim.clear_requests()
             w, c = time.perf_counter(), cpu()
+            phases.on = True
             scan = scan_folder(box.pk, "inbox")
+            phases.on = False
             scans.append((time.perf_counter() - w, cpu() - c, scan.items_done))
             requests += sim.count()
             common.log(f"B2: {address}: fetch alone {fetches[-1][0]:.1f} s, scan {scans[-1][0]:.1f} s")
@@ -113,6 +192,7 @@ def run(url: str, args: argparse.Namespace) -> None:
             f"({scan_cpu / fetch_cpu:.2f}×)",
             f"outcomes: tracked {totals['tracked']}, not_tracked {totals['not_tracked']}, "
             f"failed {totals['failed']}; {requests} EWS requests",
+            *phases.notes(),
         ],
         details={"fetches": fetches, "scans": scans, "simulator_load_seconds": sim.load_seconds},
     )
