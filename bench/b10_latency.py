@@ -1,19 +1,21 @@
 """B10: arrival-to-decision latency at 1,000 simulated Exchange Online mailboxes, push against polling.
 
-One run, everything in processes of its own as deployed: the simulator (bench/simulator.py, Microsoft
-Graph), the web app (`manage.py runserver --noreload`, as runall starts it; SYNCADMIN_SITE_URL points at
-it, so the simulator's change notifications reach /graph/notifications/), `--workers` RQ workers
-(`manage.py rqworker` with tracking.jobqueues.WORKER_QUEUES; the worker class comes from the settings)
-and the dispatcher queued every 30 s on the default queue, as rqcron does (rqcron itself would also queue
-the push upkeep, which would subscribe the polling mailboxes too).
+One run, everything in processes of its own as deployed: the simulator (bench/simulator.py: Microsoft
+Graph and EWS), the web app (`manage.py runserver --noreload`, as runall starts it; SYNCADMIN_SITE_URL
+points at it, so the simulator's change notifications reach /graph/notifications/), `--workers` RQ
+workers (`manage.py rqworker` with tracking.jobqueues.WORKER_QUEUES; the worker class comes from the
+settings), `manage.py ews_stream`, and the dispatcher queued every 30 s on the default queue, as rqcron
+does (rqcron itself would also queue the push upkeep, which would subscribe the polling mailboxes too).
 
-`--mailboxes` Graph mailboxes on push and `--poll-mailboxes` on polling are seeded with bulk inserts
-(approved, enabled, empty). The push ones are subscribed by the push upkeep's jobs (tracking.pushjobs:
-a subscription per folder, validated by the web app, then a catch-up scan); the polling ones never are,
-as if SYNCADMIN_SITE_URL were unset for them. MailboxPollIntervalMinutes is set to its minimum,
-`--poll-minutes` (1). Every mailbox then has its first scan cycle (push mailboxes on push then poll only
-every PushSafetyNetPollMinutes, 60), and mail arrives: `--rate` messages a second for `--duration`
-seconds, 4 of every 5 in a random push mailbox and 1 in a random polling one.
+Three sets of empty mailboxes are seeded with bulk inserts (approved, enabled): `--mailboxes` Exchange
+Online (Graph) mailboxes on push, subscribed by the push upkeep's jobs (tracking.pushjobs: a
+subscription per folder, validated by the web app, then a catch-up scan); `--ews-mailboxes` Exchange
+Server mailboxes, streamed by ews_stream (a thread and a GetStreamingEvents connection each); and
+`--poll-mailboxes` Graph mailboxes never subscribed, as if SYNCADMIN_SITE_URL were unset for them, polled
+every `--poll-minutes` (MailboxPollIntervalMinutes, at its minimum 1). Every mailbox then has its first
+scan cycle (push mailboxes then poll only every PushSafetyNetPollMinutes, 60), and mail arrives:
+`--rate` messages a second for `--duration` seconds, of every five 3 in a random Graph push mailbox, 1 in
+an EWS one and 1 in a polling one.
 
 A message's arrival is when the simulator stored it (the `stored_at` its control endpoint answers, the
 clock read just before the store takes it); its decision is Decision.decided_at: the clock the scan reads
@@ -22,7 +24,8 @@ commit follows within milliseconds; the scan run's end, ScanRun.finished_at, is 
 Latency = decision − arrival, both on this machine's clock. Every message must be decided exactly once.
 Targets: push p95 ≤ 10 s; polling p95 ≈ the poll interval (between 0.5 and 1.5 × it).
 
-    python bench/b10_latency.py [--mailboxes 1000] [--poll-mailboxes 100] [--rate 5] [--duration 120]
+    python bench/b10_latency.py [--mailboxes 1000] [--ews-mailboxes 50] [--poll-mailboxes 100]
+                                [--rate 5] [--duration 120] [--workers 4] [--poll-minutes 1]
 """
 
 from __future__ import annotations
@@ -50,7 +53,6 @@ VENDOR = "postgresql"
 DB = f"{common.DB_PREFIX}_b10"
 PUSH_P95_TARGET = 10.0
 DISPATCH_EVERY_SECONDS = 30  # tracking.cron.DISPATCH_EVERY_SECONDS
-PUSH_SHARE = 4  # of every 5 messages, to a push mailbox
 
 
 def free_port() -> int:
@@ -176,6 +178,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mailboxes", type=int, default=1000, help="on push")
     parser.add_argument("--poll-mailboxes", type=int, default=100, help="on polling")
+    parser.add_argument("--ews-mailboxes", type=int, default=50, help="Exchange Server, EWS streaming")
     parser.add_argument("--rate", type=float, default=5.0, help="messages a second, all mailboxes")
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of arriving mail")
     parser.add_argument("--workers", type=int, default=4)
@@ -204,7 +207,7 @@ def run(url: str, args: argparse.Namespace) -> None:
     from tracking.jobs import QUEUE
     from tracking.models import Decision, GraphSubscription, Mailbox, ScanRun
     from tracking.pushjobs import enqueue_push_maintenance
-    from tracking.pushstate import on_push, push_folders
+    from tracking.pushstate import healthy_mailbox_ids, on_push, push_folders
 
     redis = django_rq.get_connection(QUEUE)
     assert redis.connection_pool.connection_kwargs.get("db") == int(common.REDIS_URL.rsplit("/", 1)[1])
@@ -214,8 +217,14 @@ def run(url: str, args: argparse.Namespace) -> None:
     folders = push_folders(rules)
     push_addresses = [f"b10-push-{n:05d}@bench.example" for n in range(args.mailboxes)]
     poll_addresses = [f"b10-poll-{n:05d}@bench.example" for n in range(args.poll_mailboxes)]
+    ews_addresses = [f"b10-ews-{n:05d}@bench.example" for n in range(args.ews_mailboxes)]
+    addresses = {"push": push_addresses, "ews": ews_addresses, "poll": poll_addresses}
+    # of every 5 messages: 3 to Graph push mailboxes, 1 to EWS push ones, 1 to polling ones (a set that
+    # is empty gives its turn to Graph push)
+    turns = [s if addresses[s] else "push" for s in ("push", "push", "push", "ews", "poll")]
     spec: list[dict[str, object]] = [
-        {"address": a, "count": 0, "folders": "inbox"} for a in push_addresses + poll_addresses
+        {"address": a, "count": 0, "folders": "inbox"}
+        for a in push_addresses + ews_addresses + poll_addresses
     ]
     log_dir = common.BUILD / "b10-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -244,13 +253,20 @@ def run(url: str, args: argparse.Namespace) -> None:
             began = time.perf_counter()
             push_ids = seed(push_addresses, profile)
             poll_ids = seed(poll_addresses, profile)
+            ews_ids = seed(
+                ews_addresses, common.add_sim_profile(sim, max_connections=max(10, 2 * args.workers))
+            )
+            every_id = push_ids + ews_ids + poll_ids
             phases["seed"] = time.perf_counter() - began
-            common.log(f"B10: {len(push_ids) + len(poll_ids):,} mailboxes seeded in {phases['seed']:.1f} s")
+            common.log(f"B10: {len(every_id):,} mailboxes seeded in {phases['seed']:.1f} s")
 
             procs.start("web", "runserver", f"127.0.0.1:{port}", "--noreload")
             wait_until("the web server", lambda: _answers(requests, site), 60, procs)
             for n in range(args.workers):
                 procs.start(f"worker-{n}", "rqworker", *WORKER_QUEUES)
+            if ews_ids:
+                # a stream per Exchange Server mailbox, which subscribes and catches each folder up
+                procs.start("ews_stream", "ews_stream")
             connections.close_all()
 
             # push upkeep of the push mailboxes: subscribe (validated by the web app), then catch up
@@ -269,36 +285,42 @@ def run(url: str, args: argparse.Namespace) -> None:
             assert active == wanted, f"{active} of {wanted} subscriptions active; see {log_dir}"
             phases["subscribe"] = time.perf_counter() - began
             common.log(f"B10: {active:,} subscriptions in {phases['subscribe']:.1f} s")
+            wait_until(
+                "the EWS streams",
+                lambda: set(ews_ids) <= healthy_mailbox_ids() and queues_idle(),
+                120 + len(ews_ids),
+                procs,
+            )
 
             # every mailbox's first scan cycle, then the dispatcher every 30 s as rqcron runs it
             began = time.perf_counter()
-            Mailbox.objects.filter(pk__in=push_ids + poll_ids).update(next_run_at=None)
+            Mailbox.objects.filter(pk__in=every_id).update(next_run_at=None)
             dispatcher = threading.Thread(
                 target=_dispatch_every, args=(DISPATCH_EVERY_SECONDS, stop_dispatch), daemon=True
             )
             dispatcher.start()
             wait_until(
                 "the first scan cycles",
-                lambda: not _unscheduled(push_ids + poll_ids) and queues_idle(),
+                lambda: not _unscheduled(every_id) and queues_idle(),
                 120 + len(push_ids),
                 procs,
             )
             phases["first_cycles"] = time.perf_counter() - began
             now = _now()
-            pushed = sum(on_push(i, rules, now) for i in push_ids)
-            assert pushed == len(push_ids), f"only {pushed} of {len(push_ids)} push mailboxes on push"
+            pushed = sum(on_push(i, rules, now) for i in push_ids + ews_ids)
+            assert pushed == len(push_ids + ews_ids), f"only {pushed} push mailboxes on push"
             common.log(f"B10: first scan cycles in {phases['first_cycles']:.1f} s; {pushed:,} on push")
 
             # steady mail: `rate` a second, each in a random mailbox of its set
             rng = random.Random(args.seed)
             session = requests.Session()
-            sent: dict[str, tuple[str, float]] = {}  # message id: (set, stored_at)
+            sent: dict[str, tuple[str, float]] = {}  # message id: (push, ews or poll, stored_at)
             total = int(args.rate * args.duration)
             started = time.time()
             for n in range(total):
                 time.sleep(max(0.0, started + n / args.rate - time.time()))
-                on_push_set = n % 5 < PUSH_SHARE or not poll_addresses
-                address = rng.choice(push_addresses if on_push_set else poll_addresses)
+                which = turns[n % len(turns)]
+                address = rng.choice(addresses[which])
                 message_id, raw = message(n, address)
                 response = session.post(
                     f"{sim.url}/_simulator/messages",
@@ -308,7 +330,7 @@ def run(url: str, args: argparse.Namespace) -> None:
                     timeout=30,
                 )
                 response.raise_for_status()
-                sent[message_id] = ("push" if on_push_set else "poll", float(response.json()["stored_at"]))
+                sent[message_id] = (which, float(response.json()["stored_at"]))
             # behind schedule at the end: the simulator or this process could not keep the rate
             lag = time.time() - started - (total - 1) / args.rate
             common.log(f"B10: {total} messages in {time.time() - started:.0f} s ({lag:.2f} s behind)")
@@ -332,68 +354,80 @@ def run(url: str, args: argparse.Namespace) -> None:
         redis.flushdb()
 
     twice = [m for m, c in Counter(r[0] for r in rows).items() if c > 1]
-    latency: dict[str, list[float]] = {"push": [], "poll": []}
-    visible: dict[str, list[float]] = {"push": [], "poll": []}
+    latency: dict[str, list[float]] = {name: [] for name in addresses}
+    visible: dict[str, list[float]] = {name: [] for name in addresses}
     for message_id, decided_at, run_id in rows:
         which, stored_at = sent[message_id]
         latency[which].append(decided_at.timestamp() - stored_at)
         ended = finished.get(run_id)
         if ended is not None:
             visible[which].append(ended.timestamp() - stored_at)
-    push, poll = stats(latency["push"]), stats(latency["poll"])
-    push_end, poll_end = stats(visible["push"]), stats(visible["poll"])
+    found = {name: stats(values) for name, values in latency.items() if values}
+    to_end = {name: stats(values) for name, values in visible.items() if values}
     interval = args.poll_minutes * 60.0
     size = (
-        f"{args.mailboxes:,} push + {args.poll_mailboxes:,} polling Graph mailboxes, {args.rate:g} msg/s "
-        f"for {args.duration:g} s, {args.workers} workers; {os.cpu_count()} CPUs"
+        f"{args.mailboxes:,} Graph push, {args.ews_mailboxes:,} EWS push, {args.poll_mailboxes:,} polling "
+        f"mailboxes; {args.rate:g} msg/s for {args.duration:g} s; {args.workers} workers; "
+        f"{os.cpu_count()} CPUs"
     )
+    label = {"push": "Graph push", "ews": "EWS push", "poll": f"polling every {args.poll_minutes} min"}
 
     def describe(s: dict[str, float]) -> str:
         return f"p50 {s['p50']:.1f} s, p95 {s['p95']:.1f} s, max {s['max']:.1f} s ({s['count']:.0f} messages)"
 
-    common_notes = [
-        f"push: {describe(push)}; polling every {args.poll_minutes} min: {describe(poll)}",
-        f"to the end of the deciding scan run: push {describe(push_end)}; polling {describe(poll_end)}",
+    notes = [
+        "; ".join(f"{label[name]}: {describe(s)}" for name, s in found.items()),
+        "to the end of the deciding scan run: "
+        + "; ".join(f"{label[name]}: {describe(s)}" for name, s in to_end.items()),
         f"decided twice: {len(twice)}; setup: seeding {phases['seed']:.1f} s, "
-        f"{args.mailboxes * len(folders):,} subscriptions {phases['subscribe']:.0f} s, "
+        f"{args.mailboxes * len(folders):,} Graph subscriptions {phases['subscribe']:.0f} s, "
         f"first scan cycles {phases['first_cycles']:.0f} s; load average after {load[0]:.1f}",
     ]
-    figures = [
-        common.Figure(
-            figure="B10",
-            measure=f"arrival-to-decision latency p95 with push (Graph change notifications), "
-            f"{args.mailboxes:,} mailboxes; baseline polling",
-            measured=push["p95"],
-            baseline=poll["p95"],
-            unit="s",
-            target=f"≤ {PUSH_P95_TARGET:g} s",
-            met=push["p95"] <= PUSH_P95_TARGET and not twice,
-            db=VENDOR,
-            size=size,
-            notes=common_notes,
-            details={
-                "push": push,
-                "poll": poll,
-                "push_to_run_end": push_end,
-                "poll_to_run_end": poll_end,
-                "decided_twice": twice,
-                "phases": phases,
-                "load_average_after": load,
-            },
-        ),
-        common.Figure(
-            figure="B10",
-            measure=f"arrival-to-decision latency p95 with polling every {args.poll_minutes} min "
-            f"(same run); baseline the poll interval",
-            measured=poll["p95"],
-            baseline=interval,
-            unit="s",
-            target="≈ the poll interval (0.5–1.5×)",
-            met=0.5 * interval <= poll["p95"] <= 1.5 * interval,
-            db=VENDOR,
-            size=size,
-        ),
-    ]
+    poll = found.get("poll")
+    figures = []
+    for name, count in (("push", args.mailboxes), ("ews", args.ews_mailboxes)):
+        if name not in found:
+            continue
+        how = "Graph change notifications" if name == "push" else "EWS streaming notifications"
+        figures.append(
+            common.Figure(
+                figure="B10",
+                measure=f"arrival-to-decision latency p95, push ({how}), {count:,} mailboxes; "
+                "baseline polling",
+                measured=found[name]["p95"],
+                baseline=poll["p95"] if poll else None,
+                unit="s",
+                target=f"≤ {PUSH_P95_TARGET:g} s",
+                met=found[name]["p95"] <= PUSH_P95_TARGET and not twice,
+                db=VENDOR,
+                size=size,
+                notes=notes if name == "push" else [],
+                details={
+                    "latency": found,
+                    "to_run_end": to_end,
+                    "decided_twice": twice,
+                    "phases": phases,
+                    "load_average_after": load,
+                }
+                if name == "push"
+                else {},
+            )
+        )
+    if poll:
+        figures.append(
+            common.Figure(
+                figure="B10",
+                measure=f"arrival-to-decision latency p95, polling every {args.poll_minutes} min "
+                f"(same run), {args.poll_mailboxes:,} mailboxes; baseline the poll interval",
+                measured=poll["p95"],
+                baseline=interval,
+                unit="s",
+                target="≈ the poll interval (0.5–1.5×)",
+                met=0.5 * interval <= poll["p95"] <= 1.5 * interval,
+                db=VENDOR,
+                size=size,
+            )
+        )
     common.write_result("b10", figures)
 
 
