@@ -15,7 +15,7 @@ Server mailboxes, streamed by ews_stream (a thread and a GetStreamingEvents conn
 every `--poll-minutes` (MailboxPollIntervalMinutes, at its minimum 1). Every mailbox then has its first
 scan cycle (push mailboxes then poll only every PushSafetyNetPollMinutes, 60), and mail arrives:
 `--rate` messages a second for `--duration` seconds, of every five 3 in a random Graph push mailbox, 1 in
-an EWS one and 1 in a polling one.
+an EWS one and 1 in a polling one (a set of 0 mailboxes loses its turns).
 
 A message's arrival is when the simulator stored it (the `stored_at` its control endpoint answers, the
 clock read just before the store takes it); its decision is Decision.decided_at: the clock the scan reads
@@ -219,9 +219,9 @@ def run(url: str, args: argparse.Namespace) -> None:
     poll_addresses = [f"b10-poll-{n:05d}@bench.example" for n in range(args.poll_mailboxes)]
     ews_addresses = [f"b10-ews-{n:05d}@bench.example" for n in range(args.ews_mailboxes)]
     addresses = {"push": push_addresses, "ews": ews_addresses, "poll": poll_addresses}
-    # of every 5 messages: 3 to Graph push mailboxes, 1 to EWS push ones, 1 to polling ones (a set that
-    # is empty gives its turn to Graph push)
-    turns = [s if addresses[s] else "push" for s in ("push", "push", "push", "ews", "poll")]
+    # of every 5 messages: 3 to Graph push mailboxes, 1 to EWS push ones, 1 to polling ones (an empty set
+    # loses its turns)
+    turns = [s for s in ("push", "push", "push", "ews", "poll") if addresses[s]]
     spec: list[dict[str, object]] = [
         {"address": a, "count": 0, "folders": "inbox"}
         for a in push_addresses + ews_addresses + poll_addresses
