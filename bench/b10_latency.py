@@ -332,7 +332,7 @@ def run(url: str, args: argparse.Namespace) -> None:
                 response.raise_for_status()
                 sent[message_id] = (which, float(response.json()["stored_at"]))
             # behind schedule at the end: the simulator or this process could not keep the rate
-            lag = time.time() - started - (total - 1) / args.rate
+            lag = phases["behind"] = time.time() - started - (total - 1) / args.rate
             common.log(f"B10: {total} messages in {time.time() - started:.0f} s ({lag:.2f} s behind)")
 
             decided = Decision.objects.filter(message_id__in=list(sent))
@@ -381,7 +381,8 @@ def run(url: str, args: argparse.Namespace) -> None:
         + "; ".join(f"{label[name]}: {describe(s)}" for name, s in to_end.items()),
         f"decided twice: {len(twice)}; setup: seeding {phases['seed']:.1f} s, "
         f"{args.mailboxes * len(folders):,} Graph subscriptions {phases['subscribe']:.0f} s, "
-        f"first scan cycles {phases['first_cycles']:.0f} s; load average after {load[0]:.1f}",
+        f"first scan cycles {phases['first_cycles']:.0f} s; the mail's last message "
+        f"{phases['behind']:.2f} s behind its schedule; load average after {load[0]:.1f}",
     ]
     poll = found.get("poll")
     figures = []
