@@ -34,6 +34,7 @@ SIZES: dict[str, list[str]] = {
     "B2": ["--messages", "5000"],
     "B7": ["--mailboxes", "40", "--messages", "50"],
     "B9": ["--sizes", "100,1000,10000"],
+    "B10": ["--mailboxes", "1000", "--ews-mailboxes", "50", "--poll-mailboxes", "100", "--duration", "120"],
     "B6": ["--messages", "50000"],
     "B5": ["--decisions", "1000000"],
     "B8": ["--decisions", "1000000"],
@@ -49,6 +50,7 @@ QUICK: dict[str, list[str]] = {
     "B2": ["--messages", "500"],
     "B7": ["--mailboxes", "6", "--messages", "20"],
     "B9": ["--sizes", "100,1000", "--repeat", "1", "--window", "3"],
+    "B10": ["--mailboxes=50", "--ews-mailboxes=5", "--poll-mailboxes=10", "--rate=2", "--duration=60"],
     "B6": ["--messages", "3000"],
     "B5": ["--decisions", "20000", "--requests", "10"],
     "B8": ["--decisions", "20000"],
@@ -67,12 +69,13 @@ SCRIPTS = {
     "B7": "b7_workers.py",
     "B8": "b8_export.py",
     "B9": "b9_dispatch.py",
+    "B10": "b10_latency.py",
     "B11": "b11_import.py",
     "B12": "b12_reprocess.py",
     "B13": "b13_timeline.py",
     "B14": "b14_search.py",
 }
-ORDER = ("B1", "B4", "B3", "B2", "B7", "B9", "B6", "B5", "B8", "B11", "B12", "B13", "B14")
+ORDER = ("B1", "B4", "B3", "B2", "B7", "B9", "B10", "B6", "B5", "B8", "B11", "B12", "B13", "B14")
 
 
 def decisions_arg(args: list[str]) -> int:

@@ -390,3 +390,22 @@ class TestIdentityPlatform:
         expected = f"{sim.url}/{TENANT}/v2.0/.well-known/openid-configuration"
         assert response.json()["tenant_discovery_endpoint"] == expected
         assert "access_token" in result
+
+
+def test_new_mail_through_the_control_api_answers_when_it_was_stored() -> None:
+    # B10 (bench/b10_latency.py) measures latency from this moment, not from when the client sent the mail
+    store = MailStore()
+    with Simulator(store) as server:
+        before = time.time()
+        response = requests.post(
+            f"{server.url}/_simulator/messages",
+            params={"mailbox": "latency@contoso.com", "folder": "inbox"},
+            data=raw_message(1),
+            verify=str(server.ca_file),
+            timeout=10,
+        )
+        after = time.time()
+    assert response.status_code == 201
+    body = response.json()
+    assert before <= body["stored_at"] <= after
+    assert [m.item_id for m in store.folder("latency@contoso.com", "inbox").messages.values()] == [body["id"]]

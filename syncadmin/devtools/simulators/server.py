@@ -247,7 +247,8 @@ def _not_found(sim: Simulator, request: SimRequest, described: Described) -> Sim
 
 def _control(sim: Simulator, request: SimRequest, described: Described) -> SimResponse:
     """POST /_simulator/faults {fault}; DELETE /_simulator/faults; GET|DELETE /_simulator/requests;
-    POST /_simulator/messages?mailbox=A&folder=F with the raw message as body; POST|DELETE
+    POST /_simulator/messages?mailbox=A&folder=F with the raw message as body (answers its
+    item "id" and "stored_at", Unix time); POST|DELETE
     /_simulator/folders (rename or move, delete a folder); POST /_simulator/move (move a message); POST
     /_simulator/lifecycle?subscription=ID&event=E (a Graph lifecycle event, or event=expire); DELETE
     /_simulator/subscriptions[?mailbox=A] (EWS streaming subscriptions expire)."""
@@ -278,8 +279,10 @@ def _control(sim: Simulator, request: SimRequest, described: Described) -> SimRe
     if what == "messages" and request.method == "POST":
         folder = request.query.get("folder", ["inbox"])[0]
         key = sim.store.resolve(mailbox, folder) or folder.strip("/").lower()
+        # when it was stored (Unix time, read as the store takes it), for arrival-to-decision latency (B10)
+        stored_at = time.time()
         msg = sim.store.add_message(mailbox, key, request.body)
-        return SimResponse(status=201, body=json.dumps({"id": msg.item_id}).encode())
+        return SimResponse(status=201, body=json.dumps({"id": msg.item_id, "stored_at": stored_at}).encode())
     if what == "folders" and request.method in ("POST", "DELETE"):
         return _control_folder(sim, request, mailbox)
     if what == "move" and request.method == "POST":
