@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 import requests
-from exchangelib import BASIC, DELEGATE, Account, Build, Configuration, Credentials, FailFast, Version
-from exchangelib import UTC as EWS_UTC
+from exchangelib import Account
 from exchangelib.attachments import AttachmentId, FileAttachment, ItemAttachment
 from exchangelib.errors import ErrorInvalidIdMalformed, ErrorItemNotFound
 from exchangelib.folders import Inbox, Root
@@ -28,12 +27,10 @@ from syncadmin.devtools.simulators.attachments import attachments_of
 from syncadmin.devtools.simulators.graph import rest_id
 from syncadmin.devtools.simulators.server import Simulator
 from syncadmin.devtools.simulators.store import MailStore, SimMessage
+from tests.ews_golden import MAILBOX, ews_sample, golden_account, post, skeleton
 from tests.test_simulator_graph_golden import assert_same_shape
-from tracking.sources.ews import CaBundleAdapter
 
-EWS_DATA = Path(__file__).parent / "data" / "ews"
 GRAPH_DATA = Path(__file__).parent / "data" / "graph"
-MAILBOX = "sales@vendor.example"
 CLIENT_ID = "0b6a3f4e-1d2c-4e5f-8a9b-7c6d5e4f3a2b"
 SECRET = "golden-secret"
 RAW = (
@@ -68,34 +65,7 @@ def message(sim: Simulator) -> SimMessage:
 
 @pytest.fixture(scope="module")
 def account(sim: Simulator) -> Account:
-    CaBundleAdapter.trust(sim.url, str(sim.ca_file))
-    config = Configuration(
-        service_endpoint=f"{sim.url}/EWS/Exchange.asmx",
-        credentials=Credentials("svc-golden", "pw"),
-        auth_type=BASIC,
-        version=Version(build=Build(15, 1), api_version="Exchange2016"),
-        retry_policy=FailFast(),
-    )
-    return Account(MAILBOX, config=config, autodiscover=False, access_type=DELEGATE, default_timezone=EWS_UTC)
-
-
-def post(sim: Simulator, service: Any, payload: Any) -> requests.Response:
-    return requests.post(
-        f"{sim.url}/EWS/Exchange.asmx",
-        data=service.wrap(payload, api_version="Exchange2016"),
-        auth=("svc-golden", "pw"),
-        headers={"Content-Type": "text/xml; charset=utf-8", "X-AnchorMailbox": MAILBOX},
-        verify=str(sim.ca_file),
-        timeout=10,
-    )
-
-
-def skeleton(elem: ET.Element) -> tuple[Any, ...]:
-    return (elem.tag, tuple(sorted(elem.attrib)), tuple(skeleton(child) for child in elem))
-
-
-def ews_sample(name: str) -> bytes:
-    return (EWS_DATA / name).read_bytes()
+    return golden_account(sim)
 
 
 def fields_of(obj: Any) -> dict[str, Any]:

@@ -8,16 +8,13 @@ exchangelib's own service parsers, which must read the same objects (or raise th
 from __future__ import annotations
 
 import base64
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from exchangelib import BASIC, DELEGATE, Account, Build, Configuration, Credentials, FailFast, Version
-from exchangelib import UTC as EWS_UTC
+from exchangelib import BASIC, DELEGATE, Account, Build, Configuration, Credentials
 from exchangelib.errors import (
     ErrorFolderNotFound,
     ErrorInvalidSyncStateData,
@@ -33,11 +30,10 @@ from syncadmin.devtools.simulators.ews import encode_state
 from syncadmin.devtools.simulators.faults import Fault
 from syncadmin.devtools.simulators.server import Simulator
 from syncadmin.devtools.simulators.store import MailStore
+from tests.ews_golden import MAILBOX, assert_same_structure, ews_sample, golden_account, post
 from tracking.messages import ParsedMessage, parse_message
-from tracking.sources.ews import FETCH_FIELDS, CaBundleAdapter, message_from_item
+from tracking.sources.ews import FETCH_FIELDS, message_from_item
 
-DATA = Path(__file__).parent / "data" / "ews"
-MAILBOX = "sales@vendor.example"
 THREAD_INDEX = base64.b64encode(bytes(range(22)) + bytes(range(5))).decode()
 REPLY = f"""From: Sales <sales@vendor.example>
 Sender: Assistant <assistant@vendor.example>
@@ -83,46 +79,13 @@ def no_faults(sim: Simulator) -> None:
 
 @pytest.fixture(scope="module")
 def account(sim: Simulator) -> Account:
-    """An exchangelib account that builds requests and parses responses (and pages FindItem)."""
-    CaBundleAdapter.trust(sim.url, str(sim.ca_file))
-    config = Configuration(
-        service_endpoint=f"{sim.url}/EWS/Exchange.asmx",
-        credentials=Credentials("svc-golden", "pw"),
-        auth_type=BASIC,
-        version=Version(build=Build(15, 1), api_version="Exchange2016"),
-        retry_policy=FailFast(),
-    )
-    return Account(MAILBOX, config=config, autodiscover=False, access_type=DELEGATE, default_timezone=EWS_UTC)
+    return golden_account(sim)
 
 
 def sent_items(account: Account) -> SentItems:
     mailbox = Mailbox(email_address=MAILBOX)
     root = Root(account=account, _distinguished_id=DistinguishedFolderId(id="root", mailbox=mailbox))
     return SentItems(root=root, _distinguished_id=DistinguishedFolderId(id="sentitems", mailbox=mailbox))
-
-
-def post(sim: Simulator, service: Any, payload: Any) -> requests.Response:
-    """Send what exchangelib would send for `payload`, and hand back the raw HTTP response."""
-    return requests.post(
-        f"{sim.url}/EWS/Exchange.asmx",
-        data=service.wrap(payload, api_version="Exchange2016"),
-        auth=("svc-golden", "pw"),
-        headers={"Content-Type": "text/xml; charset=utf-8", "X-AnchorMailbox": MAILBOX},
-        verify=str(sim.ca_file),
-        timeout=10,
-    )
-
-
-def skeleton(elem: ET.Element) -> tuple[Any, ...]:
-    return (elem.tag, tuple(sorted(elem.attrib)), tuple(skeleton(child) for child in elem))
-
-
-def sample(name: str) -> bytes:
-    return (DATA / name).read_bytes()
-
-
-def assert_same_structure(response: bytes, sample_name: str) -> None:
-    assert skeleton(ET.fromstring(response)) == skeleton(ET.fromstring(sample(sample_name)))
 
 
 def fields_of(item: Any) -> dict[str, Any]:
@@ -164,7 +127,7 @@ def test_it_answers_a_syncfolderitems_page_like_the_sample(sim, account):
     ours, theirs = SyncFolderItems(account=account), SyncFolderItems(account=account)
     got, expected = (
         list(ours.parse(response.content)),
-        list(theirs.parse(sample("syncfolderitems-create-delete.xml"))),
+        list(theirs.parse(ews_sample("syncfolderitems-create-delete.xml"))),
     )
     assert [kind for kind, _ in got] == [kind for kind, _ in expected] == ["create", "delete"]
     assert fields_of(got[0][1]) == fields_of(expected[0][1])
@@ -190,7 +153,7 @@ def test_it_answers_an_invalid_sync_state_like_the_sample(sim, account):
     assert response.status_code == 200
     assert_same_structure(response.content, "syncfolderitems-invalid-sync-state.xml")
     errors = []
-    for body in (response.content, sample("syncfolderitems-invalid-sync-state.xml")):
+    for body in (response.content, ews_sample("syncfolderitems-invalid-sync-state.xml")):
         with pytest.raises(ErrorInvalidSyncStateData) as caught:
             list(SyncFolderItems(account=account).parse(body))
         errors.append(str(caught.value))
@@ -231,7 +194,7 @@ def test_it_answers_getitem_per_id_with_item_not_found_like_the_sample(sim, acco
     assert response.status_code == 200
     assert_same_structure(response.content, "getitem-found-and-not-found.xml")
     got = list(GetItem(account=account).parse(response.content))
-    expected = list(GetItem(account=account).parse(sample("getitem-found-and-not-found.xml")))
+    expected = list(GetItem(account=account).parse(ews_sample("getitem-found-and-not-found.xml")))
     assert fields_of(got[0]) == fields_of(expected[0])
     assert isinstance(got[1], ErrorItemNotFound) and isinstance(expected[1], ErrorItemNotFound)
     assert str(got[1]) == str(expected[1]) == "The specified object was not found in the store."
@@ -254,7 +217,7 @@ def test_it_answers_server_busy_with_the_fault_exchangelib_expects(sim, account)
 
     assert response.status_code == 500
     assert_same_structure(response.content, "server-busy.xml")
-    for body in (response.content, sample("server-busy.xml")):
+    for body in (response.content, ews_sample("server-busy.xml")):
         with pytest.raises(ErrorServerBusy) as caught:
             list(GetItem(account=account).parse(body))
         assert caught.value.back_off == pytest.approx(297.749)

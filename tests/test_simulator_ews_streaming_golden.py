@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 import requests
-from exchangelib import BASIC, DELEGATE, Account, Build, Configuration, Credentials, FailFast, Version
-from exchangelib import UTC as EWS_UTC
+from exchangelib import Account
 from exchangelib.errors import ErrorSubscriptionNotFound
 from exchangelib.folders import Inbox, Root
 from exchangelib.properties import DistinguishedFolderId, Mailbox
@@ -22,10 +21,8 @@ from syncadmin.devtools.simulators.ews import folder_id
 from syncadmin.devtools.simulators.faults import Fault
 from syncadmin.devtools.simulators.server import Simulator
 from syncadmin.devtools.simulators.store import MailStore
-from tests.test_simulator_ews_golden import assert_same_structure, sample
-from tracking.sources.ews import CaBundleAdapter
+from tests.ews_golden import MAILBOX, assert_same_structure, ews_sample, golden_account, post
 
-MAILBOX = "sales@vendor.example"
 MESSAGE = (
     b"From: a@customer.example\nTo: sales@vendor.example\nSubject: hi\n"
     b"Message-ID: <n1@customer.example>\n\nx\n"
@@ -45,33 +42,13 @@ def sim() -> Iterator[Simulator]:
 
 @pytest.fixture
 def account(sim: Simulator) -> Account:
-    CaBundleAdapter.trust(sim.url, str(sim.ca_file))
-    config = Configuration(
-        service_endpoint=f"{sim.url}/EWS/Exchange.asmx",
-        credentials=Credentials("svc-golden", "pw"),
-        auth_type=BASIC,
-        version=Version(build=Build(15, 1), api_version="Exchange2016"),
-        retry_policy=FailFast(),
-    )
-    return Account(MAILBOX, config=config, autodiscover=False, access_type=DELEGATE, default_timezone=EWS_UTC)
+    return golden_account(sim)
 
 
 def inbox(account: Account) -> Inbox:
     mailbox = Mailbox(email_address=MAILBOX)
     root = Root(account=account, _distinguished_id=DistinguishedFolderId(id="root", mailbox=mailbox))
     return Inbox(root=root, _distinguished_id=DistinguishedFolderId(id="inbox", mailbox=mailbox))
-
-
-def post(sim: Simulator, service: Any, payload: Any, **kwargs: Any) -> requests.Response:
-    return requests.post(
-        f"{sim.url}/EWS/Exchange.asmx",
-        data=service.wrap(payload, api_version="Exchange2016"),
-        auth=("svc-golden", "pw"),
-        headers={"Content-Type": "text/xml; charset=utf-8", "X-AnchorMailbox": MAILBOX},
-        verify=str(sim.ca_file),
-        timeout=10,
-        **kwargs,
-    )
 
 
 def subscribe(sim: Simulator, account: Account, events: list[str] = EVENTS) -> requests.Response:
@@ -111,7 +88,7 @@ def test_it_answers_a_streaming_subscribe_like_the_sample(sim, account):
     assert response.status_code == 200
     assert_same_structure(response.content, "subscribe-streaming.xml")
     ours = list(SubscribeToStreaming(account=account).parse(response.content))
-    theirs = list(SubscribeToStreaming(account=account).parse(sample("subscribe-streaming.xml")))
+    theirs = list(SubscribeToStreaming(account=account).parse(ews_sample("subscribe-streaming.xml")))
     assert len(ours) == len(theirs) == 1
     assert ours[0] == sim.ews_streaming.subscriptions(MAILBOX)[0].id
     assert theirs[0] == "f6bc657d-dde1-4f94-952d-143b95d6483d"
@@ -130,7 +107,9 @@ def test_it_streams_new_mail_as_the_sample_shows_and_closes_at_the_timeout(sim, 
     assert_same_structure(docs[1], "getstreamingevents-notification.xml")
     assert_same_structure(docs[2], "getstreamingevents-closed.xml")
     ours = list(GetStreamingEvents(account=account).parse(b"".join(docs)))
-    theirs = list(GetStreamingEvents(account=account).parse(sample("getstreamingevents-notification.xml")))
+    theirs = list(
+        GetStreamingEvents(account=account).parse(ews_sample("getstreamingevents-notification.xml"))
+    )
     assert [type(e).__name__ for e in ours[0].events] == ["StatusEvent"]
     assert (
         [type(e).__name__ for e in ours[1].events] == [type(e).__name__ for e in theirs[0].events] == EVENTS
@@ -147,7 +126,7 @@ def test_it_answers_an_unknown_subscription_like_the_sample(sim, account):
 
     assert len(docs) == 1
     assert_same_structure(docs[0], "getstreamingevents-subscription-not-found.xml")
-    for body in (docs[0], sample("getstreamingevents-subscription-not-found.xml")):
+    for body in (docs[0], ews_sample("getstreamingevents-subscription-not-found.xml")):
         with pytest.raises(ErrorSubscriptionNotFound) as caught:
             list(GetStreamingEvents(account=account).parse(body))
         assert "f6bc657d-dde1-4f94-952d-143b95d6483d" in str(caught.value)
