@@ -2,10 +2,11 @@
 
 Measured: `tracking.scanning.scan_folder` of the Inbox from an empty sync state (wall time).
 Baseline: `EwsSource.sync` of the same folder from the same simulator, items fetched and nothing else.
-Target: scan ≤ 1.3 × the fetch alone.
+Target: scan ≤ 1.15 × the fetch alone (issue 19; 1.3 × in issue 6).
 
-The 5,000 messages are split over 5 mailboxes of 1,000, and each mailbox is fetched alone and then
-scanned, in turn: when the machine's other load changes during the run, both sides see the change.
+The 5,000 messages are split over 5 mailboxes of 1,000, and each mailbox is fetched alone, scanned, and
+fetched alone again, in turn; its baseline is the mean of its two fetches: when the machine's other load
+changes during the run, both sides see the change.
 
 The simulator runs in its own process (bench/simulator.py), as a server would. The mailbox owner tracks
 mail from CRM parties (option 2), with 10,000 CRM records of which 6,000 are the corpus's correspondents,
@@ -38,8 +39,10 @@ ADDRESS = "b2@bench.example"
 
 
 def cpu() -> float:
+    """This process's CPU and that of its children once they ended: a scan's fetch-ahead child is waited
+    for before the scan returns (the simulator, a child too, ends only after the last figure)."""
     t = os.times()
-    return t.user + t.system
+    return t.user + t.system + t.children_user + t.children_system
 
 
 class Phases:
@@ -155,10 +158,14 @@ def run(url: str, args: argparse.Namespace) -> None:
         scan_folder(warmup.pk, "inbox")
         for address in addresses:
             box = common.add_enabled_mailbox(address, "bench-ews", track=2)
-            w, c, n = time.perf_counter(), cpu(), 0
-            for page in source_for(box).sync("inbox", ""):
-                n += len(page.items)
-            fetches.append((time.perf_counter() - w, cpu() - c, n))
+
+            def fetch_alone(box: Any = box) -> tuple[float, float, int]:
+                w, c, n = time.perf_counter(), cpu(), 0
+                for page in source_for(box).sync("inbox", ""):
+                    n += len(page.items)
+                return time.perf_counter() - w, cpu() - c, n
+
+            before = fetch_alone()
             sim.clear_requests()
             w, c = time.perf_counter(), cpu()
             phases.on = True
@@ -166,6 +173,10 @@ def run(url: str, args: argparse.Namespace) -> None:
             phases.on = False
             scans.append((time.perf_counter() - w, cpu() - c, scan.items_done))
             requests += sim.count()
+            # fetched alone before and after the scan, the mean as its baseline: a change of the machine's
+            # load during the round weighs on both sides alike
+            after = fetch_alone()
+            fetches.append(((before[0] + after[0]) / 2, (before[1] + after[1]) / 2, before[2]))
             common.log(f"B2: {address}: fetch alone {fetches[-1][0]:.1f} s, scan {scans[-1][0]:.1f} s")
         if args.profile:
             box = common.add_enabled_mailbox("b2-profile@bench.example", "bench-ews", track=2)
@@ -182,10 +193,10 @@ def run(url: str, args: argparse.Namespace) -> None:
         measured=scan_wall,
         baseline=fetch_wall,
         unit="s",
-        target="≤ 1.3×",
-        met=scan_wall <= 1.3 * fetch_wall,
+        target="≤ 1.15×",
+        met=scan_wall <= 1.15 * fetch_wall,
         db=VENDOR,
-        size=f"{fetched:,} messages ({args.rounds} × {per_round:,}, fetch and scan in turn)",
+        size=f"{fetched:,} messages ({args.rounds} × {per_round:,}, fetch, scan, fetch in turn)",
         notes=[
             f"scan {scanned / scan_wall:,.0f} msg/s, fetch alone {fetched / fetch_wall:,.0f} msg/s; "
             f"CPU of this process: scan {scan_cpu:.1f} s, fetch alone {fetch_cpu:.1f} s "

@@ -173,6 +173,9 @@ GRAPH_PUSH_BASE_URL = envpublicurl("SYNCADMIN_SITE_URL", allow_http=DEBUG)
 REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUES = rq_queues(REDIS_URL, 3600)
 RQ = {"WORKER_CLASS": "tracking.workers.Worker"}
+# A long EWS or Graph sync fetches its next page in a forked child while a page is decided and committed
+# (tracking/sources/fetchahead.py, docs/performance.md B2); 0 fetches every page in the scanning process.
+SYNCADMIN_FETCH_AHEAD = envbool("SYNCADMIN_FETCH_AHEAD", True)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

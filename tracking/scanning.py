@@ -45,6 +45,7 @@ from tracking.sources.base import (
     SyncStateInvalid,
     attachment_fetcher,
 )
+from tracking.sources.fetchahead import synced_pages
 
 log = logging.getLogger(__name__)
 
@@ -240,23 +241,24 @@ def _sync(
             .first()
         )
         try:
-            for page in source.sync(source_folder, state or ""):
-                if page.estimated_total is not None and run.items_total is None:
-                    do_set_scan_estimate(run, page.estimated_total)
-                process_page(
-                    mailbox,
-                    folder,
-                    page.items,
-                    scan_run=run,
-                    now=clock(),
-                    sync_state=page.state,
-                    start_date=start_date,
-                    rules=rules,
-                    fetcher=attachment_fetcher(source),
-                )
-                if on_page is not None:
-                    run.refresh_from_db()
-                    on_page(run)
+            with synced_pages(source, source_folder, state or "") as pages:
+                for page in pages:
+                    if page.estimated_total is not None and run.items_total is None:
+                        do_set_scan_estimate(run, page.estimated_total)
+                    process_page(
+                        mailbox,
+                        folder,
+                        page.items,
+                        scan_run=run,
+                        now=clock(),
+                        sync_state=page.state,
+                        start_date=start_date,
+                        rules=rules,
+                        fetcher=attachment_fetcher(source),
+                    )
+                    if on_page is not None:
+                        run.refresh_from_db()
+                        on_page(run)
             return
         except SyncStateInvalid:
             # Also when the scan began without a state: its first pages saved one, which the server refused.

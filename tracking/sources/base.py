@@ -38,6 +38,20 @@ class SourceError(Exception):
         self.permanent = permanent
         self.retry_after = retry_after
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickled to cross from a fetch-ahead child (tracking.sources.fetchahead): the default would call
+        # __init__ with the message alone, and the keyword-only fields would be lost or refused.
+        return (_rebuild_source_error, (type(self), self.args, self.__dict__))
+
+
+def _rebuild_source_error(
+    cls: type[SourceError], args: tuple[object, ...], fields: dict[str, object]
+) -> SourceError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(fields)
+    return error
+
 
 class SyncStateInvalid(SourceError):
     """The server no longer accepts the saved sync state; the folder must be synced again from scratch."""

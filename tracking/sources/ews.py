@@ -29,6 +29,7 @@ import xml.parsers.expat
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from http.client import RemoteDisconnected
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
@@ -83,7 +84,7 @@ from exchangelib.fields import FieldPath
 from exchangelib.folders import Folder, Inbox, Root, SentItems
 from exchangelib.items import ID_ONLY
 from exchangelib.properties import DistinguishedFolderId, Mailbox
-from exchangelib.protocol import BaseProtocol
+from exchangelib.protocol import BaseProtocol, CachingProtocol
 from exchangelib.services import FindFolder, GetAttachment, GetFolder, SyncFolderItems
 from exchangelib.util import is_xml
 from oauthlib.oauth2 import OAuth2Error, TokenExpiredError
@@ -101,6 +102,7 @@ from tracking.messages import (
     parsed_from_fields,
 )
 from tracking.sources.base import (
+    READ_CHUNK,
     ConnectionSettings,
     FetchedAttachments,
     FolderInfo,
@@ -209,6 +211,11 @@ class CaBundleAdapter(requests.adapters.HTTPAdapter):
         )
         if not stream:
             read_limited(response, configured_max_response_bytes())
+            # exchangelib parses `response.iter_content()`, whose default chunk is one byte: slicing a read
+            # body into single bytes was a third of a fetch's CPU (docs/performance.md, B2).
+            response.iter_content = partial(  # type: ignore[method-assign]
+                requests.Response.iter_content, response, READ_CHUNK
+            )
         return response
 
 
@@ -726,6 +733,14 @@ class EwsSource:
             for att in chunk[len(results) :]:
                 problems[att.ref] = "content not fetched (the server answered fewer attachments than asked)"
         return contents, problems
+
+    def after_fork(self) -> None:
+        """In a fetch-ahead child (tracking.sources.fetchahead): exchangelib's cached protocols hold the
+        parent's pooled connections, which must stay the parent's. They are forgotten, not closed, and this
+        source connects again (for OAuth 2.0 that is one more token request, once per long sync)."""
+        CachingProtocol._protocol_cache = {}
+        CachingProtocol._protocol_cache_lock = threading.Lock()
+        self._account = None
 
     # -- internals ----------------------------------------------------------------------------------------
 

@@ -146,6 +146,10 @@ class _IdentityHttp:
     def close(self) -> None:
         self._session.close()
 
+    def after_fork(self) -> None:
+        self._session = requests.Session()
+        self.last = threading.local()
+
 
 @dataclass(frozen=True)
 class _Identity:
@@ -391,6 +395,17 @@ class GraphSource:
         self._slot = _mailbox_slot(
             self.api, self.mailbox, max(1, min(MAX_CONCURRENT, settings.max_connections))
         )
+
+    def after_fork(self) -> None:
+        """In a fetch-ahead child (tracking.sources.fetchahead): the sessions' pooled connections are the
+        parent's and are forgotten, not closed; the MSAL apps and their cached tokens are kept, so the child
+        asks for no new token while one is valid. Locks another thread may have held at the fork are new."""
+        global _identities_lock, _slots_lock
+        _identities_lock, _slots_lock = threading.Lock(), threading.Lock()
+        for identity in _identities.values():
+            identity.http.after_fork()
+        self._session = requests.Session()
+        self._slot = threading.BoundedSemaphore(max(1, min(MAX_CONCURRENT, self.settings.max_connections)))
 
     # -- MailSource ----------------------------------------------------------------------------
 
