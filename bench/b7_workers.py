@@ -4,7 +4,8 @@ Four sets of 40 mailboxes, 50 corpus messages each, on the EWS simulator (its ow
 dispatched (`tracking.jobs.dispatch_due_mailboxes`) and scanned by burst workers (`manage.py rqworker
 QUEUES --burst`, every queue as deployed): one worker, two at once, two, one, so that a change in the
 machine's other load hits both sides. Throughput is messages / (last scan's end − first scan's start),
-from the ScanRuns, so worker start-up does not count. Target: two workers ≥ 1.8 × the throughput of one (issue 19; 1.6 × in issue 6).
+from the ScanRuns, so worker start-up does not count. Target: two workers ≥ 1.8 × the throughput of one
+(issue 19; 1.6 × in issue 6).
 
 Workers run as deployed (DJANGO_SETTINGS_MODULE=syncadmin.settings, DEBUG=1, DATABASE_URL, REDIS_URL,
 SYNCADMIN_ENCRYPTION_KEY) on a Redis database of their own (BENCH_REDIS_URL, 14 by default, emptied before
