@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from django.utils import translation
 
@@ -130,7 +131,7 @@ class Entity:
     mailbox_approval: str = Approval.APPROVED
 
     def label(self) -> str:
-        kind = self.other_kind or english(EntityKind(self.kind).label)
+        kind = self.other_kind or english(EntityKind(self.kind))
         return (
             f"{kind} {self.name!r} <{self.email}> (#{self.id})"
             if self.id > 0
@@ -298,10 +299,21 @@ class _Trace:
 # ---------------------------------------------------------------------------------------------
 
 
-def english(label: object) -> str:
-    """A choice's label as the engine stores it: in English whoever is signed in (tracking-rules §8)."""
+class LabelledChoice(Protocol):
+    """A member of a TextChoices or IntegerChoices (its label a lazy, translated string)."""
+
+    @property
+    def label(self) -> object: ...
+
+
+@functools.cache
+def english(choice: LabelledChoice) -> str:
+    """A choice's label as the engine stores it: in English whoever is signed in (tracking-rules §8).
+
+    Kept per choice: switching the language for every label of every trace was a fifth of the engine's time.
+    """
     with translation.override("en"):
-        return str(label)
+        return str(choice.label)
 
 
 def direction_for(folder: str) -> Direction:
@@ -1044,7 +1056,7 @@ def decide(
         trace.add(
             f"candidate: {cand.kind} {cand.name}",
             "accepts" if ok else "declines",
-            f"{role}; option {option} '{english(TrackOption(option).label)}'{forced}: {why}",
+            f"{role}; option {option} '{english(TrackOption(option))}'{forced}: {why}",
         )
         if position == 0 and not ok:
             owner_reason = REASON_BY_OPTION_DECLINE[option]
