@@ -186,9 +186,18 @@ def decode_header_value(value: str | None) -> str:
     return clean_text(_WS_RE.sub(" ", text)).strip()
 
 
-def normalize_address(raw: str) -> str | None:
-    """Lower-case an address and keep it only if it has a local part and a domain."""
-    address = clean_text(raw).strip().strip("<>\"' ").lower()
+def has_unstorable_characters(text: str) -> bool:
+    """Whether clean_text would change anything in `text` (checked once for a whole file, it spares the
+    check of each of its values)."""
+    return _CONTROL_RE.search(text) is not None
+
+
+def normalize_address(raw: str, *, clean: bool = True) -> str | None:
+    """Lower-case an address and keep it only if it has a local part and a domain.
+
+    `clean` False: `raw` is known to hold nothing clean_text would drop (has_unstorable_characters).
+    """
+    address = (clean_text(raw) if clean else raw).strip().strip("<>\"' ").lower()
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or " " in address or len(address) > ADDRESS_MAX:
         return None

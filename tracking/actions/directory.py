@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +29,7 @@ from tracking.actions.audit import audit
 from tracking.actions.errors import ActionError, too_long
 from tracking.bulk import insert_rows, update_rows
 from tracking.choices import FALSE_WORDS, TRUE_WORDS, AuditAction, RecordKind
-from tracking.messages import normalize_address
+from tracking.messages import has_unstorable_characters, normalize_address
 from tracking.models import CrmRecord
 
 
@@ -97,11 +98,17 @@ def check_csv(kind: str, text: str) -> int:
 
 
 def _row_values(
-    kind: str, values: dict[str, str], owners: dict[str, int], *, may_hold_nul: bool = True
+    kind: str,
+    values: dict[str, str],
+    owners: dict[str, int],
+    *,
+    may_hold_nul: bool = True,
+    clean: bool = True,
 ) -> tuple[tuple[str, str], dict[str, object]] | str:
     """((name, primary email), the record's other fields), or why the row is rejected.
 
     `may_hold_nul` False: the file was checked for NUL characters as a whole (a row has none then).
+    `clean` False: the file holds nothing that clean_text would drop (checked as a whole, too).
     """
     if may_hold_nul and any("\x00" in v for v in values.values()):
         return "a value holds a NUL character"  # PostgreSQL refuses NUL in text
@@ -113,7 +120,7 @@ def _row_values(
         raw = values.get(col, "")
         if not raw:
             continue
-        addr = normalize_address(raw)
+        addr = normalize_address(raw, clean=clean)
         if addr is None:
             return f"{col} {raw!r} is not an email address"
         emails.append(addr)
@@ -155,6 +162,7 @@ OTHER_KIND_MAX = CrmRecord._meta.get_field("other_kind").max_length or 0
 def _batches(text: str, kind: str, report: ImportReport) -> Iterator[tuple[int, list[Row]]]:
     owners = dict(get_user_model().objects.values_list("username", "pk"))
     may_hold_nul = "\x00" in text
+    clean = has_unstorable_characters(text)
     rows_of, header, reader = _reader(text)
     columns = list(enumerate(header))
     batch: list[Row] = []
@@ -163,9 +171,12 @@ def _batches(text: str, kind: str, report: ImportReport) -> Iterator[tuple[int, 
         if not row:
             continue
         seen += 1
-        width = len(row)
-        values = {name: row[i].strip() if i < width else "" for i, name in columns}
-        checked = _row_values(kind, values, owners, may_hold_nul=may_hold_nul)
+        if len(row) == len(header):  # the usual row: every column, nothing more
+            values = dict(zip(header, map(str.strip, row), strict=True))
+        else:
+            width = len(row)
+            values = {name: row[i].strip() if i < width else "" for i, name in columns}
+        checked = _row_values(kind, values, owners, may_hold_nul=may_hold_nul, clean=clean)
         if isinstance(checked, str):
             report.rejected.append((reader.line_num, checked))
         else:
@@ -178,6 +189,7 @@ def _batches(text: str, kind: str, report: ImportReport) -> Iterator[tuple[int, 
 
 
 COLUMNS_WRITTEN = ("email1", "email2", "email3", "owner_id", "active", "other_kind")
+_written = operator.itemgetter(*COLUMNS_WRITTEN)
 
 
 def _write_batch(
@@ -212,11 +224,9 @@ def _write_batch(
     insert_rows(
         CrmRecord,
         ("kind", "name", *COLUMNS_WRITTEN, "created_at"),
-        [(kind, key[0], *(v[c] for c in COLUMNS_WRITTEN), now) for key, v in new.items()],
+        [(kind, key[0], *_written(v), now) for key, v in new.items()],
     )
-    update_rows(
-        CrmRecord, COLUMNS_WRITTEN, [(pk, *(v[c] for c in COLUMNS_WRITTEN)) for pk, v in changed.items()]
-    )
+    update_rows(CrmRecord, COLUMNS_WRITTEN, [(pk, *_written(v)) for pk, v in changed.items()])
     if imported is not None:
         imported.update(new)
     return created, updated
