@@ -310,7 +310,7 @@ class LabelledChoice(Protocol):
 def english(choice: LabelledChoice) -> str:
     """A choice's label as the engine stores it: in English whoever is signed in (tracking-rules §8).
 
-    Kept per choice: switching the language for every label of every trace was a fifth of the engine's time.
+    Kept per choice: switching the language for every label of every trace was a third of the engine's time.
     """
     with translation.override("en"):
         return str(choice.label)
