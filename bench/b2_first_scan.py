@@ -16,7 +16,8 @@ so that the scan writes TrackedEmails and hashes as well as decisions.
 
 `--phases` adds, for the timed scans, the wall and CPU time spent in the source's page fetches, in
 `process_page`, in `do_commit_page`, in the database's statements and in its COMMITs (timers wrapped
-around those functions; their cost is in the scan's figure).
+around those functions; their cost is in the scan's figure). With fetch-ahead (SYNCADMIN_FETCH_AHEAD, on by
+default) "source pages" is each scan's first page only: the others are fetched in a child process.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ from django.urls import reverse
 
 from syncadmin.devtools.simulators.faults import Fault
 from syncadmin.devtools.simulators.server import Simulator
-from syncadmin.devtools.simulators.store import MailStore
 from syncadmin.web.views.mailboxes import ERROR_WORDS
 from tests import rq_helpers as h
 from tracking import scanning
@@ -36,21 +35,9 @@ ADDRESS = "pat@contoso.example"
 BANNER = b'INFO {"server_id":"NDQ3X2-banner-id","version":"2.10.4","auth_required":true}\r\n'
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    with Simulator(
-        MailStore(), cert_dir=tmp_path_factory.mktemp("sim"), credentials=h.SIM_CREDENTIALS
-    ) as simulator:
-        yield simulator
-
-
 @pytest.fixture
-def sim(server: Simulator) -> Iterator[Simulator]:
-    server.store = MailStore()
-    server.faults.clear()
-    server.clear_requests()
-    yield server
-    server.faults.clear()
+def sim(fresh_sim: Simulator) -> Simulator:
+    return fresh_sim
 
 
 @pytest.fixture(autouse=True)

@@ -27,7 +27,6 @@ from django.utils import timezone
 
 from syncadmin.devtools.simulators.faults import Fault
 from syncadmin.devtools.simulators.server import Simulator
-from syncadmin.devtools.simulators.store import MailStore
 from tests import rq_helpers as h
 from tracking import scanning
 from tracking.choices import ErrorKind, ScanStatus
@@ -55,20 +54,9 @@ LONG_WAIT = 900  # a back-off longer than the retry interval, so honouring it sh
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    cert_dir = tmp_path_factory.mktemp("sim")
-    with Simulator(MailStore(), cert_dir=cert_dir, credentials=h.SIM_CREDENTIALS) as simulator:
-        yield simulator
-
-
 @pytest.fixture
-def sim(server: Simulator) -> Iterator[Simulator]:
-    server.store = MailStore()
-    server.faults.clear()
-    server.clear_requests()
-    yield server
-    server.faults.clear()
+def sim(fresh_sim: Simulator) -> Simulator:
+    return fresh_sim
 
 
 @pytest.fixture(autouse=True)

@@ -13,13 +13,11 @@ import multiprocessing
 import os
 import pickle
 import signal
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 
 from syncadmin.devtools.simulators.server import Simulator
-from syncadmin.devtools.simulators.store import MailStore
 from tests import rq_helpers as h
 from tracking import scanning
 from tracking.choices import ErrorKind, ScanStatus
@@ -34,20 +32,9 @@ KINDS = {"ews": "exchange_ews", "graph": "exchange_graph"}
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    with Simulator(
-        MailStore(), cert_dir=tmp_path_factory.mktemp("sim"), credentials=h.SIM_CREDENTIALS
-    ) as sim:
-        yield sim
-
-
 @pytest.fixture
-def sim(server: Simulator) -> Simulator:
-    server.store = MailStore()
-    server.faults.clear()
-    server.clear_requests()
-    return server
+def sim(fresh_sim: Simulator) -> Simulator:
+    return fresh_sim
 
 
 @pytest.fixture(autouse=True)
