@@ -122,7 +122,7 @@ class _FetchAhead:
         parent_end, child_end = context.Pipe(duplex=True)
         process = context.Process(
             target=_child,
-            args=(self.source, self.folder, state, child_end),
+            args=(self.source, self.folder, state, child_end, parent_end),
             name=f"fetch-ahead {self.folder}",
             daemon=True,
         )
@@ -174,8 +174,12 @@ class _FetchAhead:
         self.process = self.conn = None
 
 
-def _child(source: ForkableSource, folder: str, state: str, conn: Connection) -> None:
+def _child(source: ForkableSource, folder: str, state: str, conn: Connection, parent_end: Connection) -> None:
     """Fetch a page, hand it over, wait to be asked for the next one; an error is handed over in its place."""
+    # The fork copied the parent's end of the pipe too: held open here, it would keep this process waiting
+    # for an ask that never comes once the parent is gone (a work horse killed), and with it the database
+    # connections it inherited.
+    parent_end.close()
     # The parent's handlers (a worker's warm shutdown, runall's) are not this process's: SIGTERM ends it,
     # and Ctrl-C in a terminal, which reaches the whole process group, is the parent's to handle.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
