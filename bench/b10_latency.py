@@ -61,39 +61,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def seed(addresses: list[str], profile: Any) -> list[int]:
-    """Users' mailboxes, approved and enabled as a passed Test & Enable leaves them, none due yet."""
-    from django.contrib.auth.hashers import make_password
-    from django.contrib.auth.models import User
-    from django.utils import timezone
-
-    from tracking.choices import Approval, IncomingMethod, MailboxStatus
-    from tracking.models import Mailbox
-
-    unusable = make_password(None)
-    now = timezone.now()
-    names = [a.split("@")[0] for a in addresses]
-    User.objects.bulk_create([User(username=n, password=unusable, date_joined=now) for n in names])
-    users = dict(User.objects.filter(username__in=names).values_list("username", "pk"))
-    Mailbox.objects.bulk_create(
-        [
-            Mailbox(
-                email_address=a,
-                user_id=users[n],
-                profile=profile,
-                incoming_method=IncomingMethod.SERVER_SIDE_SYNC,
-                approval=Approval.APPROVED,
-                enabled=True,
-                incoming_status=MailboxStatus.SUCCESS,
-                next_run_at=now + timedelta(days=1),
-            )
-            for a, n in zip(addresses, names, strict=True)
-        ],
-        batch_size=5000,
-    )
-    return list(Mailbox.objects.filter(email_address__in=addresses).values_list("pk", flat=True))
-
-
 class Processes:
     """The web server and the workers, started with the same environment, stopped together."""
 
@@ -251,9 +218,9 @@ def run(url: str, args: argparse.Namespace) -> None:
                 actor_label="bench",
             )
             began = time.perf_counter()
-            push_ids = seed(push_addresses, profile)
-            poll_ids = seed(poll_addresses, profile)
-            ews_ids = seed(
+            push_ids = common.seed_enabled_mailboxes(push_addresses, profile)
+            poll_ids = common.seed_enabled_mailboxes(poll_addresses, profile)
+            ews_ids = common.seed_enabled_mailboxes(
                 ews_addresses, common.add_sim_profile(sim, max_connections=max(10, 2 * args.workers))
             )
             every_id = push_ids + ews_ids + poll_ids

@@ -43,39 +43,13 @@ POOL_MAX_SIZE = 2
 
 def seed(count: int, root: Path) -> None:
     """`count` users' mailboxes, approved and enabled, on a local profile of empty folders; none due."""
-    from django.contrib.auth.hashers import make_password
-    from django.contrib.auth.models import User
-    from django.utils import timezone
-
     from tracking.actions import ProfileValues, check_add_profile
-    from tracking.choices import Approval, IncomingMethod, MailboxStatus
-    from tracking.models import Mailbox
 
     profile = check_add_profile(ProfileValues("b9-files", "local", endpoint=str(root)), actor_label="bench")
-    unusable = make_password(None)
-    now = timezone.now()
-    User.objects.bulk_create(
-        [User(username=f"b9-{n:05d}", password=unusable, date_joined=now) for n in range(count)],
-        batch_size=5000,
-    )
-    users = dict(User.objects.filter(username__startswith="b9-").values_list("username", "pk"))
-    boxes = []
-    for n in range(count):
-        address = f"b9-{n:05d}@bench.example"
+    addresses = [f"b9-{n:05d}@bench.example" for n in range(count)]
+    for address in addresses:
         (root / address / "inbox").mkdir(parents=True)
-        boxes.append(
-            Mailbox(
-                email_address=address,
-                user_id=users[f"b9-{n:05d}"],
-                profile=profile,
-                incoming_method=IncomingMethod.SERVER_SIDE_SYNC,
-                approval=Approval.APPROVED,
-                enabled=True,
-                incoming_status=MailboxStatus.SUCCESS,
-                next_run_at=now + timedelta(days=1),
-            )
-        )
-    Mailbox.objects.bulk_create(boxes, batch_size=5000)
+    common.seed_enabled_mailboxes(addresses, profile)
 
 
 def make_due(count: int) -> None:

@@ -554,6 +554,44 @@ def add_sim_profile(sim: SimProcess, name: str = "bench-ews", max_connections: i
     )
 
 
+def seed_enabled_mailboxes(addresses: list[str], profile: Any) -> list[int]:
+    """Users' mailboxes in bulk, approved and enabled as a passed Test & Enable leaves them, none due yet
+    (tomorrow); their ids. The user of each is named by its address's local part."""
+    from datetime import timedelta
+
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.auth.models import User
+    from django.utils import timezone
+
+    from tracking.choices import Approval, IncomingMethod, MailboxStatus
+    from tracking.models import Mailbox
+
+    unusable = make_password(None)
+    now = timezone.now()
+    names = [a.split("@")[0] for a in addresses]
+    User.objects.bulk_create(
+        [User(username=n, password=unusable, date_joined=now) for n in names], batch_size=5000
+    )
+    users = dict(User.objects.filter(username__in=names).values_list("username", "pk"))
+    Mailbox.objects.bulk_create(
+        [
+            Mailbox(
+                email_address=a,
+                user_id=users[n],
+                profile=profile,
+                incoming_method=IncomingMethod.SERVER_SIDE_SYNC,
+                approval=Approval.APPROVED,
+                enabled=True,
+                incoming_status=MailboxStatus.SUCCESS,
+                next_run_at=now + timedelta(days=1),
+            )
+            for a, n in zip(addresses, names, strict=True)
+        ],
+        batch_size=5000,
+    )
+    return list(Mailbox.objects.filter(email_address__in=addresses).values_list("pk", flat=True))
+
+
 def add_enabled_mailbox(address: str, profile_name: str, *, track: int = 1) -> Any:
     """A user mailbox, approved and enabled as a passed Test & Enable leaves it (due now)."""
     from django.utils import timezone
