@@ -79,6 +79,23 @@ def test_a_long_scan_fetches_ahead_in_a_child_and_decides_what_one_process_decid
 
 
 @pytest.mark.parametrize("protocol", ["ews", "graph"])
+def test_the_child_goes_on_on_the_connection_page_1_came_on_and_the_scanning_process_opens_another(
+    sim, protocol
+):
+    box = mailbox(sim, protocol, "conn@contoso.example")
+    sim.clear_requests()
+
+    assert run_scan_cycle(box.pk) == "scanned inbox"
+    scanning.source_for(box).test_connection(["inbox"])
+
+    peers = [r.peer for r in sim.requests if r.mailbox == "conn@contoso.example"]
+    *scan, after = peers
+    assert len(scan) >= 3 and all(scan)
+    assert set(scan) == {scan[0]}, "no new connection (no handshake) in the way of the child's first page"
+    assert after != scan[0], "the scanning process gave its connection to the child"
+
+
+@pytest.mark.parametrize("protocol", ["ews", "graph"])
 def test_a_sync_of_one_page_forks_nothing(sim, protocol):
     box = mailbox(sim, protocol, "short@contoso.example", count=PAGE - 1)
     seen: list[list[str]] = []

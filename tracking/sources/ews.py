@@ -27,7 +27,7 @@ import socket
 import threading
 import xml.parsers.expat
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from functools import partial
 from http.client import RemoteDisconnected
@@ -734,13 +734,25 @@ class EwsSource:
                 problems[att.ref] = "content not fetched (the server answered fewer attachments than asked)"
         return contents, problems
 
-    def after_fork(self) -> None:
-        """In a fetch-ahead child (tracking.sources.fetchahead): exchangelib's cached protocols hold the
-        parent's pooled connections, which must stay the parent's. They are forgotten, not closed, and this
-        source connects again (for OAuth 2.0 that is one more token request, once per long sync)."""
-        CachingProtocol._protocol_cache = {}
+    def after_fork_in_child(self) -> None:
+        """In a fetch-ahead child (tracking.sources.fetchahead): the account, its protocol and the session
+        page 1 came on are kept; the locks another thread may have held at the fork are new."""
         CachingProtocol._protocol_cache_lock = threading.Lock()
-        self._account = None
+        if self._account is not None:
+            self._account.protocol._session_pool_lock = threading.Lock()
+
+    def after_fork_in_parent(self) -> None:
+        """In the scanning process, once a fetch-ahead child has the connections: the cached protocol (shared
+        by every source of this endpoint and credentials) is dropped and its idle sessions closed, which
+        closes this process's descriptors only; the next request makes a new protocol and connects anew."""
+        account, self._account = self._account, None
+        if account is None:
+            return
+        protocol = account.protocol
+        with suppress(KeyError):
+            del CachingProtocol._protocol_cache[CachingProtocol._cache_key(protocol.config)]
+        with protocol._session_pool_lock:
+            protocol.close()
 
     # -- internals ----------------------------------------------------------------------------------------
 

@@ -9,10 +9,12 @@ in order.
 
 Only a sync that has more than one page uses it: the first page is fetched here, and a child is forked
 only when the server says more follow (a poll of a few new messages never forks). The child is a fork of
-this process: it inherits the source, its settings and its tokens, drops the connections it inherited
-(they stay this process's), and fetches one page ahead of what was asked, never more. It is stopped when
-the sync ends, fails or is abandoned; a page it fetched and nobody processed is fetched again by the next
-scan, from the last committed state.
+this process: it inherits the source, its settings, its tokens and the connection page 1 came on (a new one
+would hold up its first page with a TCP and TLS handshake, and authentication where that is per
+connection), and fetches one page ahead of what was asked, never more. This process forgets that
+connection: its next request (attachments, the next folder) opens another. It is stopped when the sync
+ends, fails or is abandoned; a page it fetched and nobody processed is fetched again by the next scan, from
+the last committed state.
 
 `SYNCADMIN_FETCH_AHEAD=0` turns it off (every page fetched in the scanning process, as before).
 """
@@ -45,10 +47,16 @@ STOP_SECONDS = 2.0
 
 @runtime_checkable
 class ForkableSource(Protocol):
-    """A source that can go on syncing in a forked child process."""
+    """A source that can go on syncing in a forked child process, on the connection it was using."""
 
-    def after_fork(self) -> None:
-        """In the child: forget the network connections inherited from the parent, keep everything else."""
+    def after_fork_in_child(self) -> None:
+        """In the child: renew what another thread may have held at the fork (locks); the pooled connections
+        and tokens are kept, and are this process's from now on."""
+
+    def after_fork_in_parent(self) -> None:
+        """In the scanning process: the pooled connections went with the child. Forget them, closing only
+        this process's descriptors (nothing is sent: the child's copies stay open), so that the next request
+        here opens its own."""
 
 
 def fetch_ahead_enabled(source: object) -> bool:
@@ -129,6 +137,7 @@ class _FetchAhead:
         process.start()
         child_end.close()
         self.process, self.conn = process, parent_end
+        self.source.after_fork_in_parent()  # type: ignore[attr-defined]
         log.debug("fetch-ahead pid=%s folder=%s started", process.pid, self.folder)
 
     def _ask_for_next(self) -> None:
@@ -192,7 +201,7 @@ def _child(source: ForkableSource, folder: str, state: str, conn: Connection, pa
         while True:
             try:
                 if pages is None:
-                    source.after_fork()
+                    source.after_fork_in_child()
                     pages = source.sync(folder, state)  # type: ignore[attr-defined]
                 page = next(pages, None)
             except Exception as exc:

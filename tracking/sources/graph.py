@@ -396,16 +396,21 @@ class GraphSource:
             self.api, self.mailbox, max(1, min(MAX_CONCURRENT, settings.max_connections))
         )
 
-    def after_fork(self) -> None:
-        """In a fetch-ahead child (tracking.sources.fetchahead): the sessions' pooled connections are the
-        parent's and are forgotten, not closed; the MSAL apps and their cached tokens are kept, so the child
-        asks for no new token while one is valid. Locks another thread may have held at the fork are new."""
+    def after_fork_in_child(self) -> None:
+        """In a fetch-ahead child (tracking.sources.fetchahead): this source's session, the one page 1 came
+        on, is kept; so are the MSAL apps and their cached tokens (no new token while one is valid), but their
+        sessions are new, the parent's to keep. Locks another thread may have held at the fork are new."""
         global _identities_lock, _slots_lock
         _identities_lock, _slots_lock = threading.Lock(), threading.Lock()
         for identity in _identities.values():
             identity.http.after_fork()
-        self._session = requests.Session()
         self._slot = threading.BoundedSemaphore(max(1, min(MAX_CONCURRENT, self.settings.max_connections)))
+
+    def after_fork_in_parent(self) -> None:
+        """In the scanning process, once a fetch-ahead child has this source's connections: its session is
+        closed (this process's descriptors only) and a new one connects at the next request."""
+        self._session.close()
+        self._session = requests.Session()
 
     # -- MailSource ----------------------------------------------------------------------------
 

@@ -914,6 +914,7 @@ def handle_batch(sim: Simulator, request: SimRequest) -> SimResponse:
                 "host": request.headers.get("host", ""),
             },
             body=b"",
+            peer=request.peer,
         )
         answer = sim.answer(inner)
         if answer is None:  # a dropped connection: Graph reports a failed step as a gateway error

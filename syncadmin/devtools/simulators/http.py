@@ -16,6 +16,8 @@ class SimRequest:
     # A request held back by a "slow" fault has had its fault: when it wakes up, its client has usually
     # given up and a later test may have armed new faults, which it must not use up.
     faults_spent: bool = False
+    # The client's address and port: one TCP connection's requests share it (a server's access log has it).
+    peer: str = ""
 
     @property
     def path(self) -> str:

@@ -47,6 +47,7 @@ class LoggedRequest:
     method: str
     path: str
     status: int
+    peer: str = ""
 
 
 Handler = Callable[["Simulator", SimRequest, Described], SimResponse]
@@ -161,6 +162,7 @@ class Simulator:
                     request.method,
                     request.path,
                     status,
+                    request.peer,
                 )
             )
 
@@ -372,6 +374,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             target=self.path,
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
+            peer=f"{self.client_address[0]}:{self.client_address[1]}",
         )
         response = self.server.sim.answer(request)
         if response is None:
