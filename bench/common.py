@@ -186,6 +186,26 @@ def _pg_admin(sql: str) -> None:
         conn.execute(sql)
 
 
+def settle(limit_seconds: float = 60.0) -> float:
+    """Wait until PostgreSQL has finished what the benchmark before left it (autovacuum of the tables it
+    filled, the checkpoint of what it wrote), so that it is not measured beside the next one.
+
+    Returns the seconds waited."""
+    import psycopg
+
+    began = time.perf_counter()
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        while time.perf_counter() - began < limit_seconds:
+            busy = conn.execute(
+                "select count(*) from pg_stat_activity where backend_type = 'autovacuum worker'"
+            ).fetchone()
+            if not busy or not busy[0]:
+                break
+            time.sleep(0.5)
+    return time.perf_counter() - began
+
+
 def _pg_exists(name: str) -> bool:
     import psycopg
 

@@ -136,6 +136,7 @@ def main() -> None:
                 extra.append("--reuse")
             result = common.BUILD / f"{name.lower()}.json"
             result.unlink(missing_ok=True)
+            common.log(f"{name}: PostgreSQL settled in {common.settle():.1f} s")
             common.log(f"{name}: {SCRIPTS[name]} {' '.join(extra)}")
             began = time.perf_counter()
             script = Path(__file__).parent / SCRIPTS[name]
