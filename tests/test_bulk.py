@@ -81,3 +81,60 @@ def test_a_value_too_long_for_its_column_is_refused_not_cut(db):
     with pytest.raises(DataError), transaction.atomic():
         bulk_insert([tracked(1, tracking_token="X" * 41)])
     assert not TrackedEmail.objects.exists()
+
+
+def test_a_time_prepared_once_for_many_rows_is_stored_as_djangos_own_writes_store_it(db):
+    from tracking.bulk import insert_rows, prepared_datetime
+    from tracking.models import CrmRecord
+
+    made = prepared_datetime(CrmRecord, T0)
+    insert_rows(
+        CrmRecord,
+        ("kind", "name", "email1", "email2", "email3", "active", "other_kind", "created_at"),
+        # prepared once, and a plain datetime (which insert_rows prepares itself)
+        [("contact", f"Row {n}", f"r{n}@example.net", "", "", True, "", made if n else T0) for n in range(3)],
+    )
+    orm = CrmRecord.objects.create(kind="contact", name="By the ORM", email1="orm@example.net")
+    CrmRecord.objects.filter(pk=orm.pk).update(created_at=T0)  # created_at is auto_now_add
+
+    # an equality lookup compares what is stored (text on SQLite): it finds all four only if they agree
+    assert CrmRecord.objects.filter(created_at=T0).count() == 4
+    assert {r.created_at for r in CrmRecord.objects.all()} == {T0}
+
+
+def test_migrating_rewrites_the_times_sqlite_stored_with_an_offset_as_django_writes_them(transactional_db):
+    from django.db.migrations.executor import MigrationExecutor
+
+    from tracking.models import CrmRecord
+
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL stores timestamptz, not text")
+    before, after = (
+        ("tracking", "0019_tracked_email_search"),
+        ("tracking", "0020_sqlite_bulk_datetimes_as_django_writes_them"),
+    )
+    executor = MigrationExecutor(connection)
+    leaves = executor.loader.graph.leaf_nodes()
+    executor.migrate([before])
+    with connection.cursor() as cursor:  # as insert_rows wrote them before: the driver kept the offset
+        cursor.executemany(
+            "INSERT INTO tracking_crmrecord (kind, name, email1, email2, email3, active, other_kind, "
+            "created_at) VALUES ('contact', %s, %s, '', '', 1, '', %s)",
+            [
+                ("UTC", "utc@example.net", "2026-03-02 09:00:00.123456+00:00"),
+                ("Pacific", "pdt@example.net", "2026-03-02 02:00:00.123456-07:00"),
+                ("Django", "orm@example.net", "2026-03-02 09:00:00.123456"),
+            ],
+        )
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    try:
+        executor.migrate([after])
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT DISTINCT CAST(created_at AS TEXT) FROM tracking_crmrecord")
+            assert cursor.fetchall() == [("2026-03-02 09:00:00.123456",)]
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(leaves)
+    assert CrmRecord.objects.filter(created_at=T0).count() == 3

@@ -12,9 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import connections, models, router
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.models.options import Options
 
 M = TypeVar("M", bound=models.Model)
 
@@ -56,6 +60,15 @@ def bulk_insert(objs: Sequence[M]) -> None:
             obj._state.db = connection.alias
 
 
+def prepared_datetime(model: type[models.Model], value: datetime) -> object:
+    """`value` as `insert_rows` writes it (naive UTC text on SQLite, the JSON document's text on
+    PostgreSQL), for a column that holds the same time in many rows: prepared once, not once a row."""
+    connection = connections[router.db_for_write(model)]
+    if connection.vendor == "postgresql":
+        return _json_value(value)
+    return connection.ops.adapt_datetimefield_value(value)
+
+
 def _json_value(value: object) -> object:
     return value.isoformat() if isinstance(value, datetime) else value
 
@@ -85,8 +98,33 @@ def insert_rows(model: type[models.Model], columns: Sequence[str], rows: Sequenc
             marks = ", ".join(["%s"] * len(columns))
             cursor.executemany(
                 f"INSERT INTO {quote(meta.db_table)} ({names}) VALUES ({marks})",
-                rows,  # type: ignore[arg-type]
+                _sqlite_rows(connection, meta, columns, rows),  # type: ignore[arg-type]
             )
+
+
+def _sqlite_rows(
+    connection: BaseDatabaseWrapper,
+    meta: Options[Any],
+    columns: Sequence[str],
+    rows: Sequence[Sequence[object]],
+) -> Sequence[Sequence[object]]:
+    """The rows with their datetimes as Django writes them to SQLite (naive UTC text). Handed to the driver
+    as they are, they would be stored with a "+00:00" the ORM's own values lack, and SQLite compares text:
+    `timeline_at = %s` and `<= %s` would miss them."""
+    stamped = [i for i, c in enumerate(columns) if isinstance(meta.get_field(c), models.DateTimeField)]
+    if not stamped:
+        return rows
+    adapt = connection.ops.adapt_datetimefield_value
+
+    def prepared(row: Sequence[object]) -> list[object]:
+        values = list(row)
+        for i in stamped:
+            value = values[i]
+            if isinstance(value, datetime):
+                values[i] = adapt(value)
+        return values
+
+    return [prepared(row) for row in rows]
 
 
 def update_rows(model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +26,7 @@ from django.utils.translation import gettext
 
 from tracking.actions.audit import audit
 from tracking.actions.errors import ActionError, too_long
-from tracking.bulk import insert_rows, update_rows
+from tracking.bulk import insert_rows, prepared_datetime, update_rows
 from tracking.choices import FALSE_WORDS, TRUE_WORDS, AuditAction, RecordKind
 from tracking.messages import has_unstorable_characters, normalize_address
 from tracking.models import CrmRecord
@@ -104,8 +103,9 @@ def _row_values(
     *,
     may_hold_nul: bool = True,
     clean: bool = True,
-) -> tuple[tuple[str, str], dict[str, object]] | str:
-    """((name, primary email), the record's other fields), or why the row is rejected.
+) -> Row | str:
+    """((name, primary email), the record's other fields in COLUMNS_WRITTEN's order), or why the row is
+    rejected.
 
     `may_hold_nul` False: the file was checked for NUL characters as a whole (a row has none then).
     `clean` False: the file holds nothing that clean_text would drop (checked as a whole, too).
@@ -143,18 +143,19 @@ def _row_values(
         )
         if length_problem:
             return length_problem
-    fields: dict[str, object] = {
-        "email1": emails[0],
-        "email2": emails[1] if len(emails) > 1 else "",
-        "email3": emails[2] if len(emails) > 2 else "",
-        "owner_id": owner_id,
-        "active": active_word not in INACTIVE_WORDS,
-        "other_kind": other_kind,
-    }
+    fields = (
+        emails[0],
+        emails[1] if len(emails) > 1 else "",
+        emails[2] if len(emails) > 2 else "",
+        owner_id,
+        active_word not in INACTIVE_WORDS,
+        other_kind,
+    )
     return (name, emails[0]), fields
 
 
-Row = tuple[tuple[str, str], dict[str, object]]
+COLUMNS_WRITTEN = ("email1", "email2", "email3", "owner_id", "active", "other_kind")
+Row = tuple[tuple[str, str], tuple[object, ...]]  # (name, primary email), values of COLUMNS_WRITTEN
 NAME_MAX = CrmRecord._meta.get_field("name").max_length or 0
 OTHER_KIND_MAX = CrmRecord._meta.get_field("other_kind").max_length or 0
 
@@ -188,10 +189,6 @@ def _batches(text: str, kind: str, report: ImportReport) -> Iterator[tuple[int, 
         yield seen, batch
 
 
-COLUMNS_WRITTEN = ("email1", "email2", "email3", "owner_id", "active", "other_kind")
-_written = operator.itemgetter(*COLUMNS_WRITTEN)
-
-
 def _write_batch(
     kind: str, rows: list[Row], now: datetime, *, imported: set[tuple[str, str]] | None = None
 ) -> tuple[int, int]:
@@ -208,8 +205,8 @@ def _write_batch(
         found = CrmRecord.objects.filter(kind=kind, email1__in=emails).order_by("pk")
         for pk, name, email in found.values_list("pk", "name", "email1"):
             existing.setdefault((name, email), pk)
-    new: dict[tuple[str, str], dict[str, object]] = {}
-    changed: dict[int, dict[str, object]] = {}
+    new: dict[tuple[str, str], tuple[object, ...]] = {}
+    changed: dict[int, tuple[object, ...]] = {}
     created = updated = 0
     for key, values in rows:
         if key in new:  # the same record twice in the batch: the later row wins, as an update
@@ -221,12 +218,13 @@ def _write_batch(
         else:
             new[key] = values
             created += 1
+    created_at = prepared_datetime(CrmRecord, now)  # once for the batch, not once a row
     insert_rows(
         CrmRecord,
         ("kind", "name", *COLUMNS_WRITTEN, "created_at"),
-        [(kind, key[0], *_written(v), now) for key, v in new.items()],
+        [(kind, key[0], *v, created_at) for key, v in new.items()],
     )
-    update_rows(CrmRecord, COLUMNS_WRITTEN, [(pk, *_written(v)) for pk, v in changed.items()])
+    update_rows(CrmRecord, COLUMNS_WRITTEN, [(pk, *v) for pk, v in changed.items()])
     if imported is not None:
         imported.update(new)
     return created, updated
