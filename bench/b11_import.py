@@ -33,13 +33,14 @@ def child(rows: int, repeat: int) -> None:
     from django.utils import timezone
 
     from tracking.actions.directory import BATCH_ROWS, COLUMNS_WRITTEN, check_import_records
-    from tracking.bulk import insert_rows
+    from tracking.bulk import insert_rows, prepared_datetime
     from tracking.models import CrmRecord
 
     owner = User.objects.create_user("bench-owner")
     lines = ["name,email,email2,owner,active"]
     prepared = []
-    now = timezone.now()
+    # prepared as the database takes it (naive UTC text on SQLite), as the import prepares it once a batch
+    now = prepared_datetime(CrmRecord, timezone.now())
     for i in range(rows):
         name, first, second = f"Contact {i}", f"contact{i}@example.com", f"c{i}@mail.example.net"
         lines.append(f"{name},{first},{second},bench-owner,{'false' if i % 10 == 0 else 'true'}")

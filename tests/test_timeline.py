@@ -10,16 +10,20 @@ import pytest
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
+from tracking.bulk import insert_rows
 from tracking.models import CrmRecord, EmailParty, TrackedEmail
 from tracking.timeline import TimeRange, timeline_page
 
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def story(db: None) -> tuple[CrmRecord, User, list[TrackedEmail]]:
+@pytest.fixture(params=["orm", "insert_rows"])
+def story(request: pytest.FixtureRequest, db: None) -> tuple[CrmRecord, User, list[TrackedEmail]]:
     """60 emails on Dana's timeline, by regarding, party (sometimes twice) or both, three at each time;
-    the user owns one in seven; some emails are someone else's record's."""
+    the user owns one in seven; some emails are someone else's record's.
+
+    The parties are written by the ORM, or as a scan's page commit writes them (`insert_rows`): on SQLite
+    that once stored their times in another form, which the timeline's comparisons missed."""
     dana = CrmRecord.objects.create(kind="contact", name="Dana")
     other = CrmRecord.objects.create(kind="contact", name="Other")
     reader = User.objects.create_user("reader")
@@ -35,13 +39,19 @@ def story(db: None) -> tuple[CrmRecord, User, list[TrackedEmail]]:
         )
         roles = ["to", "cc"] if i % 4 == 1 else ["from"] if i % 2 else ["to"] if i % 6 == 0 else []
         for role in roles:
-            EmailParty.objects.create(
-                tracked_email=tracked,
-                role=role,
-                address="d@example.net",
-                record=dana if on_dana else other,
-                timeline_at=tracked.timeline_at,
-            )
+            party = (tracked.pk, role, "d@example.net", (dana if on_dana else other).pk, tracked.timeline_at)
+            if request.param == "orm":
+                EmailParty.objects.create(
+                    tracked_email_id=party[0],
+                    role=role,
+                    address=party[2],
+                    record_id=party[3],
+                    timeline_at=party[4],
+                )
+            else:
+                insert_rows(
+                    EmailParty, ("tracked_email_id", "role", "address", "record_id", "timeline_at"), [party]
+                )
         if on_dana:
             made.append(tracked)
     return dana, reader, made

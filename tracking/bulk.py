@@ -112,8 +112,8 @@ def _sqlite_rows(
     as they are, they would be stored with a "+00:00" the ORM's own values lack, and SQLite compares text:
     `timeline_at = %s` and `<= %s` would miss them."""
     stamped = [i for i, c in enumerate(columns) if isinstance(meta.get_field(c), models.DateTimeField)]
-    if not stamped:
-        return rows
+    if not any(isinstance(row[i], datetime) for row in rows for i in stamped):
+        return rows  # none, or prepared already (prepared_datetime)
     adapt = connection.ops.adapt_datetimefield_value
 
     def prepared(row: Sequence[object]) -> list[object]:
