@@ -14,14 +14,18 @@ import os
 import pickle
 import signal
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
+from django.utils import timezone
 
 from syncadmin.devtools.simulators.server import Simulator
 from tests import rq_helpers as h
-from tracking import scanning
+from tracking import reprocessing, scanning
+from tracking.actions import do_start_round
 from tracking.choices import ErrorKind, ScanStatus
 from tracking.models import Decision, FolderSyncState, Mailbox, ScanRun
+from tracking.reprocessing import check_round
 from tracking.scanning import run_scan_cycle
 from tracking.sources.base import SourceError, SyncStateInvalid
 
@@ -93,6 +97,30 @@ def test_the_child_goes_on_on_the_connection_page_1_came_on_and_the_scanning_pro
     assert len(scan) >= 3 and all(scan)
     assert set(scan) == {scan[0]}, "no new connection (no handshake) in the way of the child's first page"
     assert after != scan[0], "the scanning process gave its connection to the child"
+
+
+@pytest.mark.parametrize("protocol", ["ews", "graph"])
+def test_a_reprocessing_round_reads_the_folder_again_fetching_ahead(sim, protocol, monkeypatch):
+    box = mailbox(sim, protocol, "round@contoso.example")
+    assert run_scan_cycle(box.pk) == "scanned inbox"
+    request = check_round([box], datetime(1990, 1, 1, tzinfo=UTC), (), now=timezone.now())
+    round = do_start_round(request, acting_user=None, via="test")
+    seen: list[list[str]] = []
+    real = reprocessing.process_round_page
+
+    def watched(*args: object, **kwargs: object) -> object:
+        seen.append([p.name for p in fetchers()])
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reprocessing, "process_round_page", watched)
+
+    for run in ScanRun.objects.filter(round=round):
+        assert reprocessing.run_round_folder(run.pk).status == ScanStatus.SUCCEEDED
+
+    assert seen[:2] == [["fetch-ahead inbox"]] * 2 and len(seen) == 3
+    assert fetchers() == []
+    again = Decision.objects.filter(mailbox=box, round=round)
+    assert again.count() == COUNT and not again.filter(supersedes__isnull=True).exists()
 
 
 @pytest.mark.parametrize("protocol", ["ews", "graph"])

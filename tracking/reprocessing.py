@@ -31,6 +31,7 @@ from tracking.models import Mailbox, ReprocessRound, ScanRun
 from tracking.pipeline import process_round_page
 from tracking.scanning import Clock, folders_to_scan, reconnect_if_lost, source_for
 from tracking.sources.base import MailSource, SourceError, SyncStateInvalid, attachment_fetcher
+from tracking.sources.fetchahead import synced_pages
 
 log = logging.getLogger(__name__)
 
@@ -126,22 +127,24 @@ def run_round_folder(
         source = source or source_for(mailbox)
         for attempt in (1, 2):
             try:
-                for page in source.sync(source_folder, run.round_state):
-                    if _cancelled(round):
-                        do_finish_round_run(run, now=clock(), status=ScanStatus.CANCELLED)
-                        return _fresh(run)
-                    process_round_page(
-                        mailbox,
-                        run.folder,
-                        page.items,
-                        run=run,
-                        since=round.since,
-                        now=clock(),
-                        round_state=page.state,
-                        rules=rules,
-                        fetcher=attachment_fetcher(source),
-                    )
-                    run.round_state = page.state or run.round_state
+                # a whole folder read again: its pages after the first fetched ahead, as a first scan's are
+                with synced_pages(source, source_folder, run.round_state) as pages:
+                    for page in pages:
+                        if _cancelled(round):
+                            do_finish_round_run(run, now=clock(), status=ScanStatus.CANCELLED)
+                            return _fresh(run)
+                        process_round_page(
+                            mailbox,
+                            run.folder,
+                            page.items,
+                            run=run,
+                            since=round.since,
+                            now=clock(),
+                            round_state=page.state,
+                            rules=rules,
+                            fetcher=attachment_fetcher(source),
+                        )
+                        run.round_state = page.state or run.round_state
                 break
             except SyncStateInvalid:
                 if attempt == 2:
